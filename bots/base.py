@@ -1,0 +1,133 @@
+"""The contract every channel adapter keeps, and the registry of adapters.
+
+Rasa's habit (rasa/core/channels/channel.py): one small class per provider behind one
+interface, found by name in a registry, so nothing outside ``bots/`` branches on a
+channel's name. Unlike Rasa, every adapter verifies its provider's signature, failing
+closed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from inbox.ingest import InboundMessage
+from inbox.outbox import DeliveryResult, OutboundMessage, register_sender
+
+
+class WebhookError(Exception):
+    status_code: ClassVar[int] = 400
+
+
+class BadSignature(WebhookError):
+    """The request is not from the provider it claims to be from (HTTP 403)."""
+
+    status_code = 403
+
+
+class BadPayload(WebhookError):
+    """The body cannot be understood; the message says what is wrong (HTTP 400)."""
+
+    status_code = 400
+
+
+class InvalidFields(WebhookError):
+    """The body parsed but its fields are missing or of the wrong type (HTTP 422)."""
+
+    status_code = 422
+
+    def __init__(self, message: str, errors: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(message)
+        self.errors = errors or []
+
+
+@dataclass
+class WebhookRequest:
+    """What an adapter sees of an HTTP request: enough to verify and parse it."""
+
+    method: str
+    url: str
+    headers: Mapping[str, str]
+    body: bytes
+    query: Mapping[str, str] = field(default_factory=dict)
+
+    def json(self) -> Any:
+        try:
+            return json.loads(self.body)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise BadPayload(f"the body is not valid JSON: {exc}") from exc
+
+
+class ChannelAdapter:
+    """Base class: verify, parse, send. Subclasses set ``name`` and override the three."""
+
+    name: ClassVar[str] = ""
+    #: What the channel can show; the base turns the rest into text fallbacks.
+    max_text_length: ClassVar[int] = 100_000
+
+    def enabled(self) -> bool:
+        return True
+
+    async def verify(self, request: WebhookRequest) -> None:
+        raise BadSignature(f"{self.name}: no verification configured")
+
+    def parse(self, request: WebhookRequest) -> list[InboundMessage]:
+        raise NotImplementedError
+
+    async def send(self, message: OutboundMessage) -> DeliveryResult:
+        raise NotImplementedError
+
+    def split_text(self, text: str) -> list[str]:
+        """Cut a long reply at paragraph, line or word boundaries to fit the channel."""
+        limit = self.max_text_length
+        parts: list[str] = []
+        rest = text
+        while len(rest) > limit:
+            cut = max(rest.rfind(sep, 0, limit) for sep in ("\n\n", "\n", " "))
+            cut = cut if cut > limit // 2 else limit
+            parts.append(rest[:cut].rstrip())
+            rest = rest[cut:].lstrip()
+        if rest or not parts:
+            parts.append(rest)
+        return parts
+
+
+_registry: dict[str, ChannelAdapter] = {}
+
+
+def register(adapter: ChannelAdapter) -> ChannelAdapter:
+    """Add an adapter to the registry and make it the sender for its channel."""
+    _registry[adapter.name] = adapter
+    register_sender(adapter.name, adapter.send)
+    return adapter
+
+
+def get_adapter(name: str) -> ChannelAdapter:
+    return _registry[name]
+
+
+def adapters() -> dict[str, ChannelAdapter]:
+    return dict(_registry)
+
+
+def hmac_sha256_hex(secret: str, body: bytes) -> str:
+    return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def check_hmac_header(
+    secret: str, body: bytes, header: str | None, prefix: str = "sha256="
+) -> None:
+    """Constant-time check of a ``sha256=<hex>`` signature header; fail closed."""
+    if not secret:
+        raise BadSignature("this channel has no secret configured, so nothing is accepted")
+    if not header:
+        raise BadSignature("the signature header is missing")
+    if not header.startswith(prefix):
+        raise BadSignature(f"the signature header must start with {prefix!r}")
+    expected = prefix + hmac_sha256_hex(secret, body)
+    if not hmac.compare_digest(expected, header.strip()):
+        raise BadSignature("the signature does not match the body")

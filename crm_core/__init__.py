@@ -1,0 +1,1 @@
+"""Unified customer profiles, channel identities, merge and search."""

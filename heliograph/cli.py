@@ -1,0 +1,188 @@
+"""The ``heliograph`` command: serve, worker, migrate, seed-demo, import-team, create-token."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+from heliograph.settings import get_settings
+
+
+def _setup_logging() -> None:
+    logging.basicConfig(
+        level=os.environ.get("HELIOGRAPH_LOG_LEVEL", "INFO"),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def cmd_migrate(_: argparse.Namespace) -> int:
+    from heliograph.migrate import upgrade
+
+    upgrade()
+    print(f"database at head: {get_settings().database_url}")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    if args.no_workers:
+        os.environ["HELIOGRAPH_RUN_WORKERS"] = "false"
+    if args.no_scheduler:
+        os.environ["HELIOGRAPH_RUN_SCHEDULER"] = "false"
+    from heliograph.settings import reset_settings
+
+    reset_settings()
+    settings = get_settings()
+    uvicorn.run(
+        "web.app:create_app",
+        factory=True,
+        host=args.host or settings.host,
+        port=args.port or settings.port,
+        log_level=os.environ.get("HELIOGRAPH_LOG_LEVEL", "info").lower(),
+        access_log=args.access_log,
+    )
+    return 0
+
+
+async def _worker_main() -> None:
+    from heliograph.components import load_components
+    from heliograph.db import close_db, get_db
+    from heliograph.runtime import Background
+
+    load_components()
+    settings = get_settings()
+    background = Background(get_db(), settings)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, background.stop_event.set)
+    background.start(workers=True, scheduler=settings.run_scheduler)
+    logging.getLogger("heliograph").info("worker %s running", os.getpid())
+    await background.stop_event.wait()
+    await background.stop()
+    await close_db()
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    if args.no_scheduler:
+        os.environ["HELIOGRAPH_RUN_SCHEDULER"] = "false"
+        from heliograph.settings import reset_settings
+
+        reset_settings()
+    asyncio.run(_worker_main())
+    return 0
+
+
+def _run_in_session(fn):  # type: ignore[no-untyped-def]
+    async def main():  # type: ignore[no-untyped-def]
+        from heliograph.components import load_components
+        from heliograph.db import close_db, get_db
+
+        load_components()
+        try:
+            async with get_db().session() as session:
+                result = await fn(session)
+                await session.commit()
+            return result
+        finally:
+            await close_db()
+
+    return asyncio.run(main())
+
+
+def cmd_import_team(args: argparse.Namespace) -> int:
+    from routing.team import TeamFileError, import_team
+
+    try:
+        text = Path(args.file).read_text(encoding="utf-8")
+        created, updated = _run_in_session(lambda s: import_team(s, text))
+    except (TeamFileError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"team imported: {created} created, {updated} updated")
+    return 0
+
+
+def cmd_create_token(args: argparse.Namespace) -> int:
+    from routing.team import MemberNotFound, create_token
+
+    try:
+        token = _run_in_session(lambda s: create_token(s, args.email, args.label))
+    except MemberNotFound as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(token)
+    return 0
+
+
+def cmd_seed_demo(args: argparse.Namespace) -> int:
+    import importlib
+
+    # The demo spans every package, so it lives in the composition root (web), reached by
+    # name like uvicorn reaches the app: the kernel still imports nothing above it.
+    demo = importlib.import_module("web.demo")
+    summary = _run_in_session(lambda s: demo.seed_demo(s, customers=args.customers))
+    print(summary)
+    return 0
+
+
+def cmd_jobs(args: argparse.Namespace) -> int:
+    from heliograph import jobs
+
+    if args.action == "dead":
+        for job in _run_in_session(lambda s: jobs.dead_jobs(s)):
+            print(f"{job.id}\t{job.kind}\t{job.attempts} tries\t{job.payload}\t{job.last_error}")
+        return 0
+    ok = _run_in_session(lambda s: jobs.retry_dead(s, args.job_id))
+    print("queued again" if ok else f"job {args.job_id} is not dead")
+    return 0 if ok else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="heliograph", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="web + workers + scheduler")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--no-workers", action="store_true")
+    serve.add_argument("--no-scheduler", action="store_true")
+    serve.add_argument("--access-log", action="store_true")
+    serve.set_defaults(fn=cmd_serve)
+    worker = sub.add_parser("worker", help="job workers only (and the scheduler if leader)")
+    worker.add_argument("--no-scheduler", action="store_true")
+    worker.set_defaults(fn=cmd_worker)
+    sub.add_parser("migrate", help="upgrade the database to the latest schema").set_defaults(
+        fn=cmd_migrate
+    )
+    seed = sub.add_parser("seed-demo", help="load the demo team, customers and conversations")
+    seed.add_argument("--customers", type=int, default=300)
+    seed.set_defaults(fn=cmd_seed_demo)
+    team = sub.add_parser("import-team", help="create/update team members from a YAML file")
+    team.add_argument("file")
+    team.set_defaults(fn=cmd_import_team)
+    token = sub.add_parser("create-token", help="print a new API token for a team member")
+    token.add_argument("email")
+    token.add_argument("--label", default="cli")
+    token.set_defaults(fn=cmd_create_token)
+    jobs_cmd = sub.add_parser("jobs", help="list dead jobs or retry one")
+    jobs_sub = jobs_cmd.add_subparsers(dest="action", required=True)
+    jobs_sub.add_parser("dead")
+    retry = jobs_sub.add_parser("retry")
+    retry.add_argument("job_id", type=int)
+    jobs_cmd.set_defaults(fn=cmd_jobs)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    _setup_logging()
+    args = build_parser().parse_args(argv)
+    return int(args.fn(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,301 @@
+"""Durable jobs in the database: enqueue in the caller's transaction, claim with a lease.
+
+Claiming is one ``UPDATE ... WHERE id IN (SELECT ... [FOR UPDATE SKIP LOCKED]) RETURNING``
+statement. On PostgreSQL ``SKIP LOCKED`` lets any number of workers claim disjoint rows;
+on SQLite the statement runs under ``BEGIN IMMEDIATE`` and so is serialised. A claim
+carries a lease (``locked_until``): a crashed worker's rows become claimable again when
+it expires. Handlers must be idempotent, since a job whose worker died after the side
+effect but before ``complete`` runs again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, func, or_, select, update
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from heliograph.db import Database, utcnow
+from heliograph.models import Job
+from heliograph.settings import Settings
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[dict[str, Any]], Awaitable[None]]
+_handlers: dict[str, Handler] = {}
+_subscribers: dict[str, list[str]] = {}
+DeadHook = Callable[[dict[str, Any], str], Awaitable[None]]
+_dead_hooks: dict[str, DeadHook] = {}
+_wakeup: asyncio.Event | None = None
+
+
+class RetryLater(Exception):
+    """The job failed for a passing reason; try again after ``delay_s`` (counts as an attempt)."""
+
+    def __init__(self, reason: str, delay_s: float | None = None) -> None:
+        super().__init__(reason)
+        self.delay_s = delay_s
+
+
+class Defer(Exception):
+    """Not this job's turn yet (e.g. an earlier reply is still queued); does not count as a try."""
+
+    def __init__(self, reason: str, delay_s: float = 1.0) -> None:
+        super().__init__(reason)
+        self.delay_s = delay_s
+
+
+class PermanentFailure(Exception):
+    """Retrying cannot help: the job goes straight to dead with this reason."""
+
+
+def handler(kind: str) -> Callable[[Handler], Handler]:
+    """Register the function that runs jobs of ``kind``."""
+
+    def register(fn: Handler) -> Handler:
+        _handlers[kind] = fn
+        return fn
+
+    return register
+
+
+def on_dead(kind: str) -> Callable[[DeadHook], DeadHook]:
+    """Register what to record when a job of ``kind`` gives up (e.g. mark a reply failed)."""
+
+    def register(fn: DeadHook) -> DeadHook:
+        _dead_hooks[kind] = fn
+        return fn
+
+    return register
+
+
+def subscribe(event: str, kind: str) -> None:
+    """Each ``publish(event)`` enqueues one job of ``kind`` (a listener, Chatwoot-style)."""
+    kinds = _subscribers.setdefault(event, [])
+    if kind not in kinds:
+        kinds.append(kind)
+
+
+def registered_kinds() -> set[str]:
+    return set(_handlers)
+
+
+async def enqueue(
+    session: AsyncSession,
+    kind: str,
+    payload: dict[str, Any],
+    *,
+    run_at: datetime | None = None,
+    dedupe_key: str | None = None,
+    max_attempts: int | None = None,
+) -> Job | None:
+    """Add a job to the caller's transaction. With ``dedupe_key``, a second enqueue is a no-op."""
+    if dedupe_key is not None:
+        existing = await session.exec(select(Job.id).where(Job.dedupe_key == dedupe_key))  # type: ignore[call-overload]
+        if existing.first() is not None:
+            return None
+    job = Job(kind=kind, payload=payload, run_at=run_at or utcnow(), dedupe_key=dedupe_key)
+    if max_attempts is not None:
+        job.max_attempts = max_attempts
+    session.add(job)
+    return job
+
+
+async def publish(session: AsyncSession, event: str, payload: dict[str, Any]) -> int:
+    """Enqueue one job per subscriber of ``event`` in the caller's transaction."""
+    kinds = _subscribers.get(event, [])
+    for kind in kinds:
+        await enqueue(session, kind, payload)
+    return len(kinds)
+
+
+def wake_workers() -> None:
+    """Tell this process's workers there is work (call after commit)."""
+    if _wakeup is not None:
+        _wakeup.set()
+
+
+@dataclass(frozen=True)
+class ClaimedJob:
+    id: int
+    kind: str
+    payload: dict[str, Any]
+    attempts: int
+    max_attempts: int
+
+
+class JobQueue:
+    def __init__(self, db: Database, settings: Settings, worker_id: str) -> None:
+        self.db = db
+        self.settings = settings
+        self.worker_id = worker_id
+
+    async def claim(self, limit: int) -> list[ClaimedJob]:
+        now = utcnow()
+        claimable = (
+            select(Job.id)
+            .where(
+                or_(
+                    and_(Job.status == "pending", Job.run_at <= now),
+                    and_(Job.status == "running", Job.locked_until < now),
+                )
+            )
+            .order_by(Job.run_at, Job.id)
+            .limit(limit)
+        )
+        if not self.db.is_sqlite:
+            claimable = claimable.with_for_update(skip_locked=True)
+        stmt = (
+            update(Job)
+            .where(Job.id.in_(claimable.scalar_subquery()))  # type: ignore[union-attr]
+            .values(
+                status="running",
+                locked_until=now + timedelta(seconds=self.settings.job_lease_s),
+                locked_by=self.worker_id,
+                attempts=Job.attempts + 1,
+            )
+            .returning(Job.id, Job.kind, Job.payload, Job.attempts, Job.max_attempts)
+        )
+        async with self.db.session() as session:
+            rows = (await session.execute(stmt)).all()
+            await session.commit()
+        return sorted((ClaimedJob(*row) for row in rows), key=lambda j: j.id)
+
+    async def _finish(self, job_id: int, **values: Any) -> None:
+        stmt = (
+            update(Job)
+            .where(Job.id == job_id, Job.locked_by == self.worker_id, Job.status == "running")
+            .values(locked_until=None, **values)
+        )
+        async with self.db.session() as session:
+            await session.execute(stmt)
+            await session.commit()
+
+    async def complete(self, job: ClaimedJob) -> None:
+        await self._finish(job.id, status="done", finished_at=utcnow(), last_error=None)
+
+    async def defer(self, job: ClaimedJob, delay_s: float) -> None:
+        run_at = utcnow() + timedelta(seconds=delay_s)
+        await self._finish(job.id, status="pending", run_at=run_at, attempts=job.attempts - 1)
+
+    async def fail(self, job: ClaimedJob, error: str, delay_s: float | None = None) -> str:
+        if job.attempts >= job.max_attempts:
+            await self.kill(job, error)
+            return "dead"
+        if delay_s is None:
+            delay_s = self.backoff(job.attempts)
+        run_at = utcnow() + timedelta(seconds=delay_s)
+        await self._finish(job.id, status="pending", run_at=run_at, last_error=error)
+        return "retry"
+
+    async def kill(self, job: ClaimedJob, error: str) -> None:
+        await self._finish(job.id, status="dead", finished_at=utcnow(), last_error=error)
+        hook = _dead_hooks.get(job.kind)
+        if hook is not None:
+            try:
+                await hook(job.payload, error)
+            except Exception:
+                log.exception("dead hook for job %s (%s) failed", job.id, job.kind)
+
+    def backoff(self, attempts: int) -> float:
+        """Exponential backoff with full jitter on the top half (AWS architecture blog)."""
+        cap = min(
+            self.settings.job_backoff_max_s,
+            self.settings.job_backoff_base_s * (2 ** max(attempts - 1, 0)),
+        )
+        return cap / 2 + random.random() * cap / 2
+
+    async def run_one(self, job: ClaimedJob) -> str:
+        fn = _handlers.get(job.kind)
+        if fn is None:
+            await self.kill(job, f"no handler registered for job kind {job.kind!r}")
+            return "dead"
+        try:
+            # A handler must finish well inside the lease, or another worker takes the job.
+            await asyncio.wait_for(fn(job.payload), timeout=self.settings.job_lease_s * 0.8)
+        except Defer as exc:
+            await self.defer(job, exc.delay_s)
+            return "deferred"
+        except PermanentFailure as exc:
+            await self.kill(job, str(exc))
+            return "dead"
+        except RetryLater as exc:
+            return await self.fail(job, str(exc), exc.delay_s)
+        except Exception as exc:
+            log.exception("job %s (%s) failed", job.id, job.kind)
+            return await self.fail(job, f"{type(exc).__name__}: {exc}")
+        await self.complete(job)
+        return "done"
+
+
+async def run_worker(db: Database, settings: Settings, worker_id: str, stop: asyncio.Event) -> None:
+    """Claim and run jobs until ``stop`` is set."""
+    global _wakeup
+    _wakeup = asyncio.Event()
+    queue = JobQueue(db, settings, worker_id)
+    limit = asyncio.Semaphore(settings.worker_concurrency)
+    running: set[asyncio.Task[str]] = set()
+
+    async def guarded(job: ClaimedJob) -> str:
+        async with limit:
+            return await queue.run_one(job)
+
+    while not stop.is_set():
+        free = settings.worker_concurrency - len(running)
+        jobs: list[ClaimedJob] = []
+        if free > 0:
+            try:
+                jobs = await queue.claim(min(free, settings.worker_batch))
+            except Exception:  # the database may be restarting; keep the worker alive
+                log.exception("claiming jobs failed")
+                await asyncio.sleep(1)
+        for job in jobs:
+            task = asyncio.create_task(guarded(job))
+            running.add(task)
+            task.add_done_callback(running.discard)
+        if jobs and len(jobs) == free:
+            continue
+        _wakeup.clear()
+        waiters = [asyncio.create_task(_wakeup.wait()), asyncio.create_task(stop.wait())]
+        await asyncio.wait(waiters, timeout=settings.worker_poll_s, return_when="FIRST_COMPLETED")
+        for waiter in waiters:
+            waiter.cancel()
+    if running:
+        await asyncio.wait(running, timeout=settings.job_lease_s)
+
+
+async def dead_jobs(session: AsyncSession, limit: int = 100) -> list[Job]:
+    rows = await session.exec(  # type: ignore[call-overload]
+        select(Job).where(Job.status == "dead").order_by(Job.id.desc()).limit(limit)  # type: ignore[union-attr]
+    )
+    return list(rows.scalars().all())
+
+
+async def retry_dead(session: AsyncSession, job_id: int) -> bool:
+    """An operator puts a dead job back in the queue with a fresh set of attempts."""
+    result = await session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status == "dead")
+        .values(status="pending", attempts=0, run_at=utcnow(), finished_at=None)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def queue_stats(session: AsyncSession) -> dict[str, int]:
+    rows = await session.execute(select(Job.status, func.count()).group_by(Job.status))
+    return {status: count for status, count in rows.all()}
+
+
+async def purge_done(session: AsyncSession, older_than: timedelta) -> int:
+    from sqlalchemy import delete
+
+    result = await session.execute(
+        delete(Job).where(Job.status == "done", Job.finished_at < utcnow() - older_than)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]

@@ -1,0 +1,49 @@
+"""Kernel tables: durable jobs and the audit log."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, Index, Text
+from sqlmodel import Field, SQLModel
+
+from heliograph.db import utcnow
+
+
+class Job(SQLModel, table=True):
+    """One unit of durable work, written in the transaction that caused it."""
+
+    __tablename__ = "job"
+    __table_args__ = (
+        Index("ix_job_claim", "status", "run_at"),
+        Index("ix_job_lease", "status", "locked_until"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(max_length=64, index=True)
+    payload: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    status: str = Field(default="pending", max_length=16)  # pending, running, done, dead
+    attempts: int = 0
+    max_attempts: int = 8
+    run_at: datetime = Field(default_factory=utcnow)
+    locked_until: datetime | None = None
+    locked_by: str | None = Field(default=None, max_length=64)
+    last_error: str | None = Field(default=None, sa_column=Column(Text))
+    dedupe_key: str | None = Field(default=None, max_length=200, unique=True)
+    created_at: datetime = Field(default_factory=utcnow)
+    finished_at: datetime | None = None
+
+
+class AuditEvent(SQLModel, table=True):
+    """Who did what to which record; kept even when the record's personal data is erased."""
+
+    __tablename__ = "audit_event"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(default_factory=utcnow, index=True)
+    actor: str = Field(max_length=200)
+    action: str = Field(max_length=64, index=True)
+    subject_type: str = Field(max_length=64)
+    subject_id: int = Field(index=True)
+    details: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))

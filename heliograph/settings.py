@@ -1,0 +1,86 @@
+"""One settings class for the whole service (env prefix ``HELIOGRAPH_``, optional ``.env``)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PLACEHOLDER_SECRETS = {"", "changeme", "change-me", "demo-secret", "secret"}
+
+
+class InsecureSettingsError(ValueError):
+    """A secret still has a placeholder value outside demo mode."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="HELIOGRAPH_", env_file=".env", extra="ignore")
+
+    database_url: str = Field(
+        default="sqlite+aiosqlite:///var/heliograph.db",
+        description="SQLAlchemy async URL: sqlite+aiosqlite:///path or postgresql+asyncpg://...",
+    )
+    demo_mode: bool = Field(default=False, description="Allow placeholder secrets (make run).")
+    host: str = "127.0.0.1"
+    port: int = 8000
+    public_url: str = Field(default="", description="The URL providers call us on.")
+
+    # Generic API channel (Chatwoot-style): signed inbound, signed outbound POSTs.
+    api_inbound_secret: str = Field(default="", description="HMAC key for POST /api/v1/inbound.")
+    api_outbound_url: str = Field(default="", description="Where replies on the API channel go.")
+    api_outbound_secret: str = Field(
+        default="", description="HMAC key for outbound POSTs (defaults to the inbound secret)."
+    )
+    outbound_timeout_s: float = 10.0
+
+    max_body_bytes: int = Field(default=1_048_576, description="Largest accepted webhook body.")
+    reopen_window_hours: float = Field(
+        default=96.0,
+        description="A message within this many hours of resolution reopens the conversation.",
+    )
+
+    # Durable jobs.
+    worker_concurrency: int = 16
+    worker_batch: int = 32
+    worker_poll_s: float = 0.25
+    job_lease_s: float = 60.0
+    job_max_attempts: int = 8
+    job_backoff_base_s: float = 2.0
+    job_backoff_max_s: float = 600.0
+    run_workers: bool = Field(default=True, description="`serve` also runs workers.")
+    run_scheduler: bool = Field(default=True, description="`serve` also runs the scheduler.")
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def outbound_secret(self) -> str:
+        return self.api_outbound_secret or self.api_inbound_secret
+
+    def sqlite_path(self) -> Path | None:
+        if not self.is_sqlite:
+            return None
+        return Path(self.database_url.split("///", 1)[1])
+
+    @model_validator(mode="after")
+    def _reject_placeholders(self) -> Settings:
+        # A configured channel with a guessable secret is worse than a disabled one.
+        if not self.demo_mode and self.api_inbound_secret.lower() in PLACEHOLDER_SECRETS - {""}:
+            raise InsecureSettingsError(
+                "HELIOGRAPH_API_INBOUND_SECRET has a placeholder value; set a real secret "
+                "or HELIOGRAPH_DEMO_MODE=1"
+            )
+        return self
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
+
+
+def reset_settings() -> None:
+    """Forget the cached settings (tests and the CLI change the environment)."""
+    get_settings.cache_clear()

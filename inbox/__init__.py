@@ -1,0 +1,1 @@
+"""Conversations, messages, notes; the ingest pipeline; replies and the outbound outbox."""

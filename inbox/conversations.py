@@ -1,0 +1,254 @@
+"""Use cases on a conversation: reply, note, resolve, reopen, snooze, list, read."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, select, update
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from crm_core import identity
+from heliograph import jobs
+from heliograph.db import utcnow
+from inbox.models import STATUSES, Attachment, Conversation, Message, Note
+
+
+class ConversationNotFound(LookupError):
+    pass
+
+
+class InvalidRequest(ValueError):
+    """The request cannot be carried out as asked (the message says why)."""
+
+
+async def get_conversation(session: AsyncSession, conversation_id: int) -> Conversation:
+    conversation = await session.get(Conversation, conversation_id)
+    if conversation is None:
+        raise ConversationNotFound(f"conversation {conversation_id} does not exist")
+    return conversation
+
+
+@dataclass
+class ConversationFilter:
+    status: str | None = None
+    assignee_id: int | None = None
+    unassigned: bool = False
+    channel: str | None = None
+    customer_id: int | None = None
+    before_id: int | None = None  # keyset pagination: newest first
+    limit: int = 50
+
+
+async def list_conversations(session: AsyncSession, f: ConversationFilter) -> list[Conversation]:
+    stmt = select(Conversation)
+    if f.status:
+        stmt = stmt.where(Conversation.status == f.status)
+    if f.assignee_id is not None:
+        stmt = stmt.where(Conversation.assignee_id == f.assignee_id)
+    if f.unassigned:
+        stmt = stmt.where(Conversation.assignee_id.is_(None))  # type: ignore[union-attr]
+    if f.channel:
+        stmt = stmt.where(Conversation.channel == f.channel)
+    if f.customer_id is not None:
+        stmt = stmt.where(Conversation.customer_id == f.customer_id)
+    if f.before_id is not None:
+        stmt = stmt.where(Conversation.id < f.before_id)  # type: ignore[operator]
+    stmt = stmt.order_by(Conversation.id.desc()).limit(f.limit)  # type: ignore[union-attr]
+    return list((await session.execute(stmt)).scalars().all())
+
+
+async def messages_of(
+    session: AsyncSession, conversation_id: int, limit: int = 200
+) -> list[Message]:
+    rows = await session.execute(
+        select(Message)
+        .where(Message.conversation_id == conversation_id)
+        .order_by(Message.id.desc())
+        .limit(limit)
+    )
+    return list(reversed(rows.scalars().all()))
+
+
+async def attachments_of(session: AsyncSession, message_ids: list[int]) -> list[Attachment]:
+    if not message_ids:
+        return []
+    rows = await session.execute(
+        select(Attachment).where(Attachment.message_id.in_(message_ids))  # type: ignore[attr-defined]
+    )
+    return list(rows.scalars().all())
+
+
+async def notes_of(session: AsyncSession, conversation_id: int) -> list[Note]:
+    rows = await session.execute(
+        select(Note).where(Note.conversation_id == conversation_id).order_by(Note.id)
+    )
+    return list(rows.scalars().all())
+
+
+async def reply(
+    session: AsyncSession,
+    conversation_id: int,
+    text: str,
+    author_id: int | None,
+    author_type: str = "agent",
+) -> Message:
+    """Store an outgoing message and its outbox job in the caller's transaction."""
+    if not text.strip():
+        raise InvalidRequest("a reply needs some text")
+    conversation = await get_conversation(session, conversation_id)
+    now = utcnow()
+    message = Message(
+        conversation_id=conversation.id,  # type: ignore[arg-type]
+        customer_id=conversation.customer_id,
+        channel=conversation.channel,
+        direction="out",
+        author_type=author_type,
+        author_id=author_id,
+        text=text,
+        delivery_status="queued",
+    )
+    session.add(message)
+    await session.flush()
+    if author_type == "agent":
+        conversation.first_response_at = conversation.first_response_at or now
+        conversation.waiting_since = None
+    if conversation.status in ("pending", "snoozed"):
+        conversation.status, conversation.snoozed_until = "open", None
+    conversation.last_message_at = conversation.updated_at = now
+    await jobs.enqueue(
+        session, "outbox.deliver", {"message_id": message.id}, dedupe_key=f"deliver:{message.id}"
+    )
+    await jobs.publish(
+        session,
+        "message.sent",
+        {"message_id": message.id, "conversation_id": conversation.id, "author_id": author_id},
+    )
+    return message
+
+
+async def add_note(
+    session: AsyncSession, conversation_id: int, text: str, author_id: int | None
+) -> Note:
+    if not text.strip():
+        raise InvalidRequest("a note needs some text")
+    conversation = await get_conversation(session, conversation_id)
+    note = Note(conversation_id=conversation.id, author_id=author_id, text=text)  # type: ignore[arg-type]
+    session.add(note)
+    conversation.updated_at = utcnow()
+    await session.flush()
+    return note
+
+
+async def set_status(
+    session: AsyncSession,
+    conversation_id: int,
+    status: str,
+    snoozed_until: datetime | None = None,
+) -> Conversation:
+    if status not in STATUSES:
+        raise InvalidRequest(f"status must be one of {', '.join(STATUSES)}")
+    conversation = await get_conversation(session, conversation_id)
+    now = utcnow()
+    if status == "snoozed":
+        if snoozed_until is None or snoozed_until <= now:
+            raise InvalidRequest("snooze needs a time in the future ('until')")
+        conversation.snoozed_until = snoozed_until
+    else:
+        conversation.snoozed_until = None
+    if status == "resolved":
+        conversation.resolved_at = now
+        conversation.waiting_since = None
+    elif conversation.status == "resolved":
+        await _ensure_no_other_active(session, conversation)
+        conversation.resolved_at = None
+    previous = conversation.status
+    conversation.status = status
+    conversation.updated_at = now
+    await session.flush()
+    if previous != status:
+        await jobs.publish(
+            session,
+            "conversation.status_changed",
+            {"conversation_id": conversation.id, "from": previous, "to": status},
+        )
+    return conversation
+
+
+async def _ensure_no_other_active(session: AsyncSession, conversation: Conversation) -> None:
+    other = await session.execute(
+        select(Conversation.id).where(
+            Conversation.customer_id == conversation.customer_id,
+            Conversation.channel == conversation.channel,
+            Conversation.thread_key == conversation.thread_key,
+            Conversation.status != "resolved",
+            Conversation.id != conversation.id,
+        )
+    )
+    other_id = other.scalar()
+    if other_id is not None:
+        raise InvalidRequest(
+            f"conversation {other_id} with this customer on {conversation.channel} is already "
+            "open; continue there"
+        )
+
+
+async def wake_snoozed(session: AsyncSession) -> int:
+    """Snoozed conversations whose time has come are open again (scheduler, every minute)."""
+    result = await session.execute(
+        update(Conversation)
+        .where(Conversation.status == "snoozed", Conversation.snoozed_until <= utcnow())  # type: ignore[operator]
+        .values(status="open", snoozed_until=None, updated_at=utcnow())
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def _move_conversations(
+    session: AsyncSession, source_id: int, target_id: int
+) -> dict[str, int]:
+    """Merge hook: the source customer's conversations and messages follow to the target."""
+    active = select(Conversation).where(Conversation.status != "resolved")
+    target_active = {
+        (c.channel, c.thread_key): c
+        for c in (await session.execute(active.where(Conversation.customer_id == target_id)))
+        .scalars()
+        .all()
+    }
+    folded = 0
+    for conv in (
+        (await session.execute(active.where(Conversation.customer_id == source_id))).scalars().all()
+    ):
+        keep = target_active.get((conv.channel, conv.thread_key))
+        if keep is None:
+            continue
+        # Both were open on the same channel: one thread, not two.
+        await session.execute(
+            update(Message)
+            .where(Message.conversation_id == conv.id)
+            .values(conversation_id=keep.id)
+        )
+        await session.execute(
+            update(Note).where(Note.conversation_id == conv.id).values(conversation_id=keep.id)
+        )
+        conv.status, conv.resolved_at = "resolved", utcnow()
+        folded += 1
+    await session.flush()
+    moved = await session.execute(
+        update(Conversation)
+        .where(Conversation.customer_id == source_id)
+        .values(customer_id=target_id)
+    )
+    await session.execute(
+        update(Message).where(Message.customer_id == source_id).values(customer_id=target_id)
+    )
+    return {"conversations": int(moved.rowcount), "conversations_folded": folded}  # type: ignore[attr-defined]
+
+
+identity.merge_hooks.append(_move_conversations)
+
+
+async def count_by_status(session: AsyncSession) -> dict[str, int]:
+    rows = await session.execute(
+        select(Conversation.status, func.count()).group_by(Conversation.status)
+    )
+    return {status: count for status, count in rows.all()}

@@ -1,0 +1,189 @@
+"""``accept()``: one inbound message, one transaction (DESIGN.md, "The path of one message").
+
+dedupe -> identity -> thread -> store -> jobs, all committed together, so a webhook that
+answers 200 after ``accept`` returns has the message on disk, and a replay finds it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from crm_core.identity import Resolved, SenderProfile, resolve_customer
+from heliograph import jobs
+from heliograph.db import Database, is_unique_violation, utcnow
+from heliograph.settings import get_settings
+from inbox.models import Attachment, Conversation, Message
+
+_THREAD_TRIES = 5
+
+
+@dataclass
+class InboundAttachment:
+    kind: str  # image, audio, video, file
+    url: str | None = None
+    content_type: str | None = None
+    filename: str | None = None
+    size: int | None = None
+    provider_file_id: str | None = None
+
+
+@dataclass
+class InboundMessage:
+    """What every channel adapter turns a provider's payload into."""
+
+    channel: str
+    provider_message_id: str
+    sender: SenderProfile
+    text: str = ""
+    sent_at: datetime | None = None
+    attachments: list[InboundAttachment] = field(default_factory=list)
+    thread_key: str = ""
+    subject: str | None = None
+    raw: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class AcceptResult:
+    message_id: int
+    conversation_id: int
+    customer_id: int
+    duplicate: bool
+    new_conversation: bool = False
+
+
+async def _existing(session: AsyncSession, channel: str, provider_id: str) -> AcceptResult | None:
+    row = (
+        await session.execute(
+            select(Message.id, Message.conversation_id, Message.customer_id).where(
+                Message.channel == channel, Message.provider_message_id == provider_id
+            )
+        )
+    ).first()
+    if row is None:
+        return None
+    return AcceptResult(row[0], row[1], row[2], duplicate=True)
+
+
+async def _thread(
+    session: AsyncSession, resolved: Resolved, msg: InboundMessage
+) -> tuple[Conversation, bool]:
+    """The customer's unresolved conversation on this channel/thread, a recent one reopened,
+    or a new one. Returns ``(conversation, created)``."""
+    customer_id = resolved.customer.id
+    base = select(Conversation).where(
+        Conversation.customer_id == customer_id,
+        Conversation.channel == msg.channel,
+        Conversation.thread_key == msg.thread_key,
+    )
+    window = timedelta(hours=get_settings().reopen_window_hours)
+    for _ in range(_THREAD_TRIES):
+        active = (await session.execute(base.where(Conversation.status != "resolved"))).scalar()
+        if active is not None:
+            return active, False
+        recent = (
+            await session.execute(
+                base.where(
+                    Conversation.status == "resolved",
+                    Conversation.resolved_at >= utcnow() - window,  # type: ignore[operator]
+                ).order_by(Conversation.resolved_at.desc())  # type: ignore[union-attr]
+            )
+        ).scalar()
+        try:
+            async with session.begin_nested():
+                if recent is not None:
+                    recent.status, recent.resolved_at = "open", None
+                    conversation, created = recent, False
+                else:
+                    conversation = Conversation(
+                        customer_id=customer_id,  # type: ignore[arg-type]
+                        identity_id=resolved.identity.id,
+                        channel=msg.channel,
+                        thread_key=msg.thread_key,
+                        subject=msg.subject,
+                        language=resolved.customer.language,
+                        priority="high" if resolved.customer.vip else "normal",
+                    )
+                    session.add(conversation)
+                    created = True
+                await session.flush()
+        except IntegrityError as exc:
+            if not is_unique_violation(exc):
+                raise
+            continue  # another message opened it first: join that one
+        return conversation, created
+    raise RuntimeError(f"could not thread message {msg.channel}:{msg.provider_message_id}")
+
+
+async def accept_in(session: AsyncSession, msg: InboundMessage) -> AcceptResult:
+    """The body of ``accept`` inside the caller's transaction."""
+    existing = await _existing(session, msg.channel, msg.provider_message_id)
+    if existing is not None:
+        return existing
+    resolved = await resolve_customer(session, msg.sender)
+    conversation, created = await _thread(session, resolved, msg)
+    now = utcnow()
+    message = Message(
+        conversation_id=conversation.id,  # type: ignore[arg-type]
+        customer_id=resolved.customer.id,  # type: ignore[arg-type]
+        channel=msg.channel,
+        direction="in",
+        author_type="customer",
+        text=msg.text,
+        provider_message_id=msg.provider_message_id,
+        sent_at=msg.sent_at,
+        raw=msg.raw,
+    )
+    try:
+        async with session.begin_nested():
+            session.add(message)
+            await session.flush()
+    except IntegrityError as exc:
+        if not is_unique_violation(exc):
+            raise
+        # A concurrent replay committed first; report its row.
+        winner = await _existing(session, msg.channel, msg.provider_message_id)
+        if winner is None:
+            raise
+        return winner
+    for item in msg.attachments:
+        session.add(Attachment(message_id=message.id, **item.__dict__))  # type: ignore[arg-type]
+    reopened = conversation.status != "open"
+    conversation.status = "open"
+    conversation.snoozed_until = None
+    conversation.identity_id = resolved.identity.id
+    conversation.last_message_at = now
+    conversation.updated_at = now
+    if conversation.waiting_since is None:
+        conversation.waiting_since = now
+    event = {
+        "message_id": message.id,
+        "conversation_id": conversation.id,
+        "customer_id": resolved.customer.id,
+        "new_conversation": created,
+        "reopened": reopened and not created,
+        "has_attachments": bool(msg.attachments),
+    }
+    await jobs.publish(session, "message.received", event)
+    return AcceptResult(
+        message.id,  # type: ignore[arg-type]
+        conversation.id,  # type: ignore[arg-type]
+        resolved.customer.id,  # type: ignore[arg-type]
+        duplicate=False,
+        new_conversation=created,
+    )
+
+
+async def accept(db: Database, msg: InboundMessage) -> AcceptResult:
+    """Store one inbound message; return only once it is committed."""
+    async with db.session() as session:
+        result = await accept_in(session, msg)
+        await session.commit()
+    if not result.duplicate:
+        jobs.wake_workers()
+    return result

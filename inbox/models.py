@@ -1,0 +1,111 @@
+"""Conversation -> Message (+ Attachment) and private Note."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, Index, Text, UniqueConstraint, text
+from sqlmodel import Field, SQLModel
+
+from heliograph.db import utcnow
+
+STATUSES = ("open", "pending", "snoozed", "resolved")
+PRIORITIES = ("low", "normal", "high", "urgent")
+DELIVERY_DONE = ("sent", "delivered", "read")
+
+
+class Conversation(SQLModel, table=True):
+    __tablename__ = "conversation"
+    __table_args__ = (
+        # At most one unresolved conversation per customer, channel and thread: two first
+        # messages racing cannot open two (the loser retries and joins the winner's).
+        Index(
+            "uq_conversation_active",
+            "customer_id",
+            "channel",
+            "thread_key",
+            unique=True,
+            sqlite_where=text("status <> 'resolved'"),
+            postgresql_where=text("status <> 'resolved'"),
+        ),
+        Index("ix_conversation_status", "status", "last_message_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    customer_id: int = Field(foreign_key="customer.id", index=True)
+    identity_id: int | None = Field(default=None, foreign_key="identity.id")  # who we reply to
+    channel: str = Field(max_length=32, index=True)
+    thread_key: str = Field(default="", max_length=255)
+    status: str = Field(default="open", max_length=16)
+    priority: str = Field(default="normal", max_length=16)
+    assignee_id: int | None = Field(default=None, foreign_key="team_member.id", index=True)
+    language: str | None = Field(default=None, max_length=16)
+    topic_tags: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    subject: str | None = Field(default=None, max_length=300)
+    translation_enabled: bool = True
+    snoozed_until: datetime | None = None
+    waiting_since: datetime | None = None  # oldest customer message not yet answered
+    first_response_at: datetime | None = None
+    resolved_at: datetime | None = None
+    last_message_at: datetime = Field(default_factory=utcnow)
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class Message(SQLModel, table=True):
+    __tablename__ = "message"
+    __table_args__ = (
+        # The dedupe key of every inbound message: a replay is a no-op, not an error.
+        UniqueConstraint("channel", "provider_message_id", name="uq_message_provider_id"),
+        Index("ix_message_conversation", "conversation_id", "id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    conversation_id: int = Field(foreign_key="conversation.id")
+    customer_id: int = Field(foreign_key="customer.id", index=True)
+    channel: str = Field(max_length=32)
+    direction: str = Field(max_length=8)  # in, out
+    author_type: str = Field(max_length=16)  # customer, agent, system
+    author_id: int | None = Field(default=None, foreign_key="team_member.id")
+    text: str = Field(default="", sa_column=Column(Text, nullable=False))
+    original_text: str | None = Field(default=None, sa_column=Column(Text))
+    original_language: str | None = Field(default=None, max_length=16)
+    provider_message_id: str | None = Field(default=None, max_length=255)  # inbound dedupe key
+    external_id: str | None = Field(default=None, max_length=255, index=True)  # provider id out
+    delivery_status: str = Field(default="received", max_length=16)
+    delivery_error: str | None = Field(default=None, max_length=500)
+    sent_at: datetime | None = None  # the provider's timestamp for inbound
+    edited_at: datetime | None = None
+    raw: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Attachment(SQLModel, table=True):
+    __tablename__ = "attachment"
+
+    id: int | None = Field(default=None, primary_key=True)
+    message_id: int = Field(foreign_key="message.id", index=True)
+    kind: str = Field(max_length=16)  # image, audio, video, file
+    content_type: str | None = Field(default=None, max_length=100)
+    filename: str | None = Field(default=None, max_length=255)
+    size: int | None = None
+    url: str | None = Field(default=None, max_length=2000)
+    provider_file_id: str | None = Field(default=None, max_length=255)
+    storage_path: str | None = Field(default=None, max_length=500)
+    transcript: str | None = Field(default=None, sa_column=Column(Text))
+    transcript_language: str | None = Field(default=None, max_length=16)
+    transcript_status: str | None = Field(default=None, max_length=16)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Note(SQLModel, table=True):
+    """A private note: agents see it, customers never do."""
+
+    __tablename__ = "note"
+
+    id: int | None = Field(default=None, primary_key=True)
+    conversation_id: int = Field(foreign_key="conversation.id", index=True)
+    author_id: int | None = Field(default=None, foreign_key="team_member.id")
+    text: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow)

@@ -1,0 +1,188 @@
+"""Delivering replies: the ``outbox.deliver`` job and the registry of channel senders.
+
+Senders live in ``bots/`` (one per channel) and register here, so the inbox never
+imports a provider. Delivery is at-least-once with the message id as idempotency key:
+a worker that dies between the provider's 200 and our commit sends again after its
+lease expires; every sender passes the id along so the receiver can drop the repeat.
+Within a conversation replies leave in the order they were written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from sqlalchemy import select, update
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from crm_core.models import Identity
+from heliograph import jobs
+from heliograph.db import get_db, utcnow
+from inbox.models import DELIVERY_DONE, Conversation, Message
+
+
+@dataclass(frozen=True)
+class OutboundMessage:
+    message_id: int
+    conversation_id: int
+    channel: str
+    recipient_id: str  # the identity's external id on the channel
+    text: str
+    thread_key: str = ""
+    subject: str | None = None
+
+
+@dataclass(frozen=True)
+class DeliveryResult:
+    external_id: str | None = None
+    status: str = "sent"  # "delivered" where the provider's 2xx already means delivered
+
+
+Sender = Callable[[OutboundMessage], Awaitable[DeliveryResult]]
+_senders: dict[str, Sender] = {}
+
+
+class DeliveryRetry(jobs.RetryLater):
+    """The provider failed for a passing reason (5xx, 429, timeout)."""
+
+
+class DeliveryRefused(jobs.PermanentFailure):
+    """The provider refused for good (bad recipient, blocked); retrying cannot help."""
+
+
+def register_sender(channel: str, sender: Sender) -> None:
+    _senders[channel] = sender
+
+
+def sender_channels() -> list[str]:
+    return sorted(_senders)
+
+
+async def _earlier_pending(session: AsyncSession, message: Message) -> bool:
+    row = await session.execute(
+        select(Message.id).where(
+            Message.conversation_id == message.conversation_id,
+            Message.direction == "out",
+            Message.id < message.id,  # type: ignore[operator]
+            Message.delivery_status.in_(("queued", "sending")),  # type: ignore[attr-defined]
+        )
+    )
+    return row.first() is not None
+
+
+async def _mark(message_id: int, **values: object) -> None:
+    async with get_db().session() as session:
+        await session.execute(
+            update(Message)
+            .where(
+                Message.id == message_id,
+                Message.delivery_status.not_in(DELIVERY_DONE),  # type: ignore[attr-defined]
+            )
+            .values(**values)
+        )
+        await session.commit()
+
+
+async def _prepare(message_id: int) -> OutboundMessage | None:
+    async with get_db().read_session() as session:
+        message = await session.get(Message, message_id)
+        if message is None or message.delivery_status in (*DELIVERY_DONE, "failed"):
+            return None  # already sent (a replayed job) or given up on: nothing to do
+        if await _earlier_pending(session, message):
+            raise jobs.Defer("an earlier reply in this conversation is still on its way")
+        conversation = await session.get(Conversation, message.conversation_id)
+        assert conversation is not None
+        recipient = (
+            await session.get(Identity, conversation.identity_id)
+            if conversation.identity_id
+            else None
+        )
+    if recipient is None:
+        raise DeliveryRefused("the conversation has no identity to reply to")
+    if recipient.opted_out:
+        raise DeliveryRefused(f"the customer opted out of {recipient.channel} (STOP)")
+    if recipient.unreachable_reason:
+        raise DeliveryRefused(f"unreachable on {recipient.channel}: {recipient.unreachable_reason}")
+    return OutboundMessage(
+        message_id=message_id,
+        conversation_id=conversation.id,  # type: ignore[arg-type]
+        channel=message.channel,
+        recipient_id=recipient.external_id,
+        text=message.text,
+        thread_key=conversation.thread_key,
+        subject=conversation.subject,
+    )
+
+
+@jobs.handler("outbox.deliver")
+async def deliver(payload: dict[str, object]) -> None:
+    message_id = int(payload["message_id"])  # type: ignore[call-overload]
+    outbound = await _prepare(message_id)
+    if outbound is None:
+        return
+    sender = _senders.get(outbound.channel)
+    if sender is None:
+        raise DeliveryRefused(f"no channel adapter can send on {outbound.channel!r}")
+    try:
+        result = await sender(outbound)
+    except jobs.RetryLater as exc:
+        await _mark(message_id, delivery_error=str(exc)[:500])
+        raise
+    await _mark(
+        message_id,
+        delivery_status=result.status,
+        external_id=result.external_id,
+        delivery_error=None,
+        sent_at=utcnow(),
+    )
+
+
+@jobs.on_dead("outbox.deliver")
+async def _gave_up(payload: dict[str, object], error: str) -> None:
+    """The agent sees why a reply did not go out (on the message, not just in a log)."""
+    await _mark(int(payload["message_id"]), delivery_status="failed", delivery_error=error[:500])  # type: ignore[call-overload]
+
+
+async def record_status(
+    session: AsyncSession, channel: str, external_id: str, status: str, error: str | None = None
+) -> bool:
+    """A provider's status callback: sent -> delivered -> read, or failed with its code."""
+    order = {"queued": 0, "sending": 1, "sent": 2, "delivered": 3, "read": 4, "failed": 5}
+    message = (
+        await session.execute(
+            select(Message).where(Message.channel == channel, Message.external_id == external_id)
+        )
+    ).scalar_one_or_none()
+    if message is None:
+        return False
+    if status == "failed" or order.get(status, -1) > order.get(message.delivery_status, -1):
+        message.delivery_status = status
+        message.delivery_error = error
+    return True
+
+
+async def outbox_lag_seconds(session: AsyncSession) -> float:
+    """Age of the oldest reply still waiting to go out (0 when none is)."""
+    from sqlalchemy import func
+
+    oldest = (
+        await session.execute(
+            select(func.min(Message.created_at)).where(
+                Message.direction == "out",
+                Message.delivery_status.in_(("queued", "sending")),  # type: ignore[attr-defined]
+            )
+        )
+    ).scalar()
+    return max((utcnow() - oldest).total_seconds(), 0.0) if oldest else 0.0
+
+
+async def message_counts(session: AsyncSession) -> list[tuple[str, str, str, int]]:
+    """``(direction, channel, delivery_status, count)`` for every combination present."""
+    from sqlalchemy import func
+
+    rows = await session.execute(
+        select(Message.direction, Message.channel, Message.delivery_status, func.count()).group_by(
+            Message.direction, Message.channel, Message.delivery_status
+        )
+    )
+    return [(d, c, s, int(n)) for d, c, s, n in rows.all()]

@@ -1,0 +1,1 @@
+"""Team members, their schedules in their own time zones, and the assignment policy."""

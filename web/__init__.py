@@ -1,0 +1,1 @@
+"""FastAPI application: the composition root. Nothing imports ``web``."""

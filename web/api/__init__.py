@@ -1,0 +1,9 @@
+"""REST API v1 (bearer-token auth; OpenAPI at /docs)."""
+
+from fastapi import APIRouter
+
+from web.api import admin, conversations, customers, team
+
+router = APIRouter(prefix="/api/v1")
+for module in (customers, conversations, team, admin):
+    router.include_router(module.router)

@@ -1,0 +1,113 @@
+"""``/api/v1/conversations``: list, read, reply, note, resolve, reopen, snooze."""
+
+from __future__ import annotations
+
+from datetime import UTC
+
+from fastapi import APIRouter, Query
+
+from crm_core.identity import get_customer
+from heliograph import jobs
+from inbox import conversations as conv
+from web.api.schemas import (
+    AttachmentOut,
+    ConversationDetail,
+    ConversationOut,
+    CustomerOut,
+    MessageOut,
+    NoteOut,
+    SnoozeIn,
+    TextIn,
+)
+from web.deps import AgentDep, MemberDep, ReadSessionDep, SessionDep
+
+router = APIRouter(prefix="/conversations", tags=["conversations"])
+
+
+@router.get("", response_model=list[ConversationOut])
+async def list_(
+    session: ReadSessionDep,
+    _: MemberDep,
+    status: str | None = Query(None, pattern="^(open|pending|snoozed|resolved)$"),
+    assignee_id: int | None = None,
+    unassigned: bool = False,
+    channel: str | None = Query(None, max_length=32),
+    customer_id: int | None = None,
+    before_id: int | None = Query(None, description="page: ids below this one"),
+    limit: int = Query(50, ge=1, le=200),
+) -> list[object]:
+    f = conv.ConversationFilter(
+        status, assignee_id, unassigned, channel, customer_id, before_id, limit
+    )
+    return await conv.list_conversations(session, f)  # type: ignore[return-value]
+
+
+async def _detail(session: ReadSessionDep | SessionDep, conversation_id: int) -> ConversationDetail:
+    conversation = await conv.get_conversation(session, conversation_id)
+    messages = await conv.messages_of(session, conversation_id)
+    attachments = await conv.attachments_of(session, [m.id for m in messages])  # type: ignore[misc]
+    by_message: dict[int, list[AttachmentOut]] = {}
+    for a in attachments:
+        by_message.setdefault(a.message_id, []).append(AttachmentOut.model_validate(a))
+    return ConversationDetail.model_validate(
+        {
+            **ConversationOut.model_validate(conversation).model_dump(),
+            "customer": CustomerOut.model_validate(
+                await get_customer(session, conversation.customer_id)
+            ),
+            "messages": [
+                MessageOut.model_validate(m).model_copy(
+                    update={"attachments": by_message.get(m.id, [])}  # type: ignore[arg-type]
+                )
+                for m in messages
+            ],
+            "notes": [
+                NoteOut.model_validate(n) for n in await conv.notes_of(session, conversation_id)
+            ],
+        }
+    )
+
+
+@router.get("/{conversation_id}", response_model=ConversationDetail)
+async def get(conversation_id: int, session: ReadSessionDep, _: MemberDep) -> ConversationDetail:
+    return await _detail(session, conversation_id)
+
+
+@router.post("/{conversation_id}/reply", response_model=MessageOut, status_code=202)
+async def reply(conversation_id: int, body: TextIn, session: SessionDep, agent: AgentDep) -> object:
+    """Queue a reply; it leaves through the outbox (``delivery_status`` tells how it went)."""
+    message = await conv.reply(session, conversation_id, body.text, author_id=agent.id)
+    await session.commit()
+    jobs.wake_workers()
+    return message
+
+
+@router.post("/{conversation_id}/notes", response_model=NoteOut, status_code=201)
+async def note(conversation_id: int, body: TextIn, session: SessionDep, agent: AgentDep) -> object:
+    """A private note: the team sees it, the customer never does."""
+    created = await conv.add_note(session, conversation_id, body.text, author_id=agent.id)
+    await session.commit()
+    return created
+
+
+async def _status(session: SessionDep, conversation_id: int, status: str, **kw: object) -> object:
+    conversation = await conv.set_status(session, conversation_id, status, **kw)  # type: ignore[arg-type]
+    await session.commit()
+    return conversation
+
+
+@router.post("/{conversation_id}/resolve", response_model=ConversationOut)
+async def resolve(conversation_id: int, session: SessionDep, _: AgentDep) -> object:
+    return await _status(session, conversation_id, "resolved")
+
+
+@router.post("/{conversation_id}/reopen", response_model=ConversationOut)
+async def reopen(conversation_id: int, session: SessionDep, _: AgentDep) -> object:
+    return await _status(session, conversation_id, "open")
+
+
+@router.post("/{conversation_id}/snooze", response_model=ConversationOut)
+async def snooze(conversation_id: int, body: SnoozeIn, session: SessionDep, _: AgentDep) -> object:
+    until = body.until
+    until = until.replace(tzinfo=UTC) if until.tzinfo is None else until.astimezone(UTC)
+    return await _status(session, conversation_id, "snoozed", snoozed_until=until)

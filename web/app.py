@@ -1,0 +1,53 @@
+"""The FastAPI application (composition root): routes, background workers, scheduler."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from heliograph import __version__
+from heliograph.components import load_components
+from heliograph.db import close_db, get_db
+from heliograph.runtime import Background
+from heliograph.settings import get_settings
+
+load_components()
+
+from bots.api_channel import close_client  # noqa: E402
+from web import errors  # noqa: E402
+from web.api import router as api_router  # noqa: E402
+from web.routes import health, inbound  # noqa: E402
+
+log = logging.getLogger("heliograph")
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings = get_settings()
+    background = Background(get_db(), settings)
+    background.start(workers=settings.run_workers, scheduler=settings.run_scheduler)
+    app.state.background = background
+    log.info("Heliograph %s serving; database %s", __version__, settings.database_url)
+    try:
+        yield
+    finally:
+        await background.stop()
+        await close_client()
+        await close_db()
+
+
+def create_app() -> FastAPI:
+    app = FastAPI(
+        title="Heliograph",
+        version=__version__,
+        description="Conversational inbox for global customer teams. REST API v1.",
+        lifespan=lifespan,
+    )
+    errors.install(app)
+    app.include_router(health.router)
+    app.include_router(inbound.router)
+    app.include_router(api_router)
+    return app

@@ -1,0 +1,98 @@
+"""Request dependencies: sessions, the authenticated member, role checks, the raw body."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from heliograph.db import get_db
+from heliograph.settings import get_settings
+from routing.models import TeamMember
+from routing.team import authenticate
+
+
+async def _session() -> AsyncIterator[AsyncSession]:
+    async with get_db().session() as session:
+        yield session
+
+
+async def _read_session() -> AsyncIterator[AsyncSession]:
+    async with get_db().read_session() as session:
+        yield session
+
+
+SessionDep = Annotated[AsyncSession, Depends(_session)]
+ReadSessionDep = Annotated[AsyncSession, Depends(_read_session)]
+
+_bearer = HTTPBearer(auto_error=False)
+
+
+async def current_member(
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> TeamMember:
+    if credentials is None:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "missing bearer token (Authorization: Bearer hg_...; `heliograph create-token EMAIL`)",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    async with get_db().read_session() as session:
+        member = await authenticate(session, credentials.credentials)
+    if member is None:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "the token is unknown or revoked",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    return member
+
+
+MemberDep = Annotated[TeamMember, Depends(current_member)]
+
+WRITE_ROLES = ("agent", "lead", "admin")
+
+
+def require_role(*roles: str):  # type: ignore[no-untyped-def]
+    """A dependency that lets only these roles through (403 with the reason otherwise)."""
+
+    async def check(member: MemberDep) -> TeamMember:
+        if member.role not in roles:
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN,
+                f"this needs the role {' or '.join(roles)}; you are {member.role}",
+            )
+        return member
+
+    return check
+
+
+AgentDep = Annotated[TeamMember, Depends(require_role(*WRITE_ROLES))]
+LeadDep = Annotated[TeamMember, Depends(require_role("lead", "admin"))]
+AdminDep = Annotated[TeamMember, Depends(require_role("admin"))]
+
+
+async def raw_body(request: Request) -> bytes:
+    """The body, read up to the configured limit; larger bodies get 413 without being read."""
+    limit = get_settings().max_body_bytes
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise HTTPException(
+            status.HTTP_413_CONTENT_TOO_LARGE, f"the body is over the limit of {limit} bytes"
+        )
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise HTTPException(
+                status.HTTP_413_CONTENT_TOO_LARGE, f"the body is over the limit of {limit} bytes"
+            )
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+RawBody = Annotated[bytes, Depends(raw_body)]
