@@ -1,0 +1,97 @@
+"""Run Heliograph (and helpers) as real separate processes on free local ports."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_http(url: str, timeout: float = 30.0, proc: subprocess.Popen[bytes] | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before {url} answered")
+        try:
+            if httpx.get(url, timeout=1.0).status_code < 500:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise TimeoutError(f"{url} did not answer within {timeout}s")
+
+
+@dataclass
+class Service:
+    proc: subprocess.Popen[bytes]
+    url: str
+    log_path: Path
+
+    def kill9(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.kill9()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+def child_env(extra: Mapping[str, str]) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HELIOGRAPH_")}
+    env.update({"PYTHONUNBUFFERED": "1", "HELIOGRAPH_LOG_LEVEL": "WARNING"})
+    env.update(extra)
+    return env
+
+
+def start_heliograph(
+    args: list[str], env: Mapping[str, str], log_path: Path, port: int | None = None
+) -> Service:
+    """``heliograph <args>``; with ``port`` it is a server and we wait for /healthz."""
+    cmd = [str(BIN / "heliograph"), *args]
+    if port is not None:
+        cmd += ["--host", "127.0.0.1", "--port", str(port)]
+    log = log_path.open("ab")
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=child_env(env), stdout=log, stderr=log)
+    url = f"http://127.0.0.1:{port}" if port else ""
+    if port is not None:
+        try:
+            wait_http(f"{url}/healthz", proc=proc)
+        except Exception:
+            proc.kill()
+            raise RuntimeError(log_path.read_text(errors="replace")[-3000:]) from None
+    return Service(proc, url, log_path)
+
+
+def start_python(
+    module: str, args: list[str], env: Mapping[str, str], log_path: Path, health_url: str
+) -> Service:
+    log = log_path.open("ab")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", module, *args], cwd=ROOT, env=child_env(env), stdout=log, stderr=log
+    )
+    wait_http(health_url, proc=proc)
+    return Service(proc, health_url.rsplit("/", 1)[0], log_path)
