@@ -41,6 +41,25 @@ class Settings(BaseSettings):
         description="A message within this many hours of resolution reopens the conversation.",
     )
 
+    # Telegram (aiogram). Enabled when the bot token is set.
+    telegram_bot_token: str = ""
+    telegram_webhook_secret: str = Field(
+        default="", description="X-Telegram-Bot-Api-Secret-Token expected on webhooks."
+    )
+    telegram_api_base: str = Field(
+        default="https://api.telegram.org", description="Bot API server (the sandbox in tests)."
+    )
+
+    # Slack (slack-bolt). Enabled when the bot token and signing secret are set.
+    slack_bot_token: str = ""
+    slack_signing_secret: str = ""
+    slack_api_base: str = Field(
+        default="https://slack.com/api/", description="Web API base, with its trailing slash."
+    )
+
+    # The provider sandbox (bots/sandbox) that `make run` starts beside the service.
+    sandbox_url: str = "http://127.0.0.1:8900"
+
     # Durable jobs.
     worker_concurrency: int = 16
     worker_batch: int = 32

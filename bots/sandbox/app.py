@@ -1,0 +1,20 @@
+"""The sandbox server: ``python -m bots.sandbox`` or ``create_app()``."""
+
+from __future__ import annotations
+
+import importlib
+
+from fastapi import FastAPI
+
+from bots.sandbox.core import control
+
+# One module per provider fake; each exposes ``router``.
+PROVIDERS = ("bots.sandbox.api_receiver",)
+
+
+def create_app() -> FastAPI:
+    app = FastAPI(title="Heliograph provider sandbox")
+    app.include_router(control)
+    for name in PROVIDERS:
+        app.include_router(importlib.import_module(name).router)
+    return app
