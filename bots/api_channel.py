@@ -29,6 +29,7 @@ from bots.base import (
 )
 from crm_core.identity import SenderProfile
 from heliograph.settings import get_settings
+from inbox.edits import InboundEdit
 from inbox.ingest import InboundMessage
 from inbox.outbox import DeliveryRefused, DeliveryResult, DeliveryRetry, OutboundMessage
 
@@ -98,7 +99,7 @@ class ApiChannel(ChannelAdapter):
             get_settings().api_inbound_secret, request.body, request.headers.get(SIGNATURE_HEADER)
         )
 
-    def parse(self, request: WebhookRequest) -> list[InboundMessage]:
+    def parse(self, request: WebhookRequest) -> list[InboundMessage | InboundEdit]:
         data = request.json()
         if not isinstance(data, dict):
             raise InvalidFields("the body must be a JSON object")

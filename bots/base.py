@@ -11,10 +11,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from inbox.edits import InboundEdit
 from inbox.ingest import InboundMessage
 from inbox.outbox import DeliveryResult, OutboundMessage, register_sender
 
@@ -75,7 +76,8 @@ class ChannelAdapter:
     async def verify(self, request: WebhookRequest) -> None:
         raise BadSignature(f"{self.name}: no verification configured")
 
-    def parse(self, request: WebhookRequest) -> list[InboundMessage]:
+    def parse(self, request: WebhookRequest) -> list[InboundMessage | InboundEdit]:
+        """The request as messages and edits; ``[]`` for an event we deliberately ignore."""
         raise NotImplementedError
 
     async def send(self, message: OutboundMessage) -> DeliveryResult:
@@ -97,6 +99,9 @@ class ChannelAdapter:
 
 
 _registry: dict[str, ChannelAdapter] = {}
+Hook = Callable[[], Awaitable[None]]
+startup_hooks: list[Hook] = []  # e.g. Telegram setWebhook when HELIOGRAPH_PUBLIC_URL is set
+shutdown_hooks: list[Hook] = []  # e.g. close an SDK's HTTP session
 
 
 def register(adapter: ChannelAdapter) -> ChannelAdapter:

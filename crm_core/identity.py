@@ -293,3 +293,25 @@ async def count_customers(session: AsyncSession) -> int:
         select(func.count()).select_from(Customer).where(Customer.merged_into_id.is_(None))  # type: ignore[union-attr]
     )
     return int(result.scalar_one())
+
+
+async def mark_unreachable(
+    session: AsyncSession, channel: str, external_id: str, reason: str
+) -> bool:
+    """The provider says we can never reach this identity (e.g. the user blocked the bot)."""
+    identity = await _find_identity(session, channel, external_id)
+    if identity is None:
+        return False
+    identity.unreachable_reason = reason[:200]
+    return True
+
+
+async def set_opt_out(
+    session: AsyncSession, channel: str, external_id: str, opted_out: bool
+) -> bool:
+    """STOP / START keywords: consent per channel identity."""
+    identity = await _find_identity(session, channel, external_id)
+    if identity is None:
+        return False
+    identity.opted_out = opted_out
+    return True

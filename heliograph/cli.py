@@ -143,6 +143,68 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+DEMO_ENV = {
+    "HELIOGRAPH_DEMO_MODE": "1",
+    "HELIOGRAPH_API_INBOUND_SECRET": "demo-api-secret",
+    "HELIOGRAPH_TELEGRAM_BOT_TOKEN": "123456:DEMO-telegram-token",
+    "HELIOGRAPH_TELEGRAM_WEBHOOK_SECRET": "demo-telegram-secret",
+    "HELIOGRAPH_SLACK_BOT_TOKEN": "xoxb-demo-slack-token",
+    "HELIOGRAPH_SLACK_SIGNING_SECRET": "demo-slack-signing-secret",
+}
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """The service with every provider pointed at the local sandbox (what `make run` runs)."""
+    import subprocess
+
+    from heliograph.settings import reset_settings
+
+    host, port, sandbox_port = args.host, args.port, args.sandbox_port
+    sandbox = f"http://127.0.0.1:{sandbox_port}"
+    defaults = {
+        **DEMO_ENV,
+        "HELIOGRAPH_PUBLIC_URL": f"http://{host}:{port}",
+        "HELIOGRAPH_SANDBOX_URL": sandbox,
+        "HELIOGRAPH_API_OUTBOUND_URL": f"{sandbox}/api-receiver/replies",
+        "HELIOGRAPH_TELEGRAM_API_BASE": f"{sandbox}/telegram",
+        "HELIOGRAPH_SLACK_API_BASE": f"{sandbox}/slack/api/",
+    }
+    for key, value in defaults.items():
+        os.environ.setdefault(key, value)
+    reset_settings()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bots.sandbox", "--port", str(sandbox_port)], env=dict(os.environ)
+    )
+    print(f"sandbox providers on {sandbox} (page: {sandbox}/)")
+    print(f"Heliograph on http://{host}:{port}  (API docs: http://{host}:{port}/docs)")
+    try:
+        return cmd_serve(
+            argparse.Namespace(
+                host=host, port=port, no_workers=False, no_scheduler=False, access_log=False
+            )
+        )
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def cmd_sandbox_say(args: argparse.Namespace) -> int:
+    """Write to Heliograph as a customer would, through the sandbox's fake provider."""
+    import httpx
+
+    url = f"{get_settings().sandbox_url}/_sandbox/say/{args.channel}"
+    try:
+        response = httpx.post(url, json={"text": args.text, "from": args.sender}, timeout=30)
+    except httpx.HTTPError as exc:
+        print(f"error: the sandbox at {url} is not reachable ({exc}); is `make run` up?")
+        return 2
+    if response.status_code == 404:
+        print(f"error: the sandbox has no channel {args.channel!r}", file=sys.stderr)
+        return 2
+    print(response.text)
+    return 0 if response.is_success else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="heliograph", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -156,6 +218,18 @@ def build_parser() -> argparse.ArgumentParser:
     worker = sub.add_parser("worker", help="job workers only (and the scheduler if leader)")
     worker.add_argument("--no-scheduler", action="store_true")
     worker.set_defaults(fn=cmd_worker)
+    demo = sub.add_parser("demo", help="serve with the provider sandbox (make run)")
+    demo.add_argument("--host", default="127.0.0.1")
+    demo.add_argument("--port", type=int, default=8000)
+    demo.add_argument("--sandbox-port", type=int, default=8900)
+    demo.set_defaults(fn=cmd_demo)
+    sandbox = sub.add_parser("sandbox", help="act as a customer through the sandbox")
+    sandbox_sub = sandbox.add_subparsers(dest="action", required=True)
+    say = sandbox_sub.add_parser("say", help='e.g. sandbox say telegram "hi" --from 1234')
+    say.add_argument("channel")
+    say.add_argument("text")
+    say.add_argument("--from", dest="sender", default="1001")
+    say.set_defaults(fn=cmd_sandbox_say)
     sub.add_parser("migrate", help="upgrade the database to the latest schema").set_defaults(
         fn=cmd_migrate
     )

@@ -16,6 +16,7 @@ MODULES = (
     "inbox.conversations",
     "inbox.outbox",
     "inbox.periodic",
+    "inbox.media",
     "bots.api_channel",
 )
 

@@ -11,6 +11,16 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 PLACEHOLDER_SECRETS = {"", "changeme", "change-me", "demo-secret", "secret"}
 
 
+SECRET_FIELDS = (
+    "api_inbound_secret",
+    "api_outbound_secret",
+    "telegram_bot_token",
+    "telegram_webhook_secret",
+    "slack_bot_token",
+    "slack_signing_secret",
+)
+
+
 class InsecureSettingsError(ValueError):
     """A secret still has a placeholder value outside demo mode."""
 
@@ -35,6 +45,7 @@ class Settings(BaseSettings):
     )
     outbound_timeout_s: float = 10.0
 
+    media_dir: str = Field(default="var/media", description="Where fetched attachments are kept.")
     max_body_bytes: int = Field(default=1_048_576, description="Largest accepted webhook body.")
     reopen_window_hours: float = Field(
         default=96.0,
@@ -87,11 +98,15 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _reject_placeholders(self) -> Settings:
         # A configured channel with a guessable secret is worse than a disabled one.
-        if not self.demo_mode and self.api_inbound_secret.lower() in PLACEHOLDER_SECRETS - {""}:
-            raise InsecureSettingsError(
-                "HELIOGRAPH_API_INBOUND_SECRET has a placeholder value; set a real secret "
-                "or HELIOGRAPH_DEMO_MODE=1"
-            )
+        if self.demo_mode:
+            return self
+        for name in SECRET_FIELDS:
+            value = str(getattr(self, name)).lower()
+            if value and (value in PLACEHOLDER_SECRETS or "demo" in value):
+                raise InsecureSettingsError(
+                    f"HELIOGRAPH_{name.upper()} has a placeholder value; set a real secret "
+                    "or HELIOGRAPH_DEMO_MODE=1"
+                )
         return self
 
 

@@ -55,6 +55,7 @@ class AcceptResult:
     customer_id: int
     duplicate: bool
     new_conversation: bool = False
+    provider_message_id: str = ""
 
 
 async def _existing(session: AsyncSession, channel: str, provider_id: str) -> AcceptResult | None:
@@ -67,7 +68,7 @@ async def _existing(session: AsyncSession, channel: str, provider_id: str) -> Ac
     ).first()
     if row is None:
         return None
-    return AcceptResult(row[0], row[1], row[2], duplicate=True)
+    return AcceptResult(row[0], row[1], row[2], duplicate=True, provider_message_id=provider_id)
 
 
 async def _thread(
@@ -152,7 +153,15 @@ async def accept_in(session: AsyncSession, msg: InboundMessage) -> AcceptResult:
             raise
         return winner
     for item in msg.attachments:
-        session.add(Attachment(message_id=message.id, **item.__dict__))  # type: ignore[arg-type]
+        attachment = Attachment(message_id=message.id, **item.__dict__)  # type: ignore[arg-type]
+        session.add(attachment)
+        await session.flush()
+        await jobs.enqueue(
+            session,
+            "attachment.fetch",
+            {"attachment_id": attachment.id},
+            dedupe_key=f"fetch:{attachment.id}",
+        )
     reopened = conversation.status != "open"
     conversation.status = "open"
     conversation.snoozed_until = None
@@ -176,6 +185,7 @@ async def accept_in(session: AsyncSession, msg: InboundMessage) -> AcceptResult:
         resolved.customer.id,  # type: ignore[arg-type]
         duplicate=False,
         new_conversation=created,
+        provider_message_id=msg.provider_message_id,
     )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -30,6 +31,9 @@ class OutboundMessage:
     text: str
     thread_key: str = ""
     subject: str | None = None
+    # The provider payload of the customer's latest message in this conversation: what a
+    # channel needs to answer in place (Slack thread_ts, email Message-ID, WhatsApp context).
+    reply_context: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -97,6 +101,14 @@ async def _prepare(message_id: int) -> OutboundMessage | None:
             if conversation.identity_id
             else None
         )
+        reply_context = (
+            await session.execute(
+                select(Message.raw)
+                .where(Message.conversation_id == conversation.id, Message.direction == "in")
+                .order_by(Message.id.desc())  # type: ignore[union-attr]
+                .limit(1)
+            )
+        ).scalar()
     if recipient is None:
         raise DeliveryRefused("the conversation has no identity to reply to")
     if recipient.opted_out:
@@ -111,6 +123,7 @@ async def _prepare(message_id: int) -> OutboundMessage | None:
         text=message.text,
         thread_key=conversation.thread_key,
         subject=conversation.subject,
+        reply_context=reply_context,
     )
 
 

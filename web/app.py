@@ -16,10 +16,18 @@ from heliograph.settings import get_settings
 
 load_components()
 
+import importlib  # noqa: E402
+
+from bots import base as bots_base  # noqa: E402
 from bots.api_channel import close_client  # noqa: E402
 from web import errors  # noqa: E402
-from web.api import router as api_router  # noqa: E402
-from web.routes import health, inbound  # noqa: E402
+
+# One router module per concern; a channel's webhook routes are one more line here.
+ROUTERS = (
+    "web.routes.health",
+    "web.routes.inbound",
+    "web.api",
+)
 
 log = logging.getLogger("heliograph")
 
@@ -29,12 +37,16 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings = get_settings()
     background = Background(get_db(), settings)
     background.start(workers=settings.run_workers, scheduler=settings.run_scheduler)
+    for hook in bots_base.startup_hooks:
+        await hook()
     app.state.background = background
     log.info("Heliograph %s serving; database %s", __version__, settings.database_url)
     try:
         yield
     finally:
         await background.stop()
+        for hook in bots_base.shutdown_hooks:
+            await hook()
         await close_client()
         await close_db()
 
@@ -47,7 +59,6 @@ def create_app() -> FastAPI:
         lifespan=lifespan,
     )
     errors.install(app)
-    app.include_router(health.router)
-    app.include_router(inbound.router)
-    app.include_router(api_router)
+    for name in ROUTERS:
+        app.include_router(importlib.import_module(name).router)
     return app

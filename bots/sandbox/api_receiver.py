@@ -6,16 +6,21 @@ import hashlib
 import hmac
 import json
 import os
+import uuid
 
+import httpx
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 
-from bots.sandbox.core import state
+from bots.sandbox.core import SAY_CHANNELS, state
+from heliograph.settings import get_settings
 
-router = APIRouter(prefix="/api-receiver", tags=["api channel receiver"])
+router = APIRouter(tags=["api channel receiver"])
+SAY_CHANNELS.append("api")
 
 
-@router.post("/replies")
+@router.post("/api-receiver/replies")
 async def replies(request: Request) -> JSONResponse:
     failing = await state.maybe_fail("api")
     if failing is not None:
@@ -29,3 +34,32 @@ async def replies(request: Request) -> JSONResponse:
         return JSONResponse({"error": "bad signature"}, status_code=403)
     state.record("api", "reply", json.loads(body))
     return JSONResponse({"ok": True})
+
+
+class SayIn(BaseModel):
+    text: str
+    sender: str = Field(default="1001", alias="from")
+
+
+@router.post("/_sandbox/say/api", include_in_schema=False)
+async def say(body: SayIn) -> JSONResponse:
+    """Act as an outside platform: sign a message and post it to Heliograph's API channel."""
+    settings = get_settings()
+    payload = json.dumps(
+        {
+            "message_id": f"sandbox-{uuid.uuid4().hex}",
+            "sender": {"id": body.sender, "name": f"Sandbox customer {body.sender}"},
+            "text": body.text,
+        }
+    ).encode()
+    signature = (
+        "sha256="
+        + hmac.new(settings.api_inbound_secret.encode(), payload, hashlib.sha256).hexdigest()
+    )
+    async with httpx.AsyncClient(timeout=10) as client:
+        response = await client.post(
+            f"{settings.public_url}/api/v1/inbound",
+            content=payload,
+            headers={"Content-Type": "application/json", "X-Heliograph-Signature": signature},
+        )
+    return JSONResponse(response.json(), status_code=response.status_code)

@@ -6,6 +6,7 @@ import importlib
 
 from fastapi import FastAPI
 
+from bots.sandbox import page
 from bots.sandbox.core import control
 
 # One module per provider fake; each exposes ``router``.
@@ -15,6 +16,7 @@ PROVIDERS = ("bots.sandbox.api_receiver",)
 def create_app() -> FastAPI:
     app = FastAPI(title="Heliograph provider sandbox")
     app.include_router(control)
+    app.include_router(page.router)
     for name in PROVIDERS:
         app.include_router(importlib.import_module(name).router)
     return app

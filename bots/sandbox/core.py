@@ -67,6 +67,9 @@ class SandboxState:
 
 
 state = SandboxState()
+# Channels a person can write on from the sandbox page / `heliograph sandbox say`; each
+# provider module that implements ``POST /_sandbox/say/<channel>`` adds its name.
+SAY_CHANNELS: list[str] = []
 
 
 class FailIn(BaseModel):
