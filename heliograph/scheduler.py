@@ -59,7 +59,9 @@ class Scheduler:
         if self.db.is_sqlite:
             return True
         if self._lock_conn is None:
+            # Autocommit: holding the lock must not hold a transaction open for hours.
             self._lock_conn = await self.db.engine.connect()
+            await self._lock_conn.execution_options(isolation_level="AUTOCOMMIT")
         result = await self._lock_conn.execute(
             text("SELECT pg_try_advisory_lock(:key)"), {"key": LEADER_LOCK_KEY}
         )
@@ -72,6 +74,9 @@ class Scheduler:
             log.exception("periodic task %s failed", task.name)
 
     def _schedule_all(self) -> None:
+        if self.scheduler.running:
+            self.scheduler.resume()
+            return
         for task in _tasks.values():
             self.scheduler.add_job(
                 self._run,
@@ -86,14 +91,32 @@ class Scheduler:
         self.scheduler.start()
         log.info("this process leads the scheduler (%d periodic tasks)", len(_tasks))
 
+    async def _still_leading(self) -> bool:
+        if self.db.is_sqlite or self._lock_conn is None:
+            return True
+        try:
+            await self._lock_conn.execute(text("SELECT 1"))
+            return True
+        except Exception:
+            return False
+
     async def _elect(self) -> None:
-        while not self.is_leader:
-            try:
-                self.is_leader = await self._try_lead()
-            except Exception:
-                log.exception("leader election failed; trying again")
-            if self.is_leader:
-                self._schedule_all()
+        """Try for the lock every 15 s; once leading, check every 15 s that we still are."""
+        while True:
+            if not self.is_leader:
+                try:
+                    self.is_leader = await self._try_lead()
+                except Exception:
+                    log.exception("leader election failed; trying again")
+                if self.is_leader:
+                    self._schedule_all()
+            elif not await self._still_leading():
+                # The lock went with the connection: stop, and stand for election again.
+                log.warning("lost the scheduler lock; stopping periodic work")
+                self.scheduler.pause()
+                self.is_leader = False
+                self._lock_conn = None
+            if self.db.is_sqlite and self.is_leader:
                 return
             await asyncio.sleep(15)
 
@@ -106,5 +129,15 @@ class Scheduler:
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
         if self._lock_conn is not None:
-            await self._lock_conn.close()
-            self._lock_conn = None
+            # Closing would only return the connection to the pool, lock and all: unlock,
+            # then invalidate so the server session really ends.
+            try:
+                if self.is_leader:
+                    await self._lock_conn.execute(
+                        text("SELECT pg_advisory_unlock(:key)"), {"key": LEADER_LOCK_KEY}
+                    )
+            finally:
+                await self._lock_conn.invalidate()
+                await self._lock_conn.close()
+                self._lock_conn = None
+                self.is_leader = False
