@@ -18,6 +18,11 @@ SECRET_FIELDS = (
     "telegram_webhook_secret",
     "slack_bot_token",
     "slack_signing_secret",
+    "twilio_auth_token",
+    "whatsapp_access_token",
+    "whatsapp_app_secret",
+    "whatsapp_verify_token",
+    "email_webhook_secret",
 )
 
 
@@ -60,6 +65,9 @@ class Settings(BaseSettings):
     telegram_api_base: str = Field(
         default="https://api.telegram.org", description="Bot API server (the sandbox in tests)."
     )
+    telegram_polling: bool = Field(
+        default=False, description="Fetch updates with getUpdates, no public URL needed."
+    )
 
     # Slack (slack-bolt). Enabled when the bot token and signing secret are set.
     slack_bot_token: str = ""
@@ -67,6 +75,36 @@ class Settings(BaseSettings):
     slack_api_base: str = Field(
         default="https://slack.com/api/", description="Web API base, with its trailing slash."
     )
+
+    # Twilio (SMS and WhatsApp). Enabled when the account SID and auth token are set.
+    twilio_account_sid: str = ""
+    twilio_auth_token: str = ""
+    twilio_sms_from: str = Field(default="", description="Our SMS number, E.164.")
+    twilio_whatsapp_from: str = Field(default="", description="Our WhatsApp sender, E.164.")
+    twilio_api_base: str = Field(
+        default="https://api.twilio.com", description="Twilio REST base (the sandbox in tests)."
+    )
+
+    # WhatsApp Cloud API (Meta). Enabled when the access token and phone number id are set.
+    whatsapp_access_token: str = ""
+    whatsapp_phone_number_id: str = ""
+    whatsapp_app_secret: str = Field(default="", description="Signs X-Hub-Signature-256.")
+    whatsapp_verify_token: str = Field(default="", description="The GET verify handshake.")
+    whatsapp_api_base: str = "https://graph.facebook.com"
+    whatsapp_api_version: str = "v21.0"
+
+    # Email. Inbound by SMTP listener and/or POST /webhooks/email; outbound by SMTP.
+    email_address: str = Field(default="", description="Our support address (From:).")
+    email_domain: str = Field(default="", description="For Message-IDs; from email_address.")
+    email_webhook_secret: str = Field(default="", description="Bearer secret of /webhooks/email.")
+    smtp_listen_host: str = "127.0.0.1"
+    smtp_listen_port: int = Field(default=0, description="0 = no SMTP listener.")
+    smtp_host: str = Field(default="", description="Outbound SMTP relay.")
+    smtp_port: int = 25
+    smtp_username: str = ""
+    smtp_password: str = ""
+    smtp_starttls: bool = False
+    max_email_bytes: int = Field(default=10_485_760, description="Larger mail is refused.")
 
     # The provider sandbox (bots/sandbox) that `make run` starts beside the service.
     sandbox_url: str = "http://127.0.0.1:8900"
