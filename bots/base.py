@@ -61,6 +61,8 @@ class WebhookRequest:
             return json.loads(self.body)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise BadPayload(f"the body is not valid JSON: {exc}") from exc
+        except RecursionError as exc:  # json.loads gives up on deep nesting this way
+            raise BadPayload("the body is not valid JSON: nested too deeply") from exc
 
 
 class ChannelAdapter:
@@ -89,8 +91,10 @@ class ChannelAdapter:
         parts: list[str] = []
         rest = text
         while len(rest) > limit:
-            cut = max(rest.rfind(sep, 0, limit) for sep in ("\n\n", "\n", " "))
-            cut = cut if cut > limit // 2 else limit
+            # The first kind of boundary that keeps the part over half full wins: a paragraph
+            # break, else a line break, else a space (max() of all three always took the space).
+            cuts = (rest.rfind(sep, 0, limit) for sep in ("\n\n", "\n", " "))
+            cut = next((c for c in cuts if c > limit // 2), limit)
             parts.append(rest[:cut].rstrip())
             rest = rest[cut:].lstrip()
         if rest or not parts:
