@@ -36,8 +36,17 @@ from inbox.outbox import DeliveryRefused, DeliveryResult, DeliveryRetry, Outboun
 SIGNATURE_HEADER = "X-Heliograph-Signature"
 
 
+def _no_nul(value: Any) -> Any:
+    # PostgreSQL text cannot hold U+0000: refuse it here (422), not at the INSERT (500).
+    if isinstance(value, str) and "\x00" in value:
+        raise ValueError("must not contain the NUL character (\\u0000)")
+    return value
+
+
 class ApiSender(BaseModel):
     model_config = ConfigDict(extra="ignore", strict=True)
+
+    _nul = field_validator("*")(_no_nul)
 
     id: str = Field(min_length=1, max_length=255)
     name: str | None = Field(default=None, max_length=200)
@@ -61,6 +70,8 @@ class ApiInbound(BaseModel):
     sender: ApiSender
     text: str = Field(max_length=65_536)
     sent_at: datetime | None = None
+
+    _nul = field_validator("*")(_no_nul)
 
     @field_validator("sent_at", mode="before")
     @classmethod

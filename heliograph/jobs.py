@@ -23,7 +23,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from heliograph.db import Database, utcnow
 from heliograph.models import Job
-from heliograph.settings import Settings
+from heliograph.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
@@ -101,8 +101,8 @@ async def enqueue(
         if existing.first() is not None:
             return None
     job = Job(kind=kind, payload=payload, run_at=run_at or utcnow(), dedupe_key=dedupe_key)
-    if max_attempts is not None:
-        job.max_attempts = max_attempts
+    # The operator's HELIOGRAPH_JOB_MAX_ATTEMPTS unless the caller needs another limit.
+    job.max_attempts = max_attempts if max_attempts is not None else get_settings().job_max_attempts
     session.add(job)
     return job
 

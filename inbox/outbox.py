@@ -90,8 +90,9 @@ async def _mark(message_id: int, **values: object) -> None:
 async def _prepare(message_id: int) -> OutboundMessage | None:
     async with get_db().read_session() as session:
         message = await session.get(Message, message_id)
-        if message is None or message.delivery_status in (*DELIVERY_DONE, "failed"):
-            return None  # already sent (a replayed job) or given up on: nothing to do
+        if message is None or message.delivery_status in DELIVERY_DONE:
+            return None  # already sent (a replayed job): nothing to do
+        # A "failed" reply runs again only when an operator retries its dead job: send it.
         if await _earlier_pending(session, message):
             raise jobs.Defer("an earlier reply in this conversation is still on its way")
         conversation = await session.get(Conversation, message.conversation_id)
@@ -199,3 +200,26 @@ async def message_counts(session: AsyncSession) -> list[tuple[str, str, str, int
         )
     )
     return [(d, c, s, int(n)) for d, c, s, n in rows.all()]
+
+
+async def delivery_progress(message_id: int) -> dict[str, Any]:
+    """What a sender noted with ``save_delivery_progress`` on an earlier try of this reply."""
+    async with get_db().read_session() as session:
+        raw = (await session.execute(select(Message.raw).where(Message.id == message_id))).scalar()
+    progress = (raw or {}).get("delivery")
+    return dict(progress) if isinstance(progress, dict) else {}
+
+
+async def save_delivery_progress(message_id: int, progress: dict[str, Any]) -> None:
+    """Note, committed, how far a multi-part delivery got (e.g. the parts already posted).
+
+    A reply split into several provider messages can fail half-way; the retry reads this
+    back and resumes after the last part that went out instead of sending it all again.
+    Kept in the outgoing message's ``raw`` (unused for replies otherwise) under ``delivery``.
+    """
+    async with get_db().session() as session:
+        message = await session.get(Message, message_id)
+        if message is None:
+            return
+        message.raw = {**(message.raw or {}), "delivery": progress}
+        await session.commit()

@@ -103,9 +103,15 @@ def parse_team(text: str) -> list[MemberSpec]:
                 f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
             )
             raise TeamFileError(f"member #{index + 1} ({who}): {problems}") from exc
-    emails = [s.email.lower() for s in specs]
-    if len(set(emails)) != len(emails):
-        raise TeamFileError("the same email appears twice")
+    first_seen: dict[str, int] = {}
+    for index, spec in enumerate(specs):
+        email = spec.email.lower()
+        if email in first_seen:
+            raise TeamFileError(
+                f"member #{index + 1} ({spec.name}): email: {email} appears twice "
+                f"(members #{first_seen[email] + 1} and #{index + 1})"
+            )
+        first_seen[email] = index
     return specs
 
 

@@ -7,6 +7,7 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from bots.base import InvalidFields, WebhookError
 from crm_core.identity import CustomerNotFound, MergeError
@@ -17,6 +18,11 @@ log = logging.getLogger(__name__)
 
 
 def install(app: FastAPI) -> None:
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # One error shape for every status: {"error": "..."} (not FastAPI's {"detail": ...}).
+        return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
     @app.exception_handler(WebhookError)
     async def _webhook(_: Request, exc: WebhookError) -> JSONResponse:
         body: dict[str, object] = {"error": str(exc)}

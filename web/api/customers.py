@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 from fastapi import APIRouter, Query
 
@@ -59,6 +59,8 @@ async def timeline(
     before: datetime | None = None,
     limit: int = Query(50, ge=1, le=200),
 ) -> TimelinePage:
+    if before is not None and before.tzinfo is None:
+        before = before.replace(tzinfo=UTC)  # naive times are UTC, as in the rest of the API
     customer = await identity.get_customer(session, customer_id)
     entries = await customer_timeline(session, customer.id, before, limit)  # type: ignore[arg-type]
     return TimelinePage(
