@@ -141,6 +141,8 @@ async def resolve_customer(session: AsyncSession, sender: SenderProfile) -> Reso
             customer = await _live_customer(session, identity.customer_id)
             _fill_profile(customer, sender)
             identity.last_seen_at = utcnow()
+            # They wrote to us, so the channel reaches them again (e.g. unblocked the bot).
+            identity.unreachable_reason = None
             await _add_contacts(session, customer.id, contacts)  # type: ignore[arg-type]
             return Resolved(customer, identity, created=False)
         try:

@@ -18,6 +18,7 @@ def _setup_logging() -> None:
         level=os.environ.get("HELIOGRAPH_LOG_LEVEL", "INFO"),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
 
 
 def cmd_migrate(_: argparse.Namespace) -> int:
@@ -35,6 +36,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         os.environ["HELIOGRAPH_RUN_WORKERS"] = "false"
     if args.no_scheduler:
         os.environ["HELIOGRAPH_RUN_SCHEDULER"] = "false"
+    if getattr(args, "telegram_polling", False):  # `demo` calls this with fewer arguments
+        os.environ["HELIOGRAPH_TELEGRAM_POLLING"] = "true"
     from heliograph.settings import reset_settings
 
     reset_settings()
@@ -53,10 +56,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
 async def _worker_main() -> None:
     from heliograph.components import load_components
     from heliograph.db import close_db, get_db
+    from heliograph.migrate import check_schema
     from heliograph.runtime import Background
 
     load_components()
     settings = get_settings()
+    await check_schema(get_db().engine)
     background = Background(get_db(), settings)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -78,12 +83,12 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_in_session(fn):  # type: ignore[no-untyped-def]
+def _run_in_session(fn, tables_only: bool = True):  # type: ignore[no-untyped-def]
     async def main():  # type: ignore[no-untyped-def]
         from heliograph.components import load_components
         from heliograph.db import close_db, get_db
 
-        load_components()
+        load_components(tables_only=tables_only)
         try:
             async with get_db().session() as session:
                 result = await fn(session)
@@ -126,7 +131,10 @@ def cmd_seed_demo(args: argparse.Namespace) -> int:
     # The demo spans every package, so it lives in the composition root (web), reached by
     # name like uvicorn reaches the app: the kernel still imports nothing above it.
     demo = importlib.import_module("web.demo")
-    summary = _run_in_session(lambda s: demo.seed_demo(s, customers=args.customers))
+    # Seeding publishes events (routing, ...): every subscriber must be loaded.
+    summary = _run_in_session(
+        lambda s: demo.seed_demo(s, customers=args.customers), tables_only=False
+    )
     print(summary)
     return 0
 
@@ -150,6 +158,16 @@ DEMO_ENV = {
     "HELIOGRAPH_TELEGRAM_WEBHOOK_SECRET": "demo-telegram-secret",
     "HELIOGRAPH_SLACK_BOT_TOKEN": "xoxb-demo-slack-token",
     "HELIOGRAPH_SLACK_SIGNING_SECRET": "demo-slack-signing-secret",
+    "HELIOGRAPH_TWILIO_ACCOUNT_SID": "AC00000000000000000000000000000000",
+    "HELIOGRAPH_TWILIO_AUTH_TOKEN": "demo-twilio-auth-token",
+    "HELIOGRAPH_TWILIO_SMS_FROM": "+15005550006",
+    "HELIOGRAPH_TWILIO_WHATSAPP_FROM": "+14155238886",
+    "HELIOGRAPH_WHATSAPP_ACCESS_TOKEN": "demo-whatsapp-token",
+    "HELIOGRAPH_WHATSAPP_PHONE_NUMBER_ID": "106540352242922",
+    "HELIOGRAPH_WHATSAPP_APP_SECRET": "demo-whatsapp-app-secret",
+    "HELIOGRAPH_WHATSAPP_VERIFY_TOKEN": "demo-whatsapp-verify",
+    "HELIOGRAPH_EMAIL_ADDRESS": "support@heliograph.example",
+    "HELIOGRAPH_EMAIL_WEBHOOK_SECRET": "demo-email-webhook-secret",
 }
 
 
@@ -168,6 +186,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
         "HELIOGRAPH_API_OUTBOUND_URL": f"{sandbox}/api-receiver/replies",
         "HELIOGRAPH_TELEGRAM_API_BASE": f"{sandbox}/telegram",
         "HELIOGRAPH_SLACK_API_BASE": f"{sandbox}/slack/api/",
+        "HELIOGRAPH_TWILIO_API_BASE": f"{sandbox}/twilio",
+        "HELIOGRAPH_WHATSAPP_API_BASE": f"{sandbox}/whatsapp",
+        # The sandbox's SMTP sink receives outbound mail; customers' mail comes in on 2525.
+        "HELIOGRAPH_SMTP_HOST": "127.0.0.1",
+        "HELIOGRAPH_SMTP_PORT": str(sandbox_port + 25),
+        "HELIOGRAPH_SMTP_LISTEN_PORT": "2525",
     }
     for key, value in defaults.items():
         os.environ.setdefault(key, value)
@@ -214,6 +238,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--no-workers", action="store_true")
     serve.add_argument("--no-scheduler", action="store_true")
     serve.add_argument("--access-log", action="store_true")
+    serve.add_argument(
+        "--telegram-polling",
+        action="store_true",
+        help="fetch Telegram updates with getUpdates (no public URL needed) instead of a webhook",
+    )
     serve.set_defaults(fn=cmd_serve)
     worker = sub.add_parser("worker", help="job workers only (and the scheduler if leader)")
     worker.add_argument("--no-scheduler", action="store_true")
@@ -255,7 +284,23 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     _setup_logging()
     args = build_parser().parse_args(argv)
-    return int(args.fn(args) or 0)
+    from sqlalchemy.exc import DBAPIError
+
+    from heliograph.migrate import SchemaOutOfDate
+    from heliograph.settings import InsecureSettingsError
+
+    try:
+        return int(args.fn(args) or 0)
+    except (SchemaOutOfDate, InsecureSettingsError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except DBAPIError as exc:
+        print(
+            f"error: the database refused: {exc.orig}\n"
+            "(is HELIOGRAPH_DATABASE_URL right, and the schema current? `heliograph migrate`)",
+            file=sys.stderr,
+        )
+        return 2
 
 
 if __name__ == "__main__":

@@ -7,6 +7,8 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 _INI = Path(__file__).with_name("alembic.ini")
 
@@ -26,3 +28,28 @@ def upgrade(database_url: str | None = None, revision: str = "head") -> None:
 
 async def upgrade_async(database_url: str | None = None) -> None:
     await asyncio.to_thread(upgrade, database_url)
+
+
+class SchemaOutOfDate(RuntimeError):
+    """The database is not at the schema this code expects."""
+
+
+def head_revision() -> str:
+    from alembic.script import ScriptDirectory
+
+    return str(ScriptDirectory.from_config(alembic_config()).get_current_head())
+
+
+async def check_schema(engine: AsyncEngine) -> None:
+    """Refuse to serve on a database that `heliograph migrate` has not brought to head."""
+    head = head_revision()
+    try:
+        async with engine.connect() as conn:
+            current = (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalar()
+    except Exception:
+        current = None
+    if current != head:
+        raise SchemaOutOfDate(
+            f"the database schema is at {current or 'nothing'} but this code needs {head}: "
+            "run `heliograph migrate` first"
+        )

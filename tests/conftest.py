@@ -54,9 +54,8 @@ def sqlite_url(tmp_path: Path) -> Iterator[str]:
 def pg_url() -> Iterator[str]:
     if not pg.postgres_available():
         pytest.skip("PostgreSQL is not running and could not be started")
-    name, url = pg.create_database()
+    name, url = pg.migrated_database()
     _configure(url)
-    upgrade(url)
     try:
         yield url
     finally:

@@ -260,3 +260,20 @@ async def test_search_after_merge_finds_only_the_survivor(database: Database) ->
         assert [c.id for c in await search_customers(session, "maria")] == [a]
         assert [c.id for c in await search_customers(session, "maria@example.com")] == [a]
         assert [c.id for c in await search_customers(session, "two")] == [a]
+
+
+async def test_a_customer_who_writes_again_is_reachable_again(database: Database) -> None:
+    """Someone who blocked the bot, unblocked it and wrote must get our replies again."""
+    from crm_core.identity import mark_unreachable
+    from tests.utils.factories import receive
+
+    await receive(database, "reach-1", "cust-reach")
+    async with database.session() as session:
+        assert await mark_unreachable(session, "api", "cust-reach", "bot was blocked by the user")
+        await session.commit()
+    await receive(database, "reach-2", "cust-reach")
+    async with database.read_session() as session:
+        identity = (
+            await session.execute(select(Identity).where(Identity.external_id == "cust-reach"))
+        ).scalar_one()
+    assert identity.unreachable_reason is None
