@@ -21,7 +21,7 @@ def alembic_config(database_url: str | None = None) -> Config:
     return config
 
 
-def upgrade(database_url: str | None = None, revision: str = "head") -> None:
+def upgrade(database_url: str | None = None, revision: str = "heads") -> None:
     """Blocking; from async code use ``await asyncio.to_thread(upgrade, url)``."""
     command.upgrade(alembic_config(database_url), revision)
 
@@ -34,22 +34,24 @@ class SchemaOutOfDate(RuntimeError):
     """The database is not at the schema this code expects."""
 
 
-def head_revision() -> str:
+def head_revisions() -> set[str]:
+    """Every head: branches made in parallel are all applied (``upgrade heads``)."""
     from alembic.script import ScriptDirectory
 
-    return str(ScriptDirectory.from_config(alembic_config()).get_current_head())
+    return set(ScriptDirectory.from_config(alembic_config()).get_heads())
 
 
 async def check_schema(engine: AsyncEngine) -> None:
     """Refuse to serve on a database that `heliograph migrate` has not brought to head."""
-    head = head_revision()
+    heads = head_revisions()
     try:
         async with engine.connect() as conn:
-            current = (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalar()
+            rows = await conn.execute(text("SELECT version_num FROM alembic_version"))
+            current = {str(r[0]) for r in rows}
     except Exception:
-        current = None
-    if current != head:
+        current = set()
+    if current != heads:
         raise SchemaOutOfDate(
-            f"the database schema is at {current or 'nothing'} but this code needs {head}: "
-            "run `heliograph migrate` first"
+            f"the database schema is at {', '.join(sorted(current)) or 'nothing'} but this code "
+            f"needs {', '.join(sorted(heads))}: run `heliograph migrate` first"
         )
