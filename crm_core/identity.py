@@ -158,7 +158,7 @@ async def resolve_customer(session: AsyncSession, sender: SenderProfile) -> Reso
                     customer_id=customer.id,  # type: ignore[arg-type]
                     channel=sender.channel,
                     external_id=sender.external_id,
-                    display_name=(sender.name or None),
+                    display_name=(sender.name[:200] if sender.name else None),
                     last_seen_at=utcnow(),
                 )
                 session.add(identity)

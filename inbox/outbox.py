@@ -171,7 +171,7 @@ async def record_status(
         return False
     if status == "failed" or order.get(status, -1) > order.get(message.delivery_status, -1):
         message.delivery_status = status
-        message.delivery_error = error
+        message.delivery_error = error[:500] if error else error
     return True
 
 
