@@ -34,6 +34,7 @@ class OutboundMessage:
     # The provider payload of the customer's latest message in this conversation: what a
     # channel needs to answer in place (Slack thread_ts, email Message-ID, WhatsApp context).
     reply_context: dict[str, Any] | None = None
+    author_type: str = "agent"  # "system" for automatic messages (RFC 3834 marks those)
 
 
 @dataclass(frozen=True)
@@ -125,6 +126,7 @@ async def _prepare(message_id: int) -> OutboundMessage | None:
         thread_key=conversation.thread_key,
         subject=conversation.subject,
         reply_context=reply_context,
+        author_type=message.author_type,
     )
 
 
