@@ -18,9 +18,18 @@ MODULES = (
     "inbox.periodic",
     "inbox.media",
     "bots.api_channel",
+    "bots.email_channel",
+    "bots.telegram",
+    "bots.slack",
+    "bots.twilio",
+    "bots.whatsapp_cloud",
+    "bots.whatsapp",
 )
 
 
-def load_components() -> None:
+def load_components(*, tables_only: bool = False) -> None:
+    """Import every component; ``tables_only`` imports just the models (fast CLI commands
+    that touch a few tables need not load every provider SDK)."""
     for name in MODULES:
-        importlib.import_module(name)
+        if not tables_only or name.endswith(".models"):
+            importlib.import_module(name)

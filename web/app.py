@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from heliograph import __version__
 from heliograph.components import load_components
 from heliograph.db import close_db, get_db
+from heliograph.migrate import check_schema
 from heliograph.runtime import Background
 from heliograph.settings import get_settings
 
@@ -26,7 +27,12 @@ from web import errors  # noqa: E402
 ROUTERS = (
     "web.routes.health",
     "web.routes.inbound",
+    "web.routes.email",
     "web.api",
+    "web.routes.telegram",
+    "web.routes.slack",
+    "web.routes.twilio",
+    "web.routes.whatsapp",
 )
 
 log = logging.getLogger("heliograph")
@@ -35,6 +41,7 @@ log = logging.getLogger("heliograph")
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings = get_settings()
+    await check_schema(get_db().engine)
     background = Background(get_db(), settings)
     background.start(workers=settings.run_workers, scheduler=settings.run_scheduler)
     for hook in bots_base.startup_hooks:

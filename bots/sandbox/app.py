@@ -10,7 +10,14 @@ from bots.sandbox import page
 from bots.sandbox.core import control
 
 # One module per provider fake; each exposes ``router``.
-PROVIDERS = ("bots.sandbox.api_receiver",)
+PROVIDERS = (
+    "bots.sandbox.api_receiver",
+    "bots.sandbox.smtp_sink",
+    "bots.sandbox.telegram",
+    "bots.sandbox.slack",
+    "bots.sandbox.twilio",
+    "bots.sandbox.whatsapp",
+)
 
 
 def create_app() -> FastAPI:
