@@ -224,23 +224,33 @@ async def search_customers(session: AsyncSession, query: str, limit: int = 20) -
         select(Identity.customer_id).where(Identity.external_id.in_(external)).limit(limit)  # type: ignore[attr-defined]
     )
     ids.extend(rows.scalars().all())
-    key = search_key(q)
-    rows = await session.execute(
-        select(Customer.id)
-        .where(
-            Customer.search_name >= key,
-            Customer.search_name < key + "\uffff",
-            Customer.merged_into_id.is_(None),  # type: ignore[union-attr]
+    if not ids:
+        # No exact email, phone or channel-id match: the query is (the start of) a name.
+        key = search_key(q)
+        rows = await session.execute(
+            select(Customer.id)
+            .where(
+                Customer.search_name >= key,
+                Customer.search_name < key + "\uffff",
+                Customer.merged_into_id.is_(None),  # type: ignore[union-attr]
+            )
+            .order_by(Customer.search_name)
+            .limit(limit)
         )
-        .order_by(Customer.search_name)
-        .limit(limit)
-    )
-    ids.extend(rows.scalars().all())
+        ids.extend(rows.scalars().all())
+    found = {
+        c.id: c
+        for c in (
+            await session.execute(select(Customer).where(Customer.id.in_(set(ids))))  # type: ignore[union-attr]
+        ).scalars()
+    }
     seen: dict[int, Customer] = {}
     for customer_id in ids:
-        if customer_id in seen or len(seen) >= limit:
-            continue
-        customer = await _live_customer(session, customer_id)
+        if len(seen) >= limit:
+            break
+        customer = found.get(customer_id)
+        if customer is None or customer.merged_into_id is not None:
+            customer = await _live_customer(session, customer_id)
         seen.setdefault(customer.id, customer)  # type: ignore[arg-type]
     return list(seen.values())
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, func, insert, or_, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from heliograph.db import Database, utcnow
@@ -113,6 +113,36 @@ async def publish(session: AsyncSession, event: str, payload: dict[str, Any]) ->
     for kind in kinds:
         await enqueue(session, kind, payload)
     return len(kinds)
+
+
+async def enqueue_many(
+    session: AsyncSession, work: list[tuple[str, dict[str, Any], datetime | None]]
+) -> int:
+    """Add many ``(kind, payload, run_at)`` jobs to the caller's transaction in one
+    multi-row INSERT (a periodic pass can make thousands); no dedupe keys."""
+    if not work:
+        return 0
+    now, attempts = utcnow(), get_settings().job_max_attempts
+    rows = [
+        {
+            "kind": kind,
+            "payload": payload,
+            "status": "pending",
+            "attempts": 0,
+            "max_attempts": attempts,
+            "run_at": run_at or now,
+            "created_at": now,
+        }
+        for kind, payload, run_at in work
+    ]
+    await session.execute(insert(Job.__table__), rows)  # type: ignore[attr-defined]
+    return len(rows)
+
+
+async def publish_many(session: AsyncSession, event: str, payloads: list[dict[str, Any]]) -> int:
+    """``publish`` for many payloads at once (one INSERT)."""
+    kinds = _subscribers.get(event, [])
+    return await enqueue_many(session, [(k, p, None) for p in payloads for k in kinds])
 
 
 def wake_workers() -> None:
@@ -259,6 +289,8 @@ async def run_worker(db: Database, settings: Settings, worker_id: str, stop: asy
             task = asyncio.create_task(guarded(job))
             running.add(task)
             task.add_done_callback(running.discard)
+            # A freed slot is a reason to claim again now, not at the next poll.
+            task.add_done_callback(lambda _: _wakeup.set() if _wakeup is not None else None)
         if jobs and len(jobs) == free:
             continue
         _wakeup.clear()
