@@ -17,6 +17,7 @@ MODULES = (
     "inbox.outbox",
     "inbox.periodic",
     "inbox.media",
+    "routing.jobs",
     "bots.api_channel",
     "bots.email_channel",
     "bots.telegram",

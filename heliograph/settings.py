@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -23,6 +24,7 @@ SECRET_FIELDS = (
     "whatsapp_app_secret",
     "whatsapp_verify_token",
     "email_webhook_secret",
+    "events_api_token",
 )
 
 
@@ -49,6 +51,12 @@ class Settings(BaseSettings):
         default="", description="HMAC key for outbound POSTs (defaults to the inbound secret)."
     )
     outbound_timeout_s: float = 10.0
+
+    # Activity events from other platforms (POST /api/v1/events, crm_core.events).
+    events_api_token: str = Field(
+        default="",
+        description="Bearer token a platform sends events with (lead/admin tokens work too).",
+    )
 
     media_dir: str = Field(default="var/media", description="Where fetched attachments are kept.")
     max_body_bytes: int = Field(default=1_048_576, description="Largest accepted webhook body.")
@@ -119,6 +127,111 @@ class Settings(BaseSettings):
     job_backoff_max_s: float = 600.0
     run_workers: bool = Field(default=True, description="`serve` also runs workers.")
     run_scheduler: bool = Field(default=True, description="`serve` also runs the scheduler.")
+
+    # Routing (routing/policy.py): who gets a conversation, and when it moves on.
+    routing_require: list[Literal["language", "expertise"]] = Field(
+        default_factory=list,
+        description='Hard requirements among "language" and "expertise" (JSON list); the '
+        "others are preferences.",
+    )
+    routing_capacity_per_channel: bool = Field(
+        default=False, description="Count capacity per channel instead of across channels."
+    )
+    routing_unanswered_minutes: dict[str, float] = Field(
+        default_factory=lambda: {"urgent": 5, "high": 10, "normal": 15, "low": 60},
+        description="Re-route an assignment with no agent reply after this long (0 = never).",
+    )
+    routing_away_on_missed: bool = Field(
+        default=True, description="An agent re-routed for not replying is set away until active."
+    )
+    routing_idle_away_minutes: float = Field(
+        default=0, description="Online but inactive this long counts as away (0 = off)."
+    )
+    routing_wait_notice: bool = Field(
+        default=True, description="Tell a queued customer when we will answer, in their time."
+    )
+    routing_vip_priority: Literal["low", "normal", "high", "urgent"] = Field(
+        default="high", description="Lowest priority for a VIP."
+    )
+    routing_topic_keywords: dict[str, list[str]] = Field(
+        default_factory=lambda: {
+            "billing": ["refund", "refunds", "charged", "invoice", "payment", "billing"],
+            "technical": ["error", "bug", "crash", "login", "password", "not working"],
+        },
+        description='Topic tag -> keywords in inbound text; "word*" matches a prefix.',
+    )
+    routing_snapshot_ttl_s: float = Field(
+        default=30.0, description="How long a process trusts its cached team loads."
+    )
+    routing_team_check_s: float = Field(
+        default=1.0, description="How often a process checks its cached team for changes."
+    )
+
+    # Voice notes, language detection and translation (transcription/, inbox/voice.py,
+    # inbox/translation.py). Whisper weights are local files, never downloaded at run time.
+    whisper_engine: str = Field(
+        default="faster-whisper",
+        description='"faster-whisper" (CTranslate2; the default, see bench/transcribe.py), '
+        '"openai-whisper" (PyTorch) or "none".',
+    )
+    whisper_model: str = Field(
+        default="base",
+        description="A model name whose weights a package ships (base, tiny.en) or a local "
+        "path: a CTranslate2 directory, or a .pt file for openai-whisper.",
+    )
+    whisper_model_dir: str = Field(
+        default="var/models", description="Where joined and converted weights are kept."
+    )
+    whisper_device: str = Field(default="cpu", description='"cpu" or "cuda".')
+    whisper_compute_type: str = Field(default="int8", description="faster-whisper on CPU.")
+    whisper_threads: int = Field(default=0, description="CPU threads per model (0: auto).")
+    whisper_workers: int = Field(default=1, description="Notes transcribed at once per process.")
+    whisper_beam_size: int = 5
+    whisper_window_s: float = Field(default=30.0, description="Long notes go in windows.")
+    whisper_max_audio_s: float = Field(
+        default=1800.0, description="Audio past this is not transcribed (the note says so)."
+    )
+    whisper_job_budget_s: float = Field(
+        default=20.0, description="A job moves on to a fresh one after this long."
+    )
+    whisper_min_language_probability: float = Field(
+        default=0.5, description="Below this, the customer's known language is used instead."
+    )
+    language_candidates: list[str] = Field(
+        default_factory=lambda: (
+            "en es pt fr de it nl ru uk pl tr ar hi zh ja ko ms id vi th sv".split()
+        ),
+        description="ISO 639-1 codes text detection chooses among (JSON list; [] = all 75).",
+    )
+    language_min_confidence: float = Field(
+        default=0.3,
+        description="A guess with no known language must be this sure (and 10 points ahead).",
+    )
+    language_override_confidence: float = Field(
+        default=0.9, description="Detection replaces the known language only this sure."
+    )
+    translation_enabled: bool = Field(default=True, description="Off: never translate.")
+    translation_provider: str = Field(
+        default="google",
+        description="google, libre, deepl, microsoft, yandex, mymemory, qcri, papago, baidu, "
+        "chatgpt (deep-translator).",
+    )
+    translation_url: str = Field(default="", description="LibreTranslate server base URL.")
+    translation_api_key: str = ""
+    translation_api_secret: str = Field(default="", description="Papago/Baidu second key.")
+    translation_options: dict[str, str | bool] = Field(
+        default_factory=dict, description='More provider arguments, e.g. {"region": "westeu"}.'
+    )
+    translation_timeout_s: float = 10.0
+    translation_agent_languages: list[str] = Field(
+        default_factory=lambda: ["en"],
+        description="What the team reads when the assignee has no languages (first: target).",
+    )
+    translation_reply_wait_s: float = Field(
+        default=30.0,
+        description="A reply waits this long for its translation, then goes out as written "
+        "and the agent gets a note.",
+    )
 
     @property
     def is_sqlite(self) -> bool:

@@ -30,6 +30,15 @@ class Conversation(SQLModel, table=True):
             postgresql_where=text("status <> 'resolved'"),
         ),
         Index("ix_conversation_status", "status", "last_message_at"),
+        # Routing's reads: an agent's open load, all loads, and the unassigned queue. On
+        # assignee_id alone so that SQLite's planner prefers it to ix_conversation_assignee_id
+        # (with a second column it did not, and counted through the table).
+        Index(
+            "ix_conversation_open_assignee",
+            "assignee_id",
+            sqlite_where=text("status <> 'resolved'"),
+            postgresql_where=text("status <> 'resolved'"),
+        ),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -40,7 +49,11 @@ class Conversation(SQLModel, table=True):
     status: str = Field(default="open", max_length=16)
     priority: str = Field(default="normal", max_length=16)
     assignee_id: int | None = Field(default=None, foreign_key="team_member.id", index=True)
+    assigned_at: datetime | None = None  # when the current assignee got it
     language: str | None = Field(default=None, max_length=16)
+    # Who set ``language``: "customer" (their profile), "detected" or "agent" (corrected;
+    # detection no longer changes it).
+    language_source: str | None = Field(default=None, max_length=16)
     topic_tags: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     subject: str | None = Field(default=None, max_length=300)
     translation_enabled: bool = True
@@ -71,6 +84,10 @@ class Message(SQLModel, table=True):
     text: str = Field(default="", sa_column=Column(Text, nullable=False))
     original_text: str | None = Field(default=None, sa_column=Column(Text))
     original_language: str | None = Field(default=None, max_length=16)
+    # inbox/translation.py: None (not looked at), pending (a reply waits for it), done
+    # (``text`` is the translation of ``original_text``), not_needed, off, failed, timed_out.
+    translation_status: str | None = Field(default=None, max_length=16)
+    translation_note: str | None = Field(default=None, max_length=500)  # why, in words
     provider_message_id: str | None = Field(default=None, max_length=255)  # inbound dedupe key
     external_id: str | None = Field(default=None, max_length=255, index=True)  # provider id out
     delivery_status: str = Field(default="received", max_length=16)
@@ -96,6 +113,8 @@ class Attachment(SQLModel, table=True):
     transcript: str | None = Field(default=None, sa_column=Column(Text))
     transcript_language: str | None = Field(default=None, max_length=16)
     transcript_status: str | None = Field(default=None, max_length=16)
+    # inbox/voice.py: the reason for failed/empty/unavailable, or how the language was chosen.
+    transcript_note: str | None = Field(default=None, max_length=500)
     created_at: datetime = Field(default_factory=utcnow)
 
 

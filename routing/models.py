@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column
+from sqlalchemy import JSON, Column, Index, Text
 from sqlmodel import Field, SQLModel
 
 from heliograph.db import utcnow
@@ -40,8 +40,13 @@ class TeamMember(SQLModel, table=True):
     telegram_chat_id: str | None = Field(default=None, max_length=64, unique=True)
     active: bool = True
     last_assigned_at: datetime | None = None
+    # Any sign of life from the member (a claim, an availability change, a surface's touch).
+    last_active_at: datetime | None = None
+    # True when the inactivity rule set the availability (it lifts when they act again).
+    availability_auto: bool = False
     created_at: datetime = Field(default_factory=utcnow)
-    updated_at: datetime = Field(default_factory=utcnow)
+    # Indexed: routing reads count(*) and max(updated_at) as the team's version each decision.
+    updated_at: datetime = Field(default_factory=utcnow, index=True)
 
 
 class ApiToken(SQLModel, table=True):
@@ -56,3 +61,47 @@ class ApiToken(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
     last_used_at: datetime | None = None
     revoked_at: datetime | None = None
+
+
+ASSIGNMENT_KINDS = ("policy", "reroute", "manual", "claim", "queued", "handoff")
+
+
+class Assignment(SQLModel, table=True):
+    """One change of a conversation's owner, and why: the history handoffs build on.
+
+    ``member_id`` None means the conversation went back to the queue. ``customer_id`` is
+    copied so "the customer's previous agent" is one indexed read of this table.
+    """
+
+    __tablename__ = "assignment"
+    __table_args__ = (
+        Index("ix_assignment_conversation", "conversation_id", "id"),
+        Index("ix_assignment_customer", "customer_id", "id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    conversation_id: int = Field(foreign_key="conversation.id")
+    customer_id: int = Field(foreign_key="customer.id")
+    member_id: int | None = Field(default=None, foreign_key="team_member.id")
+    previous_member_id: int | None = Field(default=None, foreign_key="team_member.id")
+    kind: str = Field(max_length=16)  # one of ASSIGNMENT_KINDS
+    by_member_id: int | None = Field(default=None, foreign_key="team_member.id")  # a person
+    reason: str = Field(sa_column=Column(Text, nullable=False))
+    at: datetime = Field(default_factory=utcnow)
+
+
+class RoutingWait(SQLModel, table=True):
+    """A conversation waiting for someone eligible, and what the customer was promised.
+
+    The queue itself is every unassigned open conversation (inbox.assignment.queued);
+    this row only remembers, per wait, why nobody took it and whether we told the
+    customer when we will answer (at most once per wait).
+    """
+
+    __tablename__ = "routing_wait"
+
+    conversation_id: int = Field(foreign_key="conversation.id", primary_key=True)
+    since: datetime = Field(default_factory=utcnow)
+    reason: str = Field(default="", max_length=500)
+    promised_at: datetime | None = None
+    notified_at: datetime | None = None

@@ -2,8 +2,8 @@
 
 from fastapi import APIRouter
 
-from web.api import admin, conversations, customers, team
+from web.api import admin, conversations, crm, customers, routing, team
 
 router = APIRouter(prefix="/api/v1")
-for module in (customers, conversations, team, admin):
+for module in (customers, conversations, team, routing, crm, admin):
     router.include_router(module.router)

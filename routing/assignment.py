@@ -1,0 +1,383 @@
+"""Giving a conversation to someone: by the policy, by a person, and the history of it.
+
+Every change of owner writes an ``Assignment`` row (who, when, why, by whom) in the same
+transaction as the conversation's ``assignee_id``, and publishes
+``conversation.assigned``. Handoff builds on ``assign_best`` (policy, with exclusions)
+and ``record`` (any owner change with its reason).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+
+import pytz
+from sqlalchemy import delete, insert, or_, select, update
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from crm_core.identity import get_customer
+from heliograph import jobs
+from heliograph.db import utcnow
+from inbox.assignment import lock_conversation, open_load, open_load_query, set_assignee
+from inbox.conversations import InvalidRequest
+from inbox.models import Conversation
+from routing.models import Assignment, RoutingWait, TeamMember
+from routing.policy import (
+    Choice,
+    MemberView,
+    PolicyConfig,
+    Wanted,
+    city_of,
+    effective_availability,
+    why_nobody,
+)
+from routing.schedule import is_on_shift
+from routing.snapshot import TeamSnapshot, recheck, team_snapshot
+from routing.team import get_member
+
+_CONFIRM_TRIES = 5
+
+
+class AssignmentRefused(InvalidRequest):
+    """This assignment is not allowed; the message says why and what to do instead."""
+
+
+@dataclass(frozen=True)
+class Routed:
+    """The outcome of a policy decision for one conversation."""
+
+    conversation_id: int
+    member_id: int | None  # None: nobody eligible (queued)
+    reason: str
+    assignment_id: int | None = None  # None when nothing changed
+    previous_member_id: int | None = None
+
+
+async def previous_agent(session: AsyncSession, customer_id: int) -> int | None:
+    """The customer's most recent agent on any conversation (the relationship)."""
+    row = await session.execute(
+        select(Assignment.member_id)
+        .where(Assignment.customer_id == customer_id, Assignment.member_id.is_not(None))  # type: ignore[union-attr]
+        .order_by(Assignment.id.desc())  # type: ignore[union-attr]
+        .limit(1)
+    )
+    return row.scalar()
+
+
+async def history(session: AsyncSession, conversation_id: int) -> list[Assignment]:
+    rows = await session.execute(
+        select(Assignment)
+        .where(Assignment.conversation_id == conversation_id)
+        .order_by(Assignment.id)  # type: ignore[arg-type]
+    )
+    return list(rows.scalars().all())
+
+
+async def record(
+    session: AsyncSession,
+    conversation: Conversation,
+    member_id: int | None,
+    kind: str,
+    reason: str,
+    *,
+    now: datetime | None = None,
+    by_member_id: int | None = None,
+    stamp_member: bool = True,
+) -> Assignment:
+    """Change the owner (None: back to the queue), write the history row, publish
+    ``conversation.assigned``. The caller holds the conversation's lock and commits.
+    ``stamp_member`` False: the caller has set the member's ``last_assigned_at``."""
+    now = now or utcnow()
+    previous = set_assignee(conversation, member_id, now)
+    fields = {
+        "conversation_id": conversation.id,
+        "customer_id": conversation.customer_id,
+        "member_id": member_id,
+        "previous_member_id": previous,
+        "kind": kind,
+        "by_member_id": by_member_id,
+        "reason": reason,
+        "at": now,
+    }
+    # Core INSERT ... RETURNING: the decision path's cheapest way to a history row.
+    inserted = await session.execute(insert(Assignment).values(**fields).returning(Assignment.id))
+    row = Assignment(id=inserted.scalar_one(), **fields)
+    if member_id is not None:
+        await session.execute(
+            delete(RoutingWait).where(RoutingWait.conversation_id == conversation.id)  # type: ignore[arg-type]
+        )
+        if stamp_member:
+            await _stamp(session, member_id, now)
+    await jobs.publish(
+        session,
+        "conversation.assigned",
+        {
+            "conversation_id": conversation.id,
+            "assignment_id": row.id,
+            "member_id": member_id,
+            "previous_member_id": previous,
+            "kind": kind,
+            "reason": reason,
+        },
+    )
+    return row
+
+
+async def _stamp(session: AsyncSession, member_id: int, now: datetime) -> None:
+    await session.execute(
+        update(TeamMember).where(TeamMember.id == member_id).values(last_assigned_at=now)  # type: ignore[arg-type]
+    )
+
+
+def _is_sqlite(session: AsyncSession) -> bool:
+    return session.bind is not None and session.bind.dialect.name == "sqlite"
+
+
+async def confirm(
+    session: AsyncSession,
+    member: MemberView,
+    conversation: Conversation,
+    now: datetime,
+    config: PolicyConfig,
+) -> int | None:
+    """May ``member`` take ``conversation`` now? Checked on the database, not the
+    snapshot: active, online, on shift, and an exact open count under capacity. On yes,
+    returns that count (without this conversation) and has stamped ``last_assigned_at``.
+    """
+    own = int(conversation.assignee_id == member.id and conversation.status != "resolved")
+    channel = conversation.channel if config.per_channel else None
+    if _is_sqlite(session) and member.updated_at is not None:
+        load = await _confirm_unchanged(session, member, own, channel, now, config)
+        if load is not None:
+            return load
+    return await _confirm_fresh(session, member.id, own, channel, now, config)
+
+
+async def _confirm_unchanged(
+    session: AsyncSession,
+    member: MemberView,
+    own: int,
+    channel: str | None,
+    now: datetime,
+    config: PolicyConfig,
+) -> int | None:
+    """SQLite, one statement: stamp the member if their row is the snapshot's (so the
+    schedule and availability the policy used are current) and the exact count is under
+    capacity. SQLite runs one writer at a time, so nothing can slip in between."""
+    if not member.on_shift(now):
+        return None
+    load = open_load_query(member.id, channel).scalar_subquery()
+    conditions = [
+        TeamMember.id == member.id,
+        TeamMember.updated_at == member.updated_at,
+        TeamMember.active.is_(True),  # type: ignore[attr-defined]
+        TeamMember.availability == "online",
+        load - own < TeamMember.capacity,
+    ]
+    if config.idle_away_minutes:
+        cutoff = now - timedelta(minutes=config.idle_away_minutes)
+        conditions.append(
+            or_(TeamMember.last_active_at.is_(None), TeamMember.last_active_at >= cutoff)  # type: ignore[union-attr, operator]
+        )
+    stmt = update(TeamMember).where(*conditions).values(last_assigned_at=now).returning(load)
+    found = (await session.execute(stmt)).scalar()
+    return None if found is None else int(found) - own
+
+
+async def _confirm_fresh(
+    session: AsyncSession,
+    member_id: int,
+    own: int,
+    channel: str | None,
+    now: datetime,
+    config: PolicyConfig,
+) -> int | None:
+    """Lock the member's row (PostgreSQL: assignments to one member queue here, so two
+    workers cannot both take the last free place), re-read it, count exactly, stamp."""
+    stmt = select(TeamMember).where(TeamMember.id == member_id)  # type: ignore[arg-type]
+    if not _is_sqlite(session):
+        stmt = stmt.with_for_update()
+    fresh = (
+        await session.execute(stmt.execution_options(populate_existing=True))
+    ).scalar_one_or_none()
+    if fresh is None or not fresh.active or not is_on_shift(fresh, now):
+        return None
+    if effective_availability(fresh, now, config.idle_away_minutes) != "online":
+        return None
+    load = await open_load(session, member_id, channel) - own
+    if load >= fresh.capacity:
+        return None
+    await _stamp(session, member_id, now)
+    return load
+
+
+async def wanted_for(
+    session: AsyncSession, conversation: Conversation, exclude: frozenset[int] = frozenset()
+) -> Wanted:
+    language = conversation.language  # ingest copies the customer's; else ask the profile
+    if language is None:
+        language = (await get_customer(session, conversation.customer_id)).language
+    return Wanted.build(
+        conversation.channel,
+        language,
+        conversation.topic_tags,
+        previous_member_id=await previous_agent(session, conversation.customer_id),
+        current_assignee_id=conversation.assignee_id,
+        exclude=exclude,
+    )
+
+
+async def decide(
+    session: AsyncSession,
+    conversation: Conversation,
+    now: datetime,
+    config: PolicyConfig,
+    snapshot: TeamSnapshot,
+    exclude: frozenset[int] = frozenset(),
+) -> tuple[Choice | None, Wanted]:
+    """The policy's choice, confirmed on the member's locked row; nothing is written."""
+    wanted = await wanted_for(session, conversation, exclude)
+    channel = conversation.channel if config.per_channel else ""
+    for _ in range(_CONFIRM_TRIES):
+        choice = snapshot.choose(wanted, now, config)
+        if choice is None:
+            return None, wanted
+        load = await confirm(session, choice.member, conversation, now, config)
+        if load is not None:
+            snapshot.set_load(choice.member.id, channel, load)
+            return replace(choice, load=load), wanted
+        # The snapshot was stale for this member: learn and try the next best.
+        actual = await open_load(session, choice.member.id, channel or None)
+        snapshot.set_load(choice.member.id, channel, actual)
+        wanted = replace(wanted, exclude=wanted.exclude | {choice.member.id})
+    return None, wanted
+
+
+async def assign_best(
+    session: AsyncSession,
+    conversation: Conversation,
+    *,
+    now: datetime | None = None,
+    kind: str = "policy",
+    exclude: frozenset[int] = frozenset(),
+    reason_prefix: str = "",
+    config: PolicyConfig | None = None,
+    snapshot: TeamSnapshot | None = None,
+) -> Routed:
+    """Give ``conversation`` (locked by the caller) to the best eligible member.
+
+    ``member_id`` None in the result: nobody is eligible, ``reason`` says why, nothing
+    was written. Choosing its current assignee changes nothing (no history row).
+    """
+    now = now or utcnow()
+    config = config or PolicyConfig.from_settings()
+    snapshot = snapshot or await team_snapshot(session, config)
+    choice, wanted = await decide(session, conversation, now, config, snapshot, exclude)
+    if choice is None:
+        why = why_nobody(snapshot.on_duty(now), wanted, now, snapshot.load, config)
+        return Routed(conversation.id, None, why, previous_member_id=conversation.assignee_id)  # type: ignore[arg-type]
+    member_id = choice.member.id
+    reason = reason_prefix + choice.reason(wanted, now, config.per_channel)
+    if member_id == conversation.assignee_id:
+        return Routed(conversation.id, member_id, reason, None, member_id)  # type: ignore[arg-type]
+    previous = conversation.assignee_id
+    row = await record(session, conversation, member_id, kind, reason, now=now, stamp_member=False)
+    snapshot.moved(member_id, previous, conversation.channel)
+    choice.member.last_assigned_at = now
+    return Routed(conversation.id, member_id, reason, row.id, previous)  # type: ignore[arg-type]
+
+
+def _who(member: TeamMember, now: datetime, load: int) -> str:
+    zone = member.timezone or "UTC"
+    local = now.astimezone(pytz.timezone(zone))
+    return f"{member.name} — {city_of(zone)} {local:%H:%M}, {load}/{member.capacity} open"
+
+
+async def assign_to(
+    session: AsyncSession,
+    conversation_id: int,
+    member_id: int,
+    actor: TeamMember,
+    *,
+    now: datetime | None = None,
+) -> Assignment | None:
+    """A person assigns: leads and admins may give a conversation to anyone (the reason
+    notes when that member is off shift, away or full); agents may claim an unassigned
+    conversation for themselves while under capacity. None: already theirs."""
+    now = now or utcnow()
+    conversation = await lock_conversation(session, conversation_id)
+    member = await get_member(session, member_id)
+    if conversation.status == "resolved":
+        raise AssignmentRefused(f"conversation {conversation_id} is resolved; reopen it first")
+    if not member.active:
+        raise AssignmentRefused(f"{member.name} is no longer active on the team")
+    if conversation.assignee_id == member_id:
+        return None
+    load = await open_load(session, member_id)
+    is_lead = actor.role in ("lead", "admin")
+    if not is_lead:
+        if actor.id != member_id:
+            raise AssignmentRefused(
+                "agents may only claim conversations for themselves; ask a lead"
+            )
+        if conversation.assignee_id is not None:
+            raise AssignmentRefused(
+                f"conversation {conversation_id} is assigned to someone else; ask a lead to move it"
+            )
+        if load >= member.capacity:
+            raise AssignmentRefused(
+                f"you have {load}/{member.capacity} open conversations; resolve one first"
+            )
+    notes = []
+    if not is_on_shift(member, now):
+        notes.append("off shift")
+    if member.availability != "online":
+        notes.append(member.availability)
+    if load >= member.capacity:
+        notes.append("over capacity")
+    who = _who(member, now, load) + (f" ({', '.join(notes)})" if notes else "")
+    if actor.id == member_id:
+        kind, reason = "claim", f"claimed by {who}"
+    else:
+        kind, reason = "manual", f"assigned by {actor.name} to {who}"
+    row = await record(
+        session, conversation, member_id, kind, reason, now=now, by_member_id=actor.id
+    )
+    await touch(session, member_id if actor.id is None else actor.id, now)
+    return row
+
+
+async def set_availability(
+    session: AsyncSession,
+    member_id: int,
+    availability: str,
+    *,
+    auto: bool = False,
+    now: datetime | None = None,
+) -> TeamMember:
+    """Online, away or offline, by the member (``auto`` False) or by the inactivity rule."""
+    from routing.models import AVAILABILITY
+
+    if availability not in AVAILABILITY:
+        raise InvalidRequest(f"availability must be one of {', '.join(AVAILABILITY)}")
+    now = now or utcnow()
+    member = await get_member(session, member_id)
+    member.availability, member.availability_auto = availability, auto
+    member.updated_at = now  # the team snapshot's version
+    if not auto:
+        member.last_active_at = now
+    await session.flush()
+    recheck()
+    return member
+
+
+async def touch(session: AsyncSession, member_id: int, now: datetime | None = None) -> None:
+    """A sign of life from the member (surfaces call this): ends an automatic away."""
+    now = now or utcnow()
+    member = await get_member(session, member_id)
+    member.last_active_at = now
+    if member.availability_auto:
+        member.availability, member.availability_auto = "online", False
+        member.updated_at = now
+        recheck()
+    await session.flush()

@@ -1,0 +1,197 @@
+"""Assigning many conversations in one transaction: the queue drain, and handoff's shift
+change (thousands of conversations at a shift boundary).
+
+Per batch, not per conversation: one forced team-version check, one read (PostgreSQL:
+``FOR UPDATE``, in id order) of the members on duty, one exact GROUP BY of their loads,
+one read of the customers' previous agents; then the policy runs in memory, each choice
+updating the loads it counts on; then one multi-row INSERT of history, one DELETE of
+queue waits, one UPDATE of ``last_assigned_at``, and the conversations' own UPDATEs.
+With the members locked (PostgreSQL) or the write lock held (SQLite), the counts stay
+exact for the whole batch, so capacity holds without a per-conversation confirm.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+
+from sqlalchemy import delete, func, insert, select, update
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from crm_core.identity import get_customer
+from heliograph import jobs
+from heliograph.db import utcnow
+from inbox.assignment import open_loads_of, set_assignee
+from inbox.models import Conversation
+from routing.assignment import Routed
+from routing.models import Assignment, RoutingWait, TeamMember
+from routing.policy import PolicyConfig, Wanted, why_nobody
+from routing.snapshot import TeamSnapshot, recheck, team_snapshot
+
+
+async def previous_agents(session: AsyncSession, customer_ids: Iterable[int]) -> dict[int, int]:
+    """Each customer's most recent agent (the relationship), in one query."""
+    ids = list(set(customer_ids))
+    if not ids:
+        return {}
+    latest = (
+        select(func.max(Assignment.id))
+        .where(Assignment.customer_id.in_(ids), Assignment.member_id.is_not(None))  # type: ignore[attr-defined, union-attr]
+        .group_by(Assignment.customer_id)
+    )
+    rows = await session.execute(
+        select(Assignment.customer_id, Assignment.member_id).where(Assignment.id.in_(latest))  # type: ignore[union-attr]
+    )
+    return {customer_id: member_id for customer_id, member_id in rows.all()}
+
+
+async def _hold_duty(
+    session: AsyncSession, snapshot: TeamSnapshot, now: datetime, config: PolicyConfig
+) -> frozenset[int]:
+    """Lock the members on duty, make their loads exact; returns members whose row
+    changed since the snapshot (left out of this batch)."""
+    duty = {m.id: m for m in snapshot.on_duty(now)}
+    if not duty:
+        return frozenset()
+    stmt = (
+        select(TeamMember.id, TeamMember.updated_at, TeamMember.last_active_at)
+        .where(TeamMember.id.in_(list(duty)))  # type: ignore[union-attr]
+        .order_by(TeamMember.id)
+    )
+    if session.bind is not None and session.bind.dialect.name == "postgresql":
+        stmt = stmt.with_for_update()
+    changed = set(duty)
+    for member_id, updated_at, last_active_at in (await session.execute(stmt)).all():
+        if updated_at == duty[member_id].updated_at:
+            changed.discard(member_id)
+            duty[member_id].last_active_at = last_active_at
+    loads = await open_loads_of(session, list(duty), config.per_channel)
+    for key in [k for k in snapshot.loads if k[0] in duty]:
+        del snapshot.loads[key]
+    snapshot.loads.update(loads)
+    return frozenset(changed)
+
+
+async def _language(session: AsyncSession, conversation: Conversation) -> str | None:
+    if conversation.language is not None:
+        return conversation.language
+    return (await get_customer(session, conversation.customer_id)).language
+
+
+async def assign_batch(
+    session: AsyncSession,
+    conversations: list[Conversation],
+    *,
+    now: datetime | None = None,
+    kind: str = "policy",
+    exclude: Mapping[int, Iterable[int]] | None = None,
+    reason_prefix: Mapping[int, str] | None = None,
+    config: PolicyConfig | None = None,
+) -> list[Routed]:
+    """Give each of ``conversations`` (locked by the caller, e.g. with
+    ``inbox.assignment.lock_conversations``) to the best eligible member, in order.
+
+    ``exclude[conversation_id]``: members not to choose for it (e.g. the agent whose
+    shift ends); ``reason_prefix[conversation_id]``: words before the policy's reason
+    (e.g. "handoff from Aiko (shift ended): "). Results are in input order; a
+    ``member_id`` of None means nobody was eligible (``reason`` says why) and nothing
+    changed for that conversation. The caller commits.
+    """
+    if not conversations:
+        return []
+    now = now or utcnow()
+    config = config or PolicyConfig.from_settings()
+    exclude = exclude or {}
+    reason_prefix = reason_prefix or {}
+    recheck()
+    snapshot = await team_snapshot(session, config)
+    changed = await _hold_duty(session, snapshot, now, config)
+    previous = await previous_agents(session, (c.customer_id for c in conversations))
+    results: list[Routed] = []
+    rows: list[dict[str, object]] = []
+    for conversation in conversations:
+        wanted = Wanted.build(
+            conversation.channel,
+            await _language(session, conversation),
+            conversation.topic_tags,
+            previous.get(conversation.customer_id),
+            conversation.assignee_id,
+            changed.union(exclude.get(conversation.id, ())),  # type: ignore[arg-type]
+        )
+        choice = snapshot.choose(wanted, now, config)
+        if choice is None:
+            why = why_nobody(snapshot.on_duty(now), wanted, now, snapshot.load, config)
+            results.append(Routed(conversation.id, None, why, None, conversation.assignee_id))  # type: ignore[arg-type]
+            continue
+        member_id = choice.member.id
+        reason = reason_prefix.get(conversation.id, "") + choice.reason(
+            wanted, now, config.per_channel
+        )
+        if member_id == conversation.assignee_id:
+            results.append(Routed(conversation.id, member_id, reason, None, member_id))  # type: ignore[arg-type]
+            continue
+        before = set_assignee(conversation, member_id, now)
+        snapshot.moved(member_id, before, conversation.channel)
+        choice.member.last_assigned_at = now
+        rows.append(
+            {
+                "conversation_id": conversation.id,
+                "customer_id": conversation.customer_id,
+                "member_id": member_id,
+                "previous_member_id": before,
+                "kind": kind,
+                "reason": reason,
+                "at": now,
+            }
+        )
+        results.append(Routed(conversation.id, member_id, reason, None, before))  # type: ignore[arg-type]
+    if rows:
+        results = await _write(session, rows, results, kind, now)
+    return results
+
+
+async def _write(
+    session: AsyncSession,
+    rows: list[dict[str, object]],
+    results: list[Routed],
+    kind: str,
+    now: datetime,
+) -> list[Routed]:
+    inserted = await session.execute(
+        insert(Assignment).returning(Assignment.id, sort_by_parameter_order=True), rows
+    )
+    assignment_ids = dict(
+        zip([r["conversation_id"] for r in rows], inserted.scalars(), strict=True)
+    )
+    await session.execute(
+        delete(RoutingWait).where(RoutingWait.conversation_id.in_(list(assignment_ids)))  # type: ignore[attr-defined]
+    )
+    members = list({r["member_id"] for r in rows})
+    await session.execute(
+        update(TeamMember).where(TeamMember.id.in_(members)).values(last_assigned_at=now)  # type: ignore[union-attr]
+    )
+    final = []
+    for result in results:
+        assignment_id = assignment_ids.get(result.conversation_id)
+        if assignment_id is not None:
+            result = Routed(
+                result.conversation_id,
+                result.member_id,
+                result.reason,
+                assignment_id,
+                result.previous_member_id,
+            )
+            await jobs.publish(
+                session,
+                "conversation.assigned",
+                {
+                    "conversation_id": result.conversation_id,
+                    "assignment_id": assignment_id,
+                    "member_id": result.member_id,
+                    "previous_member_id": result.previous_member_id,
+                    "kind": kind,
+                    "reason": result.reason,
+                },
+            )
+        final.append(result)
+    return final

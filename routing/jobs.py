@@ -1,0 +1,85 @@
+"""Routing's listeners and periodic work (registered when this module is imported).
+
+- ``message.received`` -> ``routing.route``: tag, prioritise, assign or queue.
+- ``conversation.status_changed`` -> ``routing.status_changed``: a resolved conversation
+  frees its agent's capacity (drain the queue now); one reopened from resolved is
+  routed again like a reopened message.
+- ``routing.drain`` (enqueued when someone comes online and at promised shift starts).
+- every 30 s: drain the queue; every 60 s: re-route unanswered assignments.
+
+Every handler is idempotent: it re-reads the conversation under its lock and acts only
+on what is still true (assigned conversations stay put; a notice goes once per wait).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import delete
+
+from heliograph import jobs
+from heliograph.db import Database, get_db
+from heliograph.scheduler import every
+from inbox.conversations import get_conversation
+from routing.models import RoutingWait
+from routing.queue import drain_queue, reroute_unanswered, route_conversation
+
+ROUTE = "routing.route"
+STATUS_CHANGED = "routing.status_changed"
+DRAIN = "routing.drain"
+
+
+@jobs.handler(ROUTE)
+async def route(payload: dict[str, Any]) -> None:
+    db = get_db()
+    async with db.session() as session:
+        await route_conversation(
+            session,
+            payload["conversation_id"],
+            message_id=payload.get("message_id"),
+            reopened=bool(payload.get("reopened")),
+        )
+        await session.commit()
+    jobs.wake_workers()
+
+
+@jobs.handler(STATUS_CHANGED)
+async def status_changed(payload: dict[str, Any]) -> None:
+    db = get_db()
+    if payload.get("to") == "resolved":
+        async with db.session() as session:
+            conversation = await get_conversation(session, payload["conversation_id"])
+            freed = conversation.assignee_id is not None
+            # A resolved conversation no longer waits; a later reopen is a new wait.
+            await session.execute(
+                delete(RoutingWait).where(
+                    RoutingWait.conversation_id == payload["conversation_id"]  # type: ignore[arg-type]
+                )
+            )
+            await session.commit()
+        if freed:  # its agent has room for one more now
+            await drain_queue(db)
+    elif payload.get("from") == "resolved":
+        async with db.session() as session:
+            await route_conversation(session, payload["conversation_id"], reopened=True)
+            await session.commit()
+        jobs.wake_workers()
+
+
+@jobs.handler(DRAIN)
+async def drain(_: dict[str, Any]) -> None:
+    await drain_queue(get_db())
+
+
+jobs.subscribe("message.received", ROUTE)
+jobs.subscribe("conversation.status_changed", STATUS_CHANGED)
+
+
+@every(30)
+async def drain_routing_queue(db: Database) -> int:
+    return await drain_queue(db)
+
+
+@every(60)
+async def reroute_unanswered_conversations(db: Database) -> int:
+    return await reroute_unanswered(db)

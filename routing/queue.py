@@ -1,0 +1,311 @@
+"""Routing a conversation, the queue of those nobody could take, and moving on.
+
+- ``route_conversation``: tags and priority from the message, then the policy; with
+  nobody eligible the conversation waits (and the customer may be told, once per wait,
+  when we will answer, in their own time zone).
+- ``drain_queue``: the queue, most urgent and longest waiting first, to whoever is
+  eligible now (every 30 s on the scheduler, when capacity frees, when someone comes
+  online, and at the instant we promised a customer).
+- ``reroute_unanswered``: an assignment with no agent reply within the priority's
+  limit goes to someone else eligible; ``conversation.rerouted`` tells the first agent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import pytz
+from sqlalchemy import delete, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from crm_core.identity import get_customer
+from crm_core.models import Customer
+from heliograph import jobs
+from heliograph.db import Database, utcnow
+from heliograph.settings import get_settings
+from inbox import assignment as inbox_assignment
+from inbox.conversations import reply
+from inbox.models import Conversation
+from routing.assignment import Routed, assign_best, record, set_availability, wanted_for
+from routing.batch import assign_batch
+from routing.models import RoutingWait, TeamMember
+from routing.policy import PolicyConfig, Wanted
+from routing.schedule import next_start_for
+from routing.snapshot import TeamSnapshot, team_snapshot
+from routing.topics import tags_for_programs, tags_for_text
+
+_BATCH = 50  # conversations per drain transaction: short write locks on SQLite
+
+
+@dataclass(frozen=True)
+class QueueEntry:
+    conversation: Conversation
+    wait: RoutingWait | None
+
+
+async def route_conversation(
+    session: AsyncSession,
+    conversation_id: int,
+    *,
+    message_id: int | None = None,
+    reopened: bool = False,
+    now: datetime | None = None,
+    config: PolicyConfig | None = None,
+) -> Routed | None:
+    """Route after an inbound message. None: nothing to do (resolved, snoozed, or
+    already assigned and not reopened). A reopened conversation goes to whoever is
+    eligible now; its previous agent keeps it only if they are."""
+    now = now or utcnow()
+    config = config or PolicyConfig.from_settings()
+    conversation = await inbox_assignment.lock_conversation(session, conversation_id)
+    if conversation.status in ("resolved", "snoozed"):
+        return None
+    customer = await get_customer(session, conversation.customer_id)
+    await _classify(session, conversation, customer, message_id, config)
+    if conversation.assignee_id is not None and not reopened:
+        return None
+    if reopened:
+        await _end_wait(session, conversation.id)  # type: ignore[arg-type]
+    snapshot = await team_snapshot(session, config)
+    routed = await assign_best(session, conversation, now=now, config=config, snapshot=snapshot)
+    if routed.member_id is not None:
+        return routed
+    if conversation.assignee_id is not None:
+        # Reopened while its agent is asleep, away or full: not theirs to wait on.
+        gone = await session.get(TeamMember, conversation.assignee_id)
+        name = gone.name if gone is not None else f"member {conversation.assignee_id}"
+        await record(
+            session,
+            conversation,
+            None,
+            "queued",
+            f"reopened while {name} cannot take it ({routed.reason}); waiting in the queue",
+            now=now,
+        )
+        snapshot.moved(None, routed.previous_member_id, conversation.channel)
+    await wait_in_queue(session, conversation, customer, now, routed.reason, config, snapshot)
+    return routed
+
+
+async def _classify(
+    session: AsyncSession,
+    conversation: Conversation,
+    customer: Customer,
+    message_id: int | None,
+    config: PolicyConfig,
+) -> None:
+    """Topic tags from the message text and the customer's programs; VIP priority."""
+    tags: list[str] = []
+    if message_id is not None:
+        text = await inbox_assignment.message_text(session, message_id)
+        tags += tags_for_text(text, get_settings().routing_topic_keywords)
+    tags += await tags_for_programs(session, customer.id)  # type: ignore[arg-type]
+    inbox_assignment.add_topic_tags(conversation, tags)
+    if customer.vip:
+        inbox_assignment.raise_priority(conversation, config.vip_priority)
+
+
+async def _end_wait(session: AsyncSession, conversation_id: int) -> None:
+    await session.execute(delete(RoutingWait).where(RoutingWait.conversation_id == conversation_id))  # type: ignore[arg-type]
+
+
+async def wait_in_queue(
+    session: AsyncSession,
+    conversation: Conversation,
+    customer: Customer,
+    now: datetime,
+    reason: str,
+    config: PolicyConfig,
+    snapshot: TeamSnapshot,
+) -> RoutingWait:
+    """Note why it waits; tell the customer when we will answer (once per wait), and
+    have the queue drained at that instant."""
+    wait = await session.get(RoutingWait, conversation.id)
+    if wait is None:
+        wait = RoutingWait(conversation_id=conversation.id, since=now, reason=reason)  # type: ignore[arg-type]
+        session.add(wait)
+    wait.reason = reason
+    if wait.promised_at is None:
+        wanted = await wanted_for(session, conversation)
+        wait.promised_at = promised_time(snapshot, wanted, now, config)
+        if wait.promised_at is not None:
+            await jobs.enqueue(
+                session,
+                "routing.drain",
+                {"reason": "promised shift start"},
+                run_at=wait.promised_at,
+                dedupe_key=f"routing.drain:{wait.promised_at.isoformat()}",
+            )
+    if config.wait_notice and wait.notified_at is None and wait.promised_at is not None:
+        text = wait_message(wait.promised_at, customer.timezone, now)
+        await reply(session, conversation.id, text, author_id=None, author_type="system")  # type: ignore[arg-type]
+        wait.notified_at = now
+    await session.flush()
+    return wait
+
+
+def promised_time(
+    snapshot: TeamSnapshot, wanted: Wanted, now: datetime, config: PolicyConfig
+) -> datetime | None:
+    """When someone who may take it next comes on shift. None when that cannot be said
+    honestly: someone who could take it is on shift already (only busy or away, so the
+    answer comes when they free up), or nobody has a shift ahead."""
+    language = wanted.language if config.require_language else None
+    tags = wanted.tags if config.require_expertise else None
+    members = [
+        m
+        for m in snapshot.members.values()
+        if m.active
+        and m.id not in wanted.exclude
+        and m.capacity > 0
+        # Offline by their own choice: not coming at their shift start.
+        and m.availability != "offline"
+    ]
+    matching = [
+        m
+        for m in members
+        if (language is None or language in m.speaks) and (not tags or tags & m.knows)
+    ]
+    if any(m.on_shift(now) for m in matching):
+        return None
+    found = next_start_for(matching, now)
+    return found[0] if found else None
+
+
+def wait_message(promised_at: datetime, customer_timezone: str | None, now: datetime) -> str:
+    """ "... we'll answer at 09:00 your time" in the customer's zone (UTC if unknown)."""
+    known = bool(customer_timezone) and customer_timezone in pytz.all_timezones_set
+    tz = pytz.timezone(customer_timezone) if known else pytz.UTC  # type: ignore[arg-type]
+    local = promised_at.astimezone(tz)
+    today = now.astimezone(tz).date()
+    if local.date() == today:
+        day = ""
+    elif local.date() == today + timedelta(days=1):
+        day = "tomorrow "
+    else:
+        day = f"on {local:%A} "
+    whose = "your time" if known else "UTC"
+    return (
+        "Thanks for your message. Our team is offline right now; "
+        f"we'll answer {day}at {local:%H:%M} {whose}."
+    )
+
+
+async def queue_entries(session: AsyncSession, limit: int = 200) -> list[QueueEntry]:
+    conversations = await inbox_assignment.queued(session, limit)
+    waits = {}
+    if conversations:
+        rows = await session.execute(
+            select(RoutingWait).where(
+                RoutingWait.conversation_id.in_([c.id for c in conversations])  # type: ignore[attr-defined]
+            )
+        )
+        waits = {w.conversation_id: w for w in rows.scalars().all()}
+    return [QueueEntry(c, waits.get(c.id)) for c in conversations]  # type: ignore[arg-type]
+
+
+async def drain_queue(db: Database, now: datetime | None = None, limit: int = 1000) -> int:
+    """Assign queued conversations to whoever is eligible now, in batches of one
+    transaction each (``routing.batch.assign_batch``). Returns how many."""
+    now = now or utcnow()
+    config = PolicyConfig.from_settings()
+    async with db.read_session() as session:
+        ids = [c.id for c in await inbox_assignment.queued(session, limit)]
+    assigned = 0
+    for start in range(0, len(ids), _BATCH):
+        async with db.session() as session:
+            snapshot = await team_snapshot(session, config)
+            if not snapshot.on_duty(now):
+                break  # nobody on shift: nothing in the queue can move
+            moved, stop = await _drain_batch(session, ids[start : start + _BATCH], now, config)
+            await session.commit()
+        assigned += moved
+        if stop:
+            break
+    if assigned:
+        jobs.wake_workers()
+    return assigned
+
+
+async def _drain_batch(
+    session: AsyncSession,
+    ids: list[int | None],
+    now: datetime,
+    config: PolicyConfig,
+) -> tuple[int, bool]:
+    locked = {c.id: c for c in await inbox_assignment.lock_conversations(session, ids)}  # type: ignore[arg-type]
+    # Still waiting, in the queue's order (most urgent, longest waiting first).
+    waiting = [
+        c
+        for c in (locked.get(i) for i in ids)
+        if c is not None and c.assignee_id is None and c.status not in ("resolved", "snoozed")
+    ]
+    routed = await assign_batch(session, waiting, now=now, config=config)
+    moved = sum(r.member_id is not None for r in routed)
+    # Without hard requirements or per-channel capacity, nobody for one means nobody
+    # for the rest of the queue either: stop rather than ask again for each.
+    uniform = not (config.require_language or config.require_expertise or config.per_channel)
+    return moved, uniform and moved < len(routed)
+
+
+async def reroute_unanswered(db: Database, now: datetime | None = None, limit: int = 200) -> int:
+    """Move assignments nobody answered in time; tell the first agent. Returns how many."""
+    now = now or utcnow()
+    config = PolicyConfig.from_settings()
+    async with db.session() as session:
+        stale = await inbox_assignment.unanswered(session, now, config.unanswered_minutes, limit)
+        ids = [c.id for c in stale]
+        await session.commit()
+    moved = 0
+    for start in range(0, len(ids), _BATCH):
+        async with db.session() as session:
+            snapshot = await team_snapshot(session, config)
+            for conversation_id in ids[start : start + _BATCH]:
+                moved += await _reroute_one(session, conversation_id, now, config, snapshot)  # type: ignore[arg-type]
+            await session.commit()
+    if moved:
+        jobs.wake_workers()
+    return moved
+
+
+async def _reroute_one(
+    session: AsyncSession,
+    conversation_id: int,
+    now: datetime,
+    config: PolicyConfig,
+    snapshot: TeamSnapshot,
+) -> int:
+    conversation = await inbox_assignment.lock_conversation(session, conversation_id)
+    if not inbox_assignment.is_unanswered(conversation, now, config.unanswered_minutes):
+        return 0  # answered, resolved or moved since the first look
+    first_id: int = conversation.assignee_id  # type: ignore[assignment]
+    first = await session.get(TeamMember, first_id)
+    minutes = config.unanswered_minutes.get(conversation.priority, 0)
+    prefix = f"{first.name if first else first_id} did not reply within {minutes:g} min; "
+    routed = await assign_best(
+        session,
+        conversation,
+        now=now,
+        kind="reroute",
+        exclude=frozenset({first_id}),
+        reason_prefix=prefix,
+        config=config,
+        snapshot=snapshot,
+    )
+    if routed.member_id is None:
+        return 0  # nobody else is eligible: it stays, and we look again next time
+    if config.away_on_missed:
+        await set_availability(session, first_id, "away", auto=True, now=now)
+    await jobs.publish(
+        session,
+        "conversation.rerouted",
+        {
+            "conversation_id": conversation_id,
+            "from_member_id": first_id,
+            "to_member_id": routed.member_id,
+            "assignment_id": routed.assignment_id,
+            "reason": routed.reason,
+        },
+    )
+    return 1

@@ -1,0 +1,58 @@
+"""Topic tags for a conversation: keyword rules on inbound text, and the customer's programs.
+
+Rules come from ``HELIOGRAPH_ROUTING_TOPIC_KEYWORDS`` (JSON ``{"tag": ["word", ...]}``).
+A keyword matches whole words, case-insensitively; ``"refund*"`` also matches words that
+start with it (refunded, refunds); a keyword of several words matches that phrase.
+
+Programs: the CRM's programs arrive in a later issue. Until then ``program_tag_sources``
+is empty; the programs module appends ``async def tags(session, customer_id) -> list[str]``
+(e.g. enrolled in "Bookkeeping 101" -> ["bookkeeping"]) and routing picks it up.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from functools import lru_cache
+
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+ProgramTagSource = Callable[[AsyncSession, int], Awaitable[list[str]]]
+program_tag_sources: list[ProgramTagSource] = []
+
+
+def _pattern(keyword: str) -> str:
+    keyword = keyword.strip().lower()
+    prefix = keyword.endswith("*")
+    words = keyword.rstrip("*").split()
+    body = r"\s+".join(re.escape(w) for w in words)
+    return rf"\b{body}\w*" if prefix else rf"\b{body}\b"
+
+
+@lru_cache(maxsize=32)
+def _compiled(rules: tuple[tuple[str, tuple[str, ...]], ...]) -> list[tuple[str, re.Pattern[str]]]:
+    compiled = []
+    for tag, keywords in rules:
+        patterns = [_pattern(k) for k in keywords if k.strip().rstrip("*")]
+        if patterns:
+            compiled.append((tag.strip().lower(), re.compile("|".join(patterns), re.IGNORECASE)))
+    return compiled
+
+
+def tags_for_text(text: str, rules: Mapping[str, Sequence[str]]) -> list[str]:
+    """The tags whose keywords occur in ``text``, in the rules' order."""
+    if not text:
+        return []
+    key = tuple((tag, tuple(words)) for tag, words in rules.items())
+    return [tag for tag, pattern in _compiled(key) if pattern.search(text)]
+
+
+async def tags_for_programs(session: AsyncSession, customer_id: int) -> list[str]:
+    """Tags from the programs the customer is enrolled in (every registered source)."""
+    tags: list[str] = []
+    for source in program_tag_sources:
+        for tag in await source(session, customer_id):
+            tag = tag.strip().lower()
+            if tag and tag not in tags:
+                tags.append(tag)
+    return tags
