@@ -10,8 +10,15 @@ export HELIOGRAPH_DATABASE_URL ?= sqlite+aiosqlite:///var/heliograph.db
 install: $(STAMP)
 
 $(STAMP): pyproject.toml
+	# ffmpeg decodes voice notes; espeak-ng speaks the test clips that whisper transcribes.
+	command -v ffmpeg >/dev/null && command -v espeak-ng >/dev/null || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg espeak-ng; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
+	# The CPU build of torch (openai-whisper's engine); a plain `torch` would pull CUDA (GBs).
+	$(BIN)/python -m pip install -q torch==2.13.0
+	# openai-whisper's metadata pulls triton (~1 GB) that CPU inference never uses.
+	$(BIN)/python -m pip install -q --no-deps openai-whisper==20250625
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	rm -f $(VENV)/.installed-*
 	touch $@
@@ -32,6 +39,8 @@ lint: install
 bench: install
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/lookup.py
+	$(BIN)/python bench/routing.py
+	$(BIN)/python bench/transcribe.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache

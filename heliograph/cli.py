@@ -186,6 +186,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         "HELIOGRAPH_API_OUTBOUND_URL": f"{sandbox}/api-receiver/replies",
         "HELIOGRAPH_TELEGRAM_API_BASE": f"{sandbox}/telegram",
         "HELIOGRAPH_SLACK_API_BASE": f"{sandbox}/slack/api/",
+        "HELIOGRAPH_TRANSLATION_PROVIDER": "libre",
+        "HELIOGRAPH_TRANSLATION_URL": f"{sandbox}/libretranslate",
         "HELIOGRAPH_TWILIO_API_BASE": f"{sandbox}/twilio",
         "HELIOGRAPH_WHATSAPP_API_BASE": f"{sandbox}/whatsapp",
         # The sandbox's SMTP sink receives outbound mail; customers' mail comes in on 2525.

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from heliograph import jobs
@@ -14,6 +15,12 @@ from heliograph.scheduler import Scheduler
 from heliograph.settings import Settings
 
 log = logging.getLogger(__name__)
+
+# Checks a component wants run once when a process starts its workers (e.g. "can a
+# whisper model be loaded here?"); each logs what it found. A failing check is logged and
+# never stops the process.
+StartupCheck = Callable[[Settings], None]
+startup_checks: list[StartupCheck] = []
 
 
 def worker_id() -> str:
@@ -30,6 +37,11 @@ class Background:
 
     def start(self, *, workers: bool, scheduler: bool) -> None:
         if workers:
+            for check in startup_checks:
+                try:
+                    check(self.settings)
+                except Exception:
+                    log.exception("start-up check %s failed", getattr(check, "__name__", check))
             self.tasks.append(
                 asyncio.create_task(
                     jobs.run_worker(self.db, self.settings, worker_id(), self.stop_event)

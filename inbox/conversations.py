@@ -11,6 +11,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from crm_core import identity
 from heliograph import jobs
 from heliograph.db import utcnow
+from inbox import translation
 from inbox.models import STATUSES, Attachment, Conversation, Message, Note
 
 
@@ -110,6 +111,7 @@ async def reply(
     )
     session.add(message)
     await session.flush()
+    await translation.prepare_reply(session, conversation, message)
     if author_type == "agent":
         conversation.first_response_at = conversation.first_response_at or now
         conversation.waiting_since = None

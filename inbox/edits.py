@@ -36,10 +36,17 @@ async def apply_edit(
         message = await _find(session, channel, provider_message_id)
         if message is None:
             return None
-        if message.text == text:
+        translated = message.translation_status == "done"
+        if (message.original_text if translated else message.text) == text:
             return message.id
-        previous = message.text
-        message.text = text
+        previous = message.original_text if translated else message.text
+        if translated:
+            # ``text`` is our translation of ``original_text`` (inbox/translation.py): the
+            # customer's new words replace the original, and the message is translated again.
+            message.original_text = text
+        else:
+            message.text = text
+        message.translation_status = None  # detect and translate the new words again
         message.edited_at = edited_at or utcnow()
         raw = dict(message.raw or {})
         raw.setdefault("edits", []).append({"text": previous, "replaced_at": utcnow().isoformat()})

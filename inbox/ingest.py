@@ -108,6 +108,7 @@ async def _thread(
                         thread_key=msg.thread_key,
                         subject=msg.subject,
                         language=resolved.customer.language,
+                        language_source="customer" if resolved.customer.language else None,
                         priority="high" if resolved.customer.vip else "normal",
                     )
                     session.add(conversation)

@@ -19,6 +19,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from crm_core.models import Identity
 from heliograph import jobs
 from heliograph.db import get_db, utcnow
+from inbox import translation
 from inbox.models import DELIVERY_DONE, Conversation, Message
 
 
@@ -96,6 +97,8 @@ async def _prepare(message_id: int) -> OutboundMessage | None:
         # A "failed" reply runs again only when an operator retries its dead job: send it.
         if await _earlier_pending(session, message):
             raise jobs.Defer("an earlier reply in this conversation is still on its way")
+        # A reply being translated waits for it, up to translation_reply_wait_s.
+        awaits_translation = message.translation_status == "pending"
         conversation = await session.get(Conversation, message.conversation_id)
         assert conversation is not None
         recipient = (
@@ -111,6 +114,8 @@ async def _prepare(message_id: int) -> OutboundMessage | None:
                 .limit(1)
             )
         ).scalar()
+    if awaits_translation:
+        await translation.hold_reply(message)  # defers, or lets it go out as written
     if recipient is None:
         raise DeliveryRefused("the conversation has no identity to reply to")
     if recipient.opted_out:

@@ -16,12 +16,14 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import delete
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from heliograph import jobs
 from heliograph.db import Database, get_db
 from heliograph.scheduler import every
+from inbox import translation
 from inbox.conversations import get_conversation
-from routing.models import RoutingWait
+from routing.models import RoutingWait, TeamMember
 from routing.queue import drain_queue, reroute_unanswered, route_conversation
 
 ROUTE = "routing.route"
@@ -83,3 +85,12 @@ async def drain_routing_queue(db: Database) -> int:
 @every(60)
 async def reroute_unanswered_conversations(db: Database) -> int:
     return await reroute_unanswered(db)
+
+
+async def _member_languages(session: AsyncSession, member_id: int) -> list[str]:
+    """What an agent reads: translation turns customers' words into one of these."""
+    member = await session.get(TeamMember, member_id)
+    return list(member.languages) if member else []
+
+
+translation.register_reader_languages(_member_languages)

@@ -35,6 +35,9 @@ def _configure(url: str, extra: dict[str, str] | None = None) -> None:
             "HELIOGRAPH_API_INBOUND_SECRET": SECRET,
             "HELIOGRAPH_JOB_BACKOFF_BASE_S": "0.05",
             "HELIOGRAPH_JOB_BACKOFF_MAX_S": "0.5",
+            # No network in tests: a test that translates points the provider at the
+            # sandbox's LibreTranslate fake and turns this on.
+            "HELIOGRAPH_TRANSLATION_ENABLED": "false",
             **(extra or {}),
         }
     )

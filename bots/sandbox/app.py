@@ -17,6 +17,7 @@ PROVIDERS = (
     "bots.sandbox.slack",
     "bots.sandbox.twilio",
     "bots.sandbox.whatsapp",
+    "bots.sandbox.libretranslate",
 )
 
 

@@ -62,7 +62,14 @@ class Service:
 
 def child_env(extra: Mapping[str, str]) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("HELIOGRAPH_")}
-    env.update({"PYTHONUNBUFFERED": "1", "HELIOGRAPH_LOG_LEVEL": "WARNING"})
+    # No network here: translation is off unless a test points it at the sandbox's fake.
+    env.update(
+        {
+            "PYTHONUNBUFFERED": "1",
+            "HELIOGRAPH_LOG_LEVEL": "WARNING",
+            "HELIOGRAPH_TRANSLATION_ENABLED": "false",
+        }
+    )
     env.update(extra)
     return env
 

@@ -67,6 +67,8 @@ class ConversationOut(Out):
     priority: str
     assignee_id: int | None
     language: str | None
+    language_source: str | None = None
+    translation_enabled: bool = True
     topic_tags: list[str]
     subject: str | None
     snoozed_until: datetime | None
@@ -85,6 +87,8 @@ class AttachmentOut(Out):
     size: int | None
     transcript: str | None
     transcript_language: str | None
+    transcript_status: str | None = None
+    transcript_note: str | None = None
 
 
 class MessageOut(Out):
@@ -95,6 +99,8 @@ class MessageOut(Out):
     text: str
     original_text: str | None
     original_language: str | None
+    translation_status: str | None = None
+    translation_note: str | None = None
     delivery_status: str
     delivery_error: str | None
     created_at: datetime

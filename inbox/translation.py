@@ -1,0 +1,410 @@
+"""Languages and translation in the inbox: detect, translate for agents, translate replies.
+
+Which column holds what. When a message is translated, ``original_text`` keeps the
+author's own words and ``original_language`` their language, and ``text`` holds the
+translation for whoever reads it: agents for an inbound message, the customer for a reply
+(the outbox sends ``text``). Untranslated, ``text`` is the author's words and
+``original_text`` stays empty. So the author's words are always
+``original_text if original_text is not None else text`` (``words()``), and every surface
+that shows ``text`` (Slack, Telegram, the web inbox, routing's topic keywords) reads the
+agent's language without knowing about translation. A failed translation never touches
+``text``: the original stays visible, ``translation_status`` says "failed" and why, and
+the job retries with backoff.
+
+Replies. ``inbox.conversations.reply`` calls ``prepare_reply`` in its transaction: when
+the customer's language is not one the author reads, the reply is marked "pending" and a
+``reply.translate`` job is queued next to the delivery job. Delivery defers while the
+translation is pending (``hold_reply``), for at most ``translation_reply_wait_s``; after
+that the reply goes out as written, and the agent gets a private note saying so. Whichever
+of the two settles a pending reply first wins (conditional updates), so a late
+translation never rewrites a reply that has already been sent.
+
+Who reads what: the assigned agent's languages (``TeamMember.languages``, registered by
+routing through ``register_reader_languages``; inbox cannot import routing), else the
+team's ``translation_agent_languages``. The first of them is the target language.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlmodel import col
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from crm_core.identity import get_customer
+from heliograph import jobs
+from heliograph.db import get_db, utcnow
+from heliograph.settings import Settings, get_settings
+from inbox.models import Conversation, Message, Note
+from transcription import cache, language
+from transcription.translate import (
+    ProviderConfig,
+    TranslationError,
+    TranslationRefused,
+    translate,
+)
+
+log = logging.getLogger(__name__)
+
+VOICE_MARK = "🎤 "  # begins a line the voice job wrote from a transcript (inbox/voice.py)
+LANGUAGE_CODE = re.compile(r"^[a-z]{2,3}$")
+# A conversation's language is set, or moved to a newly detected one, only by a message
+# this long: "ok", "merci!" or a name are no reason to answer in another language.
+SWITCH_MIN_LETTERS = 12
+
+ReaderLanguages = Callable[[AsyncSession, int], Awaitable[list[str]]]
+_reader_languages: ReaderLanguages | None = None
+
+jobs.subscribe("message.received", "message.translate")
+jobs.subscribe("message.edited", "message.translate")
+
+
+class InvalidLanguage(ValueError):
+    pass
+
+
+def register_reader_languages(fn: ReaderLanguages) -> None:
+    """Routing tells the inbox which languages a team member reads (``member_id`` -> codes)."""
+    global _reader_languages
+    _reader_languages = fn
+
+
+def provider_config(settings: Settings | None = None) -> ProviderConfig:
+    s = settings or get_settings()
+    return ProviderConfig(
+        provider=s.translation_provider,
+        url=s.translation_url,
+        api_key=s.translation_api_key,
+        api_secret=s.translation_api_secret,
+        options=dict(s.translation_options),
+        timeout_s=s.translation_timeout_s,
+    )
+
+
+def words(message: Message) -> str:
+    """What the author wrote (or said), whatever translation did to ``text``."""
+    return message.original_text if message.original_text is not None else message.text
+
+
+async def reader_languages(session: AsyncSession, member_id: int | None) -> list[str]:
+    if member_id is not None and _reader_languages is not None:
+        found = [c.lower() for c in await _reader_languages(session, member_id) if c]
+        if found:
+            return found
+    return [c.lower() for c in get_settings().translation_agent_languages] or ["en"]
+
+
+async def translate_cached(text: str, source: str, target: str) -> tuple[str, bool]:
+    """``(translation, from_cache)``; voice lines keep their mark, the rest is translated."""
+    config = provider_config()
+    mark = VOICE_MARK if text.startswith(VOICE_MARK) else ""
+    body = text[len(mark) :]
+    async with get_db().session() as session:
+        hit = await cache.lookup(session, config.provider, source, target, body)
+        await session.commit()
+    if hit is not None:
+        return mark + hit, True
+    translated = await translate(config, body, source, target)
+    async with get_db().session() as session:
+        await cache.store(session, config.provider, source, target, body, translated)
+        await session.commit()
+    return mark + translated, False
+
+
+def _detect(text: str, known: str | None, candidates: tuple[str, ...]) -> language.Detection:
+    s = get_settings()
+    return language.detect(
+        text.removeprefix(VOICE_MARK),
+        known=known,
+        candidates=candidates,
+        minimum=s.language_min_confidence,
+        override=s.language_override_confidence,
+    )
+
+
+def _candidates() -> tuple[str, ...]:
+    return tuple(c.lower() for c in get_settings().language_candidates)
+
+
+# --- inbound -----------------------------------------------------------------------------
+
+
+@jobs.handler("message.translate")
+async def translate_inbound(payload: dict[str, Any]) -> None:
+    """Detect the language of an inbound message and translate it for the agents."""
+    message_id = int(payload["message_id"])
+    async with get_db().read_session() as session:
+        message = await session.get(Message, message_id)
+        if message is None or message.direction != "in":
+            return
+        if message.translation_status in ("done", "not_needed", "off"):
+            return  # settled by an earlier run (an edit resets it)
+        conversation = await session.get(Conversation, message.conversation_id)
+        assert conversation is not None
+        customer = await get_customer(session, conversation.customer_id)
+        readers = await reader_languages(session, conversation.assignee_id)
+    text = words(message)
+    if not text.strip():
+        return  # a voice note: inbox.voice queues this job again with the transcript
+    detection = await _inbound_language(message, conversation, customer.language, text)
+    status, note = _decide(detection, conversation, readers)
+    translated: str | None = None
+    if status == "translate":
+        target = readers[0]
+        try:
+            translated, cached = await translate_cached(text, detection.language or "", target)
+        except TranslationRefused as exc:
+            status, note = "failed", str(exc)
+        except TranslationError as exc:
+            await _record(message_id, text, detection, conversation, "failed", str(exc))
+            raise jobs.RetryLater(f"translating message {message_id}: {exc}") from exc
+        else:
+            status = "done"
+            note = f"{detection.language}->{target} by {provider_config().provider}" + (
+                " (cached)" if cached else ""
+            )
+    await _record(message_id, text, detection, conversation, status, note, translated)
+
+
+async def _inbound_language(
+    message: Message, conversation: Conversation, customer_language: str | None, text: str
+) -> language.Detection:
+    if conversation.language_source == "agent" and conversation.language:
+        return language.Detection(conversation.language, 1.0, "set by an agent")
+    if text.startswith(VOICE_MARK) and message.original_language:
+        return language.Detection(message.original_language, 1.0, "whisper's language")
+    known = conversation.language or customer_language
+    return await asyncio.to_thread(_detect, text, known, _candidates())
+
+
+def _decide(
+    detection: language.Detection, conversation: Conversation, readers: list[str]
+) -> tuple[str, str]:
+    if not get_settings().translation_enabled:
+        return "off", "translation is switched off for the team"
+    if not conversation.translation_enabled:
+        return "off", "translation is switched off for this conversation"
+    if detection.language is None:
+        return "not_needed", f"language unknown ({detection.reason})"
+    if detection.language in readers:
+        return "not_needed", f"{detection.language} is read by the team ({detection.reason})"
+    return "translate", detection.reason
+
+
+async def _record(
+    message_id: int,
+    text: str,
+    detection: language.Detection,
+    conversation: Conversation,
+    status: str,
+    note: str,
+    translated: str | None = None,
+) -> None:
+    async with get_db().session() as session:
+        message = await session.get(Message, message_id)
+        if message is None or words(message) != text:
+            return  # edited meanwhile: the edit's own job takes over
+        message.original_language = detection.language
+        message.translation_status = status
+        message.translation_note = note[:500]
+        if translated is not None:
+            message.original_text = text
+            message.text = translated
+        elif message.original_text is not None:
+            # An earlier translation no longer stands (a corrected language): the
+            # customer's words are shown again.
+            message.text, message.original_text = message.original_text, None
+        fresh = await session.get(Conversation, conversation.id)
+        if fresh is not None:
+            _maybe_switch(fresh, detection, text)
+        if status == "done":
+            await jobs.publish(
+                session,
+                "message.translated",
+                {"message_id": message_id, "conversation_id": conversation.id},
+            )
+        await session.commit()
+
+
+def _maybe_switch(conversation: Conversation, detection: language.Detection, text: str) -> None:
+    """Keep the conversation's language: set or moved only by a message long enough to
+    tell (a word like "message" or "ok" must not make every reply go out in French)."""
+    if conversation.language_source == "agent" or detection.language is None:
+        return
+    if conversation.language == detection.language:
+        return
+    if sum(ch.isalpha() for ch in text) >= SWITCH_MIN_LETTERS:
+        conversation.language, conversation.language_source = detection.language, "detected"
+
+
+# --- replies -----------------------------------------------------------------------------
+
+
+async def prepare_reply(
+    session: AsyncSession, conversation: Conversation, message: Message
+) -> None:
+    """In ``reply``'s transaction: queue the reply's translation when the customer's
+    language is not one its author reads."""
+    if not get_settings().translation_enabled or not conversation.translation_enabled:
+        return
+    target = conversation.language
+    if target is None:
+        return
+    if target in await reader_languages(session, message.author_id):
+        return  # the author reads (and so presumably wrote in) the customer's language
+    message.translation_status = "pending"
+    await jobs.enqueue(
+        session,
+        "reply.translate",
+        {"message_id": message.id},
+        dedupe_key=f"reply-translate:{message.id}",
+    )
+
+
+@jobs.handler("reply.translate")
+async def translate_reply(payload: dict[str, Any]) -> None:
+    message_id = int(payload["message_id"])
+    async with get_db().read_session() as session:
+        message = await session.get(Message, message_id)
+        if message is None or message.translation_status != "pending":
+            return  # sent already (translated, or as written after the wait)
+        conversation = await session.get(Conversation, message.conversation_id)
+        assert conversation is not None
+        readers = await reader_languages(session, message.author_id)
+    target, text = conversation.language or "", words(message)
+    candidates = tuple(dict.fromkeys([*readers, target, *_candidates()]))
+    detection = await asyncio.to_thread(_detect, text, readers[0], candidates)
+    source = detection.language or readers[0]
+    if source == target:
+        await _settle_reply(message_id, "not_needed", f"written in {target} already")
+        return
+    try:
+        translated, cached = await translate_cached(text, source, target)
+    except TranslationRefused as exc:
+        await _settle_reply(message_id, "failed", str(exc), give_up=True)
+        return
+    except TranslationError as exc:
+        await _note_attempt(message_id, str(exc))
+        raise jobs.RetryLater(f"translating reply {message_id}: {exc}") from exc
+    note = f"{source}->{target} by {provider_config().provider}" + (" (cached)" if cached else "")
+    await _settle_reply(message_id, "done", note, text=text, translated=translated, source=source)
+
+
+async def _note_attempt(message_id: int, error: str) -> None:
+    async with get_db().session() as session:
+        await session.execute(
+            update(Message)
+            .where(col(Message.id) == message_id, col(Message.translation_status) == "pending")
+            .values(translation_note=error[:500])
+        )
+        await session.commit()
+
+
+async def _settle_reply(
+    message_id: int,
+    status: str,
+    note: str,
+    *,
+    text: str | None = None,
+    translated: str | None = None,
+    source: str | None = None,
+    give_up: bool = False,
+) -> bool:
+    """Move a pending reply to ``status`` unless someone else settled it first."""
+    values: dict[str, Any] = {"translation_status": status, "translation_note": note[:500]}
+    if translated is not None:
+        values |= {"original_text": text, "text": translated, "original_language": source}
+    async with get_db().session() as session:
+        result = await session.execute(
+            update(Message)
+            .where(
+                col(Message.id) == message_id,
+                col(Message.translation_status) == "pending",
+                col(Message.delivery_status) == "queued",
+            )
+            .values(**values)
+        )
+        settled = bool(result.rowcount)  # type: ignore[attr-defined]
+        if settled and give_up:
+            await _untranslated_note(session, message_id, note)
+        await session.commit()
+    if settled:
+        jobs.wake_workers()
+    return settled
+
+
+async def _untranslated_note(session: AsyncSession, message_id: int, reason: str) -> None:
+    message = await session.get(Message, message_id)
+    if message is None:
+        return
+    conversation = await session.get(Conversation, message.conversation_id)
+    target = conversation.language if conversation is not None else "?"
+    session.add(
+        Note(
+            conversation_id=message.conversation_id,
+            author_id=None,
+            text=(
+                f"Your reply #{message_id} was sent as written, not translated to {target}: "
+                f"{reason}."
+            ),
+        )
+    )
+
+
+async def hold_reply(message: Message) -> None:
+    """Called by delivery for a reply whose translation is pending: wait (``Defer``) up to
+    ``translation_reply_wait_s`` from when it was written, then send it as written."""
+    wait = get_settings().translation_reply_wait_s
+    waited = (utcnow() - message.created_at).total_seconds()
+    if waited < wait:
+        raise jobs.Defer("the reply's translation is not ready yet", min(1.0, wait - waited))
+    last = f" (last error: {message.translation_note})" if message.translation_note else ""
+    reason = f"the translation did not arrive within {wait:g} s{last}"
+    if not await _settle_reply(message.id, "timed_out", reason, give_up=True):  # type: ignore[arg-type]
+        raise jobs.Defer("the translation has just arrived", 0.0)
+
+
+# --- agent's corrections -----------------------------------------------------------------
+
+
+async def set_language(
+    session: AsyncSession, conversation: Conversation, code: str | None
+) -> Conversation:
+    """An agent says which language the customer writes (None: detect again)."""
+    if code is not None:
+        code = code.strip().lower()
+        if not LANGUAGE_CODE.match(code):
+            raise InvalidLanguage(f"{code!r} is not an ISO 639-1 language code such as 'pt'")
+    conversation.language = code
+    conversation.language_source = "agent" if code else None
+    conversation.updated_at = utcnow()
+    return conversation
+
+
+def set_translation(conversation: Conversation, enabled: bool) -> Conversation:
+    conversation.translation_enabled = enabled
+    conversation.updated_at = utcnow()
+    return conversation
+
+
+async def retranslate_recent(session: AsyncSession, conversation_id: int, limit: int = 20) -> int:
+    """Look again at the conversation's last inbound messages (after a correction)."""
+    rows = await session.execute(
+        select(Message)
+        .where(col(Message.conversation_id) == conversation_id, col(Message.direction) == "in")
+        .order_by(col(Message.id).desc())
+        .limit(limit)
+    )
+    count = 0
+    for message in rows.scalars().all():
+        if not words(message).strip():
+            continue
+        message.translation_status = None
+        await jobs.enqueue(session, "message.translate", {"message_id": message.id})
+        count += 1
+    return count
