@@ -68,6 +68,11 @@ def child_env(extra: Mapping[str, str]) -> dict[str, str]:
             "PYTHONUNBUFFERED": "1",
             "HELIOGRAPH_LOG_LEVEL": "WARNING",
             "HELIOGRAPH_TRANSLATION_ENABLED": "false",
+            # The working tree, not what the editable install knew when it was made: a
+            # package added since (a new top-level folder) is importable all the same.
+            "PYTHONPATH": os.pathsep.join(
+                p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p
+            ),
         }
     )
     env.update(extra)
