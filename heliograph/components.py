@@ -21,6 +21,8 @@ MODULES = (
     "inbox.translation",
     "inbox.voice",
     "routing.jobs",
+    "handoff.models",
+    "handoff.periodic",
     "bots.api_channel",
     "bots.email_channel",
     "bots.telegram",

@@ -167,6 +167,12 @@ class Settings(BaseSettings):
         default=1.0, description="How often a process checks its cached team for changes."
     )
 
+    # Handoff (handoff/): how long a receiver has to acknowledge before it escalates.
+    handoff_ack_minutes: float = Field(
+        default=10, description="Re-route an unacknowledged handoff after this long (0 = never)."
+    )
+    handoff_messages: int = Field(default=10, description="Last messages in a context package.")
+
     # Voice notes, language detection and translation (transcription/, inbox/voice.py,
     # inbox/translation.py). Whisper weights are local files, never downloaded at run time.
     whisper_engine: str = Field(

@@ -1,0 +1,1 @@
+"""Handoff (follow the sun): shift-end, manual and escalation handoffs with a context package."""

@@ -1,0 +1,280 @@
+"""The context package a receiver reads first: who the customer is, what was said, what
+is awaited. The summary is extractive: quoted from the conversation's own messages and
+timestamps, never generated."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import pytz
+from sqlalchemy import func, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from crm_core.models import Customer
+from heliograph.db import utcnow
+from heliograph.settings import get_settings
+from inbox.models import Conversation, Message, Note
+from routing.models import TeamMember
+
+try:  # crm_core's interventions: read only, and optional to the package.
+    from crm_core.models import Intervention
+except ImportError:  # pragma: no cover - only while crm_core is mid-change
+    Intervention = None  # type: ignore[assignment, misc]
+
+QUOTE_CHARS = 280
+CHUNK = 500  # conversations per round of queries (keeps IN lists short)
+
+
+def _aware(at: datetime) -> datetime:
+    return at if at.tzinfo is not None else at.replace(tzinfo=pytz.UTC)
+
+
+def _quote(text: str) -> str:
+    text = " ".join((text or "").split())
+    return text if len(text) <= QUOTE_CHARS else text[: QUOTE_CHARS - 1] + "…"
+
+
+def _waited(seconds: float) -> str:
+    minutes = int(max(0.0, seconds) // 60)
+    if minutes < 60:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+def customer_line(customer: Customer, now: datetime) -> dict[str, Any]:
+    zone = customer.timezone
+    local = None
+    if zone:
+        try:
+            local = now.astimezone(pytz.timezone(zone))
+        except pytz.UnknownTimeZoneError:
+            local = None
+    name = customer.display_name or f"customer {customer.id}"
+    value = str(customer.lifetime_value) if customer.lifetime_value is not None else None
+    parts = [name]
+    parts.append(f"{local:%H:%M} local ({zone})" if local else "local time unknown")
+    parts.append(f"language {customer.language or 'unknown'}")
+    parts.append(f"stage {customer.journey_stage}")
+    parts.append(f"value {value or '0'}")
+    return {
+        "id": customer.id,
+        "name": name,
+        "timezone": zone,
+        "local_time": f"{local:%H:%M}" if local else None,
+        "local_datetime": local.isoformat() if local else None,
+        "language": customer.language,
+        "journey_stage": customer.journey_stage,
+        "lifetime_value": value,
+        "line": " · ".join(parts),
+    }
+
+
+def extractive_summary(
+    messages: list[Message], customer_name: str, now: datetime
+) -> tuple[str, str | None]:
+    """``(paragraph, awaiting)``: awaiting is "us" (the customer's word is last), "customer"
+    (ours is), or None (no messages). Built only from the messages themselves."""
+    prefix = "Extractive summary (quoted from the conversation, not generated): "
+    spoken = [m for m in messages if m.author_type in ("customer", "agent")]
+    if not spoken:
+        return prefix + "no messages yet.", None
+    last = spoken[-1]
+    if last.author_type == "customer":
+        pending: list[Message] = []
+        for m in reversed(spoken):
+            if m.author_type != "customer":
+                break
+            pending.append(m)
+        pending.reverse()
+        since = _aware(pending[0].created_at)
+        quotes = " ".join(f'"{_quote(m.text)}"' for m in pending[-3:])
+        more = f" (the last 3 of {len(pending)})" if len(pending) > 3 else ""
+        answered = any(m.author_type == "agent" for m in spoken)
+        return (
+            prefix
+            + f"the last word is {customer_name}'s; {len(pending)} message(s) not yet answered"
+            + f", waiting {_waited((now - since).total_seconds())}"
+            + f" (since {since:%Y-%m-%d %H:%M} UTC)"
+            + f"{more}: {quotes}."
+            + ("" if answered else " We have not replied in this conversation yet."),
+            "us",
+        )
+    at = _aware(last.created_at)
+    asked = next((m for m in reversed(spoken) if m.author_type == "customer"), None)
+    asked_part = f' Their last message was: "{_quote(asked.text)}".' if asked else ""
+    return (
+        prefix
+        + f"the last word was ours ({_waited((now - at).total_seconds())} ago): "
+        + f'"{_quote(last.text)}";'
+        + f" awaiting {customer_name}'s reply.{asked_part}",
+        "customer",
+    )
+
+
+async def _names(session: AsyncSession, ids: set[int]) -> dict[int, str]:
+    if not ids:
+        return {}
+    rows = await session.execute(
+        select(TeamMember.id, TeamMember.name).where(TeamMember.id.in_(list(ids)))  # type: ignore[union-attr]
+    )
+    return dict(rows.all())  # type: ignore[arg-type]
+
+
+async def _open_interventions(
+    session: AsyncSession, customer_ids: list[int]
+) -> dict[int, list[dict[str, Any]]]:
+    found: dict[int, list[dict[str, Any]]] = {}
+    if Intervention is None or not customer_ids:
+        # crm_core's interventions are not importable: the package simply carries none.
+        return found
+    rows = await session.execute(
+        select(Intervention)
+        .where(Intervention.state == "open", Intervention.customer_id.in_(customer_ids))  # type: ignore[attr-defined]
+        .order_by(Intervention.id)  # type: ignore[arg-type]
+    )
+    for i in rows.scalars().all():
+        found.setdefault(i.customer_id, []).append(
+            {
+                "id": i.id,
+                "rule": i.rule,
+                "reason": i.reason,
+                "suggested_message": i.suggested_message,
+                "created_at": _aware(i.created_at).isoformat(),
+            }
+        )
+    return found
+
+
+async def _last_messages(
+    session: AsyncSession, conversation_ids: list[int], limit: int
+) -> dict[int, list[Message]]:
+    ranked = (
+        select(
+            Message.id,
+            func.row_number()
+            .over(partition_by=Message.conversation_id, order_by=Message.id.desc())  # type: ignore[union-attr]
+            .label("n"),
+        )
+        .where(Message.conversation_id.in_(conversation_ids))  # type: ignore[attr-defined]
+        .subquery()
+    )
+    rows = await session.execute(
+        select(Message)
+        .join(ranked, ranked.c.id == Message.id)
+        .where(ranked.c.n <= limit)
+        .order_by(Message.id)  # type: ignore[arg-type]
+    )
+    found: dict[int, list[Message]] = {}
+    for m in rows.scalars().all():
+        found.setdefault(m.conversation_id, []).append(m)
+    return found
+
+
+async def build_context_packages(
+    session: AsyncSession,
+    conversations: list[Conversation],
+    *,
+    now: datetime | None = None,
+    limit: int | None = None,
+) -> dict[int, dict[str, Any]]:
+    """Context packages for many conversations in a handful of queries (a shift change
+    moves thousands): ``{conversation_id: package}``."""
+    now = now or utcnow()
+    limit = limit or get_settings().handoff_messages
+    found: dict[int, dict[str, Any]] = {}
+    for start in range(0, len(conversations), CHUNK):
+        chunk = conversations[start : start + CHUNK]
+        found.update(await _packages(session, chunk, now, limit))
+    return found
+
+
+async def _packages(
+    session: AsyncSession, conversations: list[Conversation], now: datetime, limit: int
+) -> dict[int, dict[str, Any]]:
+    ids = [c.id for c in conversations]
+    customer_ids = list({c.customer_id for c in conversations})
+    customers = {
+        c.id: c
+        for c in (
+            await session.execute(select(Customer).where(Customer.id.in_(customer_ids)))  # type: ignore[union-attr]
+        )
+        .scalars()
+        .all()
+    }
+    messages = await _last_messages(session, ids, limit)  # type: ignore[arg-type]
+    notes: dict[int, list[Note]] = {}
+    rows = await session.execute(
+        select(Note).where(Note.conversation_id.in_(ids)).order_by(Note.id)  # type: ignore[attr-defined, arg-type]
+    )
+    for n in rows.scalars().all():
+        notes.setdefault(n.conversation_id, []).append(n)
+    names = await _names(
+        session,
+        {m.author_id for ms in messages.values() for m in ms if m.author_id}
+        | {n.author_id for ns in notes.values() for n in ns if n.author_id},
+    )
+    interventions = await _open_interventions(session, customer_ids)
+    found = {}
+    for conversation in conversations:
+        customer = customers.get(conversation.customer_id)
+        line = (
+            customer_line(customer, now)
+            if customer is not None
+            else {"id": conversation.customer_id, "name": f"customer {conversation.customer_id}"}
+        )
+        said = messages.get(conversation.id, [])  # type: ignore[arg-type]
+        summary, awaiting = extractive_summary(said, str(line["name"]), now)
+        found[conversation.id] = {
+            "conversation_id": conversation.id,
+            "channel": conversation.channel,
+            "subject": conversation.subject,
+            "priority": conversation.priority,
+            "customer": line,
+            "messages": [
+                {
+                    "id": m.id,
+                    "author": _author(m, str(line["name"]), names),
+                    "author_type": m.author_type,
+                    "direction": m.direction,
+                    "text": m.text,
+                    "at": _aware(m.created_at).isoformat(),
+                }
+                for m in said
+            ],
+            "interventions": interventions.get(conversation.customer_id, []),
+            "notes": [
+                {
+                    "author": names.get(n.author_id or 0, "system"),
+                    "text": n.text,
+                    "at": _aware(n.created_at).isoformat(),
+                }
+                for n in notes.get(conversation.id, [])  # type: ignore[arg-type]
+            ],
+            "awaiting": awaiting,
+            "summary": summary,
+            "summary_kind": "extractive",
+            "built_at": now.isoformat(),
+        }
+    return found  # type: ignore[return-value]
+
+
+def _author(m: Message, customer_name: str, names: dict[int, str]) -> str:
+    if m.author_type == "customer":
+        return customer_name
+    if m.author_type == "agent":
+        return names.get(m.author_id or 0, "agent")
+    return m.author_type
+
+
+async def build_context_package(
+    session: AsyncSession,
+    conversation: Conversation,
+    *,
+    now: datetime | None = None,
+    limit: int | None = None,
+) -> dict[str, Any]:
+    """Everything the receiver needs first, as JSON (stored on the handoff row)."""
+    packages = await build_context_packages(session, [conversation], now=now, limit=limit)
+    return packages[conversation.id]  # type: ignore[index]
