@@ -13,7 +13,7 @@ import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, union_all, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -212,18 +212,23 @@ async def search_customers(session: AsyncSession, query: str, limit: int = 20) -
             contact_values.append(("phone", normalize_phone(q if q.startswith("+") else "+" + q)))
         except InvalidContact:
             pass
-    for kind, value in contact_values:
-        rows = await session.execute(
-            select(ContactPoint.customer_id).where(
-                ContactPoint.kind == kind, ContactPoint.value == value
-            )
+    # One statement for every exact kind (contact points and any channel's id), each part
+    # an index seek; the customers come with it.
+    exact = [
+        select(ContactPoint.customer_id).where(
+            ContactPoint.kind == kind, ContactPoint.value == value
         )
-        ids.extend(rows.scalars().all())
+        for kind, value in contact_values
+    ]
     external = [q] + [v for _, v in contact_values]
-    rows = await session.execute(
-        select(Identity.customer_id).where(Identity.external_id.in_(external)).limit(limit)  # type: ignore[attr-defined]
-    )
-    ids.extend(rows.scalars().all())
+    exact.append(select(Identity.customer_id).where(Identity.external_id.in_(external)))  # type: ignore[attr-defined]
+    matched = (
+        await session.execute(
+            select(Customer).where(Customer.id.in_(union_all(*exact).scalar_subquery()))  # type: ignore[union-attr]
+        )
+    ).scalars()
+    found = {c.id: c for c in matched}
+    ids.extend(found)
     if not ids:
         # No exact email, phone or channel-id match: the query is (the start of) a name.
         key = search_key(q)
@@ -238,12 +243,10 @@ async def search_customers(session: AsyncSession, query: str, limit: int = 20) -
             .limit(limit)
         )
         ids.extend(rows.scalars().all())
-    found = {
-        c.id: c
-        for c in (
-            await session.execute(select(Customer).where(Customer.id.in_(set(ids))))  # type: ignore[union-attr]
-        ).scalars()
-    }
+    missing = set(ids) - set(found)
+    if missing:
+        rows = await session.execute(select(Customer).where(Customer.id.in_(missing)))  # type: ignore[union-attr]
+        found.update({c.id: c for c in rows.scalars()})
     seen: dict[int, Customer] = {}
     for customer_id in ids:
         if len(seen) >= limit:
