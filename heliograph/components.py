@@ -11,6 +11,7 @@ import importlib
 MODULES = (
     "heliograph.models",
     "crm_core.models",
+    "crm_core.periodic",
     "routing.models",
     "inbox.models",
     "inbox.conversations",
@@ -20,6 +21,7 @@ MODULES = (
     "transcription.models",
     "inbox.translation",
     "inbox.voice",
+    "inbox.interventions",
     "routing.jobs",
     "handoff.models",
     "handoff.periodic",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -20,6 +21,13 @@ class TimelineEntry:
     conversation_id: int | None
     summary: str
     data: dict[str, Any]
+
+
+# More of the profile's history from packages the inbox does not read itself (the CRM's
+# events, journey and interventions; routing's assignments and handoffs): each source
+# returns up to ``limit`` entries older than ``before``.
+TimelineSource = Callable[[AsyncSession, int, datetime | None, int], Awaitable[list[TimelineEntry]]]
+timeline_sources: list[TimelineSource] = []
 
 
 async def customer_timeline(
@@ -80,5 +88,7 @@ async def customer_timeline(
     )
     for a in audits.scalars():
         entries.append(TimelineEntry(a.at, a.action, None, a.actor, a.details))
+    for source in timeline_sources:
+        entries.extend(await source(session, customer_id, before, limit))
     entries.sort(key=lambda e: e.at, reverse=True)
     return entries[:limit]

@@ -4,9 +4,9 @@ Rules come from ``HELIOGRAPH_ROUTING_TOPIC_KEYWORDS`` (JSON ``{"tag": ["word", .
 A keyword matches whole words, case-insensitively; ``"refund*"`` also matches words that
 start with it (refunded, refunds); a keyword of several words matches that phrase.
 
-Programs: the CRM's programs arrive in a later issue. Until then ``program_tag_sources``
-is empty; the programs module appends ``async def tags(session, customer_id) -> list[str]``
-(e.g. enrolled in "Bookkeeping 101" -> ["bookkeeping"]) and routing picks it up.
+Programs: ``program_tag_sources`` holds ``async def tags(session, customer_id) -> list[str]``
+functions; the CRM's (the categories and codes of the customer's active enrollments) is
+registered below, so a student of a "body" program reaches someone who knows "body".
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from functools import lru_cache
 
 from sqlmodel.ext.asyncio.session import AsyncSession
+
+from crm_core.programs import program_tags
 
 ProgramTagSource = Callable[[AsyncSession, int], Awaitable[list[str]]]
 program_tag_sources: list[ProgramTagSource] = []
@@ -56,3 +58,6 @@ async def tags_for_programs(session: AsyncSession, customer_id: int) -> list[str
             if tag and tag not in tags:
                 tags.append(tag)
     return tags
+
+
+program_tag_sources.append(program_tags)

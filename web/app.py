@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -46,6 +47,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     background.start(workers=settings.run_workers, scheduler=settings.run_scheduler)
     for hook in bots_base.startup_hooks:
         await hook()
+    # Everything loaded so far lives as long as the process: keep the collector off it
+    # (measured: ~13% more events/s in bench/events.py).
+    gc.freeze()
     app.state.background = background
     log.info("Heliograph %s serving; database %s", __version__, settings.database_url)
     try:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import random
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from crm_core import events, interventions, programs
 from crm_core.identity import SenderProfile
+from crm_core.models import Customer, Identity, Intervention
 from heliograph.db import utcnow
 from inbox import conversations
 from inbox.ingest import InboundMessage, accept_in
@@ -137,7 +140,181 @@ async def seed_demo(session: AsyncSession, customers: int = 300, seed: int = 7) 
             if roll < 0.3:
                 await conversations.set_status(session, result.conversation_id, "resolved")
                 resolved += 1
+    crm = await seed_crm(session, rng)
     return (
         f"demo loaded: team {created} created / {updated} updated; {opened} conversations, "
-        f"{replied} answered, {resolved} resolved"
+        f"{replied} answered, {resolved} resolved; {crm}"
     )
+
+
+# --- the CRM: programs, and a few hundred students' histories ----------------------------------
+
+PROGRAMS = [  # code, name, category, price, instructor, level, next
+    ("soul-1", "Inner Compass", "soul", 120, "Maya Rao", 1, "soul-2"),
+    ("soul-2", "Soul Path Mastery", "soul", 290, "Maya Rao", 2, None),
+    ("mind-1", "Mindful Mornings", "mind", 99, "Dr. Hana Sato", 1, "mind-2"),
+    ("mind-2", "Mindful Mastery", "mind", 249, "Dr. Hana Sato", 2, None),
+    ("body-1", "Strong Foundations", "body", 79, "Tom Becker", 1, "body-2"),
+    ("body-2", "Body Wisdom", "body", 199, "Tom Becker", 2, None),
+    ("rel-1", "Heart to Heart", "relationships", 149, "Elena Ruiz", 1, "rel-2"),
+    ("rel-2", "Conscious Couples", "relationships", 320, "Elena Ruiz", 2, None),
+]
+MILESTONES = [
+    "30 days in a row",
+    "first silent retreat",
+    "ran a 5k",
+    "first month of journaling",
+    "slept 8 hours a week straight",
+    "first difficult conversation handled calmly",
+]
+# (share, persona): who the demo's students are; each persona writes its own history.
+PERSONAS = [
+    (0.10, "browser"),
+    (0.22, "steady"),
+    (0.14, "finisher"),
+    (0.22, "lapsing"),
+    (0.08, "struggling"),
+    (0.12, "transformed"),
+    (0.07, "advocate"),
+    (0.05, "new"),
+]
+
+
+async def _demo_programs(session: AsyncSession) -> dict[str, int]:
+    have = await programs.programs_by_code(session)
+    for code, name, category, price, instructor, level, _ in PROGRAMS:
+        if code not in have:
+            have[code] = await programs.create_program(
+                session,
+                code=code,
+                name=name,
+                category=category,
+                price=price,
+                instructor=instructor,
+                level=level,
+            )
+    for code, *_, nxt in PROGRAMS:
+        if nxt and have[code].next_program_id is None:
+            have[code].next_program_id = have[nxt].id
+    await session.flush()
+    return {code: p.id for code, p in have.items()}  # type: ignore[misc]
+
+
+def _history(rng: random.Random, persona: str, code: str, now: datetime) -> list[dict[str, Any]]:
+    """One student's events: (type, days ago, extra fields)."""
+    h: list[tuple[str, float, dict[str, Any]]] = []
+    price = next(p[3] for p in PROGRAMS if p[0] == code)
+    start = rng.uniform(20, 80)
+    if persona == "browser":
+        h += [
+            ("lesson_completed", rng.uniform(1, 30), {"program": code, "lesson": "intro"}),
+            ("community_post", rng.uniform(1, 20), {}),
+        ]
+        return _dated(h, now)
+    h.append(("purchase", start, {"program": code, "amount": str(price), "currency": "USD"}))
+    if persona == "new":  # bought recently; some have not started a week later
+        return _dated([("purchase", rng.uniform(0.5, 12), h[0][2])], now)
+    last = {
+        "steady": 0.5,
+        "finisher": 0.5,
+        "transformed": 3,
+        "advocate": 5,
+        "lapsing": rng.uniform(8, 25),
+        "struggling": rng.uniform(16, 28),
+    }[persona]
+    days = sorted({round(rng.uniform(last, start - 1), 1) for _ in range(rng.randint(6, 16))})
+    done = persona in ("finisher", "transformed", "advocate")
+    for i, d in enumerate(sorted(days, reverse=True)):
+        progress = (
+            min(100, round(100 * (i + 1) / len(days))) if done else round(70 * (i + 1) / len(days))
+        )
+        h.append(
+            (
+                "course_progress",
+                d,
+                {"program": code, "progress": progress, "satisfaction": rng.choice((None, 4, 5))},
+            )
+        )
+    if persona in ("steady", "finisher"):
+        h += [("lesson_completed", rng.uniform(0.2, 6), {"program": code}) for _ in range(6)]
+    if persona == "struggling" or rng.random() < 0.1:
+        h += [
+            ("support_ticket", rng.uniform(1, 25), {"ticket_id": f"T{rng.randrange(10**6)}"})
+            for _ in range(3)
+        ]
+        h.append(("live_call_attended", rng.uniform(1, 20), {"program": code, "attended": False}))
+    if persona in ("transformed", "advocate"):
+        h.append(
+            (
+                "milestone_reported",
+                rng.uniform(0.5, 12),
+                {"program": code, "milestone": rng.choice(MILESTONES)},
+            )
+        )
+    if persona == "advocate":
+        h.append(
+            (
+                "referral",
+                rng.uniform(0.5, 4),
+                {"referred_email": f"friend{rng.randrange(10**5)}@example.com"},
+            )
+        )
+    if rng.random() < 0.05:
+        h.append(("refund", rng.uniform(0.5, start - 1), {"program": code, "amount": str(price)}))
+    return _dated(h, now)
+
+
+def _dated(h: list[tuple[str, float, dict[str, Any]]], now: datetime) -> list[dict[str, Any]]:
+    return [
+        {
+            "type": t,
+            "occurred_at": (now - timedelta(days=d)).isoformat(),
+            **{k: v for k, v in extra.items() if v is not None},
+        }
+        for t, d, extra in h
+    ]
+
+
+async def seed_crm(session: AsyncSession, rng: random.Random) -> str:
+    """Programs, then for every demo customer a persona and the events it implies, fed
+    through the events API's own ingest: journeys, enrollments, scores and interventions
+    follow as they would in production."""
+    await _demo_programs(session)
+    ids = (
+        (
+            await session.execute(
+                select(Identity.customer_id)
+                .where(Identity.channel == "api", Identity.external_id.like("demo-%"))  # type: ignore[attr-defined]
+                .order_by(Identity.customer_id)
+            )
+        )
+        .scalars()
+        .all()
+    )
+    now = utcnow()
+    batch: list[dict[str, Any]] = []
+    accepted = 0
+    for cid in ids:
+        roll, persona = rng.random(), "new"
+        for share, name in PERSONAS:
+            if roll < share:
+                persona = name
+                break
+            roll -= share
+        code = rng.choice(PROGRAMS[::2])[0]
+        customer = await session.get(Customer, cid)
+        if customer is not None:
+            customer.preferred_channel = "api" if rng.random() < 0.7 else None
+            customer.interests = sorted(
+                {code.split("-")[0], rng.choice(("sleep", "focus", "calm", "energy"))}
+            )
+        for n, e in enumerate(_history(rng, persona, code, now)):
+            batch.append({**e, "idempotency_key": f"demo-{cid}-{n}", "customer": {"id": cid}})
+        if len(batch) >= 900:
+            accepted += (await events.ingest(session, batch, now=now)).accepted
+            batch = []
+    if batch:
+        accepted += (await events.ingest(session, batch, now=now)).accepted
+    await interventions.evaluate(session, now=now)  # the scheduler's pass, once now
+    opened = (await session.execute(select(func.count()).select_from(Intervention))).scalar_one()
+    return f"CRM: {len(ids)} students, {accepted} activity events, {opened} interventions"

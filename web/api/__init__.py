@@ -2,8 +2,8 @@
 
 from fastapi import APIRouter
 
-from web.api import admin, conversations, customers, handoff, languages, routing, team
+from web.api import admin, conversations, crm, customers, handoff, languages, routing, team
 
 router = APIRouter(prefix="/api/v1")
-for module in (customers, conversations, languages, team, routing, handoff, admin):
+for module in (customers, conversations, languages, team, routing, handoff, crm, admin):
     router.include_router(module.router)

@@ -1,0 +1,302 @@
+"""Activity events from other platforms: validate, store once, and let them move the CRM.
+
+``ingest`` takes up to ``MAX_BATCH`` events in the caller's transaction. A malformed
+event is reported by its index and the others are kept. Each event carries an
+idempotency key (unique, ``INSERT ... ON CONFLICT DO NOTHING``), so a platform that
+sends a batch again gets ``duplicates`` back and nothing changes twice. Only the events
+actually inserted move enrollments, scores, the journey and the triggers, and they do so
+per batch (a few statements for the whole batch), not per event.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from sqlalchemy import select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from crm_core import enrollments, interventions, journey, scores
+from crm_core.bulk import chunks, insert_ignore, is_postgres
+from crm_core.bulk_identity import Who, resolve_many
+from crm_core.models import EVENT_TYPES, ActivityEvent, Customer, Program
+from crm_core.normalize import InvalidContact, normalize_email, normalize_phone
+from heliograph.db import utcnow
+
+MAX_BATCH = 1000
+FUTURE_SLACK = timedelta(days=1)  # clocks differ; a week ahead is a mistake
+NEEDS = {
+    "course_progress": ("program", "progress"),
+    "lesson_completed": ("program",),
+    "purchase": ("program", "amount"),
+    "refund": ("program", "amount"),
+    "milestone_reported": ("milestone",),
+}
+
+
+class EventCustomer(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: int | None = Field(None, ge=1)
+    email: str | None = Field(None, max_length=255)
+    phone: str | None = Field(None, max_length=64)
+    name: str | None = Field(None, max_length=200)
+    timezone: str | None = Field(None, max_length=64)
+    language: str | None = Field(None, max_length=16)
+    country: str | None = Field(None, pattern=r"^[A-Za-z]{2}$")
+
+
+class EventIn(BaseModel):
+    """One activity event, as POST /api/v1/events takes it."""
+
+    model_config = ConfigDict(extra="forbid")
+    type: Literal[EVENT_TYPES]  # type: ignore[valid-type]
+    idempotency_key: str = Field(min_length=1, max_length=200)
+    occurred_at: datetime | None = Field(None, description="ISO-8601; naive is UTC; default now")
+    customer: EventCustomer
+    program: str | None = Field(None, max_length=64, description="the program's code")
+    amount: Decimal | None = Field(None, ge=0, max_digits=12, decimal_places=2)
+    currency: str | None = Field(None, pattern=r"^[A-Z]{3}$")
+    progress: int | None = Field(None, ge=0, le=100, description="percent of the program")
+    lesson: str | None = Field(None, max_length=200)
+    milestone: str | None = Field(None, max_length=200)
+    ticket_id: str | None = Field(None, max_length=200)
+    status: Literal["open", "closed", "resolved"] | None = Field(None, description="tickets")
+    attended: bool | None = Field(None, description="live calls: false = missed")
+    satisfaction: int | None = Field(None, ge=1, le=5)
+    referred_email: str | None = Field(None, max_length=255)
+    data: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _complete(self) -> EventIn:
+        missing = [f for f in NEEDS.get(self.type, ()) if getattr(self, f) is None]
+        if missing:
+            raise ValueError(f"a {self.type} event needs {' and '.join(missing)}")
+        c = self.customer
+        if c.id is None and not c.email and not c.phone:
+            raise ValueError("the customer needs an id, an email or a phone")
+        return self
+
+
+@dataclass
+class IngestResult:
+    accepted: int = 0
+    duplicates: int = 0
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    customer_ids: list[int] = field(default_factory=list)
+    journey_changes: int = 0
+    interventions: int = 0
+
+    def body(self) -> dict[str, Any]:
+        return {"accepted": self.accepted, "duplicates": self.duplicates, "errors": self.errors}
+
+
+class BatchTooLarge(ValueError):
+    pass
+
+
+def _problem(exc: ValidationError) -> str:
+    parts = []
+    for e in exc.errors():
+        where = ".".join(str(p) for p in e["loc"])
+        message = e["msg"].removeprefix("Value error, ")
+        parts.append(f"{where}: {message}" if where else message)
+    return "; ".join(parts)
+
+
+def _who(c: EventCustomer) -> Who:
+    email = normalize_email(c.email) if c.email else None
+    phone = normalize_phone(c.phone) if c.phone else None
+    return Who(c.id, email, phone, c.name, c.timezone, c.language, c.country and c.country.upper())
+
+
+def _row(
+    e: EventIn, customer_id: int, program_id: int | None, at: datetime, received: datetime
+) -> dict[str, Any]:
+    status = e.status
+    if e.type == "support_ticket":
+        status = status or "open"
+    elif e.type == "live_call_attended" and e.attended is False:
+        status = "missed"
+    ref = e.lesson or e.milestone or e.ticket_id or e.referred_email
+    if e.type == "support_ticket" and not e.ticket_id:
+        ref = e.idempotency_key  # each ticket event without an id is its own ticket
+    return {
+        "idempotency_key": e.idempotency_key,
+        "customer_id": customer_id,
+        "type": e.type,
+        "occurred_at": at,
+        "day": scores.day_number(at),
+        "program_id": program_id,
+        "amount": e.amount,
+        "currency": e.currency,
+        "progress": e.progress,
+        "status": status,
+        "ref": ref,
+        "satisfaction": e.satisfaction,
+        "data": e.data,
+        "received_at": received,
+    }
+
+
+async def _program_ids(session: AsyncSession, codes: set[str]) -> dict[str, int]:
+    if not codes:
+        return {}
+    rows = await session.execute(
+        select(Program.code, Program.id).where(Program.code.in_(sorted(codes)))  # type: ignore[call-overload, attr-defined]
+    )
+    return dict(rows.all())
+
+
+async def _lock_customers(
+    session: AsyncSession, customer_ids: list[int]
+) -> tuple[dict[int, str], dict[int, Any]]:
+    """The journey stages and lifetime values of these customers, locked on PostgreSQL
+    (in id order, so two batches never deadlock) until this batch commits."""
+    stages: dict[int, str] = {}
+    ltv: dict[int, Any] = {}
+    for part in chunks(sorted(customer_ids)):
+        stmt = select(Customer.id, Customer.journey_stage, Customer.lifetime_value).where(  # type: ignore[call-overload]
+            Customer.id.in_(part)  # type: ignore[union-attr]
+        )
+        if is_postgres(session):
+            stmt = stmt.order_by(Customer.id).with_for_update()
+        for cid, stage, value in (await session.execute(stmt)).all():
+            stages[cid], ltv[cid] = stage, value
+    return stages, ltv
+
+
+def _validate(
+    raw_events: list[Any], now: datetime
+) -> tuple[list[tuple[int, EventIn]], list[dict[str, Any]]]:
+    valid: list[tuple[int, EventIn]] = []
+    errors: list[dict[str, Any]] = []
+    for index, raw in enumerate(raw_events):
+        try:
+            event = raw if isinstance(raw, EventIn) else EventIn.model_validate(raw)
+        except ValidationError as exc:
+            errors.append({"index": index, "error": _problem(exc)})
+            continue
+        at = event.occurred_at
+        if at is not None and at.tzinfo is None:
+            event.occurred_at = at.replace(tzinfo=UTC)
+        if event.occurred_at is not None and event.occurred_at > now + FUTURE_SLACK:
+            errors.append({"index": index, "error": "occurred_at: is in the future"})
+            continue
+        valid.append((index, event))
+    return valid, errors
+
+
+async def ingest(
+    session: AsyncSession, raw_events: list[Any], now: datetime | None = None
+) -> IngestResult:
+    """Store a batch of events and apply what they mean, in the caller's transaction."""
+    if len(raw_events) > MAX_BATCH:
+        raise BatchTooLarge(
+            f"a batch holds at most {MAX_BATCH} events; this one has {len(raw_events)}"
+        )
+    now = now or utcnow()
+    result = IngestResult()
+    valid, result.errors = _validate(raw_events, now)
+    programs = await _program_ids(session, {e.program for _, e in valid if e.program})
+    people: list[tuple[int, EventIn, Who]] = []
+    for index, event in valid:
+        if event.program and event.program not in programs:
+            result.errors.append(
+                {"index": index, "error": f"program: unknown program {event.program!r}"}
+            )
+            continue
+        try:
+            people.append((index, event, _who(event.customer)))
+        except InvalidContact as exc:
+            result.errors.append({"index": index, "error": f"customer: {exc}"})
+    ids, problems = await resolve_many(session, [w for _, _, w in people])
+    rows: dict[str, dict[str, Any]] = {}
+    for (index, event, _), cid, problem in zip(people, ids, problems, strict=True):
+        if cid is None:
+            result.errors.append({"index": index, "error": f"customer: {problem}"})
+        elif event.idempotency_key in rows:
+            result.duplicates += 1  # the same key twice in one batch: the first one counts
+        else:
+            program_id = programs.get(event.program) if event.program else None
+            rows[event.idempotency_key] = _row(
+                event, cid, program_id, event.occurred_at or now, now
+            )
+    result.errors.sort(key=lambda e: e["index"])
+    if not rows:
+        return result
+    stages, ltv = await _lock_customers(session, sorted({r["customer_id"] for r in rows.values()}))
+    inserted: list[dict[str, Any]] = []
+    for part in chunks(list(rows.values()), 1000):
+        got = await insert_ignore(
+            session,
+            ActivityEvent.__table__,
+            list(part),
+            ["idempotency_key"],
+            ["id", "idempotency_key"],  # type: ignore[attr-defined]
+        )
+        for event_id, key in got:
+            rows[key]["id"] = event_id
+            inserted.append(rows[key])
+    result.accepted = len(inserted)
+    result.duplicates += len(rows) - len(inserted)
+    if inserted:
+        await _apply(session, inserted, stages, ltv, now, result)
+    return result
+
+
+def _trigger_plan(inserted: list[dict[str, Any]]) -> dict[str, list[int]]:
+    """The rules a batch can newly satisfy, each for the customers concerned."""
+
+    def who(*types: str) -> list[int]:
+        return sorted({r["customer_id"] for r in inserted if r["type"] in types})
+
+    return {
+        "milestone_celebration": who("milestone_reported"),
+        "support_outreach": who("support_ticket"),
+        # A completion, or the activity that lifts engagement after one.
+        "upsell": who("course_progress", "lesson_completed", "live_call_attended",
+                      "community_post", "milestone_reported"),
+    }  # fmt: skip
+
+
+async def _apply(
+    session: AsyncSession,
+    inserted: list[dict[str, Any]],
+    stages: dict[int, str],
+    ltv: dict[int, Any],
+    now: datetime,
+    result: IngestResult,
+) -> None:
+    program_events = [
+        enrollments.ProgramEvent(
+            r["customer_id"],
+            r["program_id"],
+            r["type"],
+            r["occurred_at"],
+            r["progress"],
+            r["status"],
+            r["ref"],
+            r["satisfaction"],
+        )
+        for r in inserted
+        if r["program_id"] is not None
+    ]
+    await enrollments.apply_events(session, program_events, now)
+    customer_ids = sorted({r["customer_id"] for r in inserted})
+    facts = await scores.recompute(session, customer_ids, now, known_ltv=ltv)
+    by_customer: dict[int, list[journey.EventView]] = defaultdict(list)
+    for r in inserted:
+        by_customer[r["customer_id"]].append(
+            journey.EventView(
+                r["id"], r["type"], r["occurred_at"], r["progress"], r["amount"], r["status"]
+            )
+        )
+    active_days = {cid: f.active_days_14 for cid, f in facts.items()}
+    result.journey_changes = await journey.apply_events(session, stages, by_customer, active_days)
+    result.customer_ids = customer_ids
+    fired = await interventions.evaluate(session, now=now, only=_trigger_plan(inserted))
+    result.interventions = fired.created

@@ -1,0 +1,108 @@
+"""The CRM's part of a customer's timeline: activity events, journey changes, interventions.
+
+The timeline itself is the inbox's (inbox/timeline.py); this returns plain entries the
+inbox merges with messages and notes (inbox/interventions.py registers it there).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from crm_core.models import ActivityEvent, Intervention, JourneyChange, Program
+
+
+@dataclass(frozen=True)
+class CrmEntry:
+    at: datetime
+    kind: str  # event.<type>, journey.<to_stage>, intervention.<state>
+    summary: str
+    data: dict[str, Any]
+
+
+def _event_summary(e: ActivityEvent, program: str | None) -> str:
+    what = e.type.replace("_", " ")
+    parts = [what]
+    if program:
+        parts.append(program)
+    if e.progress is not None:
+        parts.append(f"{e.progress}%")
+    if e.amount is not None:
+        parts.append(f"{e.amount} {e.currency or ''}".strip())
+    if e.ref:
+        parts.append(e.ref)
+    if e.status:
+        parts.append(e.status)
+    return " · ".join(parts)
+
+
+async def crm_entries(
+    session: AsyncSession, customer_id: int, before: datetime | None, limit: int
+) -> list[CrmEntry]:
+    """Up to ``limit`` entries of each kind older than ``before``, newest first."""
+
+    def older(column: Any) -> Any:
+        return column < before if before is not None else column.is_not(None)
+
+    names = dict((await session.execute(select(Program.id, Program.name))).all())  # type: ignore[call-overload]
+    entries: list[CrmEntry] = []
+    events = await session.execute(
+        select(ActivityEvent)
+        .where(ActivityEvent.customer_id == customer_id, older(ActivityEvent.occurred_at))
+        .order_by(ActivityEvent.occurred_at.desc())  # type: ignore[attr-defined]
+        .limit(limit)
+    )
+    for e in events.scalars():
+        entries.append(
+            CrmEntry(
+                e.occurred_at,
+                f"event.{e.type}",
+                _event_summary(e, names.get(e.program_id)),
+                {"event_id": e.id, "program_id": e.program_id},
+            )
+        )
+    changes = await session.execute(
+        select(JourneyChange)
+        .where(JourneyChange.customer_id == customer_id, older(JourneyChange.at))
+        .order_by(JourneyChange.at.desc())  # type: ignore[attr-defined]
+        .limit(limit)
+    )
+    for c in changes.scalars():
+        entries.append(
+            CrmEntry(
+                c.at,
+                f"journey.{c.to_stage}",
+                f"{c.from_stage} -> {c.to_stage} ({c.rule})",
+                {
+                    "from": c.from_stage,
+                    "to": c.to_stage,
+                    "rule": c.rule,
+                    "event_id": c.cause_event_id,
+                },
+            )
+        )
+    opened = await session.execute(
+        select(Intervention)
+        .where(Intervention.customer_id == customer_id, older(Intervention.created_at))
+        .order_by(Intervention.created_at.desc())  # type: ignore[attr-defined]
+        .limit(limit)
+    )
+    for i in opened.scalars():
+        entries.append(
+            CrmEntry(
+                i.created_at,
+                f"intervention.{i.rule}",
+                i.reason,
+                {
+                    "intervention_id": i.id,
+                    "state": i.state,
+                    "owner_id": i.owner_id,
+                    "send_status": i.send_status,
+                },
+            )
+        )
+    return entries

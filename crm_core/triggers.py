@@ -1,0 +1,339 @@
+"""The trigger rules: defaults, an operator's overrides, and one set-based finder per rule.
+
+- inactivity_nudge: an active enrollment and no course activity for ``days`` (7), but not
+  for more than ``max_days`` (30); or enrolled that long ago and never started. Cause:
+  the last course event. Sent automatically.
+- low_engagement: engagement below ``below`` (25) with an active enrollment older than
+  ``grace_days`` (14); quiet for ``cooldown_days`` (30) after firing. Cause: the last
+  course event. For an agent.
+- upsell: a program completed within ``within_days`` (30), engagement at least
+  ``min_engagement`` (70) and a next program to suggest. Cause: the completed
+  enrollment. For an agent.
+- milestone_celebration: a milestone reported within ``within_days`` (7). Cause: the
+  milestone event. Sent automatically.
+- support_outreach: ``tickets`` (3) or more support tickets opened within ``within_days``
+  (30); quiet for ``cooldown_days`` (30). Cause: the latest ticket. For an agent.
+
+Each finder is one SELECT over all customers (or the customers a batch of events
+touched), on indexed columns, that already leaves out causes that fired before.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import String, and_, cast, exists, func, literal, or_, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from crm_core.models import (
+    ActivityEvent,
+    Customer,
+    CustomerScore,
+    Enrollment,
+    Intervention,
+    InterventionRule,
+)
+from crm_core.scores import day_number
+
+
+class RuleError(ValueError):
+    """A rule setting that cannot be used (the message says which)."""
+
+
+@dataclass(frozen=True)
+class RuleConfig:
+    name: str
+    title: str
+    enabled: bool
+    auto_send: bool
+    params: dict[str, int]
+    message: str  # {first_name}, {program}, {next_program}, {milestone} are filled in
+
+
+DEFAULT_RULES: dict[str, RuleConfig] = {
+    r.name: r
+    for r in (
+        RuleConfig(
+            "inactivity_nudge",
+            "Gentle nudge after a week without course activity",
+            True,
+            True,
+            {"days": 7, "max_days": 30},
+            "Hi {first_name}, we've missed you in {program}! Your next lesson is waiting "
+            "whenever you're ready - even ten minutes today counts.",
+        ),
+        RuleConfig(
+            "low_engagement",
+            "Personal outreach on low engagement",
+            True,
+            False,
+            {"below": 25, "grace_days": 14, "cooldown_days": 30},
+            "Hi {first_name}, I wanted to check in personally - how is {program} going for "
+            "you? If something is getting in the way, I'd love to help.",
+        ),
+        RuleConfig(
+            "upsell",
+            "Suggest the next program after a completion",
+            True,
+            False,
+            {"min_engagement": 70, "within_days": 30},
+            "Hi {first_name}! Congratulations on completing {program}. Many students who "
+            "finish it continue with {next_program} - would you like to hear more about it?",
+        ),
+        RuleConfig(
+            "milestone_celebration",
+            "Celebrate a milestone",
+            True,
+            True,
+            {"within_days": 7},
+            "Hi {first_name}! Congratulations on reaching {milestone} - that's a real step, "
+            "and we're proud of you.",
+        ),
+        RuleConfig(
+            "support_outreach",
+            "Proactive outreach after repeated support issues",
+            True,
+            False,
+            {"tickets": 3, "within_days": 30, "cooldown_days": 30},
+            "Hi {first_name}, I noticed you've had to contact support several times lately. "
+            "I'm sorry about that - could we find a moment to make sure everything is sorted?",
+        ),
+    )
+}
+
+
+async def load_rules(session: AsyncSession) -> dict[str, RuleConfig]:
+    """The defaults, with what an operator changed (intervention_rule rows) on top."""
+    rules = dict(DEFAULT_RULES)
+    for row in (await session.execute(select(InterventionRule))).scalars():
+        base = rules.get(row.name)
+        if base is not None:
+            rules[row.name] = replace(
+                base,
+                enabled=row.enabled,
+                auto_send=row.auto_send,
+                params={**base.params, **row.params},
+                message=row.message or base.message,
+            )
+    return rules
+
+
+def check_rule_change(name: str, params: dict[str, Any] | None, message: str | None) -> None:
+    base = DEFAULT_RULES.get(name)
+    if base is None:
+        raise RuleError(f"no rule {name!r}; the rules are {', '.join(DEFAULT_RULES)}")
+    for key, value in (params or {}).items():
+        if key not in base.params:
+            raise RuleError(f"rule {name} has no parameter {key!r} ({', '.join(base.params)})")
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise RuleError(f"{name}.{key} must be a whole number >= 0")
+    if message is not None and not message.strip():
+        raise RuleError("the message cannot be empty")
+
+
+@dataclass
+class Candidate:
+    customer_id: int
+    cause_key: str
+    reason: str
+    program_id: int | None = None
+    context: dict[str, Any] = field(default_factory=dict)
+
+
+def _live(customer_id: Any) -> Any:
+    return exists().where(
+        Customer.id == customer_id,
+        Customer.merged_into_id.is_(None),  # type: ignore[union-attr]
+        Customer.erased_at.is_(None),  # type: ignore[union-attr]
+    )
+
+
+def _fired(rule: str, customer_id: Any, cause: Any) -> Any:
+    i = Intervention
+    return exists().where(i.customer_id == customer_id, i.rule == rule, i.cause_key == cause)
+
+
+def _cooling(rule: str, customer_id: Any, now: datetime, days: int) -> Any:
+    i = Intervention
+    return exists().where(
+        i.customer_id == customer_id, i.rule == rule, i.created_at >= now - timedelta(days=days)
+    )
+
+
+def _active_enrollment(
+    customer_id: Any, started: tuple[datetime | None, datetime] | None = None
+) -> Any:
+    """An active enrollment (started between the two times, when given)."""
+    where = [Enrollment.customer_id == customer_id, Enrollment.status == "active"]
+    if started is not None:
+        if started[0] is not None:
+            where.append(Enrollment.started_at >= started[0])  # type: ignore[arg-type]
+        where.append(Enrollment.started_at < started[1])  # type: ignore[arg-type]
+    return exists().where(*where)
+
+
+def _among(column: Any, ids: list[int] | None) -> Any:
+    return column.in_(ids) if ids is not None else literal(True)
+
+
+def _key(prefix: str, column: Any) -> Any:
+    return literal(prefix) + cast(column, String)
+
+
+async def _rows(session: AsyncSession, stmt: Any) -> list[Any]:
+    return list((await session.execute(stmt)).all())
+
+
+async def find_inactive(
+    session: AsyncSession, rule: RuleConfig, now: datetime, ids: list[int] | None
+) -> list[Candidate]:
+    """Quiet for ``days`` since their last course activity, or, never having started,
+    since they enrolled."""
+    s = CustomerScore
+    cause = _key("activity:", func.coalesce(s.last_course_event_id, 0))
+    newest, oldest = (
+        now - timedelta(days=rule.params["days"]),
+        now - timedelta(days=rule.params["max_days"]),
+    )
+    never_started = and_(
+        s.last_course_activity_at.is_(None),  # type: ignore[union-attr]
+        _active_enrollment(s.customer_id, started=(oldest, newest)),
+    )
+    lapsed = and_(
+        s.last_course_activity_at < newest,  # type: ignore[operator]
+        s.last_course_activity_at >= oldest,  # type: ignore[operator]
+        _active_enrollment(s.customer_id),
+    )
+    stmt = select(s.customer_id, cause, s.last_course_activity_at).where(
+        or_(lapsed, never_started),
+        _among(s.customer_id, ids),
+        ~_fired(rule.name, s.customer_id, cause),
+        _live(s.customer_id),
+    )
+    return [
+        Candidate(
+            cid,
+            key,
+            f"no course activity for {(now - last).days} days (since {last:%Y-%m-%d})"
+            if last is not None
+            else f"enrolled over {rule.params['days']} days ago and not started yet",
+        )
+        for cid, key, last in await _rows(session, stmt)
+    ]
+
+
+async def find_low_engagement(
+    session: AsyncSession, rule: RuleConfig, now: datetime, ids: list[int] | None
+) -> list[Candidate]:
+    """Low engagement, once past the first ``grace_days`` of an enrollment (a customer who
+    bought this morning has no activity yet, and needs no rescue)."""
+    s = CustomerScore
+    cause = _key("activity:", func.coalesce(s.last_course_event_id, 0))
+    settled = now - timedelta(days=rule.params["grace_days"])
+    stmt = select(s.customer_id, cause, s.engagement).where(
+        s.engagement < rule.params["below"],
+        _among(s.customer_id, ids),
+        _active_enrollment(s.customer_id, started=(None, settled)),
+        ~_fired(rule.name, s.customer_id, cause),
+        ~_cooling(rule.name, s.customer_id, now, rule.params["cooldown_days"]),
+        _live(s.customer_id),
+    )
+    return [
+        Candidate(cid, key, f"engagement score {score} is below {rule.params['below']}")
+        for cid, key, score in await _rows(session, stmt)
+    ]
+
+
+async def find_upsell(
+    session: AsyncSession, rule: RuleConfig, now: datetime, ids: list[int] | None
+) -> list[Candidate]:
+    en, s = Enrollment, CustomerScore
+    cause = _key("enrollment:", en.id)
+    stmt = (
+        select(en.customer_id, cause, en.program_id, s.engagement)
+        .join(s, s.customer_id == en.customer_id)
+        .where(
+            en.status == "completed",
+            en.completed_at >= now - timedelta(days=rule.params["within_days"]),  # type: ignore[operator]
+            s.engagement >= rule.params["min_engagement"],
+            _among(en.customer_id, ids),
+            ~_fired(rule.name, en.customer_id, cause),
+            _live(en.customer_id),
+        )
+    )
+    return [
+        Candidate(cid, key, f"completed a program with engagement {score}", program_id)
+        for cid, key, program_id, score in await _rows(session, stmt)
+    ]
+
+
+async def find_milestones(
+    session: AsyncSession, rule: RuleConfig, now: datetime, ids: list[int] | None
+) -> list[Candidate]:
+    e = ActivityEvent
+    since = now - timedelta(days=rule.params["within_days"])
+    cause = _key("event:", e.id)
+    stmt = select(e.customer_id, cause, e.ref, e.program_id).where(
+        e.type == "milestone_reported",
+        e.day >= day_number(since),
+        e.occurred_at >= since,  # type: ignore[operator]
+        _among(e.customer_id, ids),
+        ~_fired(rule.name, e.customer_id, cause),
+        _live(e.customer_id),
+    )
+    return [
+        Candidate(cid, key, f"reached a milestone: {ref}", program_id, {"milestone": ref})
+        for cid, key, ref, program_id in await _rows(session, stmt)
+    ]
+
+
+async def find_support_repeats(
+    session: AsyncSession, rule: RuleConfig, now: datetime, ids: list[int] | None
+) -> list[Candidate]:
+    e = ActivityEvent
+    since = now - timedelta(days=rule.params["within_days"])
+    stmt = (
+        select(e.customer_id, func.count(), func.max(e.id))
+        .where(
+            e.type == "support_ticket",
+            e.status == "open",
+            e.day >= day_number(since),
+            e.occurred_at >= since,  # type: ignore[operator]
+            _among(e.customer_id, ids),
+            ~_cooling(rule.name, e.customer_id, now, rule.params["cooldown_days"]),
+            _live(e.customer_id),
+        )
+        .group_by(e.customer_id)
+        .having(func.count() >= rule.params["tickets"])
+    )
+    return [
+        Candidate(
+            cid, f"ticket:{last}", f"{n} support tickets in {rule.params['within_days']} days"
+        )
+        for cid, n, last in await _rows(session, stmt)
+    ]
+
+
+FINDERS = {
+    "inactivity_nudge": find_inactive,
+    "low_engagement": find_low_engagement,
+    "upsell": find_upsell,
+    "milestone_celebration": find_milestones,
+    "support_outreach": find_support_repeats,
+}
+
+
+def rule_rows(rules: dict[str, RuleConfig]) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": r.name,
+            "title": r.title,
+            "enabled": r.enabled,
+            "auto_send": r.auto_send,
+            "params": r.params,
+            "message": r.message,
+        }
+        for r in rules.values()
+    ]

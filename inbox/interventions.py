@@ -1,0 +1,264 @@
+"""Where the CRM meets the inbox: interventions sent to customers, owners, GDPR, timeline.
+
+- ``intervention.send`` (crm_core.interventions enqueues it for rules that send on their
+  own): outside the customer's quiet hours, on the channel their preferences and consent
+  allow, the suggested message goes out as a ``system`` reply through the outbox, in the
+  customer's open conversation on that channel or a new one (left ``pending``: it waits
+  for the customer, and their answer routes as any inbound message does).
+- The owner of a customer, for a new intervention: the agent of their latest conversation.
+- Export and erasure of what the inbox holds (conversations, messages, notes, attachments).
+- The CRM's entries (events, journey, interventions) in the customer timeline.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from crm_core import gdpr
+from crm_core import interventions as crm
+from crm_core import timeline as crm_timeline
+from crm_core.identity import contacts_of, identities_of
+from crm_core.models import Customer, Identity, Intervention
+from crm_core.profile import choose_identity, quiet_until
+from heliograph import jobs
+from heliograph.db import get_db, is_unique_violation, utcnow
+from inbox import conversations, outbox, timeline
+from inbox.models import Attachment, Conversation, Message, Note
+
+log = logging.getLogger(__name__)
+ERASED_TEXT = "[erased]"
+
+
+class _Skip(Exception):
+    """The message cannot go out; the intervention stays open for an agent, with why."""
+
+
+async def _email_identity(session: AsyncSession, customer: Customer) -> Identity | None:
+    """A customer known only by an email address (from an activity event) can be written
+    to on the email channel: its identity is the lower-cased address (bots/email_channel)."""
+    if customer.preferred_channel not in (None, "email"):
+        return None
+    if "email" not in outbox.sender_channels():
+        return None
+    email = next(
+        (c.value for c in await contacts_of(session, customer.id) if c.kind == "email"), None
+    )  # type: ignore[arg-type]
+    if email is None:
+        return None
+    try:
+        async with session.begin_nested():
+            found = Identity(customer_id=customer.id, channel="email", external_id=email)  # type: ignore[arg-type]
+            session.add(found)
+            await session.flush()
+            return found
+    except IntegrityError as exc:
+        if not is_unique_violation(exc):
+            raise
+        return None  # the address belongs to another profile's identity: not ours to use
+
+
+async def _recipient(session: AsyncSession, customer: Customer) -> Identity:
+    identities = await identities_of(session, customer.id)  # type: ignore[arg-type]
+    chosen, why = choose_identity(identities, customer.preferred_channel)
+    if chosen is None and not any(i.channel == "email" for i in identities):
+        chosen = await _email_identity(session, customer)
+    if chosen is None:
+        raise _Skip(why)
+    if chosen.channel not in outbox.sender_channels():
+        raise _Skip(f"no channel adapter can send on {chosen.channel}")
+    return chosen
+
+
+async def _conversation(
+    session: AsyncSession, customer: Customer, to: Identity
+) -> tuple[Conversation, bool]:
+    for _ in range(3):
+        active = (
+            await session.execute(
+                select(Conversation).where(
+                    Conversation.customer_id == customer.id,
+                    Conversation.channel == to.channel,
+                    Conversation.thread_key == "",
+                    Conversation.status != "resolved",
+                )
+            )
+        ).scalar()
+        if active is not None:
+            return active, False
+        try:
+            async with session.begin_nested():
+                created = Conversation(
+                    customer_id=customer.id,  # type: ignore[arg-type]
+                    identity_id=to.id,
+                    channel=to.channel,
+                    status="pending",
+                    language=customer.language,
+                )
+                session.add(created)
+                await session.flush()
+                return created, True
+        except IntegrityError as exc:
+            if not is_unique_violation(exc):
+                raise
+    raise RuntimeError(f"could not open a conversation for customer {customer.id}")
+
+
+async def _send(session: AsyncSession, found: Intervention, customer: Customer) -> None:
+    to = await _recipient(session, customer)
+    conversation, created = await _conversation(session, customer, to)
+    message = await conversations.reply(
+        session,
+        conversation.id,
+        found.suggested_message,
+        None,
+        author_type="system",  # type: ignore[arg-type]
+    )
+    if created:
+        conversation.status = "pending"  # ours to start; it waits for the customer
+    now = utcnow()
+    found.send_status, found.sent_message_id = "sent", message.id
+    found.send_note = f"sent on {to.channel}"
+    found.state, found.resolved_at, found.resolved_by, found.updated_at = "done", now, "auto", now
+    await jobs.publish(
+        session, crm.RESOLVED_EVENT, {"intervention_id": found.id, "state": "done", "by": "auto"}
+    )
+
+
+@jobs.handler(crm.SEND_JOB)
+async def send_intervention(payload: dict[str, Any]) -> None:
+    intervention_id = int(payload["intervention_id"])
+    async with get_db().session() as session:
+        found = await session.get(Intervention, intervention_id)
+        if found is None or found.state != "open" or found.send_status != "scheduled":
+            return  # done, dismissed, sent already (a replayed job) or erased
+        customer = await session.get(Customer, found.customer_id)
+        if customer is None or customer.erased_at is not None:
+            return
+        now = utcnow()
+        until = quiet_until(customer, now)
+        if until is not None:
+            found.send_after = until
+            await session.commit()
+            raise jobs.Defer("the customer's quiet hours", (until - now).total_seconds())
+        try:
+            await _send(session, found, customer)
+        except _Skip as why:
+            found.send_status, found.send_note = "skipped", str(why)[:300]
+            found.updated_at = now
+        await session.commit()
+    jobs.wake_workers()
+
+
+async def latest_agents(session: AsyncSession, customer_ids: list[int]) -> dict[int, int]:
+    """Owner resolver: the assignee of each customer's most recent conversation."""
+    rows = await session.execute(
+        select(Conversation.customer_id, Conversation.assignee_id)  # type: ignore[call-overload]
+        .where(
+            Conversation.customer_id.in_(customer_ids),  # type: ignore[attr-defined]
+            Conversation.assignee_id.is_not(None),  # type: ignore[union-attr]
+        )
+        .order_by(Conversation.last_message_at)
+    )
+    return {cid: member for cid, member in rows.all()}  # the latest wins
+
+
+async def export_inbox(session: AsyncSession, customer_ids: list[int]) -> dict[str, Any]:
+    convs = (
+        (
+            await session.execute(
+                select(Conversation)
+                .where(Conversation.customer_id.in_(customer_ids))  # type: ignore[attr-defined]
+                .order_by(Conversation.id)
+            )
+        )
+        .scalars()
+        .all()
+    )
+    out = []
+    for c in convs:
+        messages = await conversations.messages_of(session, c.id, limit=100_000)  # type: ignore[arg-type]
+        files = await conversations.attachments_of(session, [m.id for m in messages])  # type: ignore[misc]
+        out.append(
+            {
+                **gdpr.plain(c),
+                "messages": [gdpr.plain(m) for m in messages],
+                "attachments": [gdpr.plain(a, ("storage_path",)) for a in files],
+                "notes": [gdpr.plain(n) for n in await conversations.notes_of(session, c.id)],  # type: ignore[arg-type]
+            }
+        )
+    return {"conversations": out}
+
+
+async def erase_inbox(session: AsyncSession, customer_ids: list[int]) -> dict[str, int]:
+    """Redact what the customer wrote and what was written to them; keep the rows (and so
+    the counts and timings the team's statistics are made of)."""
+    conv_ids = select(Conversation.id).where(Conversation.customer_id.in_(customer_ids))  # type: ignore[attr-defined]
+    msg_ids = select(Message.id).where(Message.customer_id.in_(customer_ids))  # type: ignore[attr-defined]
+    paths = (
+        (
+            await session.execute(
+                select(Attachment.storage_path).where(
+                    Attachment.message_id.in_(msg_ids),
+                    Attachment.storage_path.is_not(None),  # type: ignore[attr-defined, union-attr]
+                )
+            )
+        )
+        .scalars()
+        .all()
+    )
+    for path in paths:
+        try:
+            os.remove(path)
+        except OSError:
+            log.warning("erasure: could not remove attachment file %s", path)
+    files = await session.execute(
+        update(Attachment)
+        .where(Attachment.message_id.in_(msg_ids))
+        .values(  # type: ignore[attr-defined]
+            url=None, filename=None, storage_path=None, provider_file_id=None, transcript=None
+        )
+    )
+    messages = await session.execute(
+        update(Message)
+        .where(Message.customer_id.in_(customer_ids))
+        .values(  # type: ignore[attr-defined]
+            text=ERASED_TEXT, original_text=None, raw=None, delivery_error=None
+        )
+    )
+    notes = await session.execute(
+        update(Note).where(Note.conversation_id.in_(conv_ids)).values(text=ERASED_TEXT)  # type: ignore[attr-defined]
+    )
+    convs = await session.execute(
+        update(Conversation)
+        .where(Conversation.customer_id.in_(customer_ids))
+        .values(  # type: ignore[attr-defined]
+            subject=None, identity_id=None
+        )
+    )
+    return {
+        "message": int(messages.rowcount),  # type: ignore[attr-defined]
+        "attachment": int(files.rowcount),  # type: ignore[attr-defined]
+        "note": int(notes.rowcount),  # type: ignore[attr-defined]
+        "conversation": int(convs.rowcount),  # type: ignore[attr-defined]
+    }
+
+
+async def crm_timeline_entries(
+    session: AsyncSession, customer_id: int, before: Any, limit: int
+) -> list[timeline.TimelineEntry]:
+    return [
+        timeline.TimelineEntry(e.at, e.kind, None, e.summary, e.data)
+        for e in await crm_timeline.crm_entries(session, customer_id, before, limit)
+    ]
+
+
+crm.owner_resolvers.append(latest_agents)
+gdpr.export_hooks.append(export_inbox)
+gdpr.erase_hooks.append(erase_inbox)
+timeline.timeline_sources.append(crm_timeline_entries)
