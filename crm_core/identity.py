@@ -330,3 +330,30 @@ async def set_opt_out(
         return False
     identity.opted_out = opted_out
     return True
+
+
+class ContactTaken(ValueError):
+    """The email or phone already belongs to another customer (merge them instead)."""
+
+
+async def add_contact(session: AsyncSession, customer_id: int, kind: str, raw: str) -> ContactPoint:
+    """An agent stores an email or phone on a profile; the next message from it finds them."""
+    if kind not in ("email", "phone"):
+        raise InvalidContact("kind must be email or phone")
+    value = normalize_email(raw) if kind == "email" else normalize_phone(raw)
+    customer = await _live_customer(session, customer_id)
+    existing = (
+        await session.execute(
+            select(ContactPoint).where(ContactPoint.kind == kind, ContactPoint.value == value)
+        )
+    ).scalar_one_or_none()
+    if existing is not None:
+        if existing.customer_id == customer.id:
+            return existing
+        raise ContactTaken(
+            f"{value} belongs to customer {existing.customer_id}; merge the two customers instead"
+        )
+    contact = ContactPoint(customer_id=customer.id, kind=kind, value=value)  # type: ignore[arg-type]
+    session.add(contact)
+    await session.flush()
+    return contact

@@ -386,3 +386,44 @@ async def test_a_replayed_mail_is_stored_once_and_threads_on_both_engines(
     assert third["message_id"].startswith("<sha256.")  # synthesised from the bytes: stable
     assert await count(database, Message) == 3
     assert await count(database, Attachment) == 2
+
+
+async def test_whatsapp_then_email_from_an_address_on_the_profile_is_one_customer(
+    mail: httpx.AsyncClient, sqlite_database: Database
+) -> None:
+    """The issue's case: WhatsApp first; an agent stores the email; then the customer mails."""
+    from tests.utils.factories import inbound
+
+    whatsapp = inbound("SM-wa-1", "+5511912345678", "Oi! Tenho uma dúvida", channel="whatsapp")
+    whatsapp.sender.phone = "+5511912345678"
+    from inbox.ingest import accept
+
+    first = await accept(sqlite_database, whatsapp)
+    _, auth = await member_with_token(sqlite_database)
+    stored = await mail.post(
+        f"/api/v1/customers/{first.customer_id}/contacts",
+        json={"kind": "email", "value": "Jane.Doe@Gmail.com"},
+        headers=auth,
+    )
+    assert stored.status_code == 201, stored.text
+    assert stored.json() == {"kind": "email", "value": "jane.doe@gmail.com"}
+
+    via_mail = (await post(mail, load("gmail_first"))).json()
+
+    assert via_mail["customer_id"] == first.customer_id
+    assert await count(sqlite_database, Customer) == 1
+    timeline = await mail.get(f"/api/v1/customers/{first.customer_id}/timeline", headers=auth)
+    opened = {
+        entry["conversation_id"]
+        for entry in timeline.json()["entries"]
+        if entry["kind"] == "conversation.opened"
+    }
+    assert opened == {first.conversation_id, via_mail["conversation_id"]}
+    # The same address cannot be put on a second customer: that is a merge.
+    other = await accept(sqlite_database, inbound("api-x", "someone-else"))
+    taken = await mail.post(
+        f"/api/v1/customers/{other.customer_id}/contacts",
+        json={"kind": "email", "value": "jane.doe@gmail.com"},
+        headers=auth,
+    )
+    assert taken.status_code == 409 and "merge" in taken.json()["error"]

@@ -4,18 +4,21 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, HTTPException, Query
 
 from crm_core import identity
+from crm_core.normalize import InvalidContact
 from inbox.timeline import customer_timeline
 from web.api.schemas import (
+    ContactIn,
+    ContactOut,
     CustomerDetail,
     CustomerOut,
     MergeIn,
     TimelineOut,
     TimelinePage,
 )
-from web.deps import LeadDep, MemberDep, ReadSessionDep, SessionDep
+from web.deps import AgentDep, LeadDep, MemberDep, ReadSessionDep, SessionDep
 
 router = APIRouter(prefix="/customers", tags=["customers"])
 
@@ -49,6 +52,26 @@ async def merge(customer_id: int, body: MergeIn, session: SessionDep, lead: Lead
     )
     await session.commit()
     return target
+
+
+@router.post(
+    "/{customer_id}/contacts",
+    response_model=ContactOut,
+    status_code=201,
+    summary="Store an email or phone on the profile",
+)
+async def add_contact(
+    customer_id: int, body: ContactIn, session: SessionDep, _: AgentDep
+) -> object:
+    """A later message from this address or number (any channel) joins this customer."""
+    try:
+        contact = await identity.add_contact(session, customer_id, body.kind, body.value)
+    except InvalidContact as exc:
+        raise HTTPException(422, str(exc)) from exc
+    except identity.ContactTaken as exc:
+        raise HTTPException(409, str(exc)) from exc
+    await session.commit()
+    return contact
 
 
 @router.get("/{customer_id}/timeline", response_model=TimelinePage)

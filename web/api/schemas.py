@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -22,6 +23,12 @@ class IdentityOut(Out):
 class ContactOut(Out):
     kind: str
     value: str
+
+
+class ContactIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["email", "phone"]
+    value: str = Field(min_length=3, max_length=255, description="any common format")
 
 
 class CustomerOut(Out):
