@@ -17,7 +17,13 @@ from typing import Any, ClassVar
 
 from inbox.edits import InboundEdit
 from inbox.ingest import InboundMessage
-from inbox.outbox import DeliveryResult, OutboundMessage, register_sender
+from inbox.outbox import (
+    DeliveryResult,
+    OutboundMessage,
+    delivery_progress,
+    register_sender,
+    save_delivery_progress,
+)
 
 
 class WebhookError(Exception):
@@ -84,6 +90,30 @@ class ChannelAdapter:
 
     async def send(self, message: OutboundMessage) -> DeliveryResult:
         raise NotImplementedError
+
+    async def send_in_parts(
+        self, message: OutboundMessage, send_part: Callable[[str], Awaitable[str]]
+    ) -> DeliveryResult:
+        """Send a reply split to fit the channel, never re-sending a part that went out.
+
+        ``send_part`` posts one part and returns the provider's id for it. Each accepted part
+        is committed to the reply's delivery progress before the next is sent, so a retry
+        (after a 5xx, a 429 or a crash) resumes with the first part the provider has not
+        acknowledged. The one window left is a crash between the provider's answer and our
+        commit, where that single part may go twice (at-least-once, per part).
+        """
+        parts = self.split_text(message.text)
+        progress = await delivery_progress(message.message_id) if len(parts) > 1 else {}
+        sent: dict[str, str] = dict(progress.get("parts", {}))
+        for index, part in enumerate(parts):
+            if str(index) in sent:
+                continue
+            sent[str(index)] = await send_part(part)
+            if len(parts) > 1:
+                await save_delivery_progress(
+                    message.message_id, {"parts": sent, "count": len(parts)}
+                )
+        return DeliveryResult(external_id=sent.get("0"), status="sent")
 
     def split_text(self, text: str) -> list[str]:
         """Cut a long reply at paragraph, line or word boundaries to fit the channel."""

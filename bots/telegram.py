@@ -62,8 +62,6 @@ from inbox.outbox import (
     DeliveryResult,
     DeliveryRetry,
     OutboundMessage,
-    delivery_progress,
-    save_delivery_progress,
 )
 
 log = logging.getLogger(__name__)
@@ -228,31 +226,18 @@ class TelegramChannel(ChannelAdapter):
         return parts
 
     async def send(self, message: OutboundMessage) -> DeliveryResult:
-        """Send every part not yet sent, recording each one as soon as Telegram accepts it.
-
-        A long reply is several ``sendMessage`` calls. Each accepted part is committed to the
-        reply's delivery progress before the next is sent, so a retry (after a 5xx, a 429 or
-        a crash) resumes with the first part Telegram has not acknowledged: parts already
-        sent are never sent again. The one window left is a crash between Telegram's answer
-        and our commit, where that single part may go twice (at-least-once, per part).
-        """
+        """A long reply is several ``sendMessage`` calls; parts already sent are never sent
+        again (``ChannelAdapter.send_in_parts``)."""
         bot = await get_bot()
-        parts = self.split_text(message.text)
-        progress = await delivery_progress(message.message_id) if len(parts) > 1 else {}
-        sent: dict[str, str] = dict(progress.get("parts", {}))
-        for index, part in enumerate(parts):
-            if str(index) in sent:
-                continue
+
+        async def send_part(part: str) -> str:
             try:
                 result = await bot.send_message(chat_id=message.recipient_id, text=part)
             except AiogramError as exc:
                 await _delivery_failed(exc, message)
-            sent[str(index)] = _external_id(result.chat.id, result.message_id)
-            if len(parts) > 1:
-                await save_delivery_progress(
-                    message.message_id, {"parts": sent, "count": len(parts)}
-                )
-        return DeliveryResult(external_id=sent.get("0"), status="sent")
+            return _external_id(result.chat.id, result.message_id)
+
+        return await self.send_in_parts(message, send_part)
 
 
 async def _delivery_failed(exc: AiogramError, message: OutboundMessage) -> NoReturn:

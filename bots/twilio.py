@@ -56,9 +56,7 @@ from inbox.outbox import (
     DeliveryResult,
     DeliveryRetry,
     OutboundMessage,
-    delivery_progress,
     register_sender,
-    save_delivery_progress,
 )
 
 SIGNATURE_HEADER = "X-Twilio-Signature"
@@ -276,18 +274,11 @@ class TwilioChannel(ChannelAdapter):
         template = parse_template(message.text) if message.channel == "whatsapp" else None
         if template is not None:
             return DeliveryResult(await _send_template(message, sender, template), "sent")
-        parts = self.split_text(message.text)
-        progress = await delivery_progress(message.message_id) if len(parts) > 1 else {}
-        sent: dict[str, str] = dict(progress.get("parts", {}))
-        for index, part in enumerate(parts):
-            if str(index) in sent:
-                continue  # Twilio took this part on an earlier try: never send it twice
-            sent[str(index)] = await _create(message, from_=sender, body=part)
-            if len(parts) > 1:
-                await save_delivery_progress(
-                    message.message_id, {"parts": sent, "count": len(parts)}
-                )
-        return DeliveryResult(external_id=sent.get("0"), status="sent")
+
+        async def send_part(part: str) -> str:
+            return await _create(message, from_=sender, body=part)
+
+        return await self.send_in_parts(message, send_part)
 
 
 def _sender(channel: str) -> str:

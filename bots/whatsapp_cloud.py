@@ -51,8 +51,6 @@ from inbox.outbox import (
     DeliveryResult,
     DeliveryRetry,
     OutboundMessage,
-    delivery_progress,
-    save_delivery_progress,
 )
 
 SIGNATURE_HEADER = "X-Hub-Signature-256"
@@ -333,19 +331,12 @@ class WhatsAppCloudChannel(ChannelAdapter):
         if template is not None:  # allowed at any time: that is what templates are for
             return DeliveryResult(await _post(message, _template_payload(template)), "sent")
         check_window(message.reply_context)
-        parts = self.split_text(message.text)
-        progress = await delivery_progress(message.message_id) if len(parts) > 1 else {}
-        sent: dict[str, str] = dict(progress.get("parts", {}))
-        for index, part in enumerate(parts):
-            if str(index) in sent:
-                continue
+
+        async def send_part(part: str) -> str:
             payload = {"type": "text", "text": {"preview_url": False, "body": part}}
-            sent[str(index)] = await _post(message, payload)
-            if len(parts) > 1:
-                await save_delivery_progress(
-                    message.message_id, {"parts": sent, "count": len(parts)}
-                )
-        return DeliveryResult(external_id=sent.get("0"), status="sent")
+            return await _post(message, payload)
+
+        return await self.send_in_parts(message, send_part)
 
 
 def _graph_url(*path: str) -> str:
