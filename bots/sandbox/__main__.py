@@ -3,8 +3,24 @@
 from __future__ import annotations
 
 import argparse
+import os
+import threading
+import time
 
 import uvicorn
+
+
+def _exit_with_parent() -> None:
+    """`heliograph demo` starts the sandbox; when the demo dies (Ctrl-C, kill), so does this,
+    rather than holding port 8900 for the next `make run`."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 def main() -> None:
@@ -12,6 +28,7 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8900)
     args = parser.parse_args()
+    _exit_with_parent()
     uvicorn.run(
         "bots.sandbox.app:create_app",
         factory=True,
