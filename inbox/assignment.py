@@ -78,40 +78,25 @@ def raise_priority(conversation: Conversation, at_least: str) -> bool:
 
 
 async def open_loads(
-    session: AsyncSession, per_channel: bool = False
+    session: AsyncSession, per_channel: bool = False, member_ids: list[int] | None = None
 ) -> dict[tuple[int, str], int]:
-    """Open conversations per ``(assignee, channel)`` (channel "" unless ``per_channel``):
-    one GROUP BY over the partial index ``ix_conversation_open_assignee``."""
-    columns = (
-        [Conversation.assignee_id, Conversation.channel]
-        if per_channel
-        else [Conversation.assignee_id]
-    )
-    rows = await session.execute(
-        select(*columns, func.count())
-        .where(_NOT_RESOLVED, Conversation.assignee_id.is_not(None))  # type: ignore[union-attr]
-        .group_by(*columns)
-    )
-    if per_channel:
-        return {(r[0], r[1]): r[2] for r in rows.all()}
-    return {(r[0], ""): r[1] for r in rows.all()}
-
-
-async def open_loads_of(
-    session: AsyncSession, member_ids: list[int], per_channel: bool = False
-) -> dict[tuple[int, str], int]:
-    """``open_loads`` for these members only."""
-    if not member_ids:
+    """Open conversations per ``(assignee, channel)`` (channel "" unless ``per_channel``),
+    for every assignee or only ``member_ids``: one GROUP BY over the partial index
+    ``ix_conversation_open_assignee``."""
+    if member_ids is not None and not member_ids:
         return {}
     columns = (
         [Conversation.assignee_id, Conversation.channel]
         if per_channel
         else [Conversation.assignee_id]
     )
+    assignee = (
+        Conversation.assignee_id.is_not(None)  # type: ignore[union-attr]
+        if member_ids is None
+        else Conversation.assignee_id.in_(member_ids)  # type: ignore[union-attr]
+    )
     rows = await session.execute(
-        select(*columns, func.count())
-        .where(_NOT_RESOLVED, Conversation.assignee_id.in_(member_ids))  # type: ignore[union-attr]
-        .group_by(*columns)
+        select(*columns, func.count()).where(_NOT_RESOLVED, assignee).group_by(*columns)
     )
     if per_channel:
         return {(r[0], r[1]): r[2] for r in rows.all()}

@@ -21,7 +21,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from crm_core.identity import get_customer
 from heliograph import jobs
 from heliograph.db import utcnow
-from inbox.assignment import open_loads_of, set_assignee
+from inbox.assignment import open_loads, set_assignee
 from inbox.models import Conversation
 from routing.assignment import Routed
 from routing.models import Assignment, RoutingWait, TeamMember
@@ -65,7 +65,7 @@ async def _hold_duty(
         if updated_at == duty[member_id].updated_at:
             changed.discard(member_id)
             duty[member_id].last_active_at = last_active_at
-    loads = await open_loads_of(session, list(duty), config.per_channel)
+    loads = await open_loads(session, config.per_channel, member_ids=list(duty))
     for key in [k for k in snapshot.loads if k[0] in duty]:
         del snapshot.loads[key]
     snapshot.loads.update(loads)
