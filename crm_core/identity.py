@@ -88,16 +88,21 @@ async def _live_customer(session: AsyncSession, customer_id: int) -> Customer:
     raise CustomerNotFound(f"customer {customer_id}: merge chain too long")
 
 
+async def _contact_owner(session: AsyncSession, kind: str, value: str) -> int | None:
+    """The customer id an email or phone (already normalised) belongs to, if any."""
+    result = await session.execute(
+        select(ContactPoint.customer_id).where(
+            ContactPoint.kind == kind, ContactPoint.value == value
+        )
+    )
+    return result.scalar_one_or_none()
+
+
 async def _customer_by_contact(
     session: AsyncSession, contacts: list[tuple[str, str]]
 ) -> Customer | None:
     for kind, value in contacts:
-        result = await session.execute(
-            select(ContactPoint.customer_id).where(
-                ContactPoint.kind == kind, ContactPoint.value == value
-            )
-        )
-        customer_id = result.scalar_one_or_none()
+        customer_id = await _contact_owner(session, kind, value)
         if customer_id is not None:
             return await _live_customer(session, customer_id)
     return None
@@ -119,10 +124,7 @@ async def _add_contacts(
     session: AsyncSession, customer_id: int, contacts: list[tuple[str, str]]
 ) -> None:
     for kind, value in contacts:
-        exists = await session.execute(
-            select(ContactPoint.id).where(ContactPoint.kind == kind, ContactPoint.value == value)
-        )
-        if exists.first() is not None:
+        if await _contact_owner(session, kind, value) is not None:
             continue
         try:
             async with session.begin_nested():
@@ -342,17 +344,11 @@ async def add_contact(session: AsyncSession, customer_id: int, kind: str, raw: s
         raise InvalidContact("kind must be email or phone")
     value = normalize_email(raw) if kind == "email" else normalize_phone(raw)
     customer = await _live_customer(session, customer_id)
-    existing = (
-        await session.execute(
-            select(ContactPoint).where(ContactPoint.kind == kind, ContactPoint.value == value)
-        )
-    ).scalar_one_or_none()
-    if existing is not None:
-        if existing.customer_id == customer.id:
-            return existing
-        raise ContactTaken(
-            f"{value} belongs to customer {existing.customer_id}; merge the two customers instead"
-        )
+    owner = await _contact_owner(session, kind, value)
+    if owner == customer.id:  # already on this profile: nothing to add
+        return ContactPoint(customer_id=owner, kind=kind, value=value)
+    if owner is not None:
+        raise ContactTaken(f"{value} belongs to customer {owner}; merge the two customers instead")
     contact = ContactPoint(customer_id=customer.id, kind=kind, value=value)  # type: ignore[arg-type]
     session.add(contact)
     await session.flush()
