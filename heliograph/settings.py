@@ -141,6 +141,11 @@ class Settings(BaseSettings):
         default_factory=lambda: {"urgent": 5, "high": 10, "normal": 15, "low": 60},
         description="Re-route an assignment with no agent reply after this long (0 = never).",
     )
+    sla_first_response_minutes: dict[str, float] = Field(
+        default_factory=lambda: {"urgent": 15, "high": 30, "normal": 60, "low": 240},
+        description="First-response target per priority: an open conversation with no agent "
+        "answer after this long is an SLA breach (/hg sla, /pulse; 0 = no target).",
+    )
     routing_away_on_missed: bool = Field(
         default=True, description="An agent re-routed for not replying is set away until active."
     )

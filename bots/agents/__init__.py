@@ -1,0 +1,1 @@
+"""The chat surfaces for agents, team leads and the CEO (Slack, Telegram)."""
