@@ -29,6 +29,7 @@ MODULES = (
     "bots.email_channel",
     "bots.telegram",
     "bots.slack",
+    "bots.agents.slack_commands",
     "bots.twilio",
     "bots.whatsapp_cloud",
     "bots.whatsapp",
