@@ -18,6 +18,12 @@ a retry (``X-Slack-Retry-Num``), a repeated event_id, and the ``app_mention`` +
 ``message.channels`` pair Slack sends for one mention all store one row.
 
 Outbound: ``chat.postMessage`` (https://docs.slack.dev/reference/methods/chat.postMessage).
+
+The team's own Slack (bots/agents/slack_threads.py) is never a customer: the inbox channel
+(``slack_inbox_channel``), our workspace's other channels, and an agent's DM with the app
+that holds conversation threads. ``agent_dm_checks`` asks the agent side about a DM
+during ``verify`` (it needs the database, ``parse`` is synchronous); those events go to
+the agent listeners, which act on them before Slack gets its 200.
 """
 
 from __future__ import annotations
@@ -25,7 +31,8 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -65,6 +72,10 @@ _LEADING_MENTION = re.compile(r"^\s*<@[A-Z0-9]+(\|[^>]*)?>[\s,:]*")
 #: Functions that add listeners to the bolt app (the team-lead commands and actions plug in
 #: here). They run before the fallbacks, so a specific listener wins over "acknowledge".
 listener_setups: list[Callable[[AsyncApp], None]] = []
+#: Functions that say whether a DM channel is an agent's (it holds conversation threads).
+agent_dm_checks: list[Callable[[str], Awaitable[bool]]] = []
+# The body whose event verify found in an agent's DM (parse, same request, reads it).
+_agent_dm: ContextVar[bytes | None] = ContextVar("slack_agent_dm", default=None)
 
 
 class SlackChannel(ChannelAdapter):
@@ -93,6 +104,7 @@ class SlackChannel(ChannelAdapter):
         verifier = SignatureVerifier(get_settings().slack_signing_secret)
         if not verifier.is_valid(request.body, timestamp, signature):
             raise BadSignature("the X-Slack-Signature does not match the body")
+        await _note_agent_dm(request)
 
     def parse(self, request: WebhookRequest) -> list[InboundMessage | InboundEdit]:
         body = request.json()
@@ -105,15 +117,17 @@ class SlackChannel(ChannelAdapter):
             raise BadPayload("an event_callback needs an event object with a type")
         if event["type"] not in ("message", "app_mention") or not _customer_channel(body, event):
             return []
+        if _agent_dm.get() == request.body:
+            return []  # an agent's DM: the agent listeners act on it
         if event.get("subtype") == "message_changed":
             return _edit(event)
-        if event.get("subtype") not in CUSTOMER_SUBTYPES or _from_a_bot(body, event):
+        if event.get("subtype") not in CUSTOMER_SUBTYPES or from_a_bot(body, event):
             return []
         return [self._message(body, event)]
 
     def _message(self, body: dict[str, Any], event: dict[str, Any]) -> InboundMessage:
         channel, ts, user = _required(event, "channel", "ts", "user")
-        text = _unescape(str(event.get("text") or ""))
+        text = unescape(str(event.get("text") or ""))
         if event["type"] == "app_mention":
             text = _LEADING_MENTION.sub("", text, count=1)
         profile = event.get("user_profile")
@@ -185,12 +199,35 @@ def _customer_channel(body: dict[str, Any], event: dict[str, Any]) -> bool:
     customer's voice. When the flag is absent (older payloads) the channel is taken as
     shared, since the app is only invited to customer channels.
     """
+    inbox = get_settings().slack_inbox_channel
+    if inbox and event.get("channel") == inbox:
+        return False
     if event.get("channel_type") == "im":
         return True
     return body.get("is_ext_shared_channel") is not False
 
 
-def _from_a_bot(body: dict[str, Any], event: dict[str, Any]) -> bool:
+async def _note_agent_dm(request: WebhookRequest) -> None:
+    """Remember (for ``parse``) that this event happened in an agent's DM with the app."""
+    _agent_dm.set(None)
+    if not agent_dm_checks or b'"im"' not in request.body:
+        return
+    try:
+        body = request.json()
+    except BadPayload:
+        return  # parse says why
+    event = body.get("event") if isinstance(body, dict) else None
+    if not isinstance(event, dict) or event.get("channel_type") != "im":
+        return
+    channel = event.get("channel")
+    if isinstance(channel, str) and channel:
+        for check in agent_dm_checks:
+            if await check(channel):
+                _agent_dm.set(request.body)
+                return
+
+
+def from_a_bot(body: dict[str, Any], event: dict[str, Any]) -> bool:
     """Our own posts (and any other app's) come back as events; they are not a customer."""
     if event.get("bot_id") or event.get("subtype") == "bot_message":
         return True
@@ -215,7 +252,7 @@ def _edit(event: dict[str, Any]) -> list[InboundMessage | InboundEdit]:
         InboundEdit(
             channel="slack",
             provider_message_id=f"{channel}:{ts}",
-            text=_unescape(str(changed.get("text") or "")),
+            text=unescape(str(changed.get("text") or "")),
             edited_at=_when(str(edited.get("ts") or event.get("ts") or "")),
         )
     ]
@@ -236,12 +273,13 @@ def _when(ts: str) -> datetime | None:
         return None
 
 
-def _unescape(text: str) -> str:
+def unescape(text: str) -> str:
     """Slack escapes exactly these three in message text."""
     return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
 
 
-def _escape(text: str) -> str:
+def escape(text: str) -> str:
+    """Slack's three escapes (https://docs.slack.dev/messaging/formatting-message-text)."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
@@ -267,7 +305,7 @@ async def _reply_target(client: AsyncWebClient, message: OutboundMessage) -> tup
     channel = str(event.get("channel") or message.thread_key or "")
     if not channel:  # no Slack event to answer: open (or find) the DM with the person
         user = message.recipient_id.rsplit(":", 1)[-1]
-        opened = await _call(client.conversations_open, users=user)
+        opened = await api_call(client.conversations_open, users=user)
         return str(opened["channel"]["id"]), None
     if event.get("thread_ts"):
         return channel, str(event["thread_ts"])
@@ -276,14 +314,14 @@ async def _reply_target(client: AsyncWebClient, message: OutboundMessage) -> tup
 
 
 async def _post(client: AsyncWebClient, channel: str, text: str, thread_ts: str | None) -> str:
-    args: dict[str, Any] = {"channel": channel, "text": _escape(text)}
+    args: dict[str, Any] = {"channel": channel, "text": escape(text)}
     if thread_ts:
         args["thread_ts"] = thread_ts
-    response = await _call(client.chat_postMessage, **args)
+    response = await api_call(client.chat_postMessage, **args)
     return str(response["ts"])
 
 
-async def _call(method: Callable[..., Any], **args: Any) -> Any:
+async def api_call(method: Callable[..., Any], **args: Any) -> Any:
     """One Web API call; Slack's failures as DeliveryRetry (passing) or DeliveryRefused."""
     try:
         return await method(**args)

@@ -11,6 +11,16 @@ Channels exist unless told otherwise: ``POST /_sandbox/slack/channels/{id}`` wit
 Slack does; ``POST /_sandbox/slack/fail-next`` fails one call after N good ones (a 5xx
 half-way through a long reply). ``POST /_sandbox/say/slack`` plays a customer writing a
 DM to the app: a signed Events API ``message.im`` event to Heliograph.
+
+The team's side (agents working from Slack): posted messages are kept per channel, with
+their blocks and metadata, and read back by ``conversations.history`` /
+``conversations.replies`` (``include_all_metadata``) and ``GET /_sandbox/slack/messages``.
+``POST /_sandbox/slack/users`` adds a workspace member (``users.info`` and
+``users.lookupByEmail`` answer with their email). ``POST /_sandbox/slack/agent`` plays a
+member writing, editing or deleting a message (a signed event, thread replies included);
+``POST /_sandbox/slack/click`` plays a button press (a signed ``block_actions``).
+``POST /_sandbox/slack/lose-next`` carries out the next call of a method and then answers
+500, the way a reply lost on the way back looks to the caller.
 """
 
 from __future__ import annotations
@@ -21,6 +31,7 @@ import re
 import time
 import uuid
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 from fastapi import APIRouter, Request
@@ -45,6 +56,9 @@ _CHANNEL_ID = re.compile(r"^[CDG][A-Z0-9]{2,}$")
 _USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
 _channel_states: dict[str, str] = {}
 _fail_next: dict[str, int] = {}  # method -> good calls left before one 500
+_lose_next: set[str] = set()  # methods whose next call is carried out, then answered 500
+_messages: dict[str, list[dict[str, Any]]] = {}  # channel -> messages, oldest first
+_users: dict[str, dict[str, Any]] = {}  # workspace members added by tests
 _ts = itertools.count(1)
 
 
@@ -93,6 +107,9 @@ async def web_api(method: str, request: Request) -> JSONResponse:
     result = answer(params)
     if result.get("ok"):
         state.record("slack", method, params)
+        if method in _lose_next:  # done, but the caller never hears so
+            _lose_next.discard(method)
+            return JSONResponse({"ok": False, "error": "internal_error"}, status_code=500)
     return JSONResponse(result)
 
 
@@ -132,6 +149,16 @@ def _channel_problem(channel: str) -> str | None:
     return CHANNEL_ERRORS.get(state_) if state_ else None
 
 
+def _json_param(value: Any) -> Any:
+    """slack_sdk sends objects (blocks, metadata) as JSON, or as JSON text in a form."""
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return None
+    return value
+
+
 def _post_message(p: dict[str, Any]) -> dict[str, Any]:
     channel, text = str(p.get("channel") or ""), p.get("text")
     if not text and not p.get("blocks") and not p.get("attachments"):
@@ -142,12 +169,27 @@ def _post_message(p: dict[str, Any]) -> dict[str, Any]:
     if len(str(text or "")) > 40_000:
         return {"ok": False, "error": "msg_too_long"}
     ts, thread_ts = _new_ts(), p.get("thread_ts") or None
-    return {
-        "ok": True,
-        "channel": channel,
-        "ts": ts,
-        "message": _bot_message(channel, str(text or ""), ts, thread_ts),
-    }
+    message = _bot_message(channel, str(text or ""), ts, thread_ts)
+    for name in ("blocks", "metadata"):
+        if p.get(name):
+            message[name] = _json_param(p[name])
+    _messages.setdefault(channel, []).append(message)
+    return {"ok": True, "channel": channel, "ts": ts, "message": message}
+
+
+def _post_ephemeral(p: dict[str, Any]) -> dict[str, Any]:
+    """Shown to one user only, and never kept in the channel."""
+    channel, user = str(p.get("channel") or ""), str(p.get("user") or "")
+    problem = _channel_problem(channel)
+    if problem or not _USER_ID.match(user):
+        return {"ok": False, "error": problem or "user_not_in_channel"}
+    if not p.get("text") and not p.get("blocks"):
+        return {"ok": False, "error": "no_text"}
+    return {"ok": True, "message_ts": _new_ts()}
+
+
+def _find(channel: str, ts: str) -> dict[str, Any] | None:
+    return next((m for m in _messages.get(channel, []) if m["ts"] == ts), None)
 
 
 def _update(p: dict[str, Any]) -> dict[str, Any]:
@@ -156,12 +198,77 @@ def _update(p: dict[str, Any]) -> dict[str, Any]:
     if problem or not ts:
         return {"ok": False, "error": problem or "message_not_found"}
     text = str(p.get("text") or "")
+    message = _find(channel, ts)
+    if message is None:
+        # Not posted through this fake (an older test's message): answered as before.
+        return {
+            "ok": True,
+            "channel": channel,
+            "ts": ts,
+            "text": text,
+            "message": _bot_message(channel, text, ts, None),
+        }
+    message["text"] = text
+    if p.get("blocks"):
+        message["blocks"] = _json_param(p["blocks"])
+    message["edited"] = {"user": BOT_USER_ID, "ts": _new_ts()}
+    return {"ok": True, "channel": channel, "ts": ts, "text": text, "message": message}
+
+
+def _shown(message: dict[str, Any], p: dict[str, Any]) -> dict[str, Any]:
+    """Slack leaves metadata out unless asked with ``include_all_metadata``."""
+    if str(p.get("include_all_metadata", "")).lower() in ("1", "true"):
+        return message
+    return {k: v for k, v in message.items() if k != "metadata"}
+
+
+def _history(p: dict[str, Any]) -> dict[str, Any]:
+    """Top-level messages, newest first, from ``oldest`` on (no paging: a test's channel
+    holds far fewer than ``limit``)."""
+    channel = str(p.get("channel") or "")
+    problem = _channel_problem(channel)
+    if problem:
+        return {"ok": False, "error": problem}
+    oldest = float(p.get("oldest") or 0)
+    top = [
+        m
+        for m in _messages.get(channel, [])
+        if m.get("thread_ts") in (None, m["ts"]) and float(m["ts"]) >= oldest
+    ]
+    limit = int(p.get("limit") or 100)
+    shown = [_shown(m, p) for m in reversed(top)][:limit]
+    return {"ok": True, "messages": shown, "has_more": len(top) > limit}
+
+
+def _replies(p: dict[str, Any]) -> dict[str, Any]:
+    channel, ts = str(p.get("channel") or ""), str(p.get("ts") or "")
+    problem = _channel_problem(channel)
+    if problem:
+        return {"ok": False, "error": problem}
+    thread = [m for m in _messages.get(channel, []) if m["ts"] == ts or m.get("thread_ts") == ts]
+    if not thread:
+        return {"ok": False, "error": "thread_not_found"}
+    return {"ok": True, "messages": [_shown(m, p) for m in thread], "has_more": False}
+
+
+def _member(user: str) -> dict[str, Any]:
+    known = _users.get(user)
+    name = known["real_name"] if known else f"Sandbox customer {user}"
+    profile: dict[str, Any] = {"real_name": name, "display_name": name, "team": TEAM_ID}
+    if known and known.get("email"):
+        profile["email"] = known["email"]
     return {
-        "ok": True,
-        "channel": channel,
-        "ts": ts,
-        "text": text,
-        "message": _bot_message(channel, text, ts, None),
+        "id": user,
+        "team_id": TEAM_ID,
+        "name": user.lower(),
+        "deleted": False,
+        "real_name": name,
+        "tz": (known or {}).get("tz") or "Europe/London",
+        "tz_label": "Greenwich Mean Time",
+        "tz_offset": 0,
+        "profile": profile,
+        "is_bot": False,
+        "is_app_user": False,
     }
 
 
@@ -169,23 +276,15 @@ def _users_info(p: dict[str, Any]) -> dict[str, Any]:
     user = str(p.get("user") or "")
     if not _USER_ID.match(user):
         return {"ok": False, "error": "user_not_found"}
-    name = f"Sandbox customer {user}"
-    return {
-        "ok": True,
-        "user": {
-            "id": user,
-            "team_id": TEAM_ID,
-            "name": user.lower(),
-            "deleted": False,
-            "real_name": name,
-            "tz": "Europe/London",
-            "tz_label": "Greenwich Mean Time",
-            "tz_offset": 0,
-            "profile": {"real_name": name, "display_name": name, "team": TEAM_ID},
-            "is_bot": False,
-            "is_app_user": False,
-        },
-    }
+    return {"ok": True, "user": _member(user)}
+
+
+def _lookup_by_email(p: dict[str, Any]) -> dict[str, Any]:
+    email = str(p.get("email") or "").lower()
+    found = next((u for u, v in _users.items() if v.get("email", "").lower() == email), None)
+    if found is None:
+        return {"ok": False, "error": "users_not_found"}
+    return {"ok": True, "user": _member(found)}
 
 
 def _conversations_open(p: dict[str, Any]) -> dict[str, Any]:
@@ -228,7 +327,11 @@ _METHODS = {
     "auth.test": _auth_test,
     "chat.postMessage": _post_message,
     "chat.update": _update,
+    "chat.postEphemeral": _post_ephemeral,
     "users.info": _users_info,
+    "users.lookupByEmail": _lookup_by_email,
+    "conversations.history": _history,
+    "conversations.replies": _replies,
     "conversations.open": _conversations_open,
     "views.open": _views_open,
 }
@@ -260,6 +363,126 @@ async def fail_next(body: FailNextIn) -> dict[str, Any]:
     return {"method": body.method, "after": body.after}
 
 
+class LoseNextIn(BaseModel):
+    method: str = "chat.postMessage"
+
+
+@router.post("/_sandbox/slack/lose-next", include_in_schema=False)
+async def lose_next(body: LoseNextIn) -> dict[str, Any]:
+    """Carry out the next call of ``method``, then answer 500 (the answer is "lost")."""
+    _lose_next.add(body.method)
+    return {"method": body.method, "lose_next": True}
+
+
+class UserIn(BaseModel):
+    id: str = Field(pattern=r"^[UW][A-Z0-9]{2,}$")
+    real_name: str
+    email: str = ""
+    tz: str = "Europe/London"
+
+
+@router.post("/_sandbox/slack/users", include_in_schema=False)
+async def add_user(body: UserIn) -> dict[str, Any]:
+    """A member of the workspace (an agent), known to users.info and users.lookupByEmail."""
+    _users[body.id] = body.model_dump()
+    return {"user": _member(body.id)}
+
+
+@router.get("/_sandbox/slack/messages/{channel}", include_in_schema=False)
+async def channel_messages(channel: str) -> list[dict[str, Any]]:
+    """Everything in a channel as the fake keeps it (threads included), oldest first."""
+    return _messages.get(channel, [])
+
+
+@router.delete("/_sandbox/slack", include_in_schema=False)
+async def forget() -> dict[str, int]:
+    """Forget messages, members and planned failures (between tests)."""
+    count = sum(len(m) for m in _messages.values())
+    for kept in (_messages, _users, _fail_next, _channel_states):
+        kept.clear()
+    _lose_next.clear()
+    return {"forgotten": count}
+
+
+def _envelope(event: dict[str, Any], *, shared: bool = False) -> dict[str, Any]:
+    ts = str(event.get("event_ts") or event.get("ts") or _new_ts())
+    return {
+        "token": "sandboxverificationtoken",
+        "team_id": TEAM_ID,
+        "api_app_id": APP_ID,
+        "event": event,
+        "type": "event_callback",
+        "event_id": f"Ev{uuid.uuid4().hex[:10].upper()}",
+        "event_time": int(float(ts)),
+        "authorizations": [
+            {
+                "enterprise_id": None,
+                "team_id": TEAM_ID,
+                "user_id": BOT_USER_ID,
+                "is_bot": True,
+                "is_enterprise_install": False,
+            }
+        ],
+        "is_ext_shared_channel": shared,
+        "event_context": f"4-{uuid.uuid4().hex}",
+    }
+
+
+def _signed_headers(payload: bytes, content_type: str) -> dict[str, str]:
+    """Slack's v0 signature of the body, the way Slack calls a request URL."""
+    timestamp = str(int(time.time()))
+    secret = get_settings().slack_signing_secret or "-"
+    signature = SignatureVerifier(secret).generate_signature(timestamp=timestamp, body=payload)
+    return {
+        "Content-Type": content_type,
+        "X-Slack-Request-Timestamp": timestamp,
+        "X-Slack-Signature": signature or "",
+    }
+
+
+async def _send(path: str, payload: bytes, content_type: str, relay: bool) -> JSONResponse:
+    """POST the signed request to Heliograph; with ``relay``, hand it to the caller instead
+    (a test that runs Heliograph in its own process forwards it)."""
+    headers = _signed_headers(payload, content_type)
+    if relay:
+        return JSONResponse({"path": path, "body": payload.decode(), "headers": headers})
+    async with httpx.AsyncClient(timeout=30) as client:
+        response = await client.post(
+            f"{get_settings().public_url}{path}", content=payload, headers=headers
+        )
+    answer: dict[str, Any] = {"status": response.status_code}
+    if response.status_code != 200:
+        answer["error"] = response.text[:500]
+    return JSONResponse(answer, status_code=response.status_code)
+
+
+async def _deliver(
+    envelope: dict[str, Any], answer: dict[str, Any], relay: bool = False
+) -> JSONResponse:
+    payload = json.dumps(envelope).encode()
+    sent = await _send("/webhooks/slack/events", payload, "application/json", relay)
+    body = json.loads(bytes(sent.body))
+    return JSONResponse(
+        {"event_id": envelope["event_id"], **answer, **body}, status_code=sent.status_code
+    )
+
+
+def _rich_text(text: str) -> list[dict[str, Any]]:
+    return [
+        {
+            "type": "rich_text",
+            "block_id": uuid.uuid4().hex[:5],
+            "elements": [
+                {"type": "rich_text_section", "elements": [{"type": "text", "text": text}]}
+            ],
+        }
+    ]
+
+
+def _user_id(sender: str) -> str:
+    return sender if _USER_ID.match(sender) else f"U{sender.upper()}"
+
+
 class SayIn(BaseModel):
     text: str
     sender: str = Field(default="1001", alias="from")
@@ -268,69 +491,128 @@ class SayIn(BaseModel):
 @router.post("/_sandbox/say/slack", include_in_schema=False)
 async def say(body: SayIn) -> JSONResponse:
     """Act as a Slack user writing a DM to the app: a signed ``message.im`` event."""
-    settings = get_settings()
-    user = body.sender if _USER_ID.match(body.sender) else f"U{body.sender.upper()}"
+    user = _user_id(body.sender)
     channel, ts = _dm_channel(user), _new_ts()
-    event_id = f"Ev{uuid.uuid4().hex[:10].upper()}"
-    payload = json.dumps(
-        {
-            "token": "sandboxverificationtoken",
-            "team_id": TEAM_ID,
-            "api_app_id": APP_ID,
-            "event": {
-                "client_msg_id": str(uuid.uuid4()),
-                "type": "message",
-                "text": body.text,
-                "user": user,
-                "ts": ts,
-                "team": TEAM_ID,
-                "blocks": [
-                    {
-                        "type": "rich_text",
-                        "block_id": uuid.uuid4().hex[:5],
-                        "elements": [
-                            {
-                                "type": "rich_text_section",
-                                "elements": [{"type": "text", "text": body.text}],
-                            }
-                        ],
-                    }
-                ],
-                "channel": channel,
-                "event_ts": ts,
-                "channel_type": "im",
-            },
-            "type": "event_callback",
-            "event_id": event_id,
-            "event_time": int(float(ts)),
-            "authorizations": [
-                {
-                    "enterprise_id": None,
-                    "team_id": TEAM_ID,
-                    "user_id": BOT_USER_ID,
-                    "is_bot": True,
-                    "is_enterprise_install": False,
-                }
-            ],
-            "is_ext_shared_channel": False,
-            "event_context": f"4-{uuid.uuid4().hex}",
+    event = {
+        "client_msg_id": str(uuid.uuid4()),
+        "type": "message",
+        "text": body.text,
+        "user": user,
+        "ts": ts,
+        "team": TEAM_ID,
+        "blocks": _rich_text(body.text),
+        "channel": channel,
+        "event_ts": ts,
+        "channel_type": "im",
+    }
+    return await _deliver(_envelope(event), {"channel": channel, "ts": ts})
+
+
+class AgentIn(BaseModel):
+    """A workspace member writes (``message``), edits or deletes one of their messages."""
+
+    user: str = Field(pattern=r"^[UW][A-Z0-9]{2,}$")
+    channel: str = Field(pattern=r"^[CDG][A-Z0-9]{2,}$")
+    text: str = ""
+    thread_ts: str | None = None
+    action: str = Field(default="message", pattern="^(message|edit|delete)$")
+    ts: str | None = Field(default=None, description="The message edited or deleted.")
+    retry: int = Field(default=0, ge=0, le=3, description="Send the same event this often more.")
+    relay: bool = False
+
+
+def _member_event(body: AgentIn) -> tuple[dict[str, Any], str]:
+    kind = "im" if body.channel.startswith("D") else "channel"
+    base = {"type": "message", "channel": body.channel, "channel_type": kind}
+    now = _new_ts()
+    if body.action == "message":
+        ts = now
+        message = {
+            "client_msg_id": str(uuid.uuid4()),
+            "type": "message",
+            "text": body.text,
+            "user": body.user,
+            "ts": ts,
+            "team": TEAM_ID,
+            "blocks": _rich_text(body.text),
         }
-    ).encode()
-    timestamp = str(int(time.time()))
-    signature = SignatureVerifier(settings.slack_signing_secret or "-").generate_signature(
-        timestamp=timestamp, body=payload
+        if body.thread_ts:
+            parent = _find(body.channel, body.thread_ts)
+            message["thread_ts"] = body.thread_ts
+            message["parent_user_id"] = (parent or {}).get("user", BOT_USER_ID)
+        _messages.setdefault(body.channel, []).append(message)
+        return {**base, **message, "event_ts": ts}, ts
+    ts = body.ts or ""
+    kept = _find(body.channel, ts) or {"type": "message", "user": body.user, "ts": ts}
+    if body.action == "edit":
+        previous = dict(kept)
+        kept.update(text=body.text, edited={"user": body.user, "ts": now})
+        event = {**base, "subtype": "message_changed", "hidden": True, "message": dict(kept)}
+        return {**event, "previous_message": previous, "ts": now, "event_ts": now}, ts
+    if kept in _messages.get(body.channel, []):
+        _messages[body.channel].remove(kept)
+    event = {**base, "subtype": "message_deleted", "hidden": True, "deleted_ts": ts}
+    return {**event, "previous_message": kept, "ts": now, "event_ts": now}, ts
+
+
+@router.post("/_sandbox/slack/agent", include_in_schema=False)
+async def member_writes(body: AgentIn) -> JSONResponse:
+    """A member's message event, signed; ``retry`` sends the same event again as Slack
+    does when it missed the first answer (``X-Slack-Retry-Num`` aside)."""
+    event, ts = _member_event(body)
+    envelope = _envelope(event)
+    answer = await _deliver(envelope, {"channel": body.channel, "ts": ts}, body.relay)
+    for _ in range(body.retry):
+        answer = await _deliver(envelope, {"channel": body.channel, "ts": ts}, body.relay)
+    return answer
+
+
+class ClickIn(BaseModel):
+    """A member presses a button (or picks an option) on a message the app posted."""
+
+    user: str = Field(pattern=r"^[UW][A-Z0-9]{2,}$")
+    channel: str
+    ts: str = Field(description="The message with the button.")
+    action_id: str
+    value: str
+    relay: bool = False
+
+
+@router.post("/_sandbox/slack/click", include_in_schema=False)
+async def click(body: ClickIn, request: Request) -> JSONResponse:
+    """A signed ``block_actions`` interaction, as Slack posts it to the interactivity URL."""
+    message = _find(body.channel, body.ts)
+    if message is None:
+        return JSONResponse({"error": "no such message in the fake"}, status_code=404)
+    action: dict[str, Any] = {
+        "action_id": body.action_id,
+        "block_id": "hg",
+        "type": "button",
+        "action_ts": _new_ts(),
+        "value": body.value,
+    }
+    if body.action_id.endswith("snooze"):
+        action = {**action, "type": "static_select", "selected_option": {"value": body.value}}
+        del action["value"]
+    payload = {
+        "type": "block_actions",
+        "user": {"id": body.user, "username": body.user.lower(), "team_id": TEAM_ID},
+        "api_app_id": APP_ID,
+        "token": "sandboxverificationtoken",
+        "container": {
+            "type": "message",
+            "message_ts": body.ts,
+            "channel_id": body.channel,
+            "is_ephemeral": False,
+        },
+        "trigger_id": f"{int(time.time())}.{uuid.uuid4().hex[:10]}",
+        "team": {"id": TEAM_ID, "domain": "heliograph-sandbox"},
+        "channel": {"id": body.channel, "name": body.channel.lower()},
+        "message": message,
+        "response_url": f"{request.base_url}_sandbox/slack/response",
+        "actions": [action],
+    }
+    form = urlencode({"payload": json.dumps(payload)}).encode()
+    return await _send(
+        "/webhooks/slack/interactions", form, "application/x-www-form-urlencoded", body.relay
     )
-    async with httpx.AsyncClient(timeout=10) as client:
-        response = await client.post(
-            f"{settings.public_url}/webhooks/slack/events",
-            content=payload,
-            headers={
-                "Content-Type": "application/json",
-                "X-Slack-Request-Timestamp": timestamp,
-                "X-Slack-Signature": signature or "",
-            },
-        )
-    answer: dict[str, Any] = {"event_id": event_id, "channel": channel, "ts": ts}
-    if response.status_code != 200:
-        answer["error"] = response.text[:500]
-    return JSONResponse(answer, status_code=response.status_code)
