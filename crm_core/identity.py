@@ -10,16 +10,18 @@ customer, never two (Chatwoot's duplicate-contact bug came from a non-unique key
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
-from sqlalchemy import func, select, union_all, update
+from sqlalchemy import and_, bindparam, case, func, insert, select, union_all, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from crm_core.models import ContactPoint, Customer, Identity
 from crm_core.normalize import InvalidContact, normalize_email, normalize_phone, search_key
-from heliograph.db import is_unique_violation, utcnow
+from heliograph.db import is_unique_violation, pairs_in, row_of, utcnow
 from heliograph.models import AuditEvent
 
 MergeHook = Callable[[AsyncSession, int, int], Awaitable[dict[str, int]]]
@@ -172,6 +174,251 @@ async def resolve_customer(session: AsyncSession, sender: SenderProfile) -> Reso
         await _add_contacts(session, customer.id, contacts)  # type: ignore[arg-type]
         return Resolved(customer, identity, created=created)
     raise RuntimeError(f"could not resolve sender {sender.channel}:{sender.external_id}")
+
+
+@dataclass(frozen=True)
+class ResolvedIds:
+    """``resolve_senders``' answer for one sender: ids, and what a new conversation needs."""
+
+    customer_id: int
+    identity_id: int
+    created: bool
+    language: str | None
+    vip: bool
+
+
+_CUSTOMER = Customer.__table__  # type: ignore[attr-defined]
+_IDENTITY = Identity.__table__  # type: ignore[attr-defined]
+_CONTACT = ContactPoint.__table__  # type: ignore[attr-defined]
+# Fill blanks only, in SQL so that an agent's concurrent edit is never overwritten.
+_FILL_PROFILE = (
+    update(_CUSTOMER)
+    .where(_CUSTOMER.c.id == bindparam("cid"))
+    .values(
+        display_name=case(
+            (and_(_CUSTOMER.c.display_name == "", bindparam("name") != None), bindparam("name")),  # noqa: E711
+            else_=_CUSTOMER.c.display_name,
+        ),
+        search_name=case(
+            (and_(_CUSTOMER.c.display_name == "", bindparam("key") != None), bindparam("key")),  # noqa: E711
+            else_=_CUSTOMER.c.search_name,
+        ),
+        language=func.coalesce(func.nullif(_CUSTOMER.c.language, ""), bindparam("language")),
+        timezone=func.coalesce(func.nullif(_CUSTOMER.c.timezone, ""), bindparam("timezone")),
+        last_seen_at=bindparam("seen"),
+    )
+)
+
+
+async def _live_rows(session: AsyncSession, ids: set[int]) -> dict[int, Any]:
+    """Customer rows by id, each id mapped to its surviving (unmerged) profile's row."""
+    cols = (_CUSTOMER.c.id, _CUSTOMER.c.merged_into_id, _CUSTOMER.c.language, _CUSTOMER.c.vip)
+    found: dict[int, Any] = {}
+    wanted = set(ids)
+    for _ in range(10):
+        if not wanted:
+            break
+        rows = (await session.execute(select(*cols).where(_CUSTOMER.c.id.in_(wanted)))).all()
+        found.update({row.id: row for row in rows})
+        if len(rows) < len(wanted):
+            raise CustomerNotFound(f"customers {sorted(wanted - set(found))} do not exist")
+        wanted = {r.merged_into_id for r in rows if r.merged_into_id is not None} - set(found)
+    live: dict[int, Any] = {}
+    for start in ids:
+        row = found[start]
+        for _ in range(10):
+            if row.merged_into_id is None:
+                break
+            row = found[row.merged_into_id]
+        else:
+            raise CustomerNotFound(f"customer {start}: merge chain too long")
+        live[start] = row
+    return live
+
+
+async def resolve_senders(
+    session: AsyncSession, senders: Sequence[SenderProfile]
+) -> list[ResolvedIds]:
+    """``resolve_customer`` for many senders at once, in a fixed handful of set-based Core
+    statements (the ingest batch writer's path), with the same outcome as resolving them
+    one after the other: a repeated sender gets the same customer, a new sender whose email
+    or phone is known (or was given by an earlier new sender in the list) joins that
+    customer. A clash with a concurrent writer raises ``IntegrityError``: the caller rolls
+    back and takes the per-message path, whose retries settle the race."""
+    first_of: dict[tuple[str, str], SenderProfile] = {}
+    for sender in senders:
+        first_of.setdefault((sender.channel, sender.external_id), sender)
+    keys = list(first_of)
+    rows = await session.execute(
+        select(_IDENTITY.c.id, _IDENTITY.c.channel, _IDENTITY.c.external_id)
+        .add_columns(_IDENTITY.c.customer_id)
+        .where(pairs_in(_IDENTITY.c.channel, _IDENTITY.c.external_id, keys))
+    )
+    known = {(r.channel, r.external_id): r for r in rows.all()}
+    contacts = {key: _contacts(first) for key, first in first_of.items()}
+    owners = await _contact_owners(session, [c for found in contacts.values() for c in found])
+    new_keys = [key for key in keys if key not in known]
+    live = await _live_rows(
+        session,
+        {r.customer_id for r in known.values()}
+        | {owners[c] for key in new_keys for c in contacts[key] if c in owners},
+    )
+    now = utcnow()
+    # A new sender joins the live owner of its first known contact (also one a new sender
+    # before it brought); otherwise it founds a new customer, labelled by its own key.
+    owner_of: dict[tuple[str, str], int | tuple[str, str]] = {}
+    claimed: dict[tuple[str, str], int | tuple[str, str]] = {}
+    for key in new_keys:
+        owner: int | tuple[str, str] = key
+        for contact in contacts[key]:
+            if contact in owners or contact in claimed:
+                owner = live[owners[contact]].id if contact in owners else claimed[contact]
+                break
+        owner_of[key] = owner
+        for contact in contacts[key]:
+            claimed.setdefault(contact, owner)
+    founded = await _found_customers(session, owner_of, first_of, now)
+    customer_of = {key: live[row.customer_id].id for key, row in known.items()}
+    for key, owner in owner_of.items():
+        customer_of[key] = founded[owner][0] if isinstance(owner, tuple) else owner
+    identity_of = {key: row.id for key, row in known.items()}
+    identity_of.update(await _add_identities(session, new_keys, customer_of, first_of, now))
+    if known:
+        await session.execute(
+            update(_IDENTITY)
+            .where(_IDENTITY.c.id.in_([row.id for row in known.values()]))
+            .values(last_seen_at=now, unreachable_reason=None)
+        )
+    new_ids = {customer_id for customer_id, _ in founded.values()}
+    fills = await _fill_profiles(
+        session, [(customer_of[k], first_of[k]) for k in keys if customer_of[k] not in new_ids], now
+    )
+    # Contact points nobody owns yet go to the sender's customer (first come, first served).
+    adds: dict[tuple[str, str], int] = {}
+    for key in keys:
+        for contact in contacts[key]:
+            if contact not in owners:
+                adds.setdefault(contact, customer_of[key])
+    if adds:
+        await session.execute(
+            insert(_CONTACT),
+            [
+                {"customer_id": c, "kind": k, "value": v, "created_at": now}
+                for (k, v), c in adds.items()
+            ],
+        )
+    language = {row.id: row.language or fills.get(row.id) for row in live.values()}
+    language.update({cid: lang for cid, lang in founded.values()})
+    vip = {row.id: bool(row.vip) for row in live.values()}
+    answers, seen = [], set()
+    for sender in senders:
+        key = (sender.channel, sender.external_id)
+        customer_id = customer_of[key]
+        answers.append(
+            ResolvedIds(
+                customer_id,
+                identity_of[key],
+                created=owner_of.get(key) == key and key not in seen,
+                language=language.get(customer_id),
+                vip=vip.get(customer_id, False),
+            )
+        )
+        seen.add(key)
+    return answers
+
+
+async def _contact_owners(
+    session: AsyncSession, contacts: list[tuple[str, str]]
+) -> dict[tuple[str, str], int]:
+    """``_contact_owner`` for many contacts in one statement."""
+    if not contacts:
+        return {}
+    rows = await session.execute(
+        select(_CONTACT.c.kind, _CONTACT.c.value, _CONTACT.c.customer_id).where(
+            pairs_in(_CONTACT.c.kind, _CONTACT.c.value, list(dict.fromkeys(contacts)))
+        )
+    )
+    return {(r.kind, r.value): r.customer_id for r in rows.all()}
+
+
+async def _found_customers(
+    session: AsyncSession,
+    owner_of: dict[tuple[str, str], int | tuple[str, str]],
+    first_of: dict[tuple[str, str], SenderProfile],
+    now: datetime,
+) -> dict[tuple[str, str], tuple[int, str | None]]:
+    """Insert the customers new senders found (one multi-row INSERT); label -> (id, language)."""
+    founders = list(dict.fromkeys(o for o in owner_of.values() if isinstance(o, tuple)))
+    if not founders:
+        return {}
+    customers = []
+    for label in founders:
+        customer = Customer()
+        for key in (k for k, o in owner_of.items() if o == label):
+            _fill_profile(customer, first_of[key])
+        customer.last_seen_at = now
+        customers.append(customer)
+    ids = await session.execute(
+        insert(_CUSTOMER).returning(_CUSTOMER.c.id, sort_by_parameter_order=True),
+        [row_of(c) for c in customers],
+    )
+    return {
+        label: (customer_id, customer.language)
+        for label, customer_id, customer in zip(
+            founders, ids.scalars().all(), customers, strict=True
+        )
+    }
+
+
+async def _add_identities(
+    session: AsyncSession,
+    new_keys: list[tuple[str, str]],
+    customer_of: dict[tuple[str, str], int],
+    first_of: dict[tuple[str, str], SenderProfile],
+    now: datetime,
+) -> dict[tuple[str, str], int]:
+    if not new_keys:
+        return {}
+    rows = []
+    for key in new_keys:
+        name = first_of[key].name
+        rows.append(
+            {
+                "customer_id": customer_of[key],
+                "channel": key[0],
+                "external_id": key[1],
+                "display_name": name[:200] if name else None,
+                "last_seen_at": now,
+                "opted_out": False,
+                "created_at": now,
+            }
+        )
+    ids = await session.execute(
+        insert(_IDENTITY).returning(_IDENTITY.c.id, sort_by_parameter_order=True), rows
+    )
+    return dict(zip(new_keys, ids.scalars().all(), strict=True))
+
+
+async def _fill_profiles(
+    session: AsyncSession, pairs: list[tuple[int, SenderProfile]], now: datetime
+) -> dict[int, str | None]:
+    """``_fill_profile`` for existing customers, one executemany UPDATE; the first sender
+    that has a detail gives it. Returns the language each customer may have been given."""
+    fills: dict[int, dict[str, Any]] = {}
+    for customer_id, sender in pairs:
+        fill = fills.setdefault(
+            customer_id,
+            {"cid": customer_id, "name": None, "key": None, "language": None, "timezone": None},
+        )
+        if sender.name and fill["name"] is None:
+            fill["name"], fill["key"] = sender.name[:200], search_key(sender.name)
+        if sender.language and fill["language"] is None:
+            fill["language"] = sender.language[:16]
+        if sender.timezone and fill["timezone"] is None:
+            fill["timezone"] = sender.timezone[:64]
+    if fills:
+        await session.execute(_FILL_PROFILE, [{**f, "seen": now} for f in fills.values()])
+    return {cid: f["language"] for cid, f in fills.items()}
 
 
 async def get_customer(session: AsyncSession, customer_id: int) -> Customer:

@@ -6,6 +6,13 @@ on SQLite the statement runs under ``BEGIN IMMEDIATE`` and so is serialised. A c
 carries a lease (``locked_until``): a crashed worker's rows become claimable again when
 it expires. Handlers must be idempotent, since a job whose worker died after the side
 effect but before ``complete`` runs again.
+
+Requests go first, within a bound. The workers share the process (and its CPU) with the
+web server. While webhooks are arriving (``foreground_active`` was called in the last
+``_FOREGROUND_WINDOW_S``), a worker runs one small burst of jobs at a time and then rests,
+so that its bursts take at most ``worker_share_under_load`` of the wall-clock time; under
+constant load background work still progresses at that share, and at full speed as soon
+as the requests pause.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -33,6 +41,10 @@ _subscribers: dict[str, list[str]] = {}
 DeadHook = Callable[[dict[str, Any], str], Awaitable[None]]
 _dead_hooks: dict[str, DeadHook] = {}
 _wakeup: asyncio.Event | None = None
+_foreground_at = float("-inf")
+_FOREGROUND_WINDOW_S = 0.2
+_BURST_UNDER_LOAD = 4  # jobs claimed (and run together) per burst while requests arrive
+_MAX_REST_S = 1.0
 
 
 class RetryLater(Exception):
@@ -108,11 +120,9 @@ async def enqueue(
 
 
 async def publish(session: AsyncSession, event: str, payload: dict[str, Any]) -> int:
-    """Enqueue one job per subscriber of ``event`` in the caller's transaction."""
-    kinds = _subscribers.get(event, [])
-    for kind in kinds:
-        await enqueue(session, kind, payload)
-    return len(kinds)
+    """Enqueue one job per subscriber of ``event`` in the caller's transaction (one INSERT
+    for all of them)."""
+    return await publish_many(session, event, [payload])
 
 
 async def enqueue_many(
@@ -143,6 +153,17 @@ async def publish_many(session: AsyncSession, event: str, payloads: list[dict[st
     """``publish`` for many payloads at once (one INSERT)."""
     kinds = _subscribers.get(event, [])
     return await enqueue_many(session, [(k, p, None) for p in payloads for k in kinds])
+
+
+def foreground_active() -> None:
+    """A request is being served that the workers should not slow down (the ingest writer
+    calls this per batch)."""
+    global _foreground_at
+    _foreground_at = time.monotonic()
+
+
+def under_load() -> bool:
+    return time.monotonic() - _foreground_at < _FOREGROUND_WINDOW_S
 
 
 def wake_workers() -> None:
@@ -276,10 +297,32 @@ async def run_worker(db: Database, settings: Settings, worker_id: str, stop: asy
         async with limit:
             return await queue.run_one(job)
 
+    share = min(1.0, max(0.01, settings.worker_share_under_load))
+    rest_until = 0.0  # under load: no new burst before this (monotonic)
+    burst_started = 0.0
+
+    def burst_done(_: object) -> None:
+        nonlocal rest_until
+        if not running and under_load():
+            # Rest (1 - share) / share times as long as the burst ran: its share of time.
+            elapsed = time.monotonic() - burst_started
+            rest_until = time.monotonic() + min(_MAX_REST_S, elapsed * (1 - share) / share)
+
     while not stop.is_set():
         free = settings.worker_concurrency - len(running)
         jobs: list[ClaimedJob] = []
+        if under_load():
+            now = time.monotonic()
+            if running or now < rest_until:
+                free = 0  # finish the burst, then rest, before claiming again
+                if not running:
+                    await _rest(stop, rest_until - now)
+                    continue
+            else:
+                free = min(free, _BURST_UNDER_LOAD)
         if free > 0:
+            if not running:
+                burst_started = time.monotonic()
             try:
                 jobs = await queue.claim(min(free, settings.worker_batch))
             except Exception:  # the database may be restarting; keep the worker alive
@@ -289,9 +332,10 @@ async def run_worker(db: Database, settings: Settings, worker_id: str, stop: asy
             task = asyncio.create_task(guarded(job))
             running.add(task)
             task.add_done_callback(running.discard)
+            task.add_done_callback(burst_done)
             # A freed slot is a reason to claim again now, not at the next poll.
             task.add_done_callback(lambda _: _wakeup.set() if _wakeup is not None else None)
-        if jobs and len(jobs) == free:
+        if jobs and len(jobs) == free and not under_load():
             continue
         _wakeup.clear()
         waiters = [asyncio.create_task(_wakeup.wait()), asyncio.create_task(stop.wait())]
@@ -300,6 +344,13 @@ async def run_worker(db: Database, settings: Settings, worker_id: str, stop: asy
             waiter.cancel()
     if running:
         await asyncio.wait(running, timeout=settings.job_lease_s)
+
+
+async def _rest(stop: asyncio.Event, seconds: float) -> None:
+    try:
+        await asyncio.wait_for(stop.wait(), timeout=max(0.0, seconds))
+    except TimeoutError:
+        pass
 
 
 async def dead_jobs(session: AsyncSession, limit: int = 100) -> list[Job]:

@@ -73,9 +73,9 @@ async def _existing(session: AsyncSession, channel: str, provider_id: str) -> Ac
 
 async def _thread(
     session: AsyncSession, resolved: Resolved, msg: InboundMessage
-) -> tuple[Conversation, bool]:
+) -> tuple[Conversation, bool, str]:
     """The customer's unresolved conversation on this channel/thread, a recent one reopened,
-    or a new one. Returns ``(conversation, created)``."""
+    or a new one. Returns ``(conversation, created, its status before)``."""
     customer_id = resolved.customer.id
     base = select(Conversation).where(
         Conversation.customer_id == customer_id,
@@ -86,7 +86,7 @@ async def _thread(
     for _ in range(_THREAD_TRIES):
         active = (await session.execute(base.where(Conversation.status != "resolved"))).scalar()
         if active is not None:
-            return active, False
+            return active, False, active.status
         recent = (
             await session.execute(
                 base.where(
@@ -99,7 +99,7 @@ async def _thread(
             async with session.begin_nested():
                 if recent is not None:
                     recent.status, recent.resolved_at = "open", None
-                    conversation, created = recent, False
+                    conversation, created, before = recent, False, "resolved"
                 else:
                     conversation = Conversation(
                         customer_id=customer_id,  # type: ignore[arg-type]
@@ -112,23 +112,25 @@ async def _thread(
                         priority="high" if resolved.customer.vip else "normal",
                     )
                     session.add(conversation)
-                    created = True
+                    created, before = True, "open"
                 await session.flush()
         except IntegrityError as exc:
             if not is_unique_violation(exc):
                 raise
             continue  # another message opened it first: join that one
-        return conversation, created
+        return conversation, created, before
     raise RuntimeError(f"could not thread message {msg.channel}:{msg.provider_message_id}")
 
 
 async def accept_in(session: AsyncSession, msg: InboundMessage) -> AcceptResult:
-    """The body of ``accept`` inside the caller's transaction."""
+    """The body of ``accept`` inside the caller's transaction, one message at a time: for
+    channels that need their own transaction around it (edits, email), and the path a
+    failed batch falls back to. Savepoints and retries settle races with other writers."""
     existing = await _existing(session, msg.channel, msg.provider_message_id)
     if existing is not None:
         return existing
     resolved = await resolve_customer(session, msg.sender)
-    conversation, created = await _thread(session, resolved, msg)
+    conversation, created, before = await _thread(session, resolved, msg)
     now = utcnow()
     message = Message(
         conversation_id=conversation.id,  # type: ignore[arg-type]
@@ -163,7 +165,7 @@ async def accept_in(session: AsyncSession, msg: InboundMessage) -> AcceptResult:
             {"attachment_id": attachment.id},
             dedupe_key=f"fetch:{attachment.id}",
         )
-    reopened = conversation.status != "open"
+    reopened = before != "open"
     conversation.status = "open"
     conversation.snoozed_until = None
     conversation.identity_id = resolved.identity.id
@@ -191,10 +193,8 @@ async def accept_in(session: AsyncSession, msg: InboundMessage) -> AcceptResult:
 
 
 async def accept(db: Database, msg: InboundMessage) -> AcceptResult:
-    """Store one inbound message; return only once it is committed."""
-    async with db.session() as session:
-        result = await accept_in(session, msg)
-        await session.commit()
-    if not result.duplicate:
-        jobs.wake_workers()
-    return result
+    """Store one inbound message; return only once it is committed. Concurrent calls share
+    one transaction (group commit, ``inbox.ingest_batch``)."""
+    from inbox.ingest_batch import writer_for  # it builds on this module
+
+    return await writer_for(db).submit(msg)

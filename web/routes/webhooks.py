@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from fastapi import Request
+from fastapi import HTTPException, Request
 
 from bots.base import WebhookRequest, get_adapter
 from heliograph.db import get_db
 from inbox.edits import InboundEdit, apply_edit
 from inbox.ingest import AcceptResult, accept
+from inbox.ingest_batch import CommitFailed
 
 
 @dataclass
@@ -41,5 +42,12 @@ async def handle_webhook(channel: str, request: Request, body: bytes) -> Webhook
             else:
                 outcome.edited.append(edited)
         else:
-            outcome.accepted.append(await accept(db, item))
+            try:
+                outcome.accepted.append(await accept(db, item))
+            except CommitFailed as exc:
+                # Nothing of it is known to be on disk: never a 200; the provider retries
+                # (and a retry of what was stored after all is a replay, a no-op).
+                raise HTTPException(
+                    503, f"the message was not stored, try again: {exc}", {"Retry-After": "1"}
+                ) from exc
     return outcome
