@@ -313,7 +313,7 @@ async def find_member(session: AsyncSession, ref: str) -> TeamMember:
 
 async def member_by_slack_id(session: AsyncSession, slack_user_id: str) -> TeamMember | None:
     found = await session.execute(
-        select(TeamMember).where(TeamMember.slack_user_id == slack_user_id)
+        select(TeamMember).where(TeamMember.slack_user_id == slack_user_id)  # type: ignore[arg-type]
     )
     return found.scalar_one_or_none()
 

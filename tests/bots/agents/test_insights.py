@@ -150,7 +150,7 @@ async def test_sla_breaches_use_the_per_priority_first_response_target(
 async def test_volume_medians_per_channel_and_region(database: Database) -> None:
     ids = await team(database, *TEAM)
     start, end = utc(2026, 12, 1), utc(2026, 12, 2)
-    oliver = {"assignee_id": ids["Oliver"]}
+    oliver: dict[str, Any] = {"assignee_id": ids["Oliver"]}
     for reply in (2, 4, 10):
         await conv(database, NOW - minutes(60), channel="telegram", first_response=minutes(reply))
     await conv(database, NOW - minutes(50), channel="sms", first_response=minutes(1), **oliver)
