@@ -2,12 +2,15 @@
 
 - Inbound: ``POST /webhooks/telegram``, checked against ``X-Telegram-Bot-Api-Secret-Token``
   (the ``secret_token`` we give ``setWebhook``; https://core.telegram.org/bots/api#setwebhook),
-  parsed with aiogram's own ``Update`` model. Private chats only: the chat is the customer.
+  parsed with aiogram's own ``Update`` model. Private chats only: the chat is the customer,
+  unless it is linked to a team member (or is an unlinked chat's ``/link`` or exec
+  command): those go to the ``diverters`` (bots/agents/telegram_agents.py) instead.
   Text, captions, edits, photos, documents, voice and audio notes, videos; every other
   update (callbacks, channel posts, reactions, ...) is acknowledged and ignored.
 - Long polling (``heliograph serve --telegram-polling``) feeds the same parse and store path.
 - Outbound: ``sendMessage`` through aiogram's ``Bot`` pointed at HELIOGRAPH_TELEGRAM_API_BASE,
-  split at 4,096 characters, each part's success recorded before the next is sent.
+  split at 4,096 characters, each part's success recorded before the next is sent;
+  ``send_text`` is the same path for the team's chats (one message, optionally a reply).
 - Media: ``getFile`` + download through the same API base (``attachment.fetch`` jobs).
 """
 
@@ -36,7 +39,7 @@ from aiogram.exceptions import (
     TelegramRetryAfter,
     TelegramServerError,
 )
-from aiogram.types import Message, Update
+from aiogram.types import Message, ReplyParameters, Update
 from aiogram.utils.token import TokenValidationError
 from pydantic import ValidationError
 
@@ -126,6 +129,35 @@ def _attachments(msg: Message) -> list[InboundAttachment]:
     return found
 
 
+def _update(data: dict[str, Any]) -> Update:
+    try:
+        return Update.model_validate(data)
+    except ValidationError as exc:
+        message, errors = _readable(exc)
+        raise InvalidFields(f"not a valid Telegram Update: {message}", errors) from exc
+
+
+# A private chat is a customer's unless a diverter takes it: the team's own surface
+# (bots/agents/telegram_agents.py) takes the chats linked to team members and an unlinked
+# chat's /link and exec commands. A diverter commits what it did before it returns True.
+Diverter = Callable[[Update], Awaitable[bool]]
+diverters: list[Diverter] = []
+
+
+async def divert(data: dict[str, Any]) -> bool:
+    """True when the update was the team's, not a customer's (and is handled, committed)."""
+    if not diverters:
+        return False
+    update = _update(data)
+    msg = update.message or update.edited_message
+    if msg is None or not _from_customer(msg):
+        return False
+    for diverter in diverters:
+        if await diverter(update):
+            return True
+    return False
+
+
 def _from_customer(msg: Message) -> bool:
     """A person writing to the bot in a private chat (groups and channels are not customers)."""
     return msg.chat.type == "private" and msg.from_user is not None and not msg.from_user.is_bot
@@ -161,11 +193,7 @@ class TelegramChannel(ChannelAdapter):
 
     def parse_update(self, data: dict[str, Any]) -> list[Item]:
         """One Update as messages and edits; ``[]`` for the kinds we deliberately ignore."""
-        try:
-            update = Update.model_validate(data)
-        except ValidationError as exc:
-            message, errors = _readable(exc)
-            raise InvalidFields(f"not a valid Telegram Update: {message}", errors) from exc
+        update = _update(data)
         if update.message is not None and _from_customer(update.message):
             return self._message(update.message, data)
         if update.edited_message is not None and _from_customer(update.edited_message):
@@ -234,13 +262,31 @@ class TelegramChannel(ChannelAdapter):
             try:
                 result = await bot.send_message(chat_id=message.recipient_id, text=part)
             except AiogramError as exc:
-                await _delivery_failed(exc, message)
+                await _delivery_failed(exc, message.recipient_id)
             return _external_id(result.chat.id, result.message_id)
 
         return await self.send_in_parts(message, send_part)
 
 
-async def _delivery_failed(exc: AiogramError, message: OutboundMessage) -> NoReturn:
+async def send_text(chat_id: str, text: str, reply_to_message_id: int | None = None) -> int:
+    """One ``sendMessage`` (at most 4,096 characters) for the team's chats; the message_id.
+
+    Raises ``DeliveryRetry`` (a 429 carries its ``retry_after``) or ``DeliveryRefused``, so
+    a job that calls it retries or gives up as the outbox does."""
+    bot = await get_bot()
+    try:
+        reply = None
+        if reply_to_message_id is not None:  # sent even if that message was deleted since
+            reply = ReplyParameters(
+                message_id=reply_to_message_id, allow_sending_without_reply=True
+            )
+        result = await bot.send_message(chat_id=chat_id, text=text, reply_parameters=reply)
+    except AiogramError as exc:
+        await _delivery_failed(exc, chat_id)
+    return result.message_id
+
+
+async def _delivery_failed(exc: AiogramError, recipient_id: str) -> NoReturn:
     """Map aiogram's errors (https://core.telegram.org/bots/api#making-requests) to the outbox's."""
     if isinstance(exc, TelegramRetryAfter):
         raise DeliveryRetry(f"telegram: {exc.message}", float(exc.retry_after)) from exc
@@ -248,7 +294,7 @@ async def _delivery_failed(exc: AiogramError, message: OutboundMessage) -> NoRet
         # "Forbidden: bot was blocked by the user", "user is deactivated", ...: retrying
         # cannot help until they write again, so the identity is marked unreachable.
         async with get_db().session() as session:
-            await mark_unreachable(session, message.channel, message.recipient_id, exc.message)
+            await mark_unreachable(session, "telegram", recipient_id, exc.message)
             await session.commit()
         raise DeliveryRefused(f"telegram refused: {exc.message}") from exc
     if isinstance(exc, TelegramEntityTooLarge):
@@ -418,6 +464,8 @@ async def _take(update: Update) -> int:
     """Store one polled update; returns the next offset."""
     data = update.model_dump(mode="json", by_alias=True, exclude_none=True)
     try:
+        if await divert(data):
+            return update.update_id + 1
         items = channel.parse_update(data)
     except WebhookError as exc:  # the provider's own data: retrying cannot fix it
         log.error("skipping Telegram update %s: %s", update.update_id, exc)

@@ -6,10 +6,15 @@ answers have the real shape: ``{"ok": true, "result": ...}`` or ``{"ok": false,
 "error_code", "description", "parameters"?}``. ``GET /_sandbox/calls`` lists the calls the
 fake accepted; failed ones are not recorded (so a test counts what really "went out").
 
-Acting as a customer: ``POST /_sandbox/say/telegram`` ``{"text", "from", "voice"?, "edit"?}``
+Acting as a customer (or a team member in their chat with the bot): ``POST
+/_sandbox/say/telegram`` ``{"text", "from", "voice"?, "edit"?, "reply_to"?, "deliver"?}``
 builds an Update as Telegram would and delivers it like Telegram does: to the webhook set
 with ``setWebhook`` (with its secret token), else to ``{HELIOGRAPH_PUBLIC_URL}/webhooks/telegram``;
 after ``deleteWebhook`` (or with no public URL) it waits for ``getUpdates`` instead.
+``reply_to`` names a message_id in that chat: the update carries it as ``reply_to_message``,
+as Telegram's reply-to does; ``deliver: false`` only answers the Update (a test posts it).
+``GET /_sandbox/telegram/chats/{chat_id}`` lists what the bot sent to a chat, with each
+message_id (a ``sendMessage`` with ``reply_parameters`` nests the replied-to message).
 
 Test controls under ``/_sandbox/telegram``: ``block`` a chat (sendMessage then answers 403
 "Forbidden: bot was blocked by the user"), ``script`` the next answers of a method
@@ -73,6 +78,10 @@ class TelegramFake:
     blocked: set[int] = field(default_factory=set)
     scripts: dict[str, list[str]] = field(default_factory=dict)
     chats: dict[int, dict[str, Any]] = field(default_factory=dict)
+    # What the bot sent to each chat and what each user said there, by message_id: what a
+    # reply (reply_to_message) can point at, and what a test reads back.
+    sent: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    said: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     epoch: int = 0  # bumped by a reset, which ends every waiting getUpdates
 
 
@@ -147,7 +156,7 @@ def _send_message(params: dict[str, Any]) -> JSONResponse:
         return _error(400, "Bad Request: message is too long")
     if chat_id in fake.blocked:
         return _error(403, "Forbidden: bot was blocked by the user")
-    state.record("telegram", "sendMessage", params)
+    replied = _replied(chat_id, params)
     message = {
         "message_id": _next_message_id(chat_id),
         "from": BOT_USER,
@@ -155,7 +164,28 @@ def _send_message(params: dict[str, Any]) -> JSONResponse:
         "date": int(time.time()),
         "text": text,
     }
+    if replied is not None:
+        message["reply_to_message"] = replied
+    state.record("telegram", "sendMessage", {**params, "message_id": message["message_id"]})
+    fake.sent.setdefault(chat_id, []).append(message)
     return _ok(message)
+
+
+def _replied(chat_id: int, params: dict[str, Any]) -> dict[str, Any] | None:
+    """The message a ``sendMessage`` answers (``reply_parameters``, or the older
+    ``reply_to_message_id``), as Telegram nests it in the result."""
+    wanted = params.get("reply_to_message_id")
+    if params.get("reply_parameters"):
+        try:
+            wanted = json.loads(params["reply_parameters"]).get("message_id")
+        except (ValueError, AttributeError):
+            wanted = None
+    if wanted is None:
+        return None
+    for message in [*fake.sent.get(chat_id, []), *fake.said.get(chat_id, [])]:
+        if message["message_id"] == int(wanted):
+            return {k: v for k, v in message.items() if k != "reply_to_message"}
+    return None
 
 
 def _get_file(params: dict[str, Any]) -> JSONResponse:
@@ -321,6 +351,12 @@ class SayIn(BaseModel):
     language_code: str | None = "en"
     voice: bool = Field(default=False, description="send a one-second voice note")
     edit: int | None = Field(default=None, description="message_id to edit: an edited_message")
+    reply_to: int | None = Field(
+        default=None, description="message_id in this chat (the bot's or the user's) to reply to"
+    )
+    deliver: bool = Field(
+        default=True, description="false: only build the Update and answer it (tests post it)"
+    )
 
 
 def _voice_file() -> dict[str, Any]:
@@ -359,6 +395,13 @@ def _update(body: SayIn) -> dict[str, Any]:
             message["caption"] = body.text
     else:
         message["text"] = body.text
+    if body.reply_to is not None:
+        replied = _replied(user_id, {"reply_to_message_id": body.reply_to})
+        if replied is None:
+            raise ValueError(f"no message {body.reply_to} in chat {user_id} to reply to")
+        message["reply_to_message"] = replied
+    if body.edit is None:
+        fake.said.setdefault(user_id, []).append(message)
     if body.edit is not None:
         message["edit_date"] = now
         return {"update_id": next(_update_ids), "edited_message": message}
@@ -370,7 +413,12 @@ async def say(body: SayIn) -> JSONResponse:
     """Write to the bot as a Telegram user; delivered as Telegram would deliver it."""
     if not body.text and not body.voice:
         return JSONResponse({"error": "say something: text, or voice: true"}, status_code=422)
-    update = _update(body)
+    try:
+        update = _update(body)
+    except ValueError as exc:
+        return JSONResponse({"error": str(exc)}, status_code=422)
+    if not body.deliver:
+        return JSONResponse({"update_id": update["update_id"], "update": update})
     settings = get_settings()
     url, secret = fake.webhook_url, fake.webhook_secret
     if url is None and not fake.polling and settings.public_url:
@@ -436,6 +484,12 @@ async def add_file(body: FileIn) -> dict[str, Any]:
         body.file_id, unique, body.file_path, data, body.content_type
     )
     return {"file_id": body.file_id, "file_path": body.file_path, "file_size": len(data)}
+
+
+@router.get("/_sandbox/telegram/chats/{chat_id}", include_in_schema=False)
+async def chat(chat_id: int) -> dict[str, Any]:
+    """What the bot sent to one chat, in order, each with its message_id."""
+    return {"chat_id": chat_id, "sent": fake.sent.get(chat_id, [])}
 
 
 @router.get("/_sandbox/telegram", include_in_schema=False)

@@ -2,8 +2,28 @@
 
 from fastapi import APIRouter
 
-from web.api import admin, conversations, crm, customers, handoff, languages, routing, team
+from web.api import (
+    admin,
+    agent_links,
+    conversations,
+    crm,
+    customers,
+    handoff,
+    languages,
+    routing,
+    team,
+)
 
 router = APIRouter(prefix="/api/v1")
-for module in (customers, conversations, languages, team, routing, handoff, crm, admin):
+for module in (
+    customers,
+    conversations,
+    languages,
+    team,
+    agent_links,
+    routing,
+    handoff,
+    crm,
+    admin,
+):
     router.include_router(module.router)

@@ -1,0 +1,155 @@
+"""The team's Telegram chats in tests: the app in-process behind its webhook, the sandbox's
+fake Bot API (its own process) as Telegram. Updates are built by the sandbox as Telegram
+would build them (``deliver: false``, with ``reply_to_message`` for a reply) and posted to
+the app with the webhook's secret; what the bot sent comes back from the sandbox, per chat,
+with each message_id."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+
+from bots.telegram import close_bot
+from heliograph.db import Database
+from heliograph.settings import reset_settings
+from routing.models import TeamMember
+from routing.team import create_token
+from tests.conftest import run_jobs
+from tests.routing.world import ALWAYS
+from tests.utils.factories import make_member
+from tests.utils.processes import free_port, start_python
+
+TOKEN = "4242:test-telegram-token-0123456789"
+WEBHOOK_SECRET = "test-telegram-webhook-secret-0123"
+HEADER = "X-Telegram-Bot-Api-Secret-Token"
+
+
+@pytest.fixture(scope="module")
+def sandbox_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    port = free_port()
+    service = start_python(
+        "bots.sandbox",
+        ["--port", str(port)],
+        {"HELIOGRAPH_TELEGRAM_BOT_TOKEN": TOKEN},
+        tmp_path_factory.mktemp("sandbox") / "sandbox.log",
+        f"http://127.0.0.1:{port}/_sandbox/health",
+    )
+    yield f"http://127.0.0.1:{port}"
+    service.stop()
+
+
+class TeamBot:
+    def __init__(self, app: httpx.AsyncClient, sandbox: httpx.AsyncClient, db: Database) -> None:
+        self.app, self.sandbox, self.db = app, sandbox, db
+
+    async def update(self, chat: str, text: str, reply_to: int | None = None) -> dict[str, Any]:
+        body = {"text": text, "from": chat, "reply_to": reply_to, "deliver": False}
+        body |= {"first_name": "Chat", "last_name": chat}
+        built = await self.sandbox.post("/_sandbox/say/telegram", json=body)
+        assert built.status_code == 200, built.text
+        update: dict[str, Any] = built.json()["update"]
+        return update
+
+    async def post(self, update: dict[str, Any]) -> dict[str, Any]:
+        answer = await self.app.post(
+            "/webhooks/telegram",
+            content=json.dumps(update).encode(),
+            headers={"Content-Type": "application/json", HEADER: WEBHOOK_SECRET},
+        )
+        assert answer.status_code == 200, answer.text
+        result: dict[str, Any] = answer.json()
+        return result
+
+    async def say(self, chat: str, text: str, reply_to: int | None = None) -> dict[str, Any]:
+        """``chat`` writes ``text`` (a reply to ``reply_to``); the webhook's answer."""
+        return await self.post(await self.update(chat, text, reply_to))
+
+    async def sent(self, chat: str) -> list[dict[str, Any]]:
+        """What the bot sent to ``chat``, oldest first."""
+        found: list[dict[str, Any]] = (
+            await self.sandbox.get(f"/_sandbox/telegram/chats/{chat}")
+        ).json()["sent"]
+        return found
+
+    async def texts(self, chat: str) -> list[str]:
+        return [m["text"] for m in await self.sent(chat)]
+
+    async def last(self, chat: str, starting: str) -> dict[str, Any]:
+        """The latest message to ``chat`` whose text starts with ``starting``."""
+        found = [m for m in await self.sent(chat) if m["text"].startswith(starting)]
+        assert found, f"nothing starting {starting!r} in {await self.texts(chat)}"
+        return found[-1]
+
+    async def settle(self) -> dict[str, int]:
+        return await run_jobs(self.db)
+
+    async def script(self, method: str, *answers: str) -> None:
+        body = {"method": method, "answers": list(answers)}
+        (await self.sandbox.post("/_sandbox/telegram/script", json=body)).raise_for_status()
+
+    async def link(self, auth: dict[str, str], chat: str) -> dict[str, Any]:
+        """Ask the API for a code and send ``/link CODE`` from ``chat``; the API's answer."""
+        issued = await self.app.post("/api/v1/team-members/me/telegram-link", headers=auth)
+        assert issued.status_code == 201, issued.text
+        await self.say(chat, issued.json()["bot_command"])
+        await self.settle()
+        code: dict[str, Any] = issued.json()
+        return code
+
+    async def member(
+        self,
+        name: str,
+        role: str = "agent",
+        chat: str | None = None,
+        **fields: Any,
+    ) -> tuple[TeamMember, dict[str, str]]:
+        """A member on shift around the clock (with a bearer token); linked to ``chat``."""
+        async with self.db.session() as session:
+            fields.setdefault("weekly_hours", ALWAYS)
+            fields.setdefault("languages", ["en"])
+            member = await make_member(session, name=name, role=role, **fields)
+            token = await create_token(session, member.email)
+            await session.commit()
+        auth = {"Authorization": f"Bearer {token}"}
+        if chat is not None:
+            await self.link(auth, chat)
+        return member, auth
+
+    async def count(self, model: Any, *where: Any) -> int:
+        async with self.db.read_session() as session:
+            stmt = select(func.count()).select_from(model).where(*where)
+            return int((await session.execute(stmt)).scalar_one())
+
+    async def rows(self, model: Any, *where: Any) -> list[Any]:
+        async with self.db.read_session() as session:
+            stmt = select(model).where(*where).order_by(model.id)
+            return list((await session.execute(stmt)).scalars().all())
+
+
+@pytest.fixture
+async def team_bot(
+    client: httpx.AsyncClient,
+    database: Database,
+    sandbox_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> AsyncIterator[TeamBot]:
+    monkeypatch.setenv("HELIOGRAPH_TELEGRAM_BOT_TOKEN", TOKEN)
+    monkeypatch.setenv("HELIOGRAPH_TELEGRAM_WEBHOOK_SECRET", WEBHOOK_SECRET)
+    monkeypatch.setenv("HELIOGRAPH_TELEGRAM_API_BASE", f"{sandbox_url}/telegram")
+    monkeypatch.setenv("HELIOGRAPH_MEDIA_DIR", str(tmp_path / "media"))
+    # Members join mid-test: routing looks at the team again at every decision.
+    monkeypatch.setenv("HELIOGRAPH_ROUTING_TEAM_CHECK_S", "0")
+    reset_settings()
+    async with httpx.AsyncClient(base_url=sandbox_url, timeout=10) as sandbox:
+        await sandbox.delete("/_sandbox/calls")
+        await sandbox.delete("/_sandbox/telegram")
+        yield TeamBot(client, sandbox, database)
+        await sandbox.delete("/_sandbox/telegram")
+    await close_bot()  # its HTTP session belongs to this test's event loop
