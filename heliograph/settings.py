@@ -83,6 +83,15 @@ class Settings(BaseSettings):
     slack_api_base: str = Field(
         default="https://slack.com/api/", description="Web API base, with its trailing slash."
     )
+    # Agents in Slack (bots/agents/slack_threads.py): one parent message per conversation.
+    slack_inbox_channel: str = Field(
+        default="", description="Channel id where conversation parents are posted ('channel')."
+    )
+    slack_agent_threads: Literal["channel", "dm", "off"] = Field(
+        default="channel",
+        description="Where an assigned conversation's thread goes: the inbox channel, the "
+        "agent's DM with the app, or nowhere.",
+    )
 
     # Twilio (SMS and WhatsApp). Enabled when the account SID and auth token are set.
     twilio_account_sid: str = ""
