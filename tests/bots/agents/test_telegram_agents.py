@@ -17,7 +17,10 @@ from heliograph.db import utcnow
 from heliograph.models import AuditEvent, Job
 from inbox.models import Conversation, Message, Note
 from routing.models import TeamMember
-from tests.utils.telegram_team import TeamBot, sandbox_url, team_bot  # noqa: F401
+from tests.utils import telegram_team
+from tests.utils.telegram_team import TeamBot
+
+sandbox_url, team_bot = telegram_team.sandbox_url, telegram_team.team_bot  # the fixtures
 
 CUSTOMER = "5550001"
 
@@ -123,7 +126,7 @@ async def test_the_agent_gets_the_customer_in_telegram_and_answers_by_reply_to(
 async def test_agent_commands(team_bot: TeamBot) -> None:
     ana, _ = await team_bot.member("Ana Silva", chat="900031", capacity=1)
     mine = await customer_writes(team_bot, "first question")  # Ana's (capacity 1)
-    oliver, oliver_auth = await team_bot.member("Oliver Bennett", chat="900032")
+    oliver, _ = await team_bot.member("Oliver Bennett", chat="900032")
     await team_bot.say("5550002", "second question")
     await team_bot.settle()
     (other,) = [c.id for c in await team_bot.rows(Conversation) if c.id != mine]
