@@ -14,7 +14,9 @@ POST repeats the answer, never the change. Slack does not retry slash commands.
 
 Answers are ephemeral Block Kit, short enough for a phone: a header, at most
 ``MAX_LINES`` lines, and a context line with the asker's local time. The Slack user is the
-team member with that ``slack_user_id``; anyone else is refused and logged.
+team member with that ``slack_user_id``, else (first use) the one whose email Slack's
+``users.info`` gives (``bots.agents.slack_inbound.member_for``); anyone else is refused
+and logged.
 """
 
 from __future__ import annotations
@@ -33,12 +35,14 @@ from sqlalchemy import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bots.agents import insights
+from bots.agents.slack_inbound import member_for
 from bots.slack import listener_setups
 from crm_core.profile import zone
 from handoff.service import handoff_manual
 from heliograph.db import get_db, utcnow
 from inbox.assignment import open_conversations_of
 from inbox.conversations import ConversationNotFound, InvalidRequest
+from inbox.outbox import DeliveryRefused, DeliveryRetry
 from routing.assignment import assign_to
 from routing.models import TeamMember
 from routing.policy import city_of
@@ -329,8 +333,9 @@ def _context(asker: TeamMember, now: datetime) -> str:
 async def answer(request: Request, now: datetime | None = None) -> Answer:
     """Who asks, may they, and the answer; a change is committed before this returns."""
     now = now or utcnow()
+    found = await _asker(request.user_id)
     async with get_db().session() as session:
-        asker = await member_by_slack_id(session, request.user_id)
+        asker = await session.get(TeamMember, found.id) if found is not None else None
         if asker is None or not asker.active:
             log.warning(
                 "refused %s %s from Slack user %s: not an active team member",
@@ -357,6 +362,15 @@ async def answer(request: Request, now: datetime | None = None) -> Answer:
             return Answer(f"Could not do {COMMAND} {request.sub}", [str(exc)], context)
     result.context = context
     return result
+
+
+async def _asker(user: str) -> TeamMember | None:
+    """The active member behind the Slack user (by Slack id, else by email on first use)."""
+    try:
+        return await member_for(user)
+    except (DeliveryRetry, DeliveryRefused) as exc:  # users.info failed: cannot tell
+        log.warning("could not ask Slack who %s is (%s)", user, exc)
+        return None
 
 
 async def respond(response_url: str, body: dict[str, Any]) -> bool:

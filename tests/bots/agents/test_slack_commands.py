@@ -27,7 +27,7 @@ from handoff.models import Handoff
 from heliograph.db import Database, utcnow
 from heliograph.settings import get_settings, reset_settings
 from inbox.models import Conversation
-from routing.models import Assignment
+from routing.models import Assignment, TeamMember
 from tests.routing.world import ALWAYS, customer_writes, give, team
 from tests.utils.processes import free_port, start_heliograph, start_python
 from tests.utils.slack import BOT_TOKEN, SIGNING_SECRET, slack_env
@@ -171,6 +171,23 @@ async def test_a_stranger_is_refused_and_logged(
         for sub in ("queue", "assign")
     ]
     assert (await _assignments(database)) == 0
+
+
+async def test_a_member_without_a_slack_id_is_found_by_email_on_first_use(
+    slack: httpx.AsyncClient, sandbox: str, people: dict[str, int], database: Database
+) -> None:
+    ids = await team(database, {"name": "Nia Okafor", "role": "lead", "hours": ALWAYS})
+    async with httpx.AsyncClient() as http:
+        await http.post(
+            f"{sandbox}/_sandbox/slack/users",
+            json={"id": "U0NIAOKAFO", "real_name": "Nia", "email": "Nia.Okafor@team.example"},
+        )
+    answer = await hg(slack, sandbox, "who", user="U0NIAOKAFO")
+    assert answer["blocks"][0]["text"]["text"] == "On shift now: 4"
+    assert block_text(answer).splitlines()[-1].startswith("Nia Okafor · your time ")
+    async with database.read_session() as session:
+        nia = await session.get(TeamMember, ids["Nia"])
+    assert nia is not None and nia.slack_user_id == "U0NIAOKAFO"  # kept for next time
 
 
 async def test_a_bad_signature_is_403_and_nothing_runs(
@@ -414,6 +431,7 @@ async def test_a_failed_response_url_post_is_retried_without_repeating_the_chang
     assert await _assignments(database) == 1  # the retry re-sent the answer, not the change
 
 
+@pytest.mark.slow
 async def test_a_lead_types_hg_who_in_the_sandbox_across_processes(
     sandbox: str, sqlite_url: str, sqlite_database: Database, tmp_path: Path
 ) -> None:
