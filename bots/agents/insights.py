@@ -20,7 +20,7 @@ from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func, literal, or_, select
+from sqlalchemy import and_, func, literal, or_, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from crm_core.identity import contacts_of, search_customers
@@ -160,32 +160,51 @@ class SlaBreach:
     target: timedelta
 
 
-async def sla_breaches(
-    session: AsyncSession, now: datetime | None = None, limit: int = 200
-) -> list[SlaBreach]:
-    """Open conversations with no first response yet, older than their priority's target
-    (``HELIOGRAPH_SLA_FIRST_RESPONSE_MINUTES``); most overdue first."""
-    now = now or utcnow()
+def _late_filter(now: datetime) -> tuple[Any, dict[str, float]] | None:
+    """Open conversations with no first answer older than their priority's target, and
+    the targets (``HELIOGRAPH_SLA_FIRST_RESPONSE_MINUTES``); None: no target is set."""
     targets = {p: m for p, m in get_settings().sla_first_response_minutes.items() if m and m > 0}
     if not targets:
-        return []
+        return None
     late = [
         (Conversation.priority == p) & (Conversation.created_at <= now - timedelta(minutes=m))  # type: ignore[operator]
         for p, m in targets.items()
     ]
-    rows = await session.execute(
-        select(Conversation, TeamMember.name)  # type: ignore[call-overload]
-        .outerjoin(TeamMember, TeamMember.id == Conversation.assignee_id)  # type: ignore[arg-type]
-        .where(
+    return (
+        and_(
             Conversation.status.in_(("open", "pending")),  # type: ignore[attr-defined]
             Conversation.first_response_at.is_(None),  # type: ignore[union-attr]
             or_(*late),  # type: ignore[arg-type]
-        )
+        ),
+        targets,
+    )
+
+
+async def sla_breach_count(session: AsyncSession, now: datetime | None = None) -> int:
+    found = _late_filter(now or utcnow())
+    if found is None:
+        return 0
+    return int((await session.execute(select(func.count()).where(found[0]))).scalar_one())
+
+
+async def sla_breaches(
+    session: AsyncSession, now: datetime | None = None, limit: int = 200
+) -> list[SlaBreach]:
+    """Open conversations past their first-response target; most overdue first."""
+    now = now or utcnow()
+    found = _late_filter(now)
+    if found is None:
+        return []
+    late, targets = found
+    rows = await session.execute(
+        select(Conversation, TeamMember.name)  # type: ignore[call-overload]
+        .outerjoin(TeamMember, TeamMember.id == Conversation.assignee_id)  # type: ignore[arg-type]
+        .where(late)
         .order_by(Conversation.created_at)
         .limit(limit)
     )
-    found = rows.all()
-    names = await _names(session, [c.customer_id for c, _ in found])
+    matched = rows.all()
+    names = await _names(session, [c.customer_id for c, _ in matched])
     breaches = [
         SlaBreach(
             conversation_id=c.id,  # type: ignore[arg-type]
@@ -196,7 +215,7 @@ async def sla_breaches(
             waited=now - _aware(c.created_at),
             target=timedelta(minutes=targets[c.priority]),
         )
-        for c, assignee in found
+        for c, assignee in matched
     ]
     return sorted(breaches, key=lambda b: b.target - b.waited)
 
@@ -352,7 +371,7 @@ async def pulse(session: AsyncSession, now: datetime | None = None, tz: str | No
         waiting=waiting,
         oldest_wait=None if oldest is None else max(now - _aware(oldest), timedelta(0)),
         first_response_median_today=await first_response_median(session, since, until),
-        sla_breaches=len(await sla_breaches(session, now, limit=10_000)),
+        sla_breaches=await sla_breach_count(session, now),
     )
 
 

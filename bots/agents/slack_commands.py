@@ -334,7 +334,11 @@ async def answer(request: Request, now: datetime | None = None) -> Answer:
     """Who asks, may they, and the answer; a change is committed before this returns."""
     now = now or utcnow()
     found = await _asker(request.user_id)
-    async with get_db().session() as session:
+    changes = request.sub in CHANGES
+    # Reads need no write transaction (on SQLite that would queue behind every writer); a
+    # change has a person waiting for it, so it goes ahead of background writers.
+    db = get_db()
+    async with db.session(priority=True) if changes else db.read_session() as session:
         asker = await session.get(TeamMember, found.id) if found is not None else None
         if asker is None or not asker.active:
             log.warning(
@@ -348,7 +352,7 @@ async def answer(request: Request, now: datetime | None = None) -> Answer:
                 ["Your Slack account is not linked to a team member; ask an admin to add you."],
             )
         context = _context(asker, now)
-        if request.sub in CHANGES and asker.role not in LEADS:
+        if changes and asker.role not in LEADS:
             return Answer(
                 f"Sorry, {COMMAND} {request.sub} is for team leads",
                 [f"Ask a lead to do it; `{COMMAND} queue`, `who`, `sla` and `stats` are yours."],
@@ -356,7 +360,8 @@ async def answer(request: Request, now: datetime | None = None) -> Answer:
             )
         try:
             result = await HANDLERS[request.sub](session, asker, request.args, now)
-            await session.commit()
+            if changes:
+                await session.commit()
         except (CommandError, InvalidRequest, ConversationNotFound, MemberNotFound) as exc:
             await session.rollback()
             return Answer(f"Could not do {COMMAND} {request.sub}", [str(exc)], context)

@@ -135,11 +135,13 @@ async def test_sla_breaches_use_the_per_priority_first_response_target(
     await conv(database, NOW - minutes(300), resolved=minutes(100))  # resolved
     async with database.read_session() as session:
         breaches = await insights.sla_breaches(session, NOW)
+        pulse = await insights.pulse(session, NOW)
     assert [(b.conversation_id, b.assignee) for b in breaches] == [
         (normal_late, "Oliver Bennett"),  # 35 min over
         (urgent_late, None),  # 5 min over
     ]
     assert breaches[1].target == minutes(15) and breaches[1].waited == minutes(20)
+    assert pulse.sla_breaches == 2
 
     monkeypatch.setenv("HELIOGRAPH_SLA_FIRST_RESPONSE_MINUTES", '{"urgent": 30, "normal": 0}')
     reset_settings()
