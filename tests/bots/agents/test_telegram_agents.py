@@ -6,18 +6,32 @@ Bot API (its own process) is Telegram for the customer and for the agent alike."
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from pathlib import Path
+from typing import Any
 
-from sqlalchemy import update
+import httpx
+import pytest
+from sqlalchemy import select, update
 
 from bots.agents.telegram_models import TelegramAgentUpdate, TelegramLinkCode
-from crm_core.models import Customer
+from crm_core.interventions import OPENED_EVENT, opened_payload
+from crm_core.models import Customer, Intervention
 from handoff.models import Handoff
-from heliograph.db import utcnow
+from handoff.service import escalate_unacknowledged, handoff_manual
+from heliograph import jobs
+from heliograph.db import Database, utcnow
 from heliograph.models import AuditEvent, Job
+from heliograph.settings import get_settings
 from inbox.models import Conversation, Message, Note
 from routing.models import TeamMember
+from routing.team import create_token
+from tests.routing.world import ALWAYS
 from tests.utils import telegram_team
+from tests.utils.factories import make_member
+from tests.utils.processes import Service, free_port, start_heliograph, start_python
 from tests.utils.telegram_team import TeamBot
 
 sandbox_url, team_bot = telegram_team.sandbox_url, telegram_team.team_bot  # the fixtures
@@ -242,3 +256,174 @@ async def test_replies_from_the_web_reach_the_agent_and_theirs_are_not_echoed(
     shown = [t for t in await team_bot.texts("900061") if t.startswith("↪️")]
     assert shown == [f"↪️ #{conversation_id} Lee Lead to Chat {CUSTOMER}:\nIt left the warehouse."]
     assert await team_bot.texts(CUSTOMER) == ["Checking now.", "It left the warehouse."]
+
+
+async def test_escalations_reach_the_leads_and_interventions_their_owner(
+    team_bot: TeamBot,
+) -> None:
+    ana, _ = await team_bot.member("Ana Silva", chat="900071")
+    lee, _ = await team_bot.member("Lee Lead", role="lead", chat="900072", weekly_hours={})
+    bob, _ = await team_bot.member("Bob Night", weekly_hours={})  # off shift, no Telegram
+    conversation_id = await customer_writes(team_bot, "Where is my order?")
+
+    # Lee hands Ana's conversation to Bob, who never acknowledges; nobody else is on
+    # shift to re-route it to, so the leads hear of it.
+    async with team_bot.db.session() as session:
+        actor = await session.get(TeamMember, lee.id)
+        row = await handoff_manual(session, conversation_id, actor, to_member_id=bob.id)  # type: ignore[arg-type]
+        await session.commit()
+    async with team_bot.db.session() as session:
+        later = utcnow() + timedelta(minutes=get_settings().handoff_ack_minutes + 1)
+        assert await escalate_unacknowledged(session, now=later) == 1
+        await session.commit()
+    await team_bot.settle()
+    alert = await team_bot.last("900072", "⚠️")
+    assert alert["text"].startswith(f"⚠️ Handoff #{row.id} of #{conversation_id} to Bob Night is ")
+    assert "without an acknowledgement" in alert["text"]
+    assert not any(t.startswith("⚠️") for t in await team_bot.texts("900071"))
+
+    # An intervention for Ana's customer (she is their agent, and on shift): her chat.
+    async with team_bot.db.session() as session:
+        (conversation,) = await team_bot.rows(Conversation)
+        customer = await session.get(Customer, conversation.customer_id)
+        found = Intervention(
+            customer_id=conversation.customer_id,
+            rule="inactive",
+            cause_key="inactive:1",
+            reason="7 days without course activity",
+            suggested_message="Hi! Shall we pick up where you left off?",
+            owner_id=ana.id,
+        )
+        session.add(found)
+        await session.flush()
+        payload = opened_payload(
+            {**found.model_dump(), "details": {"title": "Gentle nudge"}}, customer
+        )
+        await jobs.publish(session, OPENED_EVENT, payload)
+        await session.commit()
+    await team_bot.settle()
+    nudge = await team_bot.last("900071", "🔔")
+    assert nudge["text"] == (
+        f"🔔 Gentle nudge: Chat {CUSTOMER} (discovery)\n7 days without course activity\n"
+        "Suggested: Hi! Shall we pick up where you left off?"
+    )
+
+
+# --- end to end, as separate processes ------------------------------------------------------
+
+PHONE = "+351912345678"
+WHATSAPP_FROM = "+14155238886"
+PROVIDERS = {
+    "HELIOGRAPH_TELEGRAM_BOT_TOKEN": telegram_team.TOKEN,
+    "HELIOGRAPH_TELEGRAM_WEBHOOK_SECRET": telegram_team.WEBHOOK_SECRET,
+    "HELIOGRAPH_TWILIO_ACCOUNT_SID": "AC" + "7" * 32,
+    "HELIOGRAPH_TWILIO_AUTH_TOKEN": "test-twilio-auth-token-0123456789",
+    "HELIOGRAPH_TWILIO_WHATSAPP_FROM": WHATSAPP_FROM,
+}
+
+
+async def eventually(what: str, check: Callable[[], Awaitable[Any]], *services: Service) -> Any:
+    deadline = time.monotonic() + 30
+    while True:
+        result = await check()
+        if result:
+            return result
+        for service in services:
+            assert service.proc.poll() is None, f"{service.log_path.name} died:\n{service.log()}"
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no {what}\n" + "\n".join(s.log()[-3000:] for s in services))
+        await asyncio.sleep(0.2)
+
+
+@pytest.mark.slow
+async def test_end_to_end_a_whatsapp_customer_answered_from_telegram(
+    sqlite_url: str, sqlite_database: Database, tmp_path: Path
+) -> None:
+    """``heliograph serve`` and the sandbox as their own processes: Rosa writes on WhatsApp
+    (Twilio), the agent gets it in Telegram, answers with reply-to, and Rosa's phone gets
+    the answer on WhatsApp; the agent's /note stays in the inbox."""
+    port, sandbox_port = free_port(), free_port()
+    public = f"http://127.0.0.1:{port}"
+    sandbox_url = f"http://127.0.0.1:{sandbox_port}"
+    env = {**PROVIDERS, "HELIOGRAPH_PUBLIC_URL": public}
+    sandbox_service = start_python(
+        "bots.sandbox",
+        ["--port", str(sandbox_port)],
+        env,
+        tmp_path / "sandbox.log",
+        f"{sandbox_url}/_sandbox/health",
+    )
+    serve = start_heliograph(
+        ["serve"],
+        {
+            **env,
+            "HELIOGRAPH_DATABASE_URL": sqlite_url,
+            "HELIOGRAPH_TELEGRAM_API_BASE": f"{sandbox_url}/telegram",
+            "HELIOGRAPH_TWILIO_API_BASE": f"{sandbox_url}/twilio",
+            "HELIOGRAPH_MEDIA_DIR": str(tmp_path / "media"),
+        },
+        tmp_path / "serve.log",
+        port,
+    )
+    services = (serve, sandbox_service)
+    try:
+        async with (
+            httpx.AsyncClient(base_url=sandbox_url, timeout=30) as sandbox,
+            httpx.AsyncClient(base_url=public, timeout=30) as api,
+        ):
+
+            async def calls(provider: str, method: str) -> list[dict[str, Any]]:
+                params = {"provider": provider, "method": method}
+                return [
+                    c["params"]
+                    for c in (await sandbox.get("/_sandbox/calls", params=params)).json()
+                ]
+
+            async def chat(starting: str) -> dict[str, Any] | None:
+                sent = (await sandbox.get("/_sandbox/telegram/chats/777001")).json()["sent"]
+                return next((m for m in sent if m["text"].startswith(starting)), None)
+
+            async def say(text: str, reply_to: int | None = None) -> None:
+                body = {"text": text, "from": "777001", "reply_to": reply_to}
+                answer = await sandbox.post("/_sandbox/say/telegram", json=body)
+                assert answer.status_code == 200 and answer.json()["heliograph"]["team"] == 1
+
+            await eventually("setWebhook", lambda: calls("telegram", "setWebhook"), *services)
+            async with sqlite_database.session() as session:
+                await make_member(
+                    session, name="Ana Silva", weekly_hours=ALWAYS, languages=["en", "pt"]
+                )
+                token = await create_token(session, "ana.agent@team.example")
+                await session.commit()
+            issued = await api.post(
+                "/api/v1/team-members/me/telegram-link",
+                headers={"Authorization": f"Bearer {token}"},
+            )
+            await say(issued.json()["bot_command"])
+            await eventually("the welcome", lambda: chat("✅ Linked"), *services)
+
+            written = {"text": "Olá! Where is my order?", "from": PHONE, "name": "Rosa Costa"}
+            assert (await sandbox.post("/_sandbox/say/whatsapp", json=written)).status_code == 200
+            mirrored = await eventually("the mirrored message", lambda: chat("💬"), *services)
+            assert mirrored["text"].startswith("💬 Rosa Costa · WhatsApp · #")
+            assert "Olá! Where is my order?" in mirrored["text"]
+
+            await say("It ships today.", reply_to=mirrored["message_id"])
+            (create,) = await eventually(
+                "the WhatsApp reply", lambda: calls("twilio", "messages.create"), *services
+            )
+            assert (create["To"], create["From"], create["Body"]) == (
+                f"whatsapp:{PHONE}",
+                f"whatsapp:{WHATSAPP_FROM}",
+                "It ships today.",
+            )
+            conversation_id = int(mirrored["text"].split("#", 1)[1].split()[0])
+            await say(f"/note {conversation_id} asked for gift wrap")
+            await eventually("the note's answer", lambda: chat("📝"), *services)
+            async with sqlite_database.read_session() as session:
+                notes = (await session.execute(select(Note.text))).scalars().all()
+            assert notes == ["asked for gift wrap"]
+            assert len(await calls("twilio", "messages.create")) == 1  # the note stayed home
+    finally:
+        serve.stop()
+        sandbox_service.stop()
