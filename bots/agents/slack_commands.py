@@ -35,8 +35,9 @@ from sqlalchemy import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bots.agents import insights
+from bots.agents.cards import CHANNEL_NAMES
 from bots.agents.slack_inbound import member_for
-from bots.slack import listener_setups
+from bots.slack import escape, listener_setups
 from crm_core.profile import zone
 from handoff.service import handoff_manual
 from heliograph.db import get_db, utcnow
@@ -96,7 +97,7 @@ class Answer:
             )
         body: dict[str, Any] = {
             "response_type": "ephemeral",
-            "text": "\n".join([self.title, *shown]),  # the notification and fallback text
+            "text": "\n".join([escape(self.title), *shown]),  # notification and fallback
             "blocks": blocks,
         }
         if replace:
@@ -163,7 +164,8 @@ async def queue(session: AsyncSession, asker: TeamMember, args: list[str], now: 
     if not q.total:
         return Answer("Queue: nobody waiting", ["Every open conversation has someone."])
     lines = [
-        f"#{w.conversation_id} *{w.customer}* · {w.channel} · {w.priority} · {span(w.waited)}"
+        f"#{w.conversation_id} *{escape(w.customer)}* · {_channel(w.channel)} · {w.priority} · "
+        f"{span(w.waited)}"
         for w in q.waiting
     ]
     return Answer(f"Queue: {q.total} waiting, oldest {span(q.oldest_wait)}", lines)
@@ -174,7 +176,7 @@ async def who(session: AsyncSession, asker: TeamMember, args: list[str], now: da
     if not members:
         return Answer("Nobody is on shift now")
     lines = [
-        f"*{m.name}* · {m.region} · {m.local_time:%H:%M} {city_of(m.timezone)} · "
+        f"*{escape(m.name)}* · {escape(m.region)} · {m.local_time:%H:%M} {city_of(m.timezone)} · "
         f"{m.load}/{m.capacity} · {m.availability}"
         for m in members
     ]
@@ -186,8 +188,8 @@ async def sla(session: AsyncSession, asker: TeamMember, args: list[str], now: da
     if not breaches:
         return Answer("SLA: nothing past its target", ["Every open conversation is in time."])
     lines = [
-        f"#{b.conversation_id} *{b.customer}* · {b.priority} · {span(b.waited)} "
-        f"(target {span(b.target)}) · {b.assignee or 'queue'}"
+        f"#{b.conversation_id} *{escape(b.customer)}* · {b.priority} · {span(b.waited)} "
+        f"(target {span(b.target)}) · {escape(b.assignee or 'queue')}"
         for b in breaches
     ]
     return Answer(f"SLA: {len(breaches)} past the first-response target", lines)
@@ -200,7 +202,7 @@ async def stats(session: AsyncSession, asker: TeamMember, args: list[str], now: 
         since -= timedelta(days=6)
     volume = await insights.volume_stats(session, since, now)
     lines = [
-        f"*{line.key}* · {line.inbound} in · {line.opened} new · "
+        f"*{_channel(line.key)}* · {line.inbound} in · {line.opened} new · "
         f"1st reply {span(line.first_response_median)} · "
         f"resolved {line.resolved} in {span(line.resolution_median)}"
         for line in volume.by_channel
@@ -218,15 +220,15 @@ async def customer(
         return Answer(f"No customer matches “{query}”")
     lines: list[str] = []
     for c in found:
-        contact = ", ".join(c.emails[:1] + c.phones[:1]) or "no email or phone"
+        contact = escape(", ".join(c.emails[:1] + c.phones[:1]) or "no email or phone")
         lines.append(
-            f"*{c.name}* · {contact} · {c.journey_stage} · LTV {c.lifetime_value}"
+            f"*{escape(c.name)}* · {contact} · {c.journey_stage} · LTV {c.lifetime_value}"
             + (" · VIP" if c.vip else "")
         )
         for open_ in c.open_conversations[:2]:
             lines.append(
-                f"   #{open_.conversation_id} {open_.channel} · {open_.status} · "
-                f"{open_.assignee or 'queue'}"
+                f"   #{open_.conversation_id} {_channel(open_.channel)} · {open_.status} · "
+                f"{escape(open_.assignee or 'queue')}"
             )
         last = span(now - c.last_contact) + " ago" if c.last_contact else "never"
         lines.append(f"   last contact {last} · {len(c.open_interventions)} open interventions")
@@ -241,7 +243,7 @@ async def assign(
     done = await assign_to(session, conversation_id, member.id, asker, now=now)  # type: ignore[arg-type]
     if done is None:
         return Answer(f"#{conversation_id} is {member.name}'s already", ["Nothing changed."])
-    return Answer(f"#{conversation_id} assigned to {member.name}", [done.reason])
+    return Answer(f"#{conversation_id} assigned to {member.name}", [escape(done.reason)])
 
 
 async def handoff(
@@ -263,8 +265,12 @@ async def handoff(
             to_member_id=receiver.id if receiver else None,
             now=now,
         )
-        lines.append(f"#{row.conversation_id} → {await _name(session, row.to_member_id)}")
+        lines.append(f"#{row.conversation_id} → {escape(await _name(session, row.to_member_id))}")
     return Answer(f"Handed over {len(lines)} of {giver.name}'s conversations", lines)
+
+
+def _channel(name: str) -> str:
+    return CHANNEL_NAMES.get(name, name)
 
 
 async def _name(session: AsyncSession, member_id: int | None) -> str:
@@ -364,7 +370,7 @@ async def answer(request: Request, now: datetime | None = None) -> Answer:
                 await session.commit()
         except (CommandError, InvalidRequest, ConversationNotFound, MemberNotFound) as exc:
             await session.rollback()
-            return Answer(f"Could not do {COMMAND} {request.sub}", [str(exc)], context)
+            return Answer(f"Could not do {COMMAND} {request.sub}", [escape(str(exc))], context)
     result.context = context
     return result
 

@@ -224,8 +224,8 @@ async def test_queue_for_a_lead_and_an_agent(
         phone_sized(answer)
         assert answer["blocks"][0]["text"]["text"] == "Queue: 2 waiting, oldest 1h 35m"
         lines = answer["blocks"][1]["text"]["text"].splitlines()
-        assert lines[0].startswith(f"#{urgent} *Customer 0* · api · urgent · ")
-        assert lines[1] == f"#{waiting_long} *Customer 0* · api · normal · 1h 35m"
+        assert lines[0].startswith(f"#{urgent} *Customer 0* · API · urgent · ")
+        assert lines[1] == f"#{waiting_long} *Customer 0* · API · normal · 1h 35m"
 
 
 async def test_who_is_on_shift_with_local_times_and_load(
@@ -278,10 +278,10 @@ async def test_stats_today_and_week(
         today = await hg(slack, sandbox, "stats", user)
         phone_sized(today)
         assert today["blocks"][0]["text"]["text"] == "Stats today: 4 in, 3 new"
-        assert "*telegram* · 3 in · 3 new · 1st reply 4m · resolved 0 in -" in block_text(today)
+        assert "*Telegram* · 3 in · 3 new · 1st reply 4m · resolved 0 in -" in block_text(today)
         week = await hg(slack, sandbox, "stats week", user)
         assert week["blocks"][0]["text"]["text"] == "Stats last 7 days: 4 in, 4 new"
-        assert "*sms* · 1 in · 1 new" in block_text(week)
+        assert "*SMS* · 1 in · 1 new" in block_text(week)
 
 
 async def test_customer_lookup(
@@ -297,10 +297,19 @@ async def test_customer_lookup(
         assert answer["blocks"][0]["text"]["text"] == "Customer: Ana Lima"
         text = block_text(answer)
         assert "*Ana Lima* · ana@x.org · discovery · LTV 0" in text
-        assert f"#{first.conversation_id} api · open · Oliver Bennett" in text
+        assert f"#{first.conversation_id} API · open · Oliver Bennett" in text
         assert "last contact 0m ago" in text
     nobody = await hg(slack, sandbox, "customer Zed Nobody")
     assert nobody["blocks"][0]["text"]["text"] == "No customer matches “Zed Nobody”"
+
+
+async def test_what_customers_typed_cannot_format_or_mention_in_the_answer(
+    slack: httpx.AsyncClient, sandbox: str, people: dict[str, int], database: Database
+) -> None:
+    await customer_writes(database, "bob-1", "bob", "hi", name="Bob <!channel> & *Co*")
+    queue = await hg(slack, sandbox, "queue")
+    assert "*Bob &lt;!channel&gt; &amp; *Co** · API" in block_text(queue)
+    assert "<!channel>" not in queue["text"]
 
 
 # --- the commands that change things: leads only --------------------------------------------
