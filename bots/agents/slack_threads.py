@@ -245,7 +245,7 @@ async def target_channel(member_id: int | None) -> str | None:
 async def current_threads(session: AsyncSession, conversation_id: int) -> list[SlackAgentThread]:
     """The conversation's thread for its assignee (in channel mode the only one)."""
     assignee = (
-        select(Conversation.assignee_id)
+        select(Conversation.assignee_id)  # type: ignore[call-overload]
         .where(Conversation.id == conversation_id)  # type: ignore[arg-type]
         .scalar_subquery()
     )
@@ -264,7 +264,7 @@ async def agent_dm(channel: str) -> bool:
         return False
     async with get_db().read_session() as session:
         found = await session.execute(
-            select(SlackAgentThread.id).where(SlackAgentThread.channel == channel).limit(1)  # type: ignore[arg-type]
+            select(SlackAgentThread.id).where(SlackAgentThread.channel == channel).limit(1)  # type: ignore[call-overload, arg-type]
         )
         return found.first() is not None
 
@@ -293,7 +293,7 @@ async def _thread_for(conversation_id: int, channel: str, member_id: int | None)
         thread = found.scalar_one_or_none()
         if thread is None:
             recent = await session.execute(
-                select(Message.id)
+                select(Message.id)  # type: ignore[call-overload]
                 .where(Message.conversation_id == conversation_id)  # type: ignore[arg-type]
                 .order_by(Message.id.desc())  # type: ignore[union-attr]
                 .limit(BACKLOG + 1)
@@ -354,7 +354,7 @@ async def _names(session: AsyncSession, ids: set[int]) -> dict[int, str]:
     if not ids:
         return {}
     rows = await session.execute(
-        select(TeamMember.id, TeamMember.name).where(TeamMember.id.in_(ids))  # type: ignore[union-attr]
+        select(TeamMember.id, TeamMember.name).where(TeamMember.id.in_(ids))  # type: ignore[call-overload, union-attr]
     )
     return {int(i): str(n) for i, n in rows.all()}
 
@@ -397,7 +397,7 @@ async def sync_thread(thread_id: int) -> None:
                 select(Message)
                 .where(
                     Message.conversation_id == thread.conversation_id,  # type: ignore[arg-type]
-                    Message.id > thread.mirrored_to,  # type: ignore[operator]
+                    Message.id > thread.mirrored_to,  # type: ignore[arg-type, operator]
                 )
                 .order_by(Message.id)  # type: ignore[arg-type]
                 .limit(BATCH)
@@ -406,7 +406,7 @@ async def sync_thread(thread_id: int) -> None:
             from_slack = set(
                 (
                     await session.execute(
-                        select(SlackAgentEvent.message_id).where(
+                        select(SlackAgentEvent.message_id).where(  # type: ignore[call-overload]
                             SlackAgentEvent.message_id.in_([m.id for m in messages])  # type: ignore[union-attr]
                         )
                     )
@@ -441,10 +441,13 @@ async def sync_thread(thread_id: int) -> None:
 async def on_message(payload: dict[str, Any]) -> None:
     if not enabled():
         return
+    conversation_id = int(payload["conversation_id"])
     async with get_db().read_session() as session:
-        threads = await current_threads(session, int(payload["conversation_id"]))
+        threads = await current_threads(session, conversation_id)
     for thread in threads:
         await sync_thread(thread.id)  # type: ignore[arg-type]
+    if payload.get("reopened") and threads:
+        await refresh_card(conversation_id)  # "resolved" no more: the buttons come back
 
 
 @jobs.handler(REFRESH_LINE)
@@ -607,7 +610,7 @@ async def on_intervention(payload: dict[str, Any]) -> None:
     text, key = intervention_text(payload), f"intervention:{payload['intervention_id']}"
     async with get_db().read_session() as session:
         open_ids = await session.execute(
-            select(Conversation.id).where(
+            select(Conversation.id).where(  # type: ignore[call-overload]
                 Conversation.customer_id == int(payload["customer_id"]),  # type: ignore[arg-type]
                 Conversation.status != "resolved",  # type: ignore[arg-type]
             )

@@ -391,7 +391,7 @@ async def add_user(body: UserIn) -> dict[str, Any]:
 @router.get("/_sandbox/slack/messages/{channel}", include_in_schema=False)
 async def channel_messages(channel: str) -> list[dict[str, Any]]:
     """Everything in a channel as the fake keeps it (threads included), oldest first."""
-    return _messages.get(channel, [])
+    return [{**m, "channel": channel} for m in _messages.get(channel, [])]
 
 
 @router.delete("/_sandbox/slack", include_in_schema=False)
@@ -609,7 +609,7 @@ async def click(body: ClickIn, request: Request) -> JSONResponse:
         "team": {"id": TEAM_ID, "domain": "heliograph-sandbox"},
         "channel": {"id": body.channel, "name": body.channel.lower()},
         "message": message,
-        "response_url": f"{request.base_url}_sandbox/slack/response",
+        "response_url": f"{request.base_url}slack/responses/{uuid.uuid4().hex[:12]}",
         "actions": [action],
     }
     form = urlencode({"payload": json.dumps(payload)}).encode()

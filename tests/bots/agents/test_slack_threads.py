@@ -251,10 +251,17 @@ async def assigned_thread(
 def transcript(messages: list[dict[str, Any]], names: dict[str, str]) -> str:
     """The thread as an agent sees it (for the README)."""
     top, *rest = messages
-    lines = [f"[Heliograph] {card_text(top)}", f"    buttons: {' | '.join(buttons(top))}"]
+    labels = [
+        f"[{e.get('text', e.get('placeholder', {})).get('text')}]"
+        for b in top.get("blocks") or []
+        if b.get("type") == "actions"
+        for e in b["elements"]
+    ]
+    lines = [f"[Heliograph] {card_text(top)}", f"    {' '.join(labels)}"]
     for m in rest:
         who = "Heliograph" if m.get("bot_id") else names.get(m["user"], m["user"])
-        lines.append(f"  ↳ [{who}] {m['text']}")
+        text = str(m["text"]).replace("\n", "\n      ")
+        lines.append(f"  ↳ [{who}] {text}")
     return "\n".join(lines)
 
 
@@ -295,6 +302,9 @@ async def test_a_telegram_customer_an_agent_in_a_slack_thread_and_a_private_note
             "HELIOGRAPH_PUBLIC_URL": f"http://127.0.0.1:{port}",
             "HELIOGRAPH_RUN_SCHEDULER": "false",
             "HELIOGRAPH_MEDIA_DIR": str(tmp_path / "media"),
+            "HELIOGRAPH_TRANSLATION_ENABLED": "true",
+            "HELIOGRAPH_TRANSLATION_PROVIDER": "libre",
+            "HELIOGRAPH_TRANSLATION_URL": f"{url}/libretranslate",
         },
         tmp_path / "serve.log",
         port,
@@ -303,7 +313,7 @@ async def test_a_telegram_customer_an_agent_in_a_slack_thread_and_a_private_note
         written = await fake.post(
             "/_sandbox/say/telegram",
             json={
-                "text": "Where is my order?",
+                "text": "Onde está meu pedido?",
                 "from": CHAT,
                 "first_name": "Rosa",
                 "last_name": "Costa",
@@ -329,7 +339,14 @@ async def test_a_telegram_customer_an_agent_in_a_slack_thread_and_a_private_note
         assert parent["text"].startswith(f"<@{ADA}>")  # the notification mentions her
         assigned, first = replies(messages, parent)
         assert "Ada Lovelace" in assigned["text"]  # why she has it, in words
-        assert first["text"] == "*Rosa Costa:* Where is my order?"
+
+        async def translated() -> str | None:  # posted at once, updated when translated
+            line = next(m for m in await in_channel(fake) if m["ts"] == first["ts"])
+            return str(line["text"]) if "_pt:_" in line["text"] else None
+
+        assert await eventually("translated line", translated, service.log) == (
+            "*Rosa Costa:* Where is my order?\n> _pt:_ Onde está meu pedido?"
+        )
 
         answered = await fake.post(
             "/_sandbox/slack/agent",
@@ -337,7 +354,7 @@ async def test_a_telegram_customer_an_agent_in_a_slack_thread_and_a_private_note
                 "user": ADA,
                 "channel": INBOX,
                 "thread_ts": parent["ts"],
-                "text": "It ships today & arrives Friday.",
+                "text": "Your order ships tomorrow.",
             },
         )
         assert answered.status_code == 200, answered.text
@@ -357,7 +374,7 @@ async def test_a_telegram_customer_an_agent_in_a_slack_thread_and_a_private_note
                 "user": ADA,
                 "channel": INBOX,
                 "thread_ts": parent["ts"],
-                "text": "Anything else?",
+                "text": "Thank you for your patience.",
             },
         )
         assert again.status_code == 200
@@ -366,10 +383,11 @@ async def test_a_telegram_customer_an_agent_in_a_slack_thread_and_a_private_note
             sent = await telegram_sent(fake)
             return sent if len(sent) >= 2 else None
 
-        # The 200s came after the commits; the replies reach Telegram in order, the note never.
+        # The 200s came after the commits; the replies reach Telegram in order and in
+        # Portuguese; the note never does.
         assert await eventually("Telegram replies", both_sent, service.log) == [
-            "It ships today & arrives Friday.",
-            "Anything else?",
+            "Seu pedido será enviado amanhã.",
+            "Obrigado pela sua paciência.",
         ]
         async with sqlite_database.read_session() as session:
             notes = (await session.execute(select(Note))).scalars().all()
@@ -431,6 +449,34 @@ async def test_the_thread_shows_the_customer_in_the_agents_language_with_their_o
     line = await drain(database, translated)
     # Ada reads English; the customer's words stay beside it.
     assert line == "*Rosa Costa:* Where is my order?\n> _pt:_ Onde está meu pedido?"
+
+
+async def test_an_unsigned_or_badly_signed_thread_reply_is_refused(
+    client: httpx.AsyncClient, database: Database, slack_agents: httpx.AsyncClient
+) -> None:
+    fake = slack_agents
+    await members(database, ADA_SPEC)
+    await telegram_customer(database, "Where is my order?")
+    parent = await assigned_thread(database, fake)
+    signed = await fake.post(
+        "/_sandbox/slack/agent",
+        json={
+            "user": ADA,
+            "channel": INBOX,
+            "thread_ts": parent["ts"],
+            "text": "Hi",
+            "relay": True,
+        },
+    )
+    request = signed.json()
+    forged = {**request["headers"], "X-Slack-Signature": "v0=" + "0" * 64}
+    unsigned = {"Content-Type": "application/json"}
+    for headers in (forged, unsigned):
+        answer = await client.post(request["path"], content=request["body"], headers=headers)
+        assert answer.status_code == 403, answer.text
+    await run_jobs(database)
+    assert await out_messages(database) == []
+    assert await telegram_sent(fake) == []
 
 
 async def test_edits_and_deletes_in_slack_resend_nothing(
