@@ -348,36 +348,16 @@ async def test_a_telegram_customer_an_agent_in_a_slack_thread_and_a_private_note
             "*Rosa Costa:* Where is my order?\n> _pt:_ Onde está meu pedido?"
         )
 
-        answered = await fake.post(
-            "/_sandbox/slack/agent",
-            json={
-                "user": ADA,
-                "channel": INBOX,
-                "thread_ts": parent["ts"],
-                "text": "Your order ships tomorrow.",
-            },
-        )
-        assert answered.status_code == 200, answered.text
-        noted = await fake.post(
-            "/_sandbox/slack/agent",
-            json={
-                "user": ADA,
-                "channel": INBOX,
-                "thread_ts": parent["ts"],
-                "text": "note: carrier ticket #42 filed",
-            },
-        )
-        assert noted.status_code == 200, noted.text
-        again = await fake.post(
-            "/_sandbox/slack/agent",
-            json={
-                "user": ADA,
-                "channel": INBOX,
-                "thread_ts": parent["ts"],
-                "text": "Thank you for your patience.",
-            },
-        )
-        assert again.status_code == 200
+        for text in (
+            "Your order ships tomorrow.",
+            "note: carrier ticket #42 filed",
+            "Thank you for your patience.",
+        ):  # the sandbox signs each as Slack would and posts it to serve
+            answer = await fake.post(
+                "/_sandbox/slack/agent",
+                json={"user": ADA, "channel": INBOX, "thread_ts": parent["ts"], "text": text},
+            )
+            assert answer.status_code == 200, answer.text
 
         async def both_sent() -> list[str] | None:
             sent = await telegram_sent(fake)
@@ -606,7 +586,7 @@ def card_of(messages: list[dict[str, Any]]) -> dict[str, Any]:
     return parent
 
 
-async def test_buttons_hand_off_to_the_queue_claim_and_resolve(
+async def test_buttons_hand_off_to_the_queue_claim_snooze_and_resolve(
     client: httpx.AsyncClient, database: Database, slack_agents: httpx.AsyncClient
 ) -> None:
     fake = slack_agents
@@ -636,6 +616,12 @@ async def test_buttons_hand_off_to_the_queue_claim_and_resolve(
     await run_jobs(database)
     refused = (await slack_calls(fake, "chat.postEphemeral"))[-1]
     assert refused["user"] == ADA and "assigned to someone else" in refused["text"]
+
+    await press(client, fake, BEN, parent, "hg_snooze", f"{value}:4")
+    await run_jobs(database)
+    snoozed = await conversation_row(database, conversation)
+    assert snoozed.status == "snoozed" and snoozed.snoozed_until is not None
+    assert "Status: snoozed" in card_text(card_of(await in_channel(fake)))
 
     await press(client, fake, BEN, parent, "hg_resolve", value)
     await run_jobs(database)
