@@ -735,3 +735,44 @@ async def test_an_intervention_alert_arrives_in_the_thread_and_on_the_card(
     assert (
         f"• Proactive outreach (#{row.id}): suggested “Shall I retry the payment with you?”" in card
     )
+
+
+async def test_two_workers_posting_the_same_line_post_it_once(
+    database: Database, slack_agents: httpx.AsyncClient
+) -> None:
+    from bots.agents.slack_threads import post_once
+    from heliograph import jobs
+
+    outcomes = await asyncio.gather(
+        post_once("mirror:test:1", INBOX, "Where is my order?"),
+        post_once("mirror:test:1", INBOX, "Where is my order?"),
+        return_exceptions=True,
+    )
+    posted = [o for o in outcomes if isinstance(o, str)]
+    waited = [o for o in outcomes if isinstance(o, jobs.Defer)]
+    assert len(posted) == 1 and len(waited) == 1, outcomes  # the other waits its turn
+    assert len(parents(await in_channel(slack_agents))) == 1
+    # Its next turn finds the line posted and posts nothing.
+    assert await post_once("mirror:test:1", INBOX, "Where is my order?") == posted[0]
+    assert len(await slack_calls(slack_agents, "chat.postMessage")) == 1
+
+
+async def test_a_worker_that_died_after_posting_is_not_followed_by_a_second_post(
+    database: Database, slack_agents: httpx.AsyncClient
+) -> None:
+    from datetime import timedelta
+
+    from bots.agents.slack_threads import post_once
+    from heliograph.db import utcnow
+
+    # A worker posted (Slack has it, with our key in its metadata) and died before it
+    # could note the ts: its lease has run out.
+    first = await post_once("handoff:test", INBOX, "Handoff from Aiko")
+    async with database.session() as session:
+        row = await session.get(SlackAgentPost, "handoff:test")
+        assert row is not None
+        row.ts, row.state, row.lease_until = None, "sending", utcnow() - timedelta(seconds=1)
+        await session.commit()
+
+    assert await post_once("handoff:test", INBOX, "Handoff from Aiko") == first
+    assert len(await slack_calls(slack_agents, "chat.postMessage")) == 1
