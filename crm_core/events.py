@@ -287,7 +287,7 @@ async def _apply(
     ]
     await enrollments.apply_events(session, program_events, now)
     customer_ids = sorted({r["customer_id"] for r in inserted})
-    facts = await scores.recompute(session, customer_ids, now, known_ltv=ltv)
+    facts = await scores.recompute(session, customer_ids, now, known_ltv=ltv, new_events=inserted)
     by_customer: dict[int, list[journey.EventView]] = defaultdict(list)
     for r in inserted:
         by_customer[r["customer_id"]].append(

@@ -227,6 +227,11 @@ class CustomerScore(SQLModel, table=True):
     last_course_activity_at: datetime | None = Field(default=None, index=True)
     last_course_event_id: int | None = None
     computed_at: datetime = Field(default_factory=utcnow, index=True)
+    # What the scores are computed from, kept up to date batch by batch, so a recompute
+    # never re-reads a customer's history (crm_core.scores.Activity): counts per day for
+    # the last ACTIVITY_DAYS days, the support tickets seen in them, purchases and
+    # refunds. None: rebuilt from the customer's events at the next recompute.
+    activity: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON(none_as_null=True)))
 
 
 class Intervention(SQLModel, table=True):

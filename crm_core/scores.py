@@ -1,8 +1,14 @@
 """Engagement, health, progression and lifetime value: each score stored beside its inputs.
 
-The inputs are aggregated in SQL for many customers at once (one GROUP BY per chunk of
-customers, on the ``(customer_id, day)`` index) and scored by the pure functions below,
-so a batch of events, or the nightly pass over everyone, is a few statements.
+The inputs come from each customer's ``Activity`` (``CustomerScore.activity``): counts
+per day for the last ``ACTIVITY_DAYS`` days, the support tickets seen in them, purchases
+and refunds, and the latest activity. A batch of events adds its events to the
+aggregates of the customers it touches, so recomputing a score reads one row per
+customer, never their history; the windows slide with ``now`` because the counts are
+kept per day (a day older than every window is dropped). An aggregate that is missing
+(a score row from before it existed, or a merge survivor) is rebuilt from the
+customer's events. Scores are then computed by the pure functions below, so a batch of
+events, or the nightly pass over everyone, is a few statements.
 
 - engagement, 0-100: recency, 50 points if active within a day, falling linearly to 0 at
   30 days; frequency, 50 points x (active days in the last 30 / 12), capped.
@@ -13,22 +19,23 @@ so a batch of events, or the nightly pass over everyone, is a few statements.
   the best progress (100% once one is completed) + 0.3 x engagement + 10 for a milestone
   in 90 days + 0-10 from satisfaction (5 when unrated).
 - lifetime value: purchases less refunds, never below 0.
-| lifetime value | money | purchases less refunds, never below 0 |
 
 "Active" means a lesson, course progress, attended live call, community post or milestone.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import and_, case, distinct, func, or_, select
+from sqlalchemy import case, func, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from crm_core.bulk import chunks, update_rows, upsert
+from crm_core import identity
+from crm_core.bulk import chunks, is_postgres, update_rows, upsert
 from crm_core.models import ActivityEvent, Customer, CustomerScore, Enrollment
 from heliograph.db import Database, utcnow
 
@@ -44,6 +51,9 @@ COURSE_TYPES = ("course_progress", "lesson_completed", "live_call_attended")
 CLOSED_TICKET = ("closed", "resolved", "solved")
 FULL_FREQUENCY_DAYS = 12  # three active days a week is full marks
 STALE_AFTER = timedelta(hours=20)  # the nightly pass recomputes scores older than this
+# Days an aggregate keeps: the longest window (90 days) and some slack for a recompute
+# whose ``now`` is a little earlier than the last one's.
+ACTIVITY_DAYS = 100
 
 
 def day_number(at: datetime) -> int:
@@ -151,66 +161,228 @@ def _money(value: Any) -> Decimal:
     return Decimal(str(value or 0)).quantize(Decimal("0.01"))
 
 
-def _aggregate_query(customer_ids: list[int], today: int) -> Any:
-    e = ActivityEvent
-    attended = or_(e.status.is_(None), e.status != "missed")  # type: ignore[union-attr]
-    active = and_(e.type.in_(ACTIVE_TYPES), attended)  # type: ignore[attr-defined]
-    course = and_(e.type.in_(COURSE_TYPES), attended)  # type: ignore[attr-defined]
-    ticket = e.type == "support_ticket"
-    recent90 = e.day >= today - 89
+# Where each count sits in a day's bucket of ``Activity.days``.
+_ACTIVE, _MISSED, _OPENED, _MILESTONES = range(4)
 
-    def count_if(*conds: Any) -> Any:
-        return func.sum(case((and_(*conds), 1), else_=0))
 
-    return (
-        select(
-            e.customer_id,
-            func.max(case((active, e.occurred_at))),
-            func.max(case((course, e.occurred_at))),
-            func.max(case((course, e.id))),
-            func.count(distinct(case((and_(active, e.day >= today - 29), e.day)))),
-            func.count(distinct(case((and_(active, e.day >= today - 13), e.day)))),
-            count_if(active, e.day >= today - 13),
-            count_if(active, e.day >= today - 27, e.day < today - 13),
-            func.count(distinct(case((and_(ticket, e.status == "open", recent90), e.ref)))),
-            func.count(
-                distinct(case((and_(ticket, e.status.in_(CLOSED_TICKET), recent90), e.ref)))  # type: ignore[union-attr]
-            ),
-            count_if(ticket, e.status == "open", e.day >= today - 29),
-            count_if(e.type == "live_call_attended", e.status == "missed", e.day >= today - 29),
-            count_if(e.type == "milestone_reported", recent90),
-            func.sum(case((e.type == "purchase", e.amount), else_=0)),
-            func.sum(case((e.type == "refund", e.amount), else_=0)),
+@dataclass
+class Activity:
+    """One customer's running aggregates: everything ``ActivityFacts`` needs, at any
+    ``now``, without the events. ``days``: day number -> [active events, missed live
+    sessions, tickets opened, milestones]; ``tickets``: ref -> [last day seen open,
+    last day seen closed]. Both keep the last ``ACTIVITY_DAYS`` days only."""
+
+    days: dict[int, list[int]] = field(default_factory=dict)
+    tickets: dict[str, list[int | None]] = field(default_factory=dict)
+    purchases: Decimal = Decimal("0")
+    refunds: Decimal = Decimal("0")
+    last_activity_at: datetime | None = None
+    last_course_activity_at: datetime | None = None
+    last_course_event_id: int | None = None
+
+    def add(
+        self,
+        type_: str,
+        day: int,
+        status: str | None,
+        occurred_at: datetime,
+        amount: Any,
+        ref: str | None,
+        event_id: int,
+    ) -> None:
+        """Count one activity event (each event once: the caller adds only new ones)."""
+        if type_ == "purchase" or type_ == "refund":
+            money = Decimal(str(amount or 0))
+            if type_ == "purchase":
+                self.purchases += money
+            else:
+                self.refunds += money
+            return
+        slot: int | None = None
+        if type_ in ACTIVE_TYPES and status != "missed":
+            slot = _MILESTONES if type_ == "milestone_reported" else _ACTIVE
+            if self.last_activity_at is None or occurred_at > self.last_activity_at:
+                self.last_activity_at = occurred_at
+            if type_ in COURSE_TYPES:
+                last = self.last_course_activity_at
+                if last is None or occurred_at > last:
+                    self.last_course_activity_at = occurred_at
+                if self.last_course_event_id is None or event_id > self.last_course_event_id:
+                    self.last_course_event_id = event_id
+        elif type_ == "live_call_attended":
+            slot = _MISSED
+        elif type_ == "support_ticket":
+            which = 0 if status == "open" else 1 if status in CLOSED_TICKET else None
+            if which == 0:
+                slot = _OPENED
+            if which is not None and ref is not None:
+                seen = self.tickets.setdefault(ref, [None, None])
+                if seen[which] is None or day > seen[which]:  # type: ignore[operator]
+                    seen[which] = day
+        if slot is not None:
+            bucket = self.days.get(day)
+            if bucket is None:
+                bucket = self.days[day] = [0, 0, 0, 0]
+            bucket[slot] += 1
+            if slot == _MILESTONES:
+                bucket[_ACTIVE] += 1  # a milestone is activity too
+
+    def facts(self, now: datetime) -> ActivityFacts:
+        """The inputs of the scores at ``now`` (days counted back from ``now``'s day)."""
+        today = day_number(now)
+        f = ActivityFacts(
+            last_activity_at=self.last_activity_at,
+            last_course_activity_at=self.last_course_activity_at,
+            last_course_event_id=self.last_course_event_id,
+            purchases=self.purchases.quantize(Decimal("0.01")),
+            refunds=self.refunds.quantize(Decimal("0.01")),
         )
-        .where(e.customer_id.in_(customer_ids))  # type: ignore[attr-defined]
-        .group_by(e.customer_id)
+        for day, (active, missed, opened, milestones) in self.days.items():
+            if day >= today - 29:
+                f.missed_sessions_30 += missed
+                f.tickets_30 += opened
+                if active:
+                    f.active_days_30 += 1
+            if active:
+                if day >= today - 13:
+                    f.active_days_14 += 1
+                    f.events_last_14 += active
+                elif day >= today - 27:
+                    f.events_prior_14 += active
+            if day >= today - 89:
+                f.milestones_90 += milestones
+        since = today - 89
+        opened_refs = sum(1 for o, _ in self.tickets.values() if o is not None and o >= since)
+        closed_refs = sum(1 for _, c in self.tickets.values() if c is not None and c >= since)
+        f.open_tickets = max(opened_refs - closed_refs, 0)
+        return f
+
+    def dump(self, now: datetime) -> dict[str, Any]:
+        """The JSON kept in ``CustomerScore.activity``, without days past keeping."""
+        oldest = day_number(now) - ACTIVITY_DAYS
+        return {
+            "days": [[d, *b] for d, b in sorted(self.days.items()) if d >= oldest],
+            "tickets": [
+                [ref, o, c]
+                for ref, (o, c) in sorted(self.tickets.items())
+                if (o is not None and o >= oldest) or (c is not None and c >= oldest)
+            ],
+            "purchases": str(self.purchases),
+            "refunds": str(self.refunds),
+        }
+
+    @classmethod
+    def load(cls, data: Mapping[str, Any], row: Any) -> Activity:
+        """From ``dump``'s JSON and the score row's latest-activity columns."""
+        return cls(
+            {d[0]: list(d[1:]) for d in data.get("days", ())},
+            {t[0]: [t[1], t[2]] for t in data.get("tickets", ())},
+            Decimal(data.get("purchases", "0")),
+            Decimal(data.get("refunds", "0")),
+            row.last_activity_at,
+            row.last_course_activity_at,
+            row.last_course_event_id,
+        )
+
+
+_EVENT_COLUMNS = (
+    ActivityEvent.customer_id,
+    ActivityEvent.type,
+    ActivityEvent.day,
+    ActivityEvent.status,
+    ActivityEvent.occurred_at,
+    ActivityEvent.amount,
+    ActivityEvent.ref,
+    ActivityEvent.id,
+)
+
+
+def add_events(activity: Mapping[int, Activity], events: Iterable[Any]) -> None:
+    """Add events (rows or dicts with ``_EVENT_COLUMNS``' names) to their customers'
+    aggregates; events of customers not in ``activity`` are skipped."""
+    for e in events:
+        get = e.__getitem__ if isinstance(e, dict) else e._mapping.__getitem__
+        found = activity.get(get("customer_id"))
+        if found is not None:
+            found.add(
+                get("type"),
+                get("day"),
+                get("status"),
+                get("occurred_at"),
+                get("amount"),
+                get("ref"),
+                get("id"),
+            )
+
+
+async def rebuild_activity(session: AsyncSession, customer_ids: list[int]) -> dict[int, Activity]:
+    """The aggregates of these customers from all their events (an index-only read of
+    ``ix_activity_event_customer``): for rows that lack one, never per batch."""
+    found = {cid: Activity() for cid in customer_ids}
+    for part in chunks(sorted(customer_ids)):
+        stmt = select(*_EVENT_COLUMNS).where(ActivityEvent.customer_id.in_(part))  # type: ignore[attr-defined]
+        add_events(found, (await session.execute(stmt)).all())
+    return found
+
+
+async def stored_activity(session: AsyncSession, customer_ids: list[int]) -> dict[int, Activity]:
+    """The aggregates kept on these customers' score rows (those that have one)."""
+    s = CustomerScore
+    found: dict[int, Activity] = {}
+    for part in chunks(sorted(customer_ids)):
+        stmt = select(
+            s.customer_id,
+            s.activity,
+            s.last_activity_at,
+            s.last_course_activity_at,
+            s.last_course_event_id,
+        ).where(s.customer_id.in_(part), s.activity.is_not(None))  # type: ignore[attr-defined, union-attr]
+        for row in (await session.execute(stmt)).all():
+            if row.activity is not None:  # SQL NULL, or JSON null written by hand
+                found[row.customer_id] = Activity.load(row.activity, row)
+    return found
+
+
+async def forget_activity(session: AsyncSession, customer_ids: list[int]) -> None:
+    """Have these customers' aggregates rebuilt from their events at the next recompute
+    (their events changed hands)."""
+    await session.execute(
+        update(CustomerScore)
+        .where(CustomerScore.customer_id.in_(customer_ids))  # type: ignore[attr-defined]
+        .values(activity=None)
     )
 
 
+async def _merging(session: AsyncSession, source_id: int, target_id: int) -> dict[str, int]:
+    """Merge hook, run before crm_core.merging's (which imports this module first): the
+    survivor's events are about to include the other profile's, so its aggregate is
+    rebuilt when merging recomputes its scores."""
+    await forget_activity(session, [source_id, target_id])
+    return {}
+
+
+identity.merge_hooks.append(_merging)
+
+
 async def activity_facts(
-    session: AsyncSession, customer_ids: list[int], now: datetime
-) -> dict[int, ActivityFacts]:
-    today = day_number(now)
-    facts: dict[int, ActivityFacts] = {}
-    for part in chunks(sorted(set(customer_ids))):
-        for row in (await session.execute(_aggregate_query(list(part), today))).all():
-            opened, closed = int(row[8] or 0), int(row[9] or 0)
-            facts[row[0]] = ActivityFacts(
-                last_activity_at=row[1],
-                last_course_activity_at=row[2],
-                last_course_event_id=row[3],
-                active_days_30=int(row[4] or 0),
-                active_days_14=int(row[5] or 0),
-                events_last_14=int(row[6] or 0),
-                events_prior_14=int(row[7] or 0),
-                open_tickets=max(opened - closed, 0),
-                tickets_30=int(row[10] or 0),
-                missed_sessions_30=int(row[11] or 0),
-                milestones_90=int(row[12] or 0),
-                purchases=_money(row[13]),
-                refunds=_money(row[14]),
-            )
-    return facts
+    session: AsyncSession,
+    customer_ids: list[int],
+    now: datetime,
+    new_events: Iterable[Any] = (),
+) -> tuple[dict[int, ActivityFacts], dict[int, Activity]]:
+    """The facts at ``now`` for these customers, and their updated aggregates.
+
+    ``new_events``: events just inserted for them (dicts with ``_EVENT_COLUMNS``' names),
+    added to the stored aggregates; a customer without one is rebuilt from the events
+    table instead, which holds the new events already.
+    """
+    ids = sorted(set(customer_ids))
+    activity = await stored_activity(session, ids)
+    add_events(activity, new_events)
+    missing = [cid for cid in ids if cid not in activity]
+    if missing:
+        activity.update(await rebuild_activity(session, missing))
+    return {cid: a.facts(now) for cid, a in activity.items()}, activity
 
 
 async def enrollment_facts(
@@ -241,7 +413,7 @@ async def enrollment_facts(
 
 
 def _score_row(
-    customer_id: int, f: ActivityFacts, e: EnrollmentFacts, now: datetime
+    customer_id: int, f: ActivityFacts, e: EnrollmentFacts, activity: Activity, now: datetime
 ) -> dict[str, Any]:
     engagement, engagement_inputs = engagement_score(f, now)
     health, health_inputs = health_score(f, now)
@@ -260,6 +432,7 @@ def _score_row(
         "last_course_activity_at": f.last_course_activity_at,
         "last_course_event_id": f.last_course_event_id,
         "computed_at": now,
+        "activity": activity.dump(now),
     }
 
 
@@ -271,12 +444,15 @@ _SCORE_COLUMNS = [
 
 
 async def _current_ltv(session: AsyncSession, customer_ids: list[int]) -> dict[int, Any]:
+    """The customers' lifetime values; on PostgreSQL their rows are locked (in id order,
+    as a batch of events locks them) until commit, so no batch changes an aggregate
+    between this recompute's read and its write."""
     found: dict[int, Any] = {}
     for part in chunks(sorted(customer_ids)):
-        rows = await session.execute(
-            select(Customer.id, Customer.lifetime_value).where(Customer.id.in_(part))  # type: ignore[call-overload, union-attr]
-        )
-        found.update(dict(rows.all()))
+        stmt = select(Customer.id, Customer.lifetime_value).where(Customer.id.in_(part))  # type: ignore[call-overload, union-attr]
+        if is_postgres(session):
+            stmt = stmt.order_by(Customer.id).with_for_update()
+        found.update(dict((await session.execute(stmt)).all()))
     return found
 
 
@@ -285,22 +461,24 @@ async def recompute(
     customer_ids: list[int],
     now: datetime | None = None,
     known_ltv: dict[int, Any] | None = None,
+    new_events: Iterable[Any] = (),
 ) -> dict[int, ActivityFacts]:
     """Recompute every score of these customers (and their lifetime value, written only
     where it changed) in a few statements; returns the activity facts used, for the
-    journey rules. ``known_ltv``: the customers' current lifetime values, if at hand."""
+    journey rules. ``known_ltv``: the customers' current lifetime values, if at hand
+    (their rows locked by the caller). ``new_events``: the events a batch just inserted
+    for them, added to their aggregates (see ``activity_facts``)."""
     now = now or utcnow()
-    facts = await activity_facts(session, customer_ids, now)
-    for cid in customer_ids:
-        facts.setdefault(cid, ActivityFacts())  # no events (any more): the scores of nothing
+    current = known_ltv if known_ltv is not None else await _current_ltv(session, customer_ids)
+    facts, activity = await activity_facts(session, customer_ids, now, new_events)
     enrolled = await enrollment_facts(session, list(facts))
     rows = [
-        _score_row(cid, f, enrolled.get(cid, EnrollmentFacts()), now) for cid, f in facts.items()
+        _score_row(cid, f, enrolled.get(cid, EnrollmentFacts()), activity[cid], now)
+        for cid, f in facts.items()
     ]
     table = CustomerScore.__table__  # type: ignore[attr-defined]
     for part in chunks(rows, 500):
         await upsert(session, table, list(part), ["customer_id"], _SCORE_COLUMNS)
-    current = known_ltv if known_ltv is not None else await _current_ltv(session, list(facts))
     changed = []
     for cid, f in facts.items():
         value = lifetime_value(f)[0]

@@ -6,8 +6,10 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from sqlalchemy import select
 
 from crm_core import scores
+from crm_core.identity import merge_customers
 from crm_core.models import Customer, CustomerScore
 from crm_core.scores import (
     ActivityFacts,
@@ -164,3 +166,106 @@ async def test_the_nightly_pass_lets_engagement_decay(sqlite_database: Database)
     assert after.engagement < before.engagement
     assert after.engagement_inputs["days_since_activity"] == pytest.approx(20, abs=0.1)
     assert after.computed_at == later
+
+
+async def _scores_by_customer(database: Database) -> dict[int, tuple[object, ...]]:
+    return {
+        s.customer_id: (
+            s.engagement,
+            s.engagement_inputs,
+            s.health,
+            s.health_inputs,
+            s.progression,
+            s.progression_inputs,
+            s.ltv_inputs,
+            s.last_activity_at,
+            s.last_course_activity_at,
+            s.last_course_event_id,
+        )
+        for s in await rows(database, CustomerScore)
+    }
+
+
+async def _rebuilt(database: Database, now: datetime) -> dict[int, tuple[object, ...]]:
+    """The scores recomputed from every event (each aggregate forgotten first)."""
+    async with database.session() as session:
+        ids = [c.id for c in (await session.execute(select(Customer))).scalars()]
+        await scores.forget_activity(session, ids)
+        await scores.recompute(session, ids, now)
+        await session.commit()
+    return await _scores_by_customer(database)
+
+
+async def test_scores_kept_batch_by_batch_equal_scores_from_all_events(database: Database) -> None:
+    """The per-customer aggregates a batch updates give the scores every event gives, then
+    and weeks later (the windows slide with the clock, the aggregates are never re-read
+    from the events), for activity, tickets opened and closed, missed calls and money."""
+    await make_programs(database)
+    now = datetime.now(UTC)
+    ana, bo = "ana@example.com", "bo@example.com"
+    batches = [
+        [
+            ev("purchase", "k1", ana, at=days_ago(60, now), program="mind-1", amount="99.00"),
+            ev("lesson_completed", "k2", ana, at=days_ago(40, now), program="mind-1"),
+            ev("support_ticket", "k3", bo, at=days_ago(80, now), ticket_id="T-9"),
+        ],
+        [
+            *[
+                ev("lesson_completed", f"l{d}", ana, at=days_ago(d, now), program="mind-1")
+                for d in (20, 16, 15, 9, 3, 3)
+            ],
+            ev(
+                "live_call_attended",
+                "k4",
+                ana,
+                at=days_ago(5, now),
+                program="mind-1",
+                attended=False,
+            ),
+            ev("support_ticket", "k5", ana, at=days_ago(6, now), ticket_id="T-1"),
+            ev("support_ticket", "k6", ana, at=days_ago(2, now), ticket_id="T-2"),
+            ev("community_post", "k7", bo, at=days_ago(25, now)),
+        ],
+        [
+            ev("support_ticket", "k8", ana, at=days_ago(1, now), ticket_id="T-1", status="closed"),
+            ev("milestone_reported", "k9", ana, at=days_ago(1, now), milestone="Week 3"),
+            ev("refund", "k10", ana, at=days_ago(1, now), program="mind-1", amount="20.50"),
+            ev("course_progress", "k11", bo, at=days_ago(2, now), program="body-1", progress=30),
+            ev(
+                "support_ticket", "k12", bo, at=days_ago(1, now), ticket_id="T-9", status="resolved"
+            ),
+        ],
+    ]
+    for batch in batches:
+        await ingest(database, batch, now=now)
+    kept = await _scores_by_customer(database)
+    assert len(kept) == 2
+    assert await _rebuilt(database, now) == kept
+    ana_score = next(s for s in await rows(database, CustomerScore) if s.engagement_inputs)
+    assert ana_score.activity is not None and ana_score.activity["days"]
+
+    later = now + timedelta(days=21)  # two weeks of the history slide out of the windows
+    assert await scores.refresh_stale(database, now=later) == 2
+    slid = await _scores_by_customer(database)
+    assert slid != kept
+    assert await _rebuilt(database, later) == slid
+
+
+async def test_a_merge_survivor_scores_both_histories(database: Database) -> None:
+    await make_programs(database)
+    now = datetime.now(UTC)
+    await ingest(database, [ev("lesson_completed", "a1", "a@example.com", at=days_ago(3, now),
+                               program="mind-1")], now=now)  # fmt: skip
+    await ingest(database, [ev("lesson_completed", "b1", "b@example.com", at=days_ago(1, now),
+                               program="mind-1")], now=now)  # fmt: skip
+    a, b = await rows(database, Customer)
+    async with database.session() as session:
+        await merge_customers(session, a.id, b.id, actor="test")  # type: ignore[arg-type]
+        await session.commit()
+    (score,) = await rows(database, CustomerScore)
+    assert score.customer_id == a.id
+    assert score.engagement_inputs["active_days_30"] == 2  # both profiles' days
+    await ingest(database, [ev("community_post", "a2", "b@example.com", at=now)], now=now)
+    (score,) = await rows(database, CustomerScore)
+    assert score.engagement_inputs["active_days_30"] == 3
+    assert await _rebuilt(database, now) == await _scores_by_customer(database)
