@@ -130,6 +130,11 @@ class Settings(BaseSettings):
     worker_concurrency: int = 16
     worker_batch: int = 32
     worker_poll_s: float = 0.25
+    worker_share_under_load: float = Field(
+        default=0.25,
+        description="While webhooks are arriving, the share of time this process's workers "
+        "may spend running jobs (they always get it: background work never starves).",
+    )
     job_lease_s: float = 60.0
     job_max_attempts: int = 8
     job_backoff_base_s: float = 2.0
@@ -139,11 +144,6 @@ class Settings(BaseSettings):
 
     # Routing (routing/policy.py): who gets a conversation, and when it moves on.
     routing_require: list[Literal["language", "expertise"]] = Field(
-    worker_share_under_load: float = Field(
-        default=0.25,
-        description="While webhooks are arriving, the share of time this process's workers "
-        "may spend running jobs (they always get it: background work never starves).",
-    )
         default_factory=list,
         description='Hard requirements among "language" and "expertise" (JSON list); the '
         "others are preferences.",
