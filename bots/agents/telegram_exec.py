@@ -189,19 +189,16 @@ async def _today(session: AsyncSession, member: TeamMember, _: str, now: datetim
         f"Messages in: {v.total_inbound} · new conversations: {v.total_opened} · "
         f"resolved: {resolved}",
     ]
-    if v.by_channel:
-        lines.append("By channel:")
-        for line in v.by_channel[:5]:
+    for title, rows, name in (
+        ("By channel", v.by_channel, channel_name),
+        ("By region", v.by_region, str),
+    ):
+        if rows:
+            lines.append(f"{title}:")
+        for line in rows[:5]:
             lines.append(
-                f"· {channel_name(line.key)}: {line.inbound} in, {line.opened} new, "
-                f"first reply {span(line.first_response_median)}"
-            )
-    if v.by_region:
-        lines.append("By region:")
-        for line in v.by_region[:5]:
-            lines.append(
-                f"· {line.key}: {line.opened} new, {line.resolved} resolved, "
-                f"first reply {span(line.first_response_median)}"
+                f"· {name(line.key)}: {line.inbound} in, {line.opened} new, "
+                f"{line.resolved} resolved, first reply {span(line.first_response_median)}"
             )
     return lines
 

@@ -122,6 +122,17 @@ async def send(payload: dict[str, Any]) -> None:
                 raise
 
 
+async def to_member(
+    session: AsyncSession, member: TeamMember, text: str, about: str, kind: str, **ids: Any
+) -> bool:
+    """``queue_send`` to a linked member's chat; ``about`` names the event (the dedupe key
+    is it and the chat, so one event reaches one chat once)."""
+    chat = str(member.telegram_chat_id)
+    return await queue_send(
+        session, chat, text, key=f"{about}:{chat}", kind=kind, member_id=member.id, **ids
+    )
+
+
 # --- who is reachable -----------------------------------------------------------------------
 
 
@@ -132,6 +143,18 @@ async def linked(session: AsyncSession, member_id: int | None) -> TeamMember | N
     if member is None or not member.active or not member.telegram_chat_id:
         return None
     return member
+
+
+async def linked_members(session: AsyncSession, roles: tuple[str, ...]) -> list[TeamMember]:
+    """Active members with these roles and a linked chat."""
+    rows = await session.execute(
+        select(TeamMember).where(
+            TeamMember.role.in_(roles),  # type: ignore[attr-defined]
+            TeamMember.active.is_(True),  # type: ignore[attr-defined]
+            TeamMember.telegram_chat_id.is_not(None),  # type: ignore[union-attr]
+        )
+    )
+    return list(rows.scalars().all())
 
 
 async def _customer_name(session: AsyncSession, customer_id: int) -> str:
@@ -148,13 +171,13 @@ def mirror_text(message: Message, conversation: Conversation, customer: str) -> 
 async def mirror(
     session: AsyncSession, message: Message, conversation: Conversation, member: TeamMember
 ) -> None:
-    await queue_send(
+    name = await _customer_name(session, conversation.customer_id)
+    await to_member(
         session,
-        member.telegram_chat_id,  # type: ignore[arg-type]
-        mirror_text(message, conversation, await _customer_name(session, conversation.customer_id)),
-        key=f"mirror:{message.id}:{member.telegram_chat_id}",
-        kind="customer",
-        member_id=member.id,
+        member,
+        mirror_text(message, conversation, name),
+        f"mirror:{message.id}",
+        "customer",
         conversation_id=conversation.id,
         message_id=message.id,
     )
@@ -212,13 +235,12 @@ async def _mirror_assigned(session: AsyncSession, payload: dict[str, Any]) -> No
             break
         unanswered.append(message)
     card = await customer_card(session, conversation.id)  # type: ignore[arg-type]
-    await queue_send(
+    await to_member(
         session,
-        member.telegram_chat_id,  # type: ignore[arg-type]
+        member,
         "\n".join(["📥 Yours now: " + card.headline(), *card.lines()[1:]]),
-        key=f"assigned:{payload['assignment_id']}:{member.telegram_chat_id}",
-        kind="card",
-        member_id=member.id,
+        f"assigned:{payload['assignment_id']}",
+        "card",
         conversation_id=conversation.id,
     )
     for message in reversed(unanswered[:MIRROR_BACKLOG]):
@@ -247,13 +269,12 @@ async def _mirror_reply(session: AsyncSession, payload: dict[str, Any]) -> None:
     who = author.name if author else "Heliograph"
     customer = await _customer_name(session, conversation.customer_id)
     text = f"↪️ #{conversation.id} {who} to {customer}:\n{message.text}"
-    await queue_send(
+    await to_member(
         session,
-        member.telegram_chat_id,  # type: ignore[arg-type]
+        member,
         text,
-        key=f"reply:{message.id}:{member.telegram_chat_id}",
-        kind="reply",
-        member_id=member.id,
+        f"reply:{message.id}",
+        "reply",
         conversation_id=conversation.id,
         message_id=message.id,
     )
@@ -289,31 +310,13 @@ async def _notify_handoff(session: AsyncSession, payload: dict[str, Any]) -> Non
         return
     giver = await session.get(TeamMember, row.from_member_id) if row.from_member_id else None
     text = handoff_text(payload, row.context, giver.name if giver else "the queue", member.timezone)
-    await queue_send(
-        session,
-        member.telegram_chat_id,  # type: ignore[arg-type]
-        text,
-        key=f"handoff:{row.id}:{member.telegram_chat_id}",
-        kind="handoff",
-        member_id=member.id,
-        conversation_id=row.conversation_id,
+    await to_member(
+        session, member, text, f"handoff:{row.id}", "handoff", conversation_id=row.conversation_id
     )
 
 
 async def _alert_escalated(session: AsyncSession, payload: dict[str, Any]) -> None:
-    leads = (
-        (
-            await session.execute(
-                select(TeamMember).where(
-                    TeamMember.role.in_(("lead", "admin")),  # type: ignore[attr-defined]
-                    TeamMember.active.is_(True),  # type: ignore[attr-defined]
-                    TeamMember.telegram_chat_id.is_not(None),  # type: ignore[union-attr]
-                )
-            )
-        )
-        .scalars()
-        .all()
-    )
+    leads = await linked_members(session, ("lead", "admin"))
     receiver = (
         await session.get(TeamMember, payload["member_id"]) if payload.get("member_id") else None
     )
@@ -325,14 +328,9 @@ async def _alert_escalated(session: AsyncSession, payload: dict[str, Any]) -> No
         "or /handoff it."
     )
     for lead in leads:
-        await queue_send(
-            session,
-            lead.telegram_chat_id,  # type: ignore[arg-type]
-            text,
-            key=f"escalated:{payload['handoff_id']}:{lead.telegram_chat_id}",
-            kind="alert",
-            member_id=lead.id,
-            conversation_id=payload["conversation_id"],
+        about = f"escalated:{payload['handoff_id']}"
+        await to_member(
+            session, lead, text, about, "alert", conversation_id=payload["conversation_id"]
         )
 
 
@@ -341,21 +339,7 @@ async def _intervention_owner(session: AsyncSession, owner_id: int | None) -> Te
     owner = await linked(session, owner_id)
     if owner is not None and is_on_shift(owner, now):
         return owner
-    candidates = [
-        m
-        for m in (
-            await session.execute(
-                select(TeamMember).where(
-                    TeamMember.active.is_(True),  # type: ignore[attr-defined]
-                    TeamMember.telegram_chat_id.is_not(None),  # type: ignore[union-attr]
-                    TeamMember.role.in_(TEAM_ROLES),  # type: ignore[attr-defined]
-                )
-            )
-        )
-        .scalars()
-        .all()
-        if is_on_shift(m, now)
-    ]
+    candidates = [m for m in await linked_members(session, TEAM_ROLES) if is_on_shift(m, now)]
     if not candidates:
         return owner  # nobody on shift: the owner reads it when they are back
     loads = await open_loads(session, member_ids=[m.id for m in candidates])  # type: ignore[misc]
@@ -376,14 +360,8 @@ async def _alert_intervention(session: AsyncSession, payload: dict[str, Any]) ->
     if payload.get("auto_send") and payload.get("send_after"):
         at = local(datetime.fromisoformat(payload["send_after"]), member.timezone)
         lines.append(f"It goes out on its own at {at:%H:%M} your time.")
-    await queue_send(
-        session,
-        member.telegram_chat_id,  # type: ignore[arg-type]
-        "\n".join(line for line in lines if line),
-        key=f"intervention:{payload['intervention_id']}:{member.telegram_chat_id}",
-        kind="alert",
-        member_id=member.id,
-    )
+    about = f"intervention:{payload['intervention_id']}"
+    await to_member(session, member, "\n".join(line for line in lines if line), about, "alert")
 
 
 for _event, _kind, _work in (

@@ -6,8 +6,6 @@ Bot API (its own process) is Telegram for the customer and for the agent alike."
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -28,10 +26,11 @@ from heliograph.settings import get_settings
 from inbox.models import Conversation, Message, Note
 from routing.models import TeamMember
 from routing.team import create_token
+from tests.bots.test_telegram_e2e import eventually
 from tests.routing.world import ALWAYS
 from tests.utils import telegram_team
 from tests.utils.factories import make_member
-from tests.utils.processes import Service, free_port, start_heliograph, start_python
+from tests.utils.processes import free_port, start_heliograph, start_python
 from tests.utils.telegram_team import TeamBot
 
 sandbox_url, team_bot = telegram_team.sandbox_url, telegram_team.team_bot  # the fixtures
@@ -322,19 +321,6 @@ PROVIDERS = {
 }
 
 
-async def eventually(what: str, check: Callable[[], Awaitable[Any]], *services: Service) -> Any:
-    deadline = time.monotonic() + 30
-    while True:
-        result = await check()
-        if result:
-            return result
-        for service in services:
-            assert service.proc.poll() is None, f"{service.log_path.name} died:\n{service.log()}"
-        if time.monotonic() > deadline:
-            raise AssertionError(f"no {what}\n" + "\n".join(s.log()[-3000:] for s in services))
-        await asyncio.sleep(0.2)
-
-
 @pytest.mark.slow
 async def test_end_to_end_a_whatsapp_customer_answered_from_telegram(
     sqlite_url: str, sqlite_database: Database, tmp_path: Path
@@ -388,7 +374,7 @@ async def test_end_to_end_a_whatsapp_customer_answered_from_telegram(
                 answer = await sandbox.post("/_sandbox/say/telegram", json=body)
                 assert answer.status_code == 200 and answer.json()["heliograph"]["team"] == 1
 
-            await eventually("setWebhook", lambda: calls("telegram", "setWebhook"), *services)
+            await eventually("setWebhook", lambda: calls("telegram", "setWebhook"), 30, *services)
             async with sqlite_database.session() as session:
                 await make_member(
                     session, name="Ana Silva", weekly_hours=ALWAYS, languages=["en", "pt"]
@@ -400,17 +386,17 @@ async def test_end_to_end_a_whatsapp_customer_answered_from_telegram(
                 headers={"Authorization": f"Bearer {token}"},
             )
             await say(issued.json()["bot_command"])
-            await eventually("the welcome", lambda: chat("✅ Linked"), *services)
+            await eventually("the welcome", lambda: chat("✅ Linked"), 30, *services)
 
             written = {"text": "Olá! Where is my order?", "from": PHONE, "name": "Rosa Costa"}
             assert (await sandbox.post("/_sandbox/say/whatsapp", json=written)).status_code == 200
-            mirrored = await eventually("the mirrored message", lambda: chat("💬"), *services)
+            mirrored = await eventually("the mirrored message", lambda: chat("💬"), 30, *services)
             assert mirrored["text"].startswith("💬 Rosa Costa · WhatsApp · #")
             assert "Olá! Where is my order?" in mirrored["text"]
 
             await say("It ships today.", reply_to=mirrored["message_id"])
             (create,) = await eventually(
-                "the WhatsApp reply", lambda: calls("twilio", "messages.create"), *services
+                "the WhatsApp reply", lambda: calls("twilio", "messages.create"), 30, *services
             )
             assert (create["To"], create["From"], create["Body"]) == (
                 f"whatsapp:{PHONE}",
@@ -419,7 +405,7 @@ async def test_end_to_end_a_whatsapp_customer_answered_from_telegram(
             )
             conversation_id = int(mirrored["text"].split("#", 1)[1].split()[0])
             await say(f"/note {conversation_id} asked for gift wrap")
-            await eventually("the note's answer", lambda: chat("📝"), *services)
+            await eventually("the note's answer", lambda: chat("📝"), 30, *services)
             async with sqlite_database.read_session() as session:
                 notes = (await session.execute(select(Note.text))).scalars().all()
             assert notes == ["asked for gift wrap"]

@@ -137,7 +137,7 @@ async def test_customer_atrisk_handoffs_and_today(team_bot: TeamBot) -> None:
     today = (await ask(team_bot, "/today")).splitlines()
     assert today[0] == f"📈 Today since 00:00 {EXEC_ZONE}"
     assert today[1] == "Messages in: 2 · new conversations: 2 · resolved: 0"
-    assert "· Telegram: 2 in, 2 new, first reply n/a" in today
+    assert "· Telegram: 2 in, 2 new, 0 resolved, first reply n/a" in today
     assert "By region:" in today
 
 
