@@ -9,19 +9,20 @@ customer, never two (Chatwoot's duplicate-contact bug came from a non-unique key
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, case, func, insert, select, union_all, update
+from sqlalchemy import Connection, and_, bindparam, case, func, insert, select, union_all, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from crm_core.models import ContactPoint, Customer, Identity
 from crm_core.normalize import InvalidContact, normalize_email, normalize_phone, search_key
-from heliograph.db import is_unique_violation, pairs_in, row_of, utcnow
+from heliograph.db import is_unique_violation, new_row, pairs_in, utcnow
 from heliograph.models import AuditEvent
 
 MergeHook = Callable[[AsyncSession, int, int], Awaitable[dict[str, int]]]
@@ -57,18 +58,23 @@ class Resolved:
 
 
 def _contacts(sender: SenderProfile) -> list[tuple[str, str]]:
+    return list(_normalized(sender.email, sender.phone))
+
+
+@functools.lru_cache(maxsize=4096)  # returning senders repeat themselves; parsing phones is dear
+def _normalized(email: str | None, phone: str | None) -> tuple[tuple[str, str], ...]:
     found: list[tuple[str, str]] = []
-    if sender.email:
+    if email:
         try:
-            found.append(("email", normalize_email(sender.email)))
+            found.append(("email", normalize_email(email)))
         except InvalidContact:
             pass  # a bad optional hint is dropped, not fatal to the message
-    if sender.phone:
+    if phone:
         try:
-            found.append(("phone", normalize_phone(sender.phone)))
+            found.append(("phone", normalize_phone(phone)))
         except InvalidContact:
             pass
-    return found
+    return tuple(found)
 
 
 async def _find_identity(session: AsyncSession, channel: str, external_id: str) -> Identity | None:
@@ -210,7 +216,7 @@ _FILL_PROFILE = (
 )
 
 
-async def _live_rows(session: AsyncSession, ids: set[int]) -> dict[int, Any]:
+def _live_rows(conn: Connection, ids: set[int]) -> dict[int, Any]:
     """Customer rows by id, each id mapped to its surviving (unmerged) profile's row."""
     cols = (_CUSTOMER.c.id, _CUSTOMER.c.merged_into_id, _CUSTOMER.c.language, _CUSTOMER.c.vip)
     found: dict[int, Any] = {}
@@ -218,7 +224,7 @@ async def _live_rows(session: AsyncSession, ids: set[int]) -> dict[int, Any]:
     for _ in range(10):
         if not wanted:
             break
-        rows = (await session.execute(select(*cols).where(_CUSTOMER.c.id.in_(wanted)))).all()
+        rows = (conn.execute(select(*cols).where(_CUSTOMER.c.id.in_(wanted)))).all()
         found.update({row.id: row for row in rows})
         if len(rows) < len(wanted):
             raise CustomerNotFound(f"customers {sorted(wanted - set(found))} do not exist")
@@ -236,9 +242,7 @@ async def _live_rows(session: AsyncSession, ids: set[int]) -> dict[int, Any]:
     return live
 
 
-async def resolve_senders(
-    session: AsyncSession, senders: Sequence[SenderProfile]
-) -> list[ResolvedIds]:
+def resolve_senders(conn: Connection, senders: Sequence[SenderProfile]) -> list[ResolvedIds]:
     """``resolve_customer`` for many senders at once, in a fixed handful of set-based Core
     statements (the ingest batch writer's path), with the same outcome as resolving them
     one after the other: a repeated sender gets the same customer, a new sender whose email
@@ -249,17 +253,17 @@ async def resolve_senders(
     for sender in senders:
         first_of.setdefault((sender.channel, sender.external_id), sender)
     keys = list(first_of)
-    rows = await session.execute(
+    rows = conn.execute(
         select(_IDENTITY.c.id, _IDENTITY.c.channel, _IDENTITY.c.external_id)
         .add_columns(_IDENTITY.c.customer_id)
         .where(pairs_in(_IDENTITY.c.channel, _IDENTITY.c.external_id, keys))
     )
     known = {(r.channel, r.external_id): r for r in rows.all()}
     contacts = {key: _contacts(first) for key, first in first_of.items()}
-    owners = await _contact_owners(session, [c for found in contacts.values() for c in found])
+    owners = _contact_owners(conn, [c for found in contacts.values() for c in found])
     new_keys = [key for key in keys if key not in known]
-    live = await _live_rows(
-        session,
+    live = _live_rows(
+        conn,
         {r.customer_id for r in known.values()}
         | {owners[c] for key in new_keys for c in contacts[key] if c in owners},
     )
@@ -277,22 +281,26 @@ async def resolve_senders(
         owner_of[key] = owner
         for contact in contacts[key]:
             claimed.setdefault(contact, owner)
-    founded = await _found_customers(session, owner_of, first_of, now)
+    # What the senders say fills each customer's blanks (the first sender with a detail).
+    fills: dict[int | tuple[str, str], dict[str, Any]] = {}
+    for key in keys:
+        owner = owner_of.get(key) or live[known[key].customer_id].id
+        _gather_fill(fills.setdefault(owner, _blank_fill()), first_of[key])
+    founded = _found_customers(conn, [o for o in fills if isinstance(o, tuple)], fills, now)
     customer_of = {key: live[row.customer_id].id for key, row in known.items()}
     for key, owner in owner_of.items():
-        customer_of[key] = founded[owner][0] if isinstance(owner, tuple) else owner
+        customer_of[key] = founded[owner] if isinstance(owner, tuple) else owner
     identity_of = {key: row.id for key, row in known.items()}
-    identity_of.update(await _add_identities(session, new_keys, customer_of, first_of, now))
+    identity_of.update(_add_identities(conn, new_keys, customer_of, first_of, now))
     if known:
-        await session.execute(
+        conn.execute(
             update(_IDENTITY)
             .where(_IDENTITY.c.id.in_([row.id for row in known.values()]))
             .values(last_seen_at=now, unreachable_reason=None)
         )
-    new_ids = {customer_id for customer_id, _ in founded.values()}
-    fills = await _fill_profiles(
-        session, [(customer_of[k], first_of[k]) for k in keys if customer_of[k] not in new_ids], now
-    )
+    existing = [{**f, "cid": o, "seen": now} for o, f in fills.items() if isinstance(o, int)]
+    if existing:
+        conn.execute(_FILL_PROFILE, existing)
     # Contact points nobody owns yet go to the sender's customer (first come, first served).
     adds: dict[tuple[str, str], int] = {}
     for key in keys:
@@ -300,15 +308,17 @@ async def resolve_senders(
             if contact not in owners:
                 adds.setdefault(contact, customer_of[key])
     if adds:
-        await session.execute(
+        conn.execute(
             insert(_CONTACT),
             [
                 {"customer_id": c, "kind": k, "value": v, "created_at": now}
                 for (k, v), c in adds.items()
             ],
         )
-    language = {row.id: row.language or fills.get(row.id) for row in live.values()}
-    language.update({cid: lang for cid, lang in founded.values()})
+    language = {
+        row.id: row.language or fills.get(row.id, {}).get("language") for row in live.values()
+    }
+    language.update({founded[label]: fills[label]["language"] for label in founded})
     vip = {row.id: bool(row.vip) for row in live.values()}
     answers, seen = [], set()
     for sender in senders:
@@ -327,13 +337,13 @@ async def resolve_senders(
     return answers
 
 
-async def _contact_owners(
-    session: AsyncSession, contacts: list[tuple[str, str]]
+def _contact_owners(
+    conn: Connection, contacts: list[tuple[str, str]]
 ) -> dict[tuple[str, str], int]:
     """``_contact_owner`` for many contacts in one statement."""
     if not contacts:
         return {}
-    rows = await session.execute(
+    rows = conn.execute(
         select(_CONTACT.c.kind, _CONTACT.c.value, _CONTACT.c.customer_id).where(
             pairs_in(_CONTACT.c.kind, _CONTACT.c.value, list(dict.fromkeys(contacts)))
         )
@@ -341,37 +351,50 @@ async def _contact_owners(
     return {(r.kind, r.value): r.customer_id for r in rows.all()}
 
 
-async def _found_customers(
-    session: AsyncSession,
-    owner_of: dict[tuple[str, str], int | tuple[str, str]],
-    first_of: dict[tuple[str, str], SenderProfile],
+def _blank_fill() -> dict[str, Any]:
+    return {"name": None, "key": None, "language": None, "timezone": None}
+
+
+def _gather_fill(fill: dict[str, Any], sender: SenderProfile) -> None:
+    """``_fill_profile``'s rule for a set-based UPDATE: the first sender with a detail gives it."""
+    if sender.name and fill["name"] is None:
+        fill["name"], fill["key"] = sender.name[:200], search_key(sender.name)
+    if sender.language and fill["language"] is None:
+        fill["language"] = sender.language[:16]
+    if sender.timezone and fill["timezone"] is None:
+        fill["timezone"] = sender.timezone[:64]
+
+
+def _found_customers(
+    conn: Connection,
+    labels: list[tuple[str, str]],
+    fills: dict[int | tuple[str, str], dict[str, Any]],
     now: datetime,
-) -> dict[tuple[str, str], tuple[int, str | None]]:
-    """Insert the customers new senders found (one multi-row INSERT); label -> (id, language)."""
-    founders = list(dict.fromkeys(o for o in owner_of.values() if isinstance(o, tuple)))
-    if not founders:
+) -> dict[tuple[str, str], int]:
+    """Insert the customers that new senders found (one multi-row INSERT); label -> id."""
+    if not labels:
         return {}
-    customers = []
-    for label in founders:
-        customer = Customer()
-        for key in (k for k, o in owner_of.items() if o == label):
-            _fill_profile(customer, first_of[key])
-        customer.last_seen_at = now
-        customers.append(customer)
-    ids = await session.execute(
-        insert(_CUSTOMER).returning(_CUSTOMER.c.id, sort_by_parameter_order=True),
-        [row_of(c) for c in customers],
-    )
-    return {
-        label: (customer_id, customer.language)
-        for label, customer_id, customer in zip(
-            founders, ids.scalars().all(), customers, strict=True
+    rows = []
+    for label in labels:
+        fill = fills[label]
+        rows.append(
+            new_row(
+                Customer,
+                display_name=fill["name"] or "",
+                search_name=fill["key"] or "",
+                language=fill["language"],
+                timezone=fill["timezone"],
+                last_seen_at=now,
+            )
         )
-    }
+    ids = conn.execute(
+        insert(_CUSTOMER).returning(_CUSTOMER.c.id, sort_by_parameter_order=True), rows
+    )
+    return dict(zip(labels, ids.scalars().all(), strict=True))
 
 
-async def _add_identities(
-    session: AsyncSession,
+def _add_identities(
+    conn: Connection,
     new_keys: list[tuple[str, str]],
     customer_of: dict[tuple[str, str], int],
     first_of: dict[tuple[str, str], SenderProfile],
@@ -393,32 +416,10 @@ async def _add_identities(
                 "created_at": now,
             }
         )
-    ids = await session.execute(
+    ids = conn.execute(
         insert(_IDENTITY).returning(_IDENTITY.c.id, sort_by_parameter_order=True), rows
     )
     return dict(zip(new_keys, ids.scalars().all(), strict=True))
-
-
-async def _fill_profiles(
-    session: AsyncSession, pairs: list[tuple[int, SenderProfile]], now: datetime
-) -> dict[int, str | None]:
-    """``_fill_profile`` for existing customers, one executemany UPDATE; the first sender
-    that has a detail gives it. Returns the language each customer may have been given."""
-    fills: dict[int, dict[str, Any]] = {}
-    for customer_id, sender in pairs:
-        fill = fills.setdefault(
-            customer_id,
-            {"cid": customer_id, "name": None, "key": None, "language": None, "timezone": None},
-        )
-        if sender.name and fill["name"] is None:
-            fill["name"], fill["key"] = sender.name[:200], search_key(sender.name)
-        if sender.language and fill["language"] is None:
-            fill["language"] = sender.language[:16]
-        if sender.timezone and fill["timezone"] is None:
-            fill["timezone"] = sender.timezone[:64]
-    if fills:
-        await session.execute(_FILL_PROFILE, [{**f, "seen": now} for f in fills.values()])
-    return {cid: f["language"] for cid, f in fills.items()}
 
 
 async def get_customer(session: AsyncSession, customer_id: int) -> Customer:

@@ -18,13 +18,15 @@ most one batch, a batch for at most one job transaction.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections import deque
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import and_, event, or_
+from sqlalchemy import Connection, Engine, and_, create_engine, event, make_url, or_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -32,6 +34,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from heliograph.settings import Settings, get_settings
 
 _READONLY = "heliograph_readonly"
+T = TypeVar("T")
 
 
 def utcnow() -> datetime:
@@ -94,6 +97,7 @@ class Database:
         self.is_sqlite = settings.is_sqlite
         self.engine: AsyncEngine = self._make_engine()
         self._write_lock = WriteLock() if self.is_sqlite else None
+        self._writer = self._make_writer()
         self._sessions = async_sessionmaker(
             self.engine, class_=AsyncSession, expire_on_commit=False
         )
@@ -110,34 +114,19 @@ class Database:
         if path is not None and str(path) != ":memory:":
             path.parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(self.url, connect_args={"timeout": 30}, pool_size=10)
-
-        @event.listens_for(engine.sync_engine, "connect")
-        def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-            # Take BEGIN out of the driver's hands; the "begin" hook below emits it.
-            dbapi_connection.isolation_level = None
-            cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=NORMAL")
-            cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.execute("PRAGMA busy_timeout=30000")
-            cursor.close()
-
-        @event.listens_for(engine.sync_engine, "reset")
-        def _on_reset(dbapi_connection: Any, _record: Any, _state: Any) -> None:
-            # A COMMIT that SQLite refused (e.g. a deferred constraint) leaves its
-            # transaction open, and SQLAlchemy, having asked for the commit, does not roll
-            # back on return to the pool: without this the next BEGIN on it would fail.
-            if dbapi_connection.driver_connection.in_transaction:
-                dbapi_connection.rollback()
-
-        @event.listens_for(engine.sync_engine, "begin")
-        def _on_begin(conn: Any) -> None:
-            if conn.get_execution_options().get(_READONLY):
-                conn.exec_driver_sql("BEGIN")
-            else:
-                conn.exec_driver_sql("BEGIN IMMEDIATE")
-
+        _sqlite_hooks(engine.sync_engine)
         return engine
+
+    def _make_writer(self) -> tuple[Engine, ThreadPoolExecutor] | None:
+        """SQLite files: a plain (sync) engine on one dedicated thread, for transactions that
+        run in one hop (``run_transaction``) instead of four thread hops per statement."""
+        path = self.settings.sqlite_path() if self.is_sqlite else None
+        if path is None or str(path) == ":memory:":
+            return None
+        sync_url = make_url(self.url).set(drivername="sqlite")
+        engine = create_engine(sync_url, connect_args={"timeout": 30}, pool_size=1)
+        _sqlite_hooks(engine)
+        return engine, ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
 
     @asynccontextmanager
     async def session(self, *, priority: bool = False) -> AsyncIterator[AsyncSession]:
@@ -155,8 +144,90 @@ class Database:
         async with self._read_sessions() as session:
             yield session
 
+    async def run_transaction(
+        self, work: Callable[[Connection], T], *, priority: bool = False
+    ) -> T:
+        """``work(connection)`` in one write transaction, committed here. ``work`` is plain
+        synchronous Core code; on a SQLite file it runs on the writer thread in one hop, on
+        PostgreSQL through the async driver (``run_sync``). If ``work`` raises, the
+        transaction is rolled back and the error propagates; if the commit fails,
+        ``CommitFailed`` is raised: nothing of the transaction may be taken as stored."""
+        if self._writer is not None:
+            engine, thread = self._writer
+            assert self._write_lock is not None
+            async with self._write_lock.hold(priority):
+                loop = asyncio.get_running_loop()
+                return await loop.run_in_executor(thread, _transact, engine, work)
+        async with self.engine.connect() as conn:
+            await conn.begin()
+            try:
+                result = await conn.run_sync(work)
+            except BaseException:
+                await conn.rollback()
+                raise
+            try:
+                await conn.commit()
+            except Exception as exc:
+                raise CommitFailed(f"the commit failed: {exc}") from exc
+            return result
+
     async def dispose(self) -> None:
         await self.engine.dispose()
+        if self._writer is not None:
+            engine, thread = self._writer
+            thread.shutdown(wait=True)
+            engine.dispose()
+
+
+class CommitFailed(RuntimeError):
+    """A transaction's COMMIT failed: none of its writes may be reported as stored."""
+
+
+def _transact(engine: Engine, work: Callable[[Connection], T]) -> T:
+    """``Database.run_transaction`` on the SQLite writer thread."""
+    with engine.connect() as conn:
+        conn.begin()
+        try:
+            result = work(conn)
+        except BaseException:
+            conn.rollback()
+            raise
+        try:
+            conn.commit()
+        except Exception as exc:
+            raise CommitFailed(f"the commit failed: {exc}") from exc
+        return result
+
+
+def _sqlite_hooks(engine: Engine) -> None:
+    """WAL, busy timeout, foreign keys, and ``BEGIN IMMEDIATE`` for writers (module doc)."""
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Take BEGIN out of the driver's hands; the "begin" hook below emits it.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(engine, "reset")
+    def _on_reset(dbapi_connection: Any, _record: Any, _state: Any) -> None:
+        # A COMMIT that SQLite refused (e.g. a deferred constraint) leaves its transaction
+        # open, and SQLAlchemy, having asked for the commit, does not roll back on return
+        # to the pool: without this the next BEGIN on that connection would fail.
+        driver = getattr(dbapi_connection, "driver_connection", dbapi_connection)  # aiosqlite
+        if driver.in_transaction:
+            dbapi_connection.rollback()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        if conn.get_execution_options().get(_READONLY):
+            conn.exec_driver_sql("BEGIN")
+        else:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 _db: Database | None = None
@@ -176,11 +247,33 @@ async def close_db() -> None:
         _db = None
 
 
-def row_of(obj: Any) -> dict[str, Any]:
-    """A new SQLModel object as the values of a Core multi-row INSERT (its Python-side
-    defaults included; no primary key)."""
-    table = type(obj).__table__
-    return {c.name: getattr(obj, c.name) for c in table.c if not c.primary_key}
+@functools.cache
+def _defaults(model: type[Any]) -> tuple[dict[str, Any], dict[str, Callable[[], Any]]]:
+    """A table model's Python-side defaults: fixed values, and factories to call per row."""
+    fixed: dict[str, Any] = {}
+    factories: dict[str, Callable[[], Any]] = {}
+    for column in model.__table__.c:
+        field = model.model_fields.get(column.name)
+        if column.primary_key or field is None:
+            continue
+        if field.default_factory is not None:
+            factories[column.name] = field.default_factory
+        elif not field.is_required():
+            fixed[column.name] = field.default
+    return fixed, factories
+
+
+def new_row(model: type[Any], **values: Any) -> dict[str, Any]:
+    """The values of a new ``model`` row for a Core (multi-row) INSERT: what the caller
+    gives over the model's Python-side defaults, as ``model(**values)`` would have them,
+    without building an ORM object."""
+    fixed, factories = _defaults(model)
+    row = dict(fixed)
+    for name, factory in factories.items():
+        if name not in values:
+            row[name] = factory()
+    row.update(values)
+    return row
 
 
 def pairs_in(group_col: Any, key_col: Any, pairs: Iterable[tuple[Any, Any]]) -> Any:

@@ -41,6 +41,7 @@ _subscribers: dict[str, list[str]] = {}
 DeadHook = Callable[[dict[str, Any], str], Awaitable[None]]
 _dead_hooks: dict[str, DeadHook] = {}
 _wakeup: asyncio.Event | None = None
+JOB_TABLE = Job.__table__  # type: ignore[attr-defined]
 _foreground_at = float("-inf")
 _FOREGROUND_WINDOW_S = 0.2
 _BURST_UNDER_LOAD = 4  # jobs claimed (and run together) per burst while requests arrive
@@ -125,15 +126,15 @@ async def publish(session: AsyncSession, event: str, payload: dict[str, Any]) ->
     return await publish_many(session, event, [payload])
 
 
-async def enqueue_many(
-    session: AsyncSession, work: list[tuple[str, dict[str, Any], datetime | None]]
-) -> int:
-    """Add many ``(kind, payload, run_at)`` jobs to the caller's transaction in one
-    multi-row INSERT (a periodic pass can make thousands); no dedupe keys."""
-    if not work:
-        return 0
+def job_rows(
+    work: list[tuple[str, dict[str, Any], datetime | None]],
+    dedupe_keys: list[str | None] | None = None,
+) -> list[dict[str, Any]]:
+    """``(kind, payload, run_at)`` jobs as the rows of one multi-row ``INSERT`` into
+    ``JOB_TABLE`` (for callers that write with Core, even synchronously)."""
     now, attempts = utcnow(), get_settings().job_max_attempts
-    rows = [
+    keys = dedupe_keys or [None] * len(work)
+    return [
         {
             "kind": kind,
             "payload": payload,
@@ -141,18 +142,36 @@ async def enqueue_many(
             "attempts": 0,
             "max_attempts": attempts,
             "run_at": run_at or now,
+            "dedupe_key": key,
             "created_at": now,
         }
-        for kind, payload, run_at in work
+        for (kind, payload, run_at), key in zip(work, keys, strict=True)
     ]
-    await session.execute(insert(Job.__table__), rows)  # type: ignore[attr-defined]
-    return len(rows)
+
+
+def published(event: str, payloads: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The job rows ``publish_many(event, payloads)`` inserts: one per subscriber and payload."""
+    kinds = _subscribers.get(event, [])
+    return job_rows([(k, p, None) for p in payloads for k in kinds])
+
+
+async def enqueue_many(
+    session: AsyncSession, work: list[tuple[str, dict[str, Any], datetime | None]]
+) -> int:
+    """Add many ``(kind, payload, run_at)`` jobs to the caller's transaction in one
+    multi-row INSERT (a periodic pass can make thousands); no dedupe keys."""
+    if not work:
+        return 0
+    await session.execute(insert(JOB_TABLE), job_rows(work))
+    return len(work)
 
 
 async def publish_many(session: AsyncSession, event: str, payloads: list[dict[str, Any]]) -> int:
-    """``publish`` for many payloads at once (one INSERT)."""
-    kinds = _subscribers.get(event, [])
-    return await enqueue_many(session, [(k, p, None) for p in payloads for k in kinds])
+    """``publish`` for many payloads at once (one INSERT for every subscriber of each)."""
+    rows = published(event, payloads)
+    if rows:
+        await session.execute(insert(JOB_TABLE), rows)
+    return len(rows)
 
 
 def foreground_active() -> None:

@@ -30,22 +30,25 @@ import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
-from sqlalchemy import bindparam, func, insert, select, update
-from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlalchemy import Connection, bindparam, func, insert, select, update
 
 from crm_core.identity import ResolvedIds, resolve_senders
 from heliograph import jobs
-from heliograph.db import Database, pairs_in, row_of, utcnow
+from heliograph.db import CommitFailed, Database, new_row, pairs_in, utcnow
 from heliograph.settings import get_settings
 from inbox.ingest import AcceptResult, InboundMessage, accept_in
 from inbox.models import Attachment, Conversation, Message
+
+__all__ = ["CommitFailed", "IngestWriter", "store_batch", "writer_for"]
 
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 256  # messages per transaction: bounds how long one batch holds SQLite's lock
 _MESSAGE = Message.__table__  # type: ignore[attr-defined]
 _CONVERSATION = Conversation.__table__  # type: ignore[attr-defined]
+_ATTACHMENT = Attachment.__table__  # type: ignore[attr-defined]
 _TOUCH = (
     update(_CONVERSATION)
     .where(_CONVERSATION.c.id == bindparam("cid"))
@@ -58,10 +61,7 @@ _TOUCH = (
         waiting_since=func.coalesce(_CONVERSATION.c.waiting_since, bindparam("now")),
     )
 )
-
-
-class CommitFailed(RuntimeError):
-    """The batch's commit failed: none of its messages may be reported as stored."""
+Waiter = tuple[InboundMessage, "asyncio.Future[AcceptResult]"]
 
 
 @dataclass
@@ -72,14 +72,14 @@ class _Thread:
     status: str  # before this batch
     created: bool
     identity_id: int = 0
-    announced: bool = False  # the first message of the batch in it carries the flags
+    announced: bool = False  # the batch's first message in it carries the event's flags
 
 
-async def _stored(
-    session: AsyncSession, keys: Sequence[tuple[str, str]]
+def _stored(
+    conn: Connection, keys: Sequence[tuple[str, str]]
 ) -> dict[tuple[str, str], tuple[int, int, int]]:
     """Messages already stored under these dedupe keys: key -> (id, conversation, customer)."""
-    rows = await session.execute(
+    rows = conn.execute(
         select(
             _MESSAGE.c.channel,
             _MESSAGE.c.provider_message_id,
@@ -91,14 +91,14 @@ async def _stored(
     return {(r[0], r[1]): (r[2], r[3], r[4]) for r in rows.all()}
 
 
-async def _threads(
-    session: AsyncSession, wanted: dict[tuple[int, str, str], tuple[ResolvedIds, InboundMessage]]
+def _threads(
+    conn: Connection, wanted: dict[tuple[int, str, str], tuple[ResolvedIds, InboundMessage]]
 ) -> dict[tuple[int, str, str], _Thread]:
     """``ingest._thread`` for every (customer, channel, thread) of the batch: the active
     conversation, else a recently resolved one (reopened), else a new one."""
     c = _CONVERSATION.c
     customers = {key[0] for key in wanted}
-    rows = await session.execute(
+    rows = conn.execute(
         select(c.id, c.customer_id, c.channel, c.thread_key, c.status).where(
             c.customer_id.in_(customers), c.status != "resolved"
         )
@@ -111,7 +111,7 @@ async def _threads(
     missing = [key for key in wanted if key not in found]
     if missing:
         window = timedelta(hours=get_settings().reopen_window_hours)
-        rows = await session.execute(
+        rows = conn.execute(
             select(c.id, c.customer_id, c.channel, c.thread_key)
             .where(
                 c.customer_id.in_({key[0] for key in missing}),
@@ -126,7 +126,7 @@ async def _threads(
             if key in wanted and key not in found:
                 reopen.setdefault(key, r.id)
         if reopen:
-            await session.execute(
+            conn.execute(
                 update(_CONVERSATION)
                 .where(c.id.in_(reopen.values()))
                 .values(status="open", resolved_at=None)
@@ -137,7 +137,8 @@ async def _threads(
         rows_in = []
         for key in new:
             resolved, msg = wanted[key]
-            conversation = Conversation(
+            conversation = new_row(
+                Conversation,
                 customer_id=resolved.customer_id,
                 identity_id=resolved.identity_id,
                 channel=msg.channel,
@@ -147,8 +148,8 @@ async def _threads(
                 language_source="customer" if resolved.language else None,
                 priority="high" if resolved.vip else "normal",
             )
-            rows_in.append(row_of(conversation))
-        ids = await session.execute(
+            rows_in.append(conversation)
+        ids = conn.execute(
             insert(_CONVERSATION).returning(c.id, sort_by_parameter_order=True), rows_in
         )
         found.update(
@@ -157,25 +158,82 @@ async def _threads(
     return found
 
 
-async def store_batch(session: AsyncSession, msgs: Sequence[InboundMessage]) -> list[AcceptResult]:
-    """Store ``msgs`` in the caller's transaction, set-based; one result per message, in order.
-    Raises on any clash (the caller rolls back and falls back to ``accept_in``)."""
+def store_batch(conn: Connection, msgs: Sequence[InboundMessage]) -> list[AcceptResult]:
+    """Store ``msgs`` in the connection's transaction with set-based Core statements; one
+    result per message, in order. Raises on any clash (the caller rolls back and falls
+    back to ``accept_in``, message by message)."""
     keys = [(m.channel, m.provider_message_id) for m in msgs]
-    stored = await _stored(session, list(dict.fromkeys(keys)))
+    stored = _stored(conn, list(dict.fromkeys(keys)))
     fresh: dict[tuple[str, str], InboundMessage] = {}
     for key, msg in zip(keys, msgs, strict=True):
         if key not in stored:
             fresh.setdefault(key, msg)
     new = list(fresh.values())
-    resolved = await resolve_senders(session, [m.sender for m in new]) if new else []
+    resolved = resolve_senders(conn, [m.sender for m in new]) if new else []
     wanted: dict[tuple[int, str, str], tuple[ResolvedIds, InboundMessage]] = {}
     for who, msg in zip(resolved, new, strict=True):
         wanted.setdefault((who.customer_id, msg.channel, msg.thread_key), (who, msg))
-    threads = await _threads(session, wanted) if wanted else {}
-    rows = []
-    for who, msg in zip(resolved, new, strict=True):
+    threads = _threads(conn, wanted) if wanted else {}
+    ids = _insert_messages(conn, resolved, new, threads)
+    events: list[dict[str, Any]] = []
+    job_rows: list[dict[str, Any]] = []
+    for message_id, who, msg in zip(ids, resolved, new, strict=True):
         thread = threads[(who.customer_id, msg.channel, msg.thread_key)]
-        thread.identity_id = who.identity_id  # the last message's identity answers
+        first, thread.announced = not thread.announced, True
+        stored[(msg.channel, msg.provider_message_id)] = (message_id, thread.id, who.customer_id)
+        job_rows += _attachments(conn, message_id, msg)
+        events.append(
+            {
+                "message_id": message_id,
+                "conversation_id": thread.id,
+                "customer_id": who.customer_id,
+                "new_conversation": first and thread.created,
+                "reopened": first and not thread.created and thread.status != "open",
+                "has_attachments": bool(msg.attachments),
+            }
+        )
+    if threads:
+        now = utcnow()
+        conn.execute(
+            _TOUCH, [{"cid": t.id, "iid": t.identity_id, "now": now} for t in threads.values()]
+        )
+    # One INSERT for every follow-up job of the batch, however many subscribers there are.
+    job_rows += jobs.published("message.received", events)
+    if job_rows:
+        conn.execute(insert(jobs.JOB_TABLE), job_rows)
+    created = {e["message_id"]: e["new_conversation"] for e in events}
+    answers = []
+    seen: set[tuple[str, str]] = set()
+    for key in keys:
+        message_id, conversation_id, customer_id = stored[key]
+        first_time = key in fresh and key not in seen
+        seen.add(key)
+        answers.append(
+            AcceptResult(
+                message_id,
+                conversation_id,
+                customer_id,
+                duplicate=not first_time,
+                new_conversation=first_time and created.get(message_id, False),
+                provider_message_id=key[1],
+            )
+        )
+    return answers
+
+
+def _insert_messages(
+    conn: Connection,
+    resolved: list[ResolvedIds],
+    msgs: list[InboundMessage],
+    threads: dict[tuple[int, str, str], _Thread],
+) -> list[int]:
+    """One multi-row INSERT of the batch's new messages; their ids, in order."""
+    if not msgs:
+        return []
+    rows = []
+    for who, msg in zip(resolved, msgs, strict=True):
+        thread = threads[(who.customer_id, msg.channel, msg.thread_key)]
+        thread.identity_id = who.identity_id  # the last message's identity is answered
         rows.append(
             {
                 "conversation_id": thread.id,
@@ -189,65 +247,25 @@ async def store_batch(session: AsyncSession, msgs: Sequence[InboundMessage]) -> 
                 "raw": msg.raw,
             }
         )
-    ids: list[int] = []
-    if rows:
-        result = await session.execute(
-            insert(_MESSAGE).returning(_MESSAGE.c.id, sort_by_parameter_order=True), rows
-        )
-        ids = list(result.scalars())
-    now = utcnow()
-    events = []
-    for message_id, who, msg in zip(ids, resolved, new, strict=True):
-        thread = threads[(who.customer_id, msg.channel, msg.thread_key)]
-        first = not thread.announced
-        thread.announced = True
-        stored[(msg.channel, msg.provider_message_id)] = (message_id, thread.id, who.customer_id)
-        await _attachments(session, message_id, msg)
-        events.append(
-            {
-                "message_id": message_id,
-                "conversation_id": thread.id,
-                "customer_id": who.customer_id,
-                "new_conversation": first and thread.created,
-                "reopened": first and not thread.created and thread.status != "open",
-                "has_attachments": bool(msg.attachments),
-            }
-        )
-    if threads:
-        touched = [{"cid": t.id, "iid": t.identity_id, "now": now} for t in threads.values()]
-        await session.execute(_TOUCH, touched)
-    await jobs.publish_many(session, "message.received", events)
-    created = {e["message_id"]: e["new_conversation"] for e in events}
-    answers = []
-    seen: set[tuple[str, str]] = set()
-    for key in keys:
-        message_id, conversation_id, customer_id = stored[key]
-        fresh_one = key in fresh and key not in seen
-        seen.add(key)
-        answers.append(
-            AcceptResult(
-                message_id,
-                conversation_id,
-                customer_id,
-                duplicate=not fresh_one,
-                new_conversation=fresh_one and created.get(message_id, False),
-                provider_message_id=key[1],
-            )
-        )
-    return answers
+    result = conn.execute(
+        insert(_MESSAGE).returning(_MESSAGE.c.id, sort_by_parameter_order=True), rows
+    )
+    return list(result.scalars())
 
 
-async def _attachments(session: AsyncSession, message_id: int, msg: InboundMessage) -> None:
-    for item in msg.attachments:
-        attachment = Attachment(message_id=message_id, **item.__dict__)
-        session.add(attachment)
-        await session.flush()
-        await jobs.enqueue(
-            session,
-            "attachment.fetch",
-            {"attachment_id": attachment.id},
-            dedupe_key=f"fetch:{attachment.id}",
-        )
+def _attachments(conn: Connection, message_id: int, msg: InboundMessage) -> list[dict[str, Any]]:
+    """Store the message's attachments; returns the rows of their fetch jobs."""
+    if not msg.attachments:
+        return []
+    rows = [new_row(Attachment, message_id=message_id, **item.__dict__) for item in msg.attachments]
+    result = conn.execute(
+        insert(_ATTACHMENT).returning(_ATTACHMENT.c.id, sort_by_parameter_order=True), rows
+    )
+    ids = list(result.scalars())
+    return jobs.job_rows(
+        [("attachment.fetch", {"attachment_id": i}, None) for i in ids],
+        [f"fetch:{i}" for i in ids],
+    )
 
 
 class IngestWriter:
@@ -256,19 +274,18 @@ class IngestWriter:
     def __init__(self, db: Database) -> None:
         self.db = db
         self.loop = asyncio.get_running_loop()
-        self._queue: list[tuple[InboundMessage, asyncio.Future[AcceptResult]]] = []
+        self._queue: list[Waiter] = []
         self._task: asyncio.Task[None] | None = None
-        self.batches = 0  # counters for tests and the benchmark's curiosity
-        self.fallbacks = 0
-        self.failures = 0
+        # What happened to the batches so far (tests and benchmarks read these).
+        self.batches = self.messages = self.fallbacks = self.failures = 0
 
     async def submit(self, msg: InboundMessage) -> AcceptResult:
         future: asyncio.Future[AcceptResult] = self.loop.create_future()
         self._queue.append((msg, future))
         if self._task is None:
             self._task = self.loop.create_task(self._run())
-        # If this caller is cancelled the future is too, but the message stays queued (or
-        # in the batch being written) and is committed all the same.
+        # A cancelled caller cancels only its future: the message stays queued (or in the
+        # batch being written) and is committed all the same.
         return await future
 
     async def idle(self) -> None:
@@ -284,61 +301,59 @@ class IngestWriter:
         finally:
             self._task = None
 
-    async def _write(
-        self, batch: list[tuple[InboundMessage, asyncio.Future[AcceptResult]]]
-    ) -> None:
+    async def _write(self, batch: list[Waiter]) -> None:
         msgs = [msg for msg, _ in batch]
         jobs.foreground_active()
         try:
-            async with self.db.session(priority=True) as session:
-                try:
-                    results = await store_batch(session, msgs)
-                except Exception:
-                    await session.rollback()
-                    log.warning(
-                        "ingest batch of %d failed; storing one by one", len(msgs), exc_info=True
-                    )
-                    results = None
-                if results is not None:
-                    try:
-                        await session.commit()
-                    except Exception as exc:
-                        raise CommitFailed(
-                            f"commit of {len(msgs)} inbound messages failed: {exc}"
-                        ) from exc
-        except Exception as exc:
+            results = await self.db.run_transaction(
+                lambda conn: store_batch(conn, msgs), priority=True
+            )
+        except CommitFailed as exc:
             self.failures += 1
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(exc)
+            for waiter in batch:
+                _answer(waiter, exc)
             return
-        if results is None:
+        except Exception:
+            log.warning(
+                "a batch of %d inbound messages failed; storing them one by one",
+                len(msgs),
+                exc_info=True,
+            )
             self.fallbacks += 1
             await self._one_by_one(batch)
             return
         self.batches += 1
+        self.messages += len(msgs)
         if any(not r.duplicate for r in results):
             jobs.wake_workers()
-        for (_, future), result in zip(batch, results, strict=True):
-            if not future.done():
-                future.set_result(result)
+        for waiter, result in zip(batch, results, strict=True):
+            _answer(waiter, result)
 
-    async def _one_by_one(
-        self, batch: list[tuple[InboundMessage, asyncio.Future[AcceptResult]]]
-    ) -> None:
-        for msg, future in batch:
+    async def _one_by_one(self, batch: list[Waiter]) -> None:
+        for waiter in batch:
             try:
                 async with self.db.session(priority=True) as session:
-                    result = await accept_in(session, msg)
-                    await session.commit()
+                    result = await accept_in(session, waiter[0])
+                    try:
+                        await session.commit()
+                    except Exception as exc:
+                        raise CommitFailed(f"the commit failed: {exc}") from exc
             except Exception as exc:
-                if not future.done():
-                    future.set_exception(exc)
+                _answer(waiter, exc)
                 continue
             if not result.duplicate:
                 jobs.wake_workers()
-            if not future.done():
-                future.set_result(result)
+            _answer(waiter, result)
+
+
+def _answer(waiter: Waiter, outcome: AcceptResult | Exception) -> None:
+    future = waiter[1]
+    if future.done():  # its caller stopped waiting; what happened to the message stands
+        return
+    if isinstance(outcome, Exception):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)
 
 
 _writers: weakref.WeakKeyDictionary[Database, IngestWriter] = weakref.WeakKeyDictionary()
