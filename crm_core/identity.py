@@ -196,22 +196,31 @@ class ResolvedIds:
 _CUSTOMER = Customer.__table__  # type: ignore[attr-defined]
 _IDENTITY = Identity.__table__  # type: ignore[attr-defined]
 _CONTACT = ContactPoint.__table__  # type: ignore[attr-defined]
-# Fill blanks only, in SQL so that an agent's concurrent edit is never overwritten.
+# Fill blanks only, in SQL so that an agent's concurrent edit is never overwritten. Typed
+# parameters: PostgreSQL cannot tell the type of a bare "$2 IS NOT NULL".
+_NAME = bindparam("name", type_=_CUSTOMER.c.display_name.type)
+_KEY = bindparam("key", type_=_CUSTOMER.c.search_name.type)
 _FILL_PROFILE = (
     update(_CUSTOMER)
     .where(_CUSTOMER.c.id == bindparam("cid"))
     .values(
         display_name=case(
-            (and_(_CUSTOMER.c.display_name == "", bindparam("name") != None), bindparam("name")),  # noqa: E711
+            (and_(_CUSTOMER.c.display_name == "", _NAME.is_not(None)), _NAME),
             else_=_CUSTOMER.c.display_name,
         ),
         search_name=case(
-            (and_(_CUSTOMER.c.display_name == "", bindparam("key") != None), bindparam("key")),  # noqa: E711
+            (and_(_CUSTOMER.c.display_name == "", _KEY.is_not(None)), _KEY),
             else_=_CUSTOMER.c.search_name,
         ),
-        language=func.coalesce(func.nullif(_CUSTOMER.c.language, ""), bindparam("language")),
-        timezone=func.coalesce(func.nullif(_CUSTOMER.c.timezone, ""), bindparam("timezone")),
-        last_seen_at=bindparam("seen"),
+        language=func.coalesce(
+            func.nullif(_CUSTOMER.c.language, ""),
+            bindparam("language", type_=_CUSTOMER.c.language.type),
+        ),
+        timezone=func.coalesce(
+            func.nullif(_CUSTOMER.c.timezone, ""),
+            bindparam("timezone", type_=_CUSTOMER.c.timezone.type),
+        ),
+        last_seen_at=bindparam("seen", type_=_CUSTOMER.c.last_seen_at.type),
     )
 )
 
