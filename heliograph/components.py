@@ -34,6 +34,7 @@ MODULES = (
     "bots.slack",
     "bots.agents.models",
     "bots.agents.slack_threads",
+    "bots.agents.slack_alerts",
     "bots.agents.slack_inbound",
     "bots.agents.slack_commands",
     "bots.twilio",

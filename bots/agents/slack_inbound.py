@@ -31,14 +31,9 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bots import slack
 from bots.agents.models import SlackAgentEvent, SlackAgentPost, SlackAgentThread
-from bots.agents.slack_threads import (
-    agent_dm,
-    enabled,
-    handoff_blocks,
-    handoff_text,
-    store_slack_id,
-    update_message,
-)
+from bots.agents.slack_alerts import handoff_blocks, handoff_text
+from bots.agents.slack_posts import store_slack_id, update_message
+from bots.agents.slack_threads import agent_dm, enabled
 from handoff.models import Handoff
 from handoff.service import acknowledge, handoff_manual
 from heliograph import jobs

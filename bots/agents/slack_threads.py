@@ -9,29 +9,23 @@ line (``chat.update``); status changes refresh the card; handoff notices (with a
 Acknowledge button), escalations and ``intervention.opened`` alerts go in the thread too.
 What agents write there is handled in ``bots.agents.slack_inbound``.
 
-Never twice: Slack's ``chat.postMessage`` has no idempotency key, so each post has a key
-of ours (``SlackAgentPost``), committed as "sending" before the call and carried in the
-message's metadata (https://docs.slack.dev/messaging/message-metadata). When an earlier
-try failed, Slack may have the message anyway (the answer was lost): the retry first looks
-for a message with that key in the thread (``conversations.replies``) or channel
-(``conversations.history``, ``include_all_metadata``) and adopts its ts instead of posting
-again. A 429 or 5xx is a ``RetryLater`` (``bots.slack.api_call``), honouring Retry-After.
+Handoff notices, escalations and intervention alerts: ``bots.agents.slack_alerts``; every
+post goes through ``bots.agents.slack_posts.post_once`` (retried, never duplicated).
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bots import slack
 from bots.agents.cards import customer_card, slack_blocks, slack_escape
 from bots.agents.models import SlackAgentEvent, SlackAgentPost, SlackAgentThread
-from handoff.models import Handoff
+from bots.agents.slack_posts import member_slack_id, open_dm, post_once, update_message
 from heliograph import jobs
 from heliograph.db import get_db, utcnow
 from heliograph.settings import get_settings
@@ -41,7 +35,6 @@ from routing.models import TeamMember
 
 log = logging.getLogger(__name__)
 
-METADATA_TYPE = "heliograph_post"
 BACKLOG = 10  # messages a new thread starts with
 BATCH = 50
 
@@ -51,20 +44,12 @@ ASSIGNED, SYNC, REFRESH_LINE, REFRESH_CARD = (
     "slack_agents.refresh_line",
     "slack_agents.refresh_card",
 )
-HANDOFF, ESCALATED, INTERVENTION = (
-    "slack_agents.handoff",
-    "slack_agents.escalated",
-    "slack_agents.intervention",
-)
 jobs.subscribe("conversation.assigned", ASSIGNED)
 jobs.subscribe("message.received", SYNC)
 jobs.subscribe("message.sent", SYNC)
 for _event in ("message.translated", "message.edited", "attachment.transcribed"):
     jobs.subscribe(_event, REFRESH_LINE)
 jobs.subscribe("conversation.status_changed", REFRESH_CARD)
-jobs.subscribe("handoff.created", HANDOFF)
-jobs.subscribe("handoff.escalated", ESCALATED)
-jobs.subscribe("intervention.opened", INTERVENTION)
 
 
 def enabled() -> bool:
@@ -74,163 +59,7 @@ def enabled() -> bool:
     return s.slack_agent_threads == "dm" or bool(s.slack_inbox_channel)
 
 
-# --- posting once ---------------------------------------------------------------------
-
-
-def _aware(at: datetime) -> datetime:
-    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
-
-
-async def post_once(
-    key: str,
-    channel: str,
-    text: str,
-    *,
-    thread_ts: str | None = None,
-    blocks: list[dict[str, Any]] | None = None,
-) -> str:
-    """Post ``text`` (and ``blocks``) once under ``key``; the ts Slack gave it."""
-    db = get_db()
-    now = utcnow()
-    async with db.session() as session:
-        row = await session.get(SlackAgentPost, key)
-        if row is not None and row.ts:
-            return row.ts
-        earlier = row is not None  # a try before this one may have reached Slack
-        created_at = _aware(row.created_at) if row is not None else now
-        lease = now + timedelta(seconds=get_settings().outbound_timeout_s * 2 + 10)
-        if row is None:
-            session.add(
-                SlackAgentPost(
-                    key=key, channel=channel, thread_ts=thread_ts, lease_until=lease, created_at=now
-                )
-            )
-        else:
-            taken = await session.execute(
-                update(SlackAgentPost)
-                .where(
-                    SlackAgentPost.key == key,  # type: ignore[arg-type]
-                    or_(
-                        SlackAgentPost.state != "sending",  # type: ignore[arg-type]
-                        SlackAgentPost.lease_until < now,  # type: ignore[arg-type, operator]
-                    ),
-                )
-                .values(state="sending", lease_until=lease)
-            )
-            if not taken.rowcount:  # type: ignore[attr-defined]
-                raise jobs.Defer(f"another worker is posting {key}", 2.0)
-        try:
-            await session.commit()
-        except IntegrityError:
-            raise jobs.Defer(f"another worker began posting {key}", 1.0) from None
-    try:
-        ts = await _find_posted(key, channel, thread_ts, created_at) if earlier else None
-        if ts is None:
-            ts = await _post(key, channel, text, thread_ts, blocks)
-    except BaseException:
-        await _set_post(key, state="unknown", lease_until=None)
-        raise
-    await _set_post(key, state="posted", ts=ts, lease_until=None)
-    return ts
-
-
-async def _set_post(key: str, **values: Any) -> None:
-    async with get_db().session() as session:
-        await session.execute(
-            update(SlackAgentPost).where(SlackAgentPost.key == key).values(**values)  # type: ignore[arg-type]
-        )
-        await session.commit()
-
-
-async def _post(
-    key: str,
-    channel: str,
-    text: str,
-    thread_ts: str | None,
-    blocks: list[dict[str, Any]] | None,
-) -> str:
-    args: dict[str, Any] = {
-        "channel": channel,
-        "text": text,
-        "metadata": {"event_type": METADATA_TYPE, "event_payload": {"key": key}},
-        "unfurl_links": False,
-    }
-    if thread_ts:
-        args["thread_ts"] = thread_ts
-    if blocks:
-        args["blocks"] = blocks
-    response = await slack.api_call(slack.web_client().chat_postMessage, **args)
-    return str(response["ts"])
-
-
-async def _find_posted(
-    key: str, channel: str, thread_ts: str | None, since: datetime
-) -> str | None:
-    """The ts of a message we posted under ``key`` (a try whose answer was lost)."""
-    client = slack.web_client()
-    cursor = None
-    for _ in range(5):  # 5 pages of 200: far more than a thread or a minute of a channel
-        page: dict[str, Any] = {"channel": channel, "include_all_metadata": True, "limit": 200}
-        if cursor:
-            page["cursor"] = cursor
-        if thread_ts:
-            answer = await slack.api_call(client.conversations_replies, ts=thread_ts, **page)
-        else:
-            oldest = f"{since.timestamp() - 60:.6f}"
-            answer = await slack.api_call(client.conversations_history, oldest=oldest, **page)
-        for message in answer.get("messages") or []:
-            payload = (message.get("metadata") or {}).get("event_payload") or {}
-            if payload.get("key") == key:
-                log.info("Slack already had %s (an answer was lost); not posting it again", key)
-                return str(message["ts"])
-        cursor = (answer.get("response_metadata") or {}).get("next_cursor")
-        if not cursor:
-            return None
-    return None
-
-
-async def update_message(channel: str, ts: str, text: str, blocks: list[Any] | None = None) -> None:
-    """``chat.update`` sets the message to what it should show: repeating it is harmless."""
-    args: dict[str, Any] = {"channel": channel, "ts": ts, "text": text}
-    if blocks is not None:
-        args["blocks"] = blocks
-    await slack.api_call(slack.web_client().chat_update, **args)
-
-
 # --- where a member's threads go ------------------------------------------------------
-
-
-async def member_slack_id(member_id: int | None) -> str | None:
-    """The member's Slack user id; found by email (users.lookupByEmail) the first time and
-    kept. No database transaction is held open across the Slack call."""
-    if member_id is None:
-        return None
-    async with get_db().read_session() as session:
-        member = await session.get(TeamMember, member_id)
-    if member is None or member.slack_user_id:
-        return member.slack_user_id if member else None
-    try:
-        found = await slack.api_call(slack.web_client().users_lookupByEmail, email=member.email)
-    except jobs.PermanentFailure:  # users_not_found: they are not in the workspace
-        return None
-    user = str(found["user"]["id"])
-    await store_slack_id(member_id, user)
-    return user
-
-
-async def store_slack_id(member_id: int, user: str) -> None:
-    async with get_db().session() as session:
-        await session.execute(
-            update(TeamMember)
-            .where(TeamMember.id == member_id, TeamMember.slack_user_id.is_(None))  # type: ignore[arg-type, union-attr]
-            .values(slack_user_id=user, updated_at=utcnow())
-        )
-        await session.commit()
-
-
-async def open_dm(user: str) -> str:
-    opened = await slack.api_call(slack.web_client().conversations_open, users=user)
-    return str(opened["channel"]["id"])
 
 
 async def target_channel(member_id: int | None) -> str | None:
@@ -350,7 +179,7 @@ async def on_assigned(payload: dict[str, Any]) -> None:
 # --- mirrored messages ----------------------------------------------------------------
 
 
-async def _names(session: AsyncSession, ids: set[int]) -> dict[int, str]:
+async def member_names(session: AsyncSession, ids: set[int]) -> dict[int, str]:
     if not ids:
         return {}
     rows = await session.execute(
@@ -377,7 +206,7 @@ async def _rendered(session: AsyncSession, messages: list[Message]) -> dict[int,
     if not messages:
         return {}
     card = await customer_card(session, messages[0].conversation_id)
-    names = await _names(session, {m.author_id for m in messages if m.author_id})
+    names = await member_names(session, {m.author_id for m in messages if m.author_id})
     return {
         m.id: render_line(m, card.name, names.get(m.author_id or 0))  # type: ignore[misc]
         for m in messages
@@ -498,132 +327,3 @@ async def refresh_card(conversation_id: int) -> None:
         text, blocks = await _card(session, conversation_id)
     for thread in threads:
         await update_message(thread.channel, thread.ts, text, blocks)  # type: ignore[arg-type]
-
-
-# --- handoffs and interventions -------------------------------------------------------
-
-
-async def thread_of(session: AsyncSession, conversation_id: int, member_id: int | None) -> Any:
-    rows = await session.execute(
-        select(SlackAgentThread).where(
-            SlackAgentThread.conversation_id == conversation_id,  # type: ignore[arg-type]
-            SlackAgentThread.member_id == member_id,  # type: ignore[arg-type]
-        )
-    )
-    return rows.scalars().first()
-
-
-def handoff_text(row: Handoff, sender: str) -> str:
-    context = row.context or {}
-    lines = [f":handshake: *Handoff from {slack_escape(sender)}* — {slack_escape(row.reason)}"]
-    if context.get("handoff_note"):
-        lines.append(f"*Note:* {slack_escape(context['handoff_note'])}")
-    if context.get("summary"):
-        lines.append(slack_escape(context["summary"]))
-    for said in (context.get("messages") or [])[-3:]:
-        lines.append(f"> *{slack_escape(said['author'])}:* {slack_escape(said['text'])}")
-    for note in context.get("notes") or []:
-        lines.append(f":memo: {slack_escape(note['author'])}: {slack_escape(note['text'])}")
-    for i in context.get("interventions") or []:
-        lines.append(f":bell: {slack_escape(i['rule'])}: {slack_escape(i['reason'])}")
-    return "\n".join(lines)
-
-
-def handoff_blocks(text: str, handoff_id: int, acknowledged_by: str | None) -> list[Any]:
-    section = {"type": "section", "text": {"type": "mrkdwn", "text": text}}
-    if acknowledged_by:
-        done = f":white_check_mark: Acknowledged by {slack_escape(acknowledged_by)}"
-        return [section, {"type": "context", "elements": [{"type": "mrkdwn", "text": done}]}]
-    button = {
-        "type": "button",
-        "action_id": "hg_ack",
-        "text": {"type": "plain_text", "text": "Acknowledge"},
-        "style": "primary",
-        "value": str(handoff_id),
-    }
-    return [section, {"type": "actions", "elements": [button]}]
-
-
-@jobs.handler(HANDOFF)
-async def on_handoff(payload: dict[str, Any]) -> None:
-    """The receiver reads the context package in their thread and acknowledges there."""
-    if not enabled() or payload.get("to_member_id") is None:
-        return
-    conversation_id, receiver = int(payload["conversation_id"]), int(payload["to_member_id"])
-    if await target_channel(receiver) is None:
-        return  # the receiver does not work from Slack
-    async with get_db().read_session() as session:
-        thread = await thread_of(session, conversation_id, receiver)
-        if thread is None or thread.ts is None:
-            raise jobs.RetryLater("the receiver's thread is not posted yet")
-        row = await session.get(Handoff, int(payload["handoff_id"]))
-        if row is None:
-            return
-        names = await _names(session, {row.from_member_id} if row.from_member_id else set())
-        text = handoff_text(row, names.get(row.from_member_id or 0, "the queue"))
-    await post_once(
-        f"handoff:{row.id}",
-        thread.channel,
-        text,
-        thread_ts=thread.ts,
-        blocks=handoff_blocks(text, row.id, None),  # type: ignore[arg-type]
-    )
-
-
-@jobs.handler(ESCALATED)
-async def on_escalated(payload: dict[str, Any]) -> None:
-    if not enabled():
-        return
-    async with get_db().read_session() as session:
-        threads = await current_threads(session, int(payload["conversation_id"]))
-    reason = slack_escape(str(payload.get("reason") or "not acknowledged"))
-    minutes = int(float(payload.get("waited_s") or 0) // 60)
-    for thread in threads:
-        if thread.ts:
-            await post_once(
-                f"escalated:{payload['handoff_id']}:{thread.id}",
-                thread.channel,
-                f":rotating_light: Handoff #{payload['handoff_id']} escalated after "
-                f"{minutes} min: {reason}",
-                thread_ts=thread.ts,
-            )
-
-
-def intervention_text(payload: dict[str, Any]) -> str:
-    title = payload.get("title") or str(payload.get("rule", "")).replace("_", " ")
-    lines = [
-        f":bell: *Intervention: {slack_escape(title)}* for "
-        f"{slack_escape(payload.get('customer_name') or 'the customer')}",
-        slack_escape(str(payload.get("reason") or "")),
-        f"Suggested: “{slack_escape(str(payload.get('suggested_message') or ''))}”",
-    ]
-    if payload.get("auto_send"):
-        lines.append(f"Goes out automatically after {payload.get('send_after') or 'now'}.")
-    return "\n".join(line for line in lines if line)
-
-
-@jobs.handler(INTERVENTION)
-async def on_intervention(payload: dict[str, Any]) -> None:
-    """In the thread of each open conversation with the customer, else the owner's DM."""
-    if not enabled():
-        return
-    text, key = intervention_text(payload), f"intervention:{payload['intervention_id']}"
-    async with get_db().read_session() as session:
-        open_ids = await session.execute(
-            select(Conversation.id).where(  # type: ignore[call-overload]
-                Conversation.customer_id == int(payload["customer_id"]),  # type: ignore[arg-type]
-                Conversation.status != "resolved",  # type: ignore[arg-type]
-            )
-        )
-        threads = [
-            t
-            for cid in open_ids.scalars().all()
-            for t in await current_threads(session, cid)
-            if t.ts
-        ]
-    for thread in threads:
-        await post_once(f"{key}:{thread.id}", thread.channel, text, thread_ts=thread.ts)
-        await refresh_card(thread.conversation_id)
-    user = None if threads else await member_slack_id(payload.get("owner_id"))
-    if user is not None:
-        await post_once(f"{key}:dm", await open_dm(user), text)

@@ -15,6 +15,7 @@ PROVIDERS = (
     "bots.sandbox.smtp_sink",
     "bots.sandbox.telegram",
     "bots.sandbox.slack",
+    "bots.sandbox.slack_team",
     "bots.sandbox.slack_responses",
     "bots.sandbox.twilio",
     "bots.sandbox.whatsapp",

@@ -12,15 +12,10 @@ Slack does; ``POST /_sandbox/slack/fail-next`` fails one call after N good ones 
 half-way through a long reply). ``POST /_sandbox/say/slack`` plays a customer writing a
 DM to the app: a signed Events API ``message.im`` event to Heliograph.
 
-The team's side (agents working from Slack): posted messages are kept per channel, with
-their blocks and metadata, and read back by ``conversations.history`` /
-``conversations.replies`` (``include_all_metadata``) and ``GET /_sandbox/slack/messages``.
-``POST /_sandbox/slack/users`` adds a workspace member (``users.info`` and
-``users.lookupByEmail`` answer with their email). ``POST /_sandbox/slack/agent`` plays a
-member writing, editing or deleting a message (a signed event, thread replies included);
-``POST /_sandbox/slack/click`` plays a button press (a signed ``block_actions``).
-``POST /_sandbox/slack/lose-next`` carries out the next call of a method and then answers
-500, the way a reply lost on the way back looks to the caller.
+Posted messages are kept per channel, with their blocks and metadata, and read back by
+``conversations.history`` / ``conversations.replies`` (metadata only with
+``include_all_metadata``, as Slack does); ``DELETE /_sandbox/slack`` forgets them. The
+team's side (members, their messages and button presses) is ``bots.sandbox.slack_team``.
 """
 
 from __future__ import annotations
@@ -31,7 +26,6 @@ import re
 import time
 import uuid
 from typing import Any
-from urllib.parse import urlencode
 
 import httpx
 from fastapi import APIRouter, Request
@@ -56,13 +50,13 @@ _CHANNEL_ID = re.compile(r"^[CDG][A-Z0-9]{2,}$")
 _USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
 _channel_states: dict[str, str] = {}
 _fail_next: dict[str, int] = {}  # method -> good calls left before one 500
-_lose_next: set[str] = set()  # methods whose next call is carried out, then answered 500
-_messages: dict[str, list[dict[str, Any]]] = {}  # channel -> messages, oldest first
-_users: dict[str, dict[str, Any]] = {}  # workspace members added by tests
+lose_next_methods: set[str] = set()  # methods whose next call is carried out, then answered 500
+channel_store: dict[str, list[dict[str, Any]]] = {}  # channel -> messages, oldest first
+workspace_members: dict[str, dict[str, Any]] = {}  # workspace members added by tests
 _ts = itertools.count(1)
 
 
-def _new_ts() -> str:
+def new_ts() -> str:
     """Slack message ids: seconds '.' six digits, unique and increasing."""
     return f"{int(time.time())}.{next(_ts) % 1_000_000:06d}"
 
@@ -107,8 +101,8 @@ async def web_api(method: str, request: Request) -> JSONResponse:
     result = answer(params)
     if result.get("ok"):
         state.record("slack", method, params)
-        if method in _lose_next:  # done, but the caller never hears so
-            _lose_next.discard(method)
+        if method in lose_next_methods:  # done, but the caller never hears so
+            lose_next_methods.discard(method)
             return JSONResponse({"ok": False, "error": "internal_error"}, status_code=500)
     return JSONResponse(result)
 
@@ -168,12 +162,12 @@ def _post_message(p: dict[str, Any]) -> dict[str, Any]:
         return {"ok": False, "error": problem}
     if len(str(text or "")) > 40_000:
         return {"ok": False, "error": "msg_too_long"}
-    ts, thread_ts = _new_ts(), p.get("thread_ts") or None
+    ts, thread_ts = new_ts(), p.get("thread_ts") or None
     message = _bot_message(channel, str(text or ""), ts, thread_ts)
     for name in ("blocks", "metadata"):
         if p.get(name):
             message[name] = _json_param(p[name])
-    _messages.setdefault(channel, []).append(message)
+    channel_store.setdefault(channel, []).append(message)
     return {"ok": True, "channel": channel, "ts": ts, "message": message}
 
 
@@ -185,11 +179,11 @@ def _post_ephemeral(p: dict[str, Any]) -> dict[str, Any]:
         return {"ok": False, "error": problem or "user_not_in_channel"}
     if not p.get("text") and not p.get("blocks"):
         return {"ok": False, "error": "no_text"}
-    return {"ok": True, "message_ts": _new_ts()}
+    return {"ok": True, "message_ts": new_ts()}
 
 
-def _find(channel: str, ts: str) -> dict[str, Any] | None:
-    return next((m for m in _messages.get(channel, []) if m["ts"] == ts), None)
+def find_message(channel: str, ts: str) -> dict[str, Any] | None:
+    return next((m for m in channel_store.get(channel, []) if m["ts"] == ts), None)
 
 
 def _update(p: dict[str, Any]) -> dict[str, Any]:
@@ -198,7 +192,7 @@ def _update(p: dict[str, Any]) -> dict[str, Any]:
     if problem or not ts:
         return {"ok": False, "error": problem or "message_not_found"}
     text = str(p.get("text") or "")
-    message = _find(channel, ts)
+    message = find_message(channel, ts)
     if message is None:
         # Not posted through this fake (an older test's message): answered as before.
         return {
@@ -211,7 +205,7 @@ def _update(p: dict[str, Any]) -> dict[str, Any]:
     message["text"] = text
     if p.get("blocks"):
         message["blocks"] = _json_param(p["blocks"])
-    message["edited"] = {"user": BOT_USER_ID, "ts": _new_ts()}
+    message["edited"] = {"user": BOT_USER_ID, "ts": new_ts()}
     return {"ok": True, "channel": channel, "ts": ts, "text": text, "message": message}
 
 
@@ -232,7 +226,7 @@ def _history(p: dict[str, Any]) -> dict[str, Any]:
     oldest = float(p.get("oldest") or 0)
     top = [
         m
-        for m in _messages.get(channel, [])
+        for m in channel_store.get(channel, [])
         if m.get("thread_ts") in (None, m["ts"]) and float(m["ts"]) >= oldest
     ]
     limit = int(p.get("limit") or 100)
@@ -245,14 +239,16 @@ def _replies(p: dict[str, Any]) -> dict[str, Any]:
     problem = _channel_problem(channel)
     if problem:
         return {"ok": False, "error": problem}
-    thread = [m for m in _messages.get(channel, []) if m["ts"] == ts or m.get("thread_ts") == ts]
+    thread = [
+        m for m in channel_store.get(channel, []) if m["ts"] == ts or m.get("thread_ts") == ts
+    ]
     if not thread:
         return {"ok": False, "error": "thread_not_found"}
     return {"ok": True, "messages": [_shown(m, p) for m in thread], "has_more": False}
 
 
-def _member(user: str) -> dict[str, Any]:
-    known = _users.get(user)
+def member_profile(user: str) -> dict[str, Any]:
+    known = workspace_members.get(user)
     name = known["real_name"] if known else f"Sandbox customer {user}"
     profile: dict[str, Any] = {"real_name": name, "display_name": name, "team": TEAM_ID}
     if known and known.get("email"):
@@ -276,15 +272,17 @@ def _users_info(p: dict[str, Any]) -> dict[str, Any]:
     user = str(p.get("user") or "")
     if not _USER_ID.match(user):
         return {"ok": False, "error": "user_not_found"}
-    return {"ok": True, "user": _member(user)}
+    return {"ok": True, "user": member_profile(user)}
 
 
 def _lookup_by_email(p: dict[str, Any]) -> dict[str, Any]:
     email = str(p.get("email") or "").lower()
-    found = next((u for u, v in _users.items() if v.get("email", "").lower() == email), None)
+    found = next(
+        (u for u, v in workspace_members.items() if v.get("email", "").lower() == email), None
+    )
     if found is None:
         return {"ok": False, "error": "users_not_found"}
-    return {"ok": True, "user": _member(found)}
+    return {"ok": True, "user": member_profile(found)}
 
 
 def _conversations_open(p: dict[str, Any]) -> dict[str, Any]:
@@ -363,49 +361,18 @@ async def fail_next(body: FailNextIn) -> dict[str, Any]:
     return {"method": body.method, "after": body.after}
 
 
-class LoseNextIn(BaseModel):
-    method: str = "chat.postMessage"
-
-
-@router.post("/_sandbox/slack/lose-next", include_in_schema=False)
-async def lose_next(body: LoseNextIn) -> dict[str, Any]:
-    """Carry out the next call of ``method``, then answer 500 (the answer is "lost")."""
-    _lose_next.add(body.method)
-    return {"method": body.method, "lose_next": True}
-
-
-class UserIn(BaseModel):
-    id: str = Field(pattern=r"^[UW][A-Z0-9]{2,}$")
-    real_name: str
-    email: str = ""
-    tz: str = "Europe/London"
-
-
-@router.post("/_sandbox/slack/users", include_in_schema=False)
-async def add_user(body: UserIn) -> dict[str, Any]:
-    """A member of the workspace (an agent), known to users.info and users.lookupByEmail."""
-    _users[body.id] = body.model_dump()
-    return {"user": _member(body.id)}
-
-
-@router.get("/_sandbox/slack/messages/{channel}", include_in_schema=False)
-async def channel_messages(channel: str) -> list[dict[str, Any]]:
-    """Everything in a channel as the fake keeps it (threads included), oldest first."""
-    return [{**m, "channel": channel} for m in _messages.get(channel, [])]
-
-
 @router.delete("/_sandbox/slack", include_in_schema=False)
 async def forget() -> dict[str, int]:
     """Forget messages, members and planned failures (between tests)."""
-    count = sum(len(m) for m in _messages.values())
-    for kept in (_messages, _users, _fail_next, _channel_states):
+    count = sum(len(m) for m in channel_store.values())
+    for kept in (channel_store, workspace_members, _fail_next, _channel_states):
         kept.clear()
-    _lose_next.clear()
+    lose_next_methods.clear()
     return {"forgotten": count}
 
 
-def _envelope(event: dict[str, Any], *, shared: bool = False) -> dict[str, Any]:
-    ts = str(event.get("event_ts") or event.get("ts") or _new_ts())
+def event_envelope(event: dict[str, Any], *, shared: bool = False) -> dict[str, Any]:
+    ts = str(event.get("event_ts") or event.get("ts") or new_ts())
     return {
         "token": "sandboxverificationtoken",
         "team_id": TEAM_ID,
@@ -440,7 +407,7 @@ def _signed_headers(payload: bytes, content_type: str) -> dict[str, str]:
     }
 
 
-async def _send(path: str, payload: bytes, content_type: str, relay: bool) -> JSONResponse:
+async def send_signed(path: str, payload: bytes, content_type: str, relay: bool) -> JSONResponse:
     """POST the signed request to Heliograph; with ``relay``, hand it to the caller instead
     (a test that runs Heliograph in its own process forwards it)."""
     headers = _signed_headers(payload, content_type)
@@ -456,18 +423,18 @@ async def _send(path: str, payload: bytes, content_type: str, relay: bool) -> JS
     return JSONResponse(answer, status_code=response.status_code)
 
 
-async def _deliver(
+async def deliver_event(
     envelope: dict[str, Any], answer: dict[str, Any], relay: bool = False
 ) -> JSONResponse:
     payload = json.dumps(envelope).encode()
-    sent = await _send("/webhooks/slack/events", payload, "application/json", relay)
+    sent = await send_signed("/webhooks/slack/events", payload, "application/json", relay)
     body = json.loads(bytes(sent.body))
     return JSONResponse(
         {"event_id": envelope["event_id"], **answer, **body}, status_code=sent.status_code
     )
 
 
-def _rich_text(text: str) -> list[dict[str, Any]]:
+def rich_text(text: str) -> list[dict[str, Any]]:
     return [
         {
             "type": "rich_text",
@@ -492,7 +459,7 @@ class SayIn(BaseModel):
 async def say(body: SayIn) -> JSONResponse:
     """Act as a Slack user writing a DM to the app: a signed ``message.im`` event."""
     user = _user_id(body.sender)
-    channel, ts = _dm_channel(user), _new_ts()
+    channel, ts = _dm_channel(user), new_ts()
     event = {
         "client_msg_id": str(uuid.uuid4()),
         "type": "message",
@@ -500,119 +467,9 @@ async def say(body: SayIn) -> JSONResponse:
         "user": user,
         "ts": ts,
         "team": TEAM_ID,
-        "blocks": _rich_text(body.text),
+        "blocks": rich_text(body.text),
         "channel": channel,
         "event_ts": ts,
         "channel_type": "im",
     }
-    return await _deliver(_envelope(event), {"channel": channel, "ts": ts})
-
-
-class AgentIn(BaseModel):
-    """A workspace member writes (``message``), edits or deletes one of their messages."""
-
-    user: str = Field(pattern=r"^[UW][A-Z0-9]{2,}$")
-    channel: str = Field(pattern=r"^[CDG][A-Z0-9]{2,}$")
-    text: str = ""
-    thread_ts: str | None = None
-    action: str = Field(default="message", pattern="^(message|edit|delete)$")
-    ts: str | None = Field(default=None, description="The message edited or deleted.")
-    retry: int = Field(default=0, ge=0, le=3, description="Send the same event this often more.")
-    relay: bool = False
-
-
-def _member_event(body: AgentIn) -> tuple[dict[str, Any], str]:
-    kind = "im" if body.channel.startswith("D") else "channel"
-    base = {"type": "message", "channel": body.channel, "channel_type": kind}
-    now = _new_ts()
-    if body.action == "message":
-        ts = now
-        message = {
-            "client_msg_id": str(uuid.uuid4()),
-            "type": "message",
-            "text": body.text,
-            "user": body.user,
-            "ts": ts,
-            "team": TEAM_ID,
-            "blocks": _rich_text(body.text),
-        }
-        if body.thread_ts:
-            parent = _find(body.channel, body.thread_ts)
-            message["thread_ts"] = body.thread_ts
-            message["parent_user_id"] = (parent or {}).get("user", BOT_USER_ID)
-        _messages.setdefault(body.channel, []).append(message)
-        return {**base, **message, "event_ts": ts}, ts
-    ts = body.ts or ""
-    kept = _find(body.channel, ts) or {"type": "message", "user": body.user, "ts": ts}
-    if body.action == "edit":
-        previous = dict(kept)
-        kept.update(text=body.text, edited={"user": body.user, "ts": now})
-        event = {**base, "subtype": "message_changed", "hidden": True, "message": dict(kept)}
-        return {**event, "previous_message": previous, "ts": now, "event_ts": now}, ts
-    if kept in _messages.get(body.channel, []):
-        _messages[body.channel].remove(kept)
-    event = {**base, "subtype": "message_deleted", "hidden": True, "deleted_ts": ts}
-    return {**event, "previous_message": kept, "ts": now, "event_ts": now}, ts
-
-
-@router.post("/_sandbox/slack/agent", include_in_schema=False)
-async def member_writes(body: AgentIn) -> JSONResponse:
-    """A member's message event, signed; ``retry`` sends the same event again as Slack
-    does when it missed the first answer (``X-Slack-Retry-Num`` aside)."""
-    event, ts = _member_event(body)
-    envelope = _envelope(event)
-    answer = await _deliver(envelope, {"channel": body.channel, "ts": ts}, body.relay)
-    for _ in range(body.retry):
-        answer = await _deliver(envelope, {"channel": body.channel, "ts": ts}, body.relay)
-    return answer
-
-
-class ClickIn(BaseModel):
-    """A member presses a button (or picks an option) on a message the app posted."""
-
-    user: str = Field(pattern=r"^[UW][A-Z0-9]{2,}$")
-    channel: str
-    ts: str = Field(description="The message with the button.")
-    action_id: str
-    value: str
-    relay: bool = False
-
-
-@router.post("/_sandbox/slack/click", include_in_schema=False)
-async def click(body: ClickIn, request: Request) -> JSONResponse:
-    """A signed ``block_actions`` interaction, as Slack posts it to the interactivity URL."""
-    message = _find(body.channel, body.ts)
-    if message is None:
-        return JSONResponse({"error": "no such message in the fake"}, status_code=404)
-    action: dict[str, Any] = {
-        "action_id": body.action_id,
-        "block_id": "hg",
-        "type": "button",
-        "action_ts": _new_ts(),
-        "value": body.value,
-    }
-    if body.action_id.endswith("snooze"):
-        action = {**action, "type": "static_select", "selected_option": {"value": body.value}}
-        del action["value"]
-    payload = {
-        "type": "block_actions",
-        "user": {"id": body.user, "username": body.user.lower(), "team_id": TEAM_ID},
-        "api_app_id": APP_ID,
-        "token": "sandboxverificationtoken",
-        "container": {
-            "type": "message",
-            "message_ts": body.ts,
-            "channel_id": body.channel,
-            "is_ephemeral": False,
-        },
-        "trigger_id": f"{int(time.time())}.{uuid.uuid4().hex[:10]}",
-        "team": {"id": TEAM_ID, "domain": "heliograph-sandbox"},
-        "channel": {"id": body.channel, "name": body.channel.lower()},
-        "message": message,
-        "response_url": f"{request.base_url}slack/responses/{uuid.uuid4().hex[:12]}",
-        "actions": [action],
-    }
-    form = urlencode({"payload": json.dumps(payload)}).encode()
-    return await _send(
-        "/webhooks/slack/interactions", form, "application/x-www-form-urlencoded", body.relay
-    )
+    return await deliver_event(event_envelope(event), {"channel": channel, "ts": ts})

@@ -740,7 +740,7 @@ async def test_an_intervention_alert_arrives_in_the_thread_and_on_the_card(
 async def test_two_workers_posting_the_same_line_post_it_once(
     database: Database, slack_agents: httpx.AsyncClient
 ) -> None:
-    from bots.agents.slack_threads import post_once
+    from bots.agents.slack_posts import post_once
     from heliograph import jobs
 
     outcomes = await asyncio.gather(
@@ -762,7 +762,7 @@ async def test_a_worker_that_died_after_posting_is_not_followed_by_a_second_post
 ) -> None:
     from datetime import timedelta
 
-    from bots.agents.slack_threads import post_once
+    from bots.agents.slack_posts import post_once
     from heliograph.db import utcnow
 
     # A worker posted (Slack has it, with our key in its metadata) and died before it
