@@ -232,9 +232,8 @@ class JobQueue:
             )
             .returning(Job.id, Job.kind, Job.payload, Job.attempts, Job.max_attempts)
         )
-        async with self.db.session() as session:
-            rows = (await session.execute(stmt)).all()
-            await session.commit()
+        # One short Core transaction: on SQLite one hop to the writer thread.
+        rows = await self.db.run_transaction(lambda conn: conn.execute(stmt).all())
         return sorted((ClaimedJob(*row) for row in rows), key=lambda j: j.id)
 
     async def _finish(self, job_id: int, **values: Any) -> None:
@@ -243,9 +242,7 @@ class JobQueue:
             .where(Job.id == job_id, Job.locked_by == self.worker_id, Job.status == "running")
             .values(locked_until=None, **values)
         )
-        async with self.db.session() as session:
-            await session.execute(stmt)
-            await session.commit()
+        await self.db.run_transaction(lambda conn: conn.execute(stmt))
 
     async def complete(self, job: ClaimedJob) -> None:
         await self._finish(job.id, status="done", finished_at=utcnow(), last_error=None)
