@@ -17,6 +17,10 @@ baseline's throughput and p99 < 50 ms at C=32 on SQLite.
 
     .venv/bin/python bench/ingest.py                  # N=5000, C=32, SQLite and PostgreSQL
     .venv/bin/python bench/ingest.py --quick --db sqlite
+    .venv/bin/python bench/ingest.py --db sqlite --targets heliograph,heliograph-no-workers,bare
+
+The target ``heliograph-no-workers`` is Heliograph with workers and scheduler off: beside
+``heliograph`` in the same run it shows what the follow-up jobs take from the requests.
 """
 
 from __future__ import annotations
@@ -131,6 +135,10 @@ def drain(db: str, url: str, server: h.Server, timeout: float) -> tuple[float, b
     return time.perf_counter() - started, False
 
 
+def workers_on(target: str, args: argparse.Namespace) -> bool:
+    return target == "heliograph" and not args.no_workers
+
+
 def start_target(
     target: str, url: str, args: argparse.Namespace, secret: str, log: Path
 ) -> tuple[h.Server, str]:
@@ -142,8 +150,8 @@ def start_target(
     env = {
         "HELIOGRAPH_DATABASE_URL": url,
         "HELIOGRAPH_API_INBOUND_SECRET": secret,
-        "HELIOGRAPH_RUN_WORKERS": "false" if args.no_workers else "true",
-        "HELIOGRAPH_RUN_SCHEDULER": "false" if args.no_workers else "true",
+        "HELIOGRAPH_RUN_WORKERS": str(workers_on(target, args)).lower(),
+        "HELIOGRAPH_RUN_SCHEDULER": str(workers_on(target, args)).lower(),
     }
     h.run_checked([str(h.BIN / "heliograph"), "migrate"], env, "heliograph migrate")
     cmd = [str(h.BIN / "heliograph"), "serve", "--host", "127.0.0.1", "--port", str(port)]
@@ -166,16 +174,17 @@ def run_target(
     server = None
     try:
         server, endpoint = start_target(target, url, args, secret, log)
-        helio = target == "heliograph"
+        helio = target != "bare"
+        working = workers_on(target, args)
         warm = run_loadgen(args, endpoint, files["warm"], args.warmup)
-        if helio and not args.no_workers:
+        if working:
             drain(db, url, server, args.drain_timeout)  # start the clock on an empty queue
         time.sleep(1.0)  # let the warm-up's tail (checkpoints, worker polls) settle
         cpu_before = server.cpu_seconds()
         timed = run_loadgen(args, endpoint, files["timed"], args.n)
         server_cpu = server.cpu_seconds() - cpu_before
-        drain_s, drained = 0.0, not (helio and args.no_workers)
-        if helio and not args.no_workers:
+        drain_s, drained = 0.0, not helio or working
+        if working:
             # Follow-up jobs (routing, ...) the run left queued: how long until they are done.
             drain_s, drained = drain(db, url, server, args.drain_timeout)
         cpu_with_jobs = server.cpu_seconds() - cpu_before
@@ -237,7 +246,15 @@ def compare(runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
     helio, bare = runs.get("heliograph"), runs.get("bare")
     if not helio or not bare:
         return {}
-    return {
+    idle = runs.get("heliograph-no-workers")
+    extra = {}
+    if idle:
+        # What the workers' follow-up jobs take from the requests, in the same run.
+        extra["workers_cpu_ms_per_request"] = round(
+            helio["server_cpu_ms_per_request"] - idle["server_cpu_ms_per_request"], 3
+        )
+        extra["workers_p99_ms"] = round(helio["p99_ms"] - idle["p99_ms"], 2)
+    return extra | {
         "throughput": round(helio["throughput_rps"] / bare["throughput_rps"], 3),
         "p50": round(helio["p50_ms"] / bare["p50_ms"], 2),
         "p99": round(helio["p99_ms"] / bare["p99_ms"], 2),
@@ -274,7 +291,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, help="unmeasured requests first (default N/10)")
     parser.add_argument("--senders", type=int, help="distinct senders (default N/10)")
     parser.add_argument("--db", choices=("sqlite", "postgres", "both"), default="both")
-    parser.add_argument("--targets", default="heliograph,bare", help="comma-separated")
+    parser.add_argument(
+        "--targets",
+        default="heliograph,bare",
+        help="comma-separated: heliograph, heliograph-no-workers, bare",
+    )
     parser.add_argument("--quick", action="store_true", help="smoke run: N=500, warm-up 100")
     parser.add_argument("--loadgen", choices=("auto", "wrk", "python"), default="auto")
     parser.add_argument("--wrk-threads", type=int, default=1)
@@ -391,6 +412,16 @@ def print_report(report: dict[str, Any]) -> None:
         if "p99_max_ms" in verdict:
             line += f" and p99 < {TARGET_P99_MS:.0f} ms"
         print(line + (": MET" if verdict["met"] else ": MISSED"))
+        if "workers_cpu_ms_per_request" in ratio:
+            print(
+                f"{db}: the workers' follow-up jobs took "
+                f"{ratio['workers_cpu_ms_per_request']:+.2f} ms of server CPU per request "
+                f"and {ratio['workers_p99_ms']:+.1f} ms of p99"
+            )
+    machine = report["machine"]
+    print(
+        f"load average: {machine['loadavg_at_start']} at start, {machine['loadavg_at_end']} at end"
+    )
     for db, runs in report["runs"].items():
         for target, r in runs.items():
             if not r["jobs_drained"]:
