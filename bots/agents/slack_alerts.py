@@ -13,9 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import select
-from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bots.agents.models import SlackAgentThread
 from bots.agents.slack_posts import member_slack_id, open_dm, post_once
 from bots.agents.slack_threads import (
     current_threads,
@@ -23,6 +21,7 @@ from bots.agents.slack_threads import (
     member_names,
     refresh_card,
     target_channel,
+    thread_of,
 )
 from bots.slack import escape as slack_escape
 from handoff.models import Handoff
@@ -38,16 +37,6 @@ HANDOFF, ESCALATED, INTERVENTION = (
 jobs.subscribe("handoff.created", HANDOFF)
 jobs.subscribe("handoff.escalated", ESCALATED)
 jobs.subscribe("intervention.opened", INTERVENTION)
-
-
-async def thread_of(session: AsyncSession, conversation_id: int, member_id: int | None) -> Any:
-    rows = await session.execute(
-        select(SlackAgentThread).where(
-            SlackAgentThread.conversation_id == conversation_id,  # type: ignore[arg-type]
-            SlackAgentThread.member_id == member_id,  # type: ignore[arg-type]
-        )
-    )
-    return rows.scalars().first()
 
 
 def handoff_text(row: Handoff, sender: str) -> str:

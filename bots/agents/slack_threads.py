@@ -71,20 +71,33 @@ async def target_channel(member_id: int | None) -> str | None:
     return await open_dm(user) if user else None
 
 
-async def current_threads(session: AsyncSession, conversation_id: int) -> list[SlackAgentThread]:
-    """The conversation's thread for its assignee (in channel mode the only one)."""
-    assignee = (
-        select(Conversation.assignee_id)  # type: ignore[call-overload]
-        .where(Conversation.id == conversation_id)  # type: ignore[arg-type]
-        .scalar_subquery()
+async def thread_of(
+    session: AsyncSession, conversation_id: int, member_id: int | None
+) -> SlackAgentThread | None:
+    """The conversation's thread that ``member_id`` works in: in channel mode the one in
+    the inbox channel (whoever holds it), in DM mode the one in that member's DM."""
+    settings = get_settings()
+    mine = (
+        SlackAgentThread.channel == settings.slack_inbox_channel
+        if settings.slack_agent_threads == "channel"
+        else SlackAgentThread.member_id == member_id
     )
     rows = await session.execute(
         select(SlackAgentThread).where(
             SlackAgentThread.conversation_id == conversation_id,  # type: ignore[arg-type]
-            SlackAgentThread.member_id == assignee,  # type: ignore[arg-type]
+            mine,  # type: ignore[arg-type]
         )
     )
-    return list(rows.scalars().all())
+    return rows.scalars().first()
+
+
+async def current_threads(session: AsyncSession, conversation_id: int) -> list[SlackAgentThread]:
+    """The thread (none or one) where the conversation's assignee works on it now."""
+    conversation = await session.get(Conversation, conversation_id)
+    if conversation is None:
+        return []
+    thread = await thread_of(session, conversation_id, conversation.assignee_id)
+    return [thread] if thread is not None else []
 
 
 async def agent_dm(channel: str) -> bool:
@@ -165,12 +178,13 @@ async def on_assigned(payload: dict[str, Any]) -> None:
             await session.commit()
     else:
         await update_message(channel, ts, text, blocks)
-    if member_id is not None and payload.get("assignment_id"):
+    if payload.get("assignment_id"):  # why, in the assignment's own words
+        what = ":twisted_rightwards_arrows: Assigned" if member_id else ":inbox_tray: Queued"
         reason = slack_escape(str(payload.get("reason") or ""))
         await post_once(
             f"assigned:{thread_id}:{payload['assignment_id']}",
             channel,
-            f":twisted_rightwards_arrows: Assigned: {reason}",
+            f"{what}: {reason}",
             thread_ts=ts,
         )
     await sync_thread(thread_id)
