@@ -37,6 +37,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from bots.agents import insights
 from bots.agents.cards import CHANNEL_NAMES
 from bots.agents.slack_inbound import member_for
+from bots.base import shutdown_hooks
 from bots.slack import escape, listener_setups
 from crm_core.profile import zone
 from handoff.service import handoff_manual
@@ -55,6 +56,7 @@ COMMAND = "/hg"
 ACK_BUDGET_S = 1.5  # answer in the acknowledgement when the work is done by then
 MAX_LINES = 10
 POST_TRIES = 3  # response_url: Slack accepts up to five posts within 30 minutes
+SHUTDOWN_WAIT_S = 10  # how long a stopping process waits for answers still on their way
 CHANGES = ("assign", "handoff")
 LEADS = ("lead", "admin")
 HELP = (
@@ -434,6 +436,15 @@ async def settle() -> None:
         await asyncio.gather(*list(_pending), return_exceptions=True)
 
 
+async def _settle_on_shutdown() -> None:
+    # An answer in flight at shutdown still reaches the lead; each has bounded retries, so
+    # this ends, and the cap keeps a hung response_url from holding the process.
+    try:
+        await asyncio.wait_for(settle(), SHUTDOWN_WAIT_S)
+    except TimeoutError:
+        log.warning("shutdown: %d /hg answer(s) still unsent", len(_pending))
+
+
 async def on_command(ack: Any, command: dict[str, Any]) -> None:
     try:
         request = parse(command)
@@ -460,3 +471,4 @@ def setup(app: AsyncApp) -> None:
 
 
 listener_setups.append(setup)
+shutdown_hooks.append(_settle_on_shutdown)
