@@ -8,15 +8,17 @@ conversations, half from customers with an earlier agent.
 
 Timed, per conversation, on a warm process (the team snapshot built, as in a running
 worker):
-- ``decision``: a write session opened (SQLite: ``BEGIN IMMEDIATE``), the conversation
-  read and locked, the customer's previous agent (assignment history), the customer's
-  language if the conversation has none, the team's version when due (every 1 s), and
-  the policy's choice from the snapshot (cached shift windows and loads); rolled back.
+- ``decision``: a write session opened (SQLite: ``BEGIN IMMEDIATE``), one statement
+  (``routing.assignment.lock_for_routing``) reading and locking the conversation with its
+  customer, the customer's previous agent (assignment history) and whether it waits in
+  the queue, the team's version when due (every 1 s), and the policy's choice from the
+  snapshot (cached shift windows and loads); rolled back.
 - ``route_without_commit``: the ``routing.route`` job's whole body for the same
-  conversation (``route_conversation``): the above, plus the customer profile (VIP,
-  programs), the confirm on the chosen member's row (one ``UPDATE ... RETURNING`` with
-  the exact open count, which also stamps ``last_assigned_at``), the history INSERT, the
-  queue-wait DELETE and the conversation UPDATE; ``route_with_commit`` adds the COMMIT.
+  conversation (``route_conversation``): the above, plus the customer's programs (topic
+  tags), the confirm on the chosen member's row (one ``UPDATE ... RETURNING`` with the
+  exact open count, which also stamps ``last_assigned_at``), the history INSERT, the
+  ``conversation.assigned`` event and the conversation UPDATE (the queue-wait DELETE only
+  when it waited); ``route_with_commit`` adds the COMMIT.
 
 Reported on their own: building the snapshot cold, refreshing the loads (one GROUP BY over
 the 100,000 open conversations, at most every 30 s per process), the pure policy over
@@ -233,9 +235,8 @@ async def _measure(url: str, decisions: int, seed: int) -> dict[str, Any]:
     load_components()
     from heliograph.db import get_db
     from heliograph.migrate import upgrade_async
-    from inbox.assignment import lock_conversation
     from routing import snapshot as snapshot_module
-    from routing.assignment import wanted_for
+    from routing.assignment import lock_for_routing, wanted_for
     from routing.policy import PolicyConfig, Wanted, choose
     from routing.queue import drain_queue, route_conversation
 
@@ -276,9 +277,9 @@ async def _measure(url: str, decisions: int, seed: int) -> dict[str, Any]:
         # 1. The decision alone, rolled back: what the policy needs to read and lock.
         c0, t0 = time.process_time(), time.perf_counter()
         async with db.session() as session:
-            conversation = await lock_conversation(session, conversation_id)
+            locked = await lock_for_routing(session, conversation_id)
             current_snap = await snapshot_module.team_snapshot(session, config)
-            wanted = await wanted_for(session, conversation)
+            wanted = await wanted_for(session, locked.conversation, locked=locked)
             current_snap.choose(wanted, NOW, config)
             decision.append((time.perf_counter() - t0) * 1000)
             await session.rollback()
@@ -557,14 +558,14 @@ def main() -> None:
         "target": {"decision_p99_ms": TARGET_P99_MS},
         "timed": {
             "decision": (
-                "write session opened, conversation read and locked, previous agent, "
-                "customer language if the conversation has none, team version when due "
+                "write session opened, one statement reading and locking the conversation "
+                "with its customer, previous agent and queue wait, team version when due "
                 "(1 s), choice from the snapshot; rolled back"
             ),
             "route_without_commit": (
-                "the routing job's body: the decision plus customer profile, confirm on "
-                "the member's row (UPDATE ... RETURNING exact count), history INSERT, wait "
-                "DELETE, conversation UPDATE"
+                "the routing job's body: the decision plus the customer's program tags, "
+                "confirm on the member's row (UPDATE ... RETURNING exact count), history "
+                "INSERT, event INSERT, conversation UPDATE (wait DELETE when it waited)"
             ),
             "route_with_commit": "route_without_commit plus COMMIT",
         },

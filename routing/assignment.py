@@ -10,16 +10,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from functools import cache
+from typing import Any
 
 import pytz
-from sqlalchemy import delete, insert, or_, select, update
+from sqlalchemy import Select, bindparam, delete, exists, insert, or_, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from crm_core.identity import get_customer
+from crm_core.models import Customer
 from heliograph import jobs
 from heliograph.db import utcnow
 from inbox.assignment import lock_conversation, open_load, open_load_query, set_assignee
-from inbox.conversations import InvalidRequest
+from inbox.conversations import ConversationNotFound, InvalidRequest
 from inbox.models import Conversation
 from routing.models import Assignment, RoutingWait, TeamMember
 from routing.policy import (
@@ -53,15 +56,80 @@ class Routed:
     previous_member_id: int | None = None
 
 
-async def previous_agent(session: AsyncSession, customer_id: int) -> int | None:
-    """The customer's most recent agent on any conversation (the relationship)."""
-    row = await session.execute(
+@dataclass(frozen=True)
+class CustomerView:
+    """What routing reads of a customer (plain columns, not the ORM profile)."""
+
+    id: int
+    vip: bool
+    language: str | None
+    timezone: str | None
+
+    @classmethod
+    def of(cls, customer: Customer) -> CustomerView:
+        return cls(customer.id, customer.vip, customer.language, customer.timezone)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class Locked:
+    """A conversation locked for routing, with what the decision reads beside it."""
+
+    conversation: Conversation
+    customer: CustomerView | None  # None: merged away or gone (``customer_of`` follows)
+    previous_member_id: int | None  # the customer's most recent agent
+    waiting: bool  # it has a RoutingWait row (in the queue)
+
+
+def _previous_agent_query(customer_id: object) -> Select[tuple[int | None]]:
+    return (
         select(Assignment.member_id)
         .where(Assignment.customer_id == customer_id, Assignment.member_id.is_not(None))  # type: ignore[union-attr]
         .order_by(Assignment.id.desc())  # type: ignore[union-attr]
         .limit(1)
     )
-    return row.scalar()
+
+
+async def previous_agent(session: AsyncSession, customer_id: int) -> int | None:
+    """The customer's most recent agent on any conversation (the relationship)."""
+    return (await session.execute(_previous_agent_query(customer_id))).scalar()
+
+
+@cache
+def _lock_statement(for_update: bool) -> Any:
+    """Built once (the decision path should not pay for building it each time)."""
+    previous = _previous_agent_query(Conversation.customer_id).scalar_subquery()
+    waiting = exists().where(RoutingWait.conversation_id == Conversation.id)
+    c = Customer
+    stmt = (
+        select(Conversation, c.id, c.vip, c.language, c.timezone, c.merged_into_id)  # type: ignore[call-overload]
+        .add_columns(previous, waiting)
+        .outerjoin(c, c.id == Conversation.customer_id)
+        .where(Conversation.id == bindparam("conversation_id"))
+    )
+    if for_update:
+        stmt = stmt.with_for_update(of=Conversation)  # type: ignore[arg-type]
+    return stmt.execution_options(populate_existing=True)
+
+
+async def lock_for_routing(session: AsyncSession, conversation_id: int) -> Locked:
+    """``inbox.assignment.lock_conversation`` (re-read, FOR UPDATE on PostgreSQL) with
+    its customer, the customer's previous agent and whether it waits in the queue, in
+    one statement: the decision's one read."""
+    stmt = _lock_statement(not _is_sqlite(session))
+    row = (await session.execute(stmt, {"conversation_id": conversation_id})).one_or_none()
+    if row is None:
+        raise ConversationNotFound(f"conversation {conversation_id} does not exist")
+    conversation, customer_id, vip, language, timezone, merged, previous, waiting = row
+    live = customer_id is not None and merged is None
+    customer = CustomerView(customer_id, vip, language, timezone) if live else None
+    return Locked(conversation, customer, previous, bool(waiting))
+
+
+async def customer_of(session: AsyncSession, locked: Locked) -> CustomerView:
+    """The conversation's live customer (``get_customer``: merges followed)."""
+    if locked.customer is not None:
+        return locked.customer
+    return CustomerView.of(await get_customer(session, locked.conversation.customer_id))
 
 
 async def history(session: AsyncSession, conversation_id: int) -> list[Assignment]:
@@ -83,10 +151,12 @@ async def record(
     now: datetime | None = None,
     by_member_id: int | None = None,
     stamp_member: bool = True,
+    waiting: bool = True,
 ) -> Assignment:
     """Change the owner (None: back to the queue), write the history row, publish
     ``conversation.assigned``. The caller holds the conversation's lock and commits.
-    ``stamp_member`` False: the caller has set the member's ``last_assigned_at``."""
+    ``stamp_member`` False: the caller has set the member's ``last_assigned_at``.
+    ``waiting`` False: the caller knows it has no queue wait to end (``Locked``)."""
     now = now or utcnow()
     previous = set_assignee(conversation, member_id, now)
     fields = {
@@ -103,9 +173,10 @@ async def record(
     inserted = await session.execute(insert(Assignment).values(**fields).returning(Assignment.id))
     row = Assignment(id=inserted.scalar_one(), **fields)
     if member_id is not None:
-        await session.execute(
-            delete(RoutingWait).where(RoutingWait.conversation_id == conversation.id)  # type: ignore[arg-type]
-        )
+        if waiting:
+            await session.execute(
+                delete(RoutingWait).where(RoutingWait.conversation_id == conversation.id)  # type: ignore[arg-type]
+            )
         if stamp_member:
             await _stamp(session, member_id, now)
     await jobs.publish(
@@ -212,16 +283,33 @@ async def _confirm_fresh(
 
 
 async def wanted_for(
-    session: AsyncSession, conversation: Conversation, exclude: frozenset[int] = frozenset()
+    session: AsyncSession,
+    conversation: Conversation,
+    exclude: frozenset[int] = frozenset(),
+    *,
+    locked: Locked | None = None,
 ) -> Wanted:
+    """What the conversation asks of its agent. ``locked``: what ``lock_for_routing``
+    read with it (the previous agent, the customer), so nothing is read again."""
+    known = locked if locked is not None and locked.conversation is conversation else None
     language = conversation.language  # ingest copies the customer's; else ask the profile
     if language is None:
-        language = (await get_customer(session, conversation.customer_id)).language
+        customer = await (
+            customer_of(session, known)
+            if known is not None
+            else get_customer(session, conversation.customer_id)
+        )
+        language = customer.language
+    previous = (
+        known.previous_member_id
+        if known is not None
+        else await previous_agent(session, conversation.customer_id)
+    )
     return Wanted.build(
         conversation.channel,
         language,
         conversation.topic_tags,
-        previous_member_id=await previous_agent(session, conversation.customer_id),
+        previous_member_id=previous,
         current_assignee_id=conversation.assignee_id,
         exclude=exclude,
     )
@@ -234,9 +322,10 @@ async def decide(
     config: PolicyConfig,
     snapshot: TeamSnapshot,
     exclude: frozenset[int] = frozenset(),
+    locked: Locked | None = None,
 ) -> tuple[Choice | None, Wanted]:
     """The policy's choice, confirmed on the member's locked row; nothing is written."""
-    wanted = await wanted_for(session, conversation, exclude)
+    wanted = await wanted_for(session, conversation, exclude, locked=locked)
     channel = conversation.channel if config.per_channel else ""
     for _ in range(_CONFIRM_TRIES):
         choice = snapshot.choose(wanted, now, config)
@@ -263,16 +352,20 @@ async def assign_best(
     reason_prefix: str = "",
     config: PolicyConfig | None = None,
     snapshot: TeamSnapshot | None = None,
+    locked: Locked | None = None,
 ) -> Routed:
     """Give ``conversation`` (locked by the caller) to the best eligible member.
 
     ``member_id`` None in the result: nobody is eligible, ``reason`` says why, nothing
     was written. Choosing its current assignee changes nothing (no history row).
+    ``locked``: what ``lock_for_routing`` read with the conversation.
     """
     now = now or utcnow()
     config = config or PolicyConfig.from_settings()
     snapshot = snapshot or await team_snapshot(session, config)
-    choice, wanted = await decide(session, conversation, now, config, snapshot, exclude)
+    if locked is not None and locked.conversation is not conversation:
+        locked = None
+    choice, wanted = await decide(session, conversation, now, config, snapshot, exclude, locked)
     if choice is None:
         why = why_nobody(snapshot.on_duty(now), wanted, now, snapshot.load, config)
         return Routed(conversation.id, None, why, previous_member_id=conversation.assignee_id)  # type: ignore[arg-type]
@@ -281,7 +374,16 @@ async def assign_best(
     if member_id == conversation.assignee_id:
         return Routed(conversation.id, member_id, reason, None, member_id)  # type: ignore[arg-type]
     previous = conversation.assignee_id
-    row = await record(session, conversation, member_id, kind, reason, now=now, stamp_member=False)
+    row = await record(
+        session,
+        conversation,
+        member_id,
+        kind,
+        reason,
+        now=now,
+        stamp_member=False,
+        waiting=locked is None or locked.waiting,
+    )
     snapshot.moved(member_id, previous, conversation.channel)
     choice.member.last_assigned_at = now
     return Routed(conversation.id, member_id, reason, row.id, previous)  # type: ignore[arg-type]

@@ -19,15 +19,23 @@ import pytz
 from sqlalchemy import delete, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from crm_core.identity import get_customer
-from crm_core.models import Customer
 from heliograph import jobs
 from heliograph.db import Database, utcnow
 from heliograph.settings import get_settings
 from inbox import assignment as inbox_assignment
 from inbox.conversations import reply
 from inbox.models import Conversation
-from routing.assignment import Routed, assign_best, record, set_availability, wanted_for
+from routing.assignment import (
+    CustomerView,
+    Locked,
+    Routed,
+    assign_best,
+    customer_of,
+    lock_for_routing,
+    record,
+    set_availability,
+    wanted_for,
+)
 from routing.batch import assign_batch
 from routing.models import RoutingWait, TeamMember
 from routing.policy import PolicyConfig, Wanted
@@ -58,17 +66,20 @@ async def route_conversation(
     eligible now; its previous agent keeps it only if they are."""
     now = now or utcnow()
     config = config or PolicyConfig.from_settings()
-    conversation = await inbox_assignment.lock_conversation(session, conversation_id)
+    locked = await lock_for_routing(session, conversation_id)
+    conversation = locked.conversation
     if conversation.status in ("resolved", "snoozed"):
         return None
-    customer = await get_customer(session, conversation.customer_id)
+    customer = await customer_of(session, locked)
     await _classify(session, conversation, customer, message_id, config)
     if conversation.assignee_id is not None and not reopened:
         return None
-    if reopened:
+    if reopened and locked.waiting:
         await _end_wait(session, conversation.id)  # type: ignore[arg-type]
     snapshot = await team_snapshot(session, config)
-    routed = await assign_best(session, conversation, now=now, config=config, snapshot=snapshot)
+    routed = await assign_best(
+        session, conversation, now=now, config=config, snapshot=snapshot, locked=locked
+    )
     if routed.member_id is not None:
         return routed
     if conversation.assignee_id is not None:
@@ -84,14 +95,16 @@ async def route_conversation(
             now=now,
         )
         snapshot.moved(None, routed.previous_member_id, conversation.channel)
-    await wait_in_queue(session, conversation, customer, now, routed.reason, config, snapshot)
+    await wait_in_queue(
+        session, conversation, customer, now, routed.reason, config, snapshot, locked
+    )
     return routed
 
 
 async def _classify(
     session: AsyncSession,
     conversation: Conversation,
-    customer: Customer,
+    customer: CustomerView,
     message_id: int | None,
     config: PolicyConfig,
 ) -> None:
@@ -113,11 +126,12 @@ async def _end_wait(session: AsyncSession, conversation_id: int) -> None:
 async def wait_in_queue(
     session: AsyncSession,
     conversation: Conversation,
-    customer: Customer,
+    customer: CustomerView,
     now: datetime,
     reason: str,
     config: PolicyConfig,
     snapshot: TeamSnapshot,
+    locked: Locked | None = None,
 ) -> RoutingWait:
     """Note why it waits; tell the customer when we will answer (once per wait), and
     have the queue drained at that instant."""
@@ -127,7 +141,7 @@ async def wait_in_queue(
         session.add(wait)
     wait.reason = reason
     if wait.promised_at is None:
-        wanted = await wanted_for(session, conversation)
+        wanted = await wanted_for(session, conversation, locked=locked)
         wait.promised_at = promised_time(snapshot, wanted, now, config)
         if wait.promised_at is not None:
             await jobs.enqueue(
