@@ -58,6 +58,42 @@ class AcceptResult:
     provider_message_id: str = ""
 
 
+def new_conversation(
+    msg: InboundMessage, customer_id: int, identity_id: int, language: str | None, vip: bool
+) -> dict[str, Any]:
+    """The values of the conversation a customer's first message on a thread opens."""
+    return {
+        "customer_id": customer_id,
+        "identity_id": identity_id,
+        "channel": msg.channel,
+        "thread_key": msg.thread_key,
+        "subject": msg.subject,
+        "language": language,
+        "language_source": "customer" if language else None,
+        "priority": "high" if vip else "normal",
+    }
+
+
+def received_event(
+    message_id: int,
+    conversation_id: int,
+    customer_id: int,
+    msg: InboundMessage,
+    *,
+    created: bool,
+    reopened: bool,
+) -> dict[str, Any]:
+    """The payload of ``message.received``, which every follow-up job of a message gets."""
+    return {
+        "message_id": message_id,
+        "conversation_id": conversation_id,
+        "customer_id": customer_id,
+        "new_conversation": created,
+        "reopened": reopened,
+        "has_attachments": bool(msg.attachments),
+    }
+
+
 async def _existing(session: AsyncSession, channel: str, provider_id: str) -> AcceptResult | None:
     row = (
         await session.execute(
@@ -102,14 +138,13 @@ async def _thread(
                     conversation, created, before = recent, False, "resolved"
                 else:
                     conversation = Conversation(
-                        customer_id=customer_id,  # type: ignore[arg-type]
-                        identity_id=resolved.identity.id,
-                        channel=msg.channel,
-                        thread_key=msg.thread_key,
-                        subject=msg.subject,
-                        language=resolved.customer.language,
-                        language_source="customer" if resolved.customer.language else None,
-                        priority="high" if resolved.customer.vip else "normal",
+                        **new_conversation(
+                            msg,
+                            customer_id,  # type: ignore[arg-type]
+                            resolved.identity.id,  # type: ignore[arg-type]
+                            resolved.customer.language,
+                            resolved.customer.vip,
+                        )
                     )
                     session.add(conversation)
                     created, before = True, "open"
@@ -173,14 +208,14 @@ async def accept_in(session: AsyncSession, msg: InboundMessage) -> AcceptResult:
     conversation.updated_at = now
     if conversation.waiting_since is None:
         conversation.waiting_since = now
-    event = {
-        "message_id": message.id,
-        "conversation_id": conversation.id,
-        "customer_id": resolved.customer.id,
-        "new_conversation": created,
-        "reopened": reopened and not created,
-        "has_attachments": bool(msg.attachments),
-    }
+    event = received_event(
+        message.id,  # type: ignore[arg-type]
+        conversation.id,  # type: ignore[arg-type]
+        resolved.customer.id,  # type: ignore[arg-type]
+        msg,
+        created=created,
+        reopened=reopened and not created,
+    )
     await jobs.publish(session, "message.received", event)
     return AcceptResult(
         message.id,  # type: ignore[arg-type]

@@ -38,7 +38,7 @@ from crm_core.identity import ResolvedIds, resolve_senders
 from heliograph import jobs
 from heliograph.db import CommitFailed, Database, new_row, pairs_in, utcnow
 from heliograph.settings import get_settings
-from inbox.ingest import AcceptResult, InboundMessage, accept_in
+from inbox.ingest import AcceptResult, InboundMessage, accept_in, new_conversation, received_event
 from inbox.models import Attachment, Conversation, Message
 
 __all__ = ["CommitFailed", "IngestWriter", "store_batch", "writer_for"]
@@ -137,18 +137,10 @@ def _threads(
         rows_in = []
         for key in new:
             resolved, msg = wanted[key]
-            conversation = new_row(
-                Conversation,
-                customer_id=resolved.customer_id,
-                identity_id=resolved.identity_id,
-                channel=msg.channel,
-                thread_key=msg.thread_key,
-                subject=msg.subject,
-                language=resolved.language,
-                language_source="customer" if resolved.language else None,
-                priority="high" if resolved.vip else "normal",
+            values = new_conversation(
+                msg, resolved.customer_id, resolved.identity_id, resolved.language, resolved.vip
             )
-            rows_in.append(conversation)
+            rows_in.append(new_row(Conversation, **values))
         ids = conn.execute(
             insert(_CONVERSATION).returning(c.id, sort_by_parameter_order=True), rows_in
         )
@@ -183,14 +175,14 @@ def store_batch(conn: Connection, msgs: Sequence[InboundMessage]) -> list[Accept
         stored[(msg.channel, msg.provider_message_id)] = (message_id, thread.id, who.customer_id)
         job_rows += _attachments(conn, message_id, msg)
         events.append(
-            {
-                "message_id": message_id,
-                "conversation_id": thread.id,
-                "customer_id": who.customer_id,
-                "new_conversation": first and thread.created,
-                "reopened": first and not thread.created and thread.status != "open",
-                "has_attachments": bool(msg.attachments),
-            }
+            received_event(
+                message_id,
+                thread.id,
+                who.customer_id,
+                msg,
+                created=first and thread.created,
+                reopened=first and not thread.created and thread.status != "open",
+            )
         )
     if threads:
         now = utcnow()
