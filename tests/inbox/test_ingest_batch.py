@@ -253,3 +253,34 @@ async def test_background_jobs_progress_while_webhooks_keep_arriving(
         stop.set()
         await worker
     assert sorted(done) == list(range(20))
+
+
+async def _event_of(database: Database, message_id: int) -> dict[str, Any]:
+    async with database.read_session() as session:
+        payloads = (
+            await session.execute(select(Job.payload).where(Job.kind == "routing.route"))
+        ).scalars()
+        return next(p for p in payloads if p["message_id"] == message_id)
+
+
+async def test_a_reopened_conversation_is_announced_as_reopened_on_both_paths(
+    database: Database,
+) -> None:
+    from inbox.conversations import set_status
+    from inbox.ingest import accept_in
+
+    first = await receive(database, "r1", "cust-1")
+    for n, store in enumerate(("batch", "one by one")):
+        async with database.session() as session:
+            await set_status(session, first.conversation_id, "resolved")
+            await session.commit()
+        msg = inbound(f"r{n + 2}", "cust-1", text="one more thing")
+        if store == "batch":
+            again = await accept(database, msg)
+        else:
+            async with database.session() as session:
+                again = await accept_in(session, msg)
+                await session.commit()
+        assert again.conversation_id == first.conversation_id and not again.new_conversation
+        event = await _event_of(database, again.message_id)
+        assert (event["reopened"], event["new_conversation"]) == (True, False), store
