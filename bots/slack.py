@@ -19,11 +19,12 @@ a retry (``X-Slack-Retry-Num``), a repeated event_id, and the ``app_mention`` +
 
 Outbound: ``chat.postMessage`` (https://docs.slack.dev/reference/methods/chat.postMessage).
 
-The team's own Slack (bots/agents/slack_threads.py) is never a customer: the inbox channel
-(``slack_inbox_channel``), our workspace's other channels, and an agent's DM with the app
-that holds conversation threads. ``agent_dm_checks`` asks the agent side about a DM
-during ``verify`` (it needs the database, ``parse`` is synchronous); those events go to
-the agent listeners, which act on them before Slack gets its 200.
+The team's own Slack (bots/agents/slack_threads.py posts there) is never a customer: the
+inbox channel (``slack_inbox_channel``), our workspace's other channels, and an agent's
+DM with the app that holds conversation threads. ``agent_dm_checks`` asks the agent side
+about a DM during ``verify`` (it needs the database; ``parse`` is synchronous). Those
+events go to the listeners of bots/agents/slack_inbound.py, which act on them before
+Slack gets its 200.
 """
 
 from __future__ import annotations
