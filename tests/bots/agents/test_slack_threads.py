@@ -776,3 +776,38 @@ async def test_a_worker_that_died_after_posting_is_not_followed_by_a_second_post
 
     assert await post_once("handoff:test", INBOX, "Handoff from Aiko") == first
     assert len(await slack_calls(slack_agents, "chat.postMessage")) == 1
+
+
+async def test_the_card_shows_local_time_stage_and_value_and_web_replies_are_mirrored(
+    client: httpx.AsyncClient, database: Database, slack_agents: httpx.AsyncClient
+) -> None:
+    import re
+    from decimal import Decimal
+
+    from crm_core.models import Customer
+    from routing.team import create_token
+
+    fake = slack_agents
+    await members(database, ADA_SPEC)
+    result = await telegram_customer(database, "Where is my order?")
+    async with database.session() as session:  # what the CRM knows before routing runs
+        customer = await session.get(Customer, result.customer_id)
+        assert customer is not None
+        customer.journey_stage, customer.lifetime_value = "commitment", Decimal("1250.50")
+        token = await create_token(session, "ada.lovelace@team.example")
+        await session.commit()
+    parent = await assigned_thread(database, fake)
+    card = card_text(parent)
+    assert re.search(r"\d\d:\d\d their time \(America/Sao_Paulo\)", card), card
+    assert "Journey: Commitment · Lifetime value: 1250.50" in card
+
+    sent = await client.post(
+        f"/api/v1/conversations/{result.conversation_id}/reply",
+        json={"text": "Answered from the web inbox"},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert sent.status_code == 202, sent.text
+    await run_jobs(database)
+    lines = [m["text"] for m in replies(await in_channel(fake), parent)]
+    assert lines[-1] == "*Ada Lovelace* (reply): Answered from the web inbox"
+    assert await telegram_sent(fake) == ["Answered from the web inbox"]
