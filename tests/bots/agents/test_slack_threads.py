@@ -13,8 +13,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from datetime import timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +26,17 @@ import pytest
 from sqlalchemy import func, select
 
 from bots.agents.models import SlackAgentPost, SlackAgentThread
+from bots.agents.slack_posts import post_once
+from crm_core.interventions import OPENED_EVENT, opened_payload
+from crm_core.models import Customer, Intervention
 from handoff.models import Handoff
-from heliograph.db import Database
+from heliograph import jobs
+from heliograph.db import Database, utcnow
 from inbox.ingest import AcceptResult
 from inbox.models import Conversation, Message, Note
+from routing import snapshot
 from routing.models import TeamMember
+from routing.team import create_token
 from tests.conftest import run_jobs
 from tests.routing.world import add_member
 from tests.utils.factories import receive
@@ -106,8 +115,6 @@ async def members(database: Database, *specs: dict[str, Any]) -> dict[str, int]:
             member = await add_member(session, **spec)
             found[member.name.split()[0]] = int(member.id)  # type: ignore[arg-type]
         await session.commit()
-    from routing import snapshot
-
     snapshot.recheck()
     return found
 
@@ -246,6 +253,15 @@ async def assigned_thread(
     parent = await drain(database, ready)
     assert parent, f"no thread in {channel}: {await in_channel(fake, channel)}"
     return parent
+
+
+async def ada_has_it(
+    database: Database, fake: httpx.AsyncClient, text: str = "Where is my order?"
+) -> tuple[AcceptResult, dict[str, Any]]:
+    """Ada (on shift, in Slack) gets a Telegram customer's conversation; its parent."""
+    await members(database, ADA_SPEC)
+    result = await telegram_customer(database, text)
+    return result, await assigned_thread(database, fake)
 
 
 def transcript(messages: list[dict[str, Any]], names: dict[str, str]) -> str:
@@ -435,9 +451,7 @@ async def test_an_unsigned_or_badly_signed_thread_reply_is_refused(
     client: httpx.AsyncClient, database: Database, slack_agents: httpx.AsyncClient
 ) -> None:
     fake = slack_agents
-    await members(database, ADA_SPEC)
-    await telegram_customer(database, "Where is my order?")
-    parent = await assigned_thread(database, fake)
+    _, parent = await ada_has_it(database, fake)
     signed = await fake.post(
         "/_sandbox/slack/agent",
         json={
@@ -463,9 +477,7 @@ async def test_edits_and_deletes_in_slack_resend_nothing(
     client: httpx.AsyncClient, database: Database, slack_agents: httpx.AsyncClient
 ) -> None:
     fake = slack_agents
-    await members(database, ADA_SPEC)
-    await telegram_customer(database, "Where is my order?")
-    parent = await assigned_thread(database, fake)
+    _, parent = await ada_has_it(database, fake)
     ts = await agent_writes(client, fake, ADA, parent, "It ships today.")
     await run_jobs(database)
     assert await telegram_sent(fake) == ["It ships today."]
@@ -493,9 +505,7 @@ async def test_a_slack_retry_of_the_same_reply_sends_it_once(
     client: httpx.AsyncClient, database: Database, slack_agents: httpx.AsyncClient
 ) -> None:
     fake = slack_agents
-    await members(database, ADA_SPEC)
-    await telegram_customer(database, "Where is my order?")
-    parent = await assigned_thread(database, fake)
+    _, parent = await ada_has_it(database, fake)
     await agent_writes(client, fake, ADA, parent, "On its way.", retry=2)  # 3 deliveries
     await run_jobs(database)
 
@@ -510,9 +520,7 @@ async def test_someone_not_on_the_team_is_ignored_and_logged(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     fake = slack_agents
-    await members(database, ADA_SPEC)
-    await telegram_customer(database, "Where is my order?")
-    parent = await assigned_thread(database, fake)
+    _, parent = await ada_has_it(database, fake)
     await fake.post(
         "/_sandbox/slack/users",
         json={"id": "U0VISITOR1", "real_name": "A Visitor", "email": "visitor@elsewhere.example"},
@@ -694,14 +702,9 @@ async def test_in_dm_mode_the_thread_is_in_the_agents_dm_and_is_not_a_customer(
 async def test_an_intervention_alert_arrives_in_the_thread_and_on_the_card(
     client: httpx.AsyncClient, database: Database, slack_agents: httpx.AsyncClient
 ) -> None:
-    from crm_core.interventions import OPENED_EVENT, opened_payload
-    from crm_core.models import Customer, Intervention
-    from heliograph import jobs
 
     fake = slack_agents
-    await members(database, ADA_SPEC)
-    result = await telegram_customer(database, "My payment failed again")
-    parent = await assigned_thread(database, fake)
+    result, parent = await ada_has_it(database, fake, "My payment failed again")
     async with database.session() as session:
         customer = await session.get(Customer, result.customer_id)
         fields = {
@@ -740,8 +743,6 @@ async def test_an_intervention_alert_arrives_in_the_thread_and_on_the_card(
 async def test_two_workers_posting_the_same_line_post_it_once(
     database: Database, slack_agents: httpx.AsyncClient
 ) -> None:
-    from bots.agents.slack_posts import post_once
-    from heliograph import jobs
 
     outcomes = await asyncio.gather(
         post_once("mirror:test:1", INBOX, "Where is my order?"),
@@ -760,10 +761,6 @@ async def test_two_workers_posting_the_same_line_post_it_once(
 async def test_a_worker_that_died_after_posting_is_not_followed_by_a_second_post(
     database: Database, slack_agents: httpx.AsyncClient
 ) -> None:
-    from datetime import timedelta
-
-    from bots.agents.slack_posts import post_once
-    from heliograph.db import utcnow
 
     # A worker posted (Slack has it, with our key in its metadata) and died before it
     # could note the ts: its lease has run out.
@@ -781,11 +778,6 @@ async def test_a_worker_that_died_after_posting_is_not_followed_by_a_second_post
 async def test_the_card_shows_local_time_stage_and_value_and_web_replies_are_mirrored(
     client: httpx.AsyncClient, database: Database, slack_agents: httpx.AsyncClient
 ) -> None:
-    import re
-    from decimal import Decimal
-
-    from crm_core.models import Customer
-    from routing.team import create_token
 
     fake = slack_agents
     await members(database, ADA_SPEC)
