@@ -82,14 +82,16 @@ async def upsert(
 async def update_rows(
     session: AsyncSession, table: Table, rows: list[dict[str, Any]], key: str = "id"
 ) -> None:
-    """``UPDATE table SET ... WHERE key = ?`` for each row (one executemany; every row
-    names the same columns)."""
-    if not rows:
-        return
-    columns = [name for name in rows[0] if name != key]
-    stmt = (
-        sa_update(table)
-        .where(table.c[key] == bindparam(f"b_{key}"))
-        .values({name: bindparam(f"b_{name}") for name in columns})
-    )
-    await session.execute(stmt, [{f"b_{k}": v for k, v in row.items()} for row in rows])
+    """``UPDATE table SET ... WHERE key = ?`` for each row, setting the columns that row
+    names: one executemany per set of columns (so a row carries only what changed)."""
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(tuple(row), []).append(row)
+    for names, group in groups.items():
+        columns = [name for name in names if name != key]
+        stmt = (
+            sa_update(table)
+            .where(table.c[key] == bindparam(f"b_{key}"))
+            .values({name: bindparam(f"b_{name}") for name in columns})
+        )
+        await session.execute(stmt, [{f"b_{k}": v for k, v in row.items()} for row in group])

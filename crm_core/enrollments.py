@@ -123,10 +123,10 @@ async def apply_events(session: AsyncSession, events: list[ProgramEvent], now: d
     before = {key: tuple(row[f] for f in _FIELDS) for key, row in rows.items()}
     for e in sorted(events, key=lambda e: e.occurred_at):
         apply_one(rows[(e.customer_id, e.program_id)], e)
-    changed = [
-        {"id": row["id"], **{f: row[f] for f in _FIELDS}, "updated_at": now}
-        for key, row in rows.items()
-        if tuple(row[f] for f in _FIELDS) != before[key]
-    ]
+    changed = []
+    for key, row in rows.items():
+        fields = {f: row[f] for f, was in zip(_FIELDS, before[key], strict=True) if row[f] != was}
+        if fields:  # only what changed: a lesson is progress and last activity, not ten columns
+            changed.append({"id": row["id"], **fields, "updated_at": now})
     await update_rows(session, Enrollment.__table__, changed)  # type: ignore[attr-defined]
     return len(changed)
