@@ -2,9 +2,10 @@
 
 ``bots.telegram`` hands every private-chat update to ``take`` first. A chat linked to an
 active member is theirs: nothing in it becomes a customer message. An unlinked chat's
-``/link CODE`` links it (the one-time code from ``POST /api/v1/team-members/me/telegram-link``:
-kept hashed, works once, for 15 minutes); an unlinked chat's exec command is refused and
-the attempt is audited; anything else from an unlinked chat is a customer's, as before.
+``/link CODE`` links it (``telegram_links``: the one-time code from ``POST
+/api/v1/team-members/me/telegram-link``, kept hashed, works once, for 15 minutes); an
+unlinked chat's exec command is refused and the attempt audited; anything else from an
+unlinked chat is a customer's, as before.
 
 What a member's message does runs in one transaction with the row that marks the update
 handled (``TelegramAgentUpdate``, unique per chat and message: a replayed update finds it
@@ -22,23 +23,22 @@ private note; ``/mine``, ``/claim <id>``, ``/resolve <id>``, ``/handoff <id> [no
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
-import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from aiogram.types import Message as TelegramMessage
 from aiogram.types import Update
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bots import telegram
 from bots.agents import telegram_exec
-from bots.agents.telegram_models import TelegramAgentMessage, TelegramAgentUpdate, TelegramLinkCode
+from bots.agents.telegram_links import LinkRefused, link_chat
+from bots.agents.telegram_models import TelegramAgentMessage, TelegramAgentUpdate
 from bots.agents.telegram_send import TEAM_ROLES, channel_name, queue_send
 from crm_core.models import Customer
 from handoff.service import HandoffNotFound, acknowledge, handoff_manual
@@ -52,9 +52,6 @@ from routing.team import MemberNotFound
 
 log = logging.getLogger(__name__)
 
-LINK_TTL = timedelta(minutes=15)
-CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: read off a screen
-CODE_LENGTH = 8  # 40 bits; single use and 15 minutes make guessing hopeless
 _COMMAND = re.compile(r"^/([A-Za-z_]+)(?:@\w+)?(?:\s+(.*))?$", re.S)
 _ID = re.compile(r"^#?(\d{1,12})$")
 
@@ -79,51 +76,6 @@ def parse_command(text: str) -> tuple[str | None, str]:
     if found is None:
         return None, text.strip()
     return found.group(1).lower(), (found.group(2) or "").strip()
-
-
-# --- linking ------------------------------------------------------------------------------
-
-
-def _code_hash(code: str) -> str:
-    return hashlib.sha256(code.strip().upper().encode()).hexdigest()
-
-
-async def issue_link_code(session: AsyncSession, member: TeamMember) -> tuple[str, datetime]:
-    """A fresh one-time code for ``member``; their earlier unused codes stop working."""
-    now = utcnow()
-    await session.execute(
-        update(TelegramLinkCode)
-        .where(TelegramLinkCode.member_id == member.id, TelegramLinkCode.used_at.is_(None))  # type: ignore[union-attr, arg-type]
-        .values(used_at=now)
-    )
-    code = "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
-    expires = now + LINK_TTL
-    session.add(
-        TelegramLinkCode(member_id=member.id, code_hash=_code_hash(code), expires_at=expires)  # type: ignore[arg-type]
-    )  # type: ignore[arg-type]
-    await session.flush()
-    return code, expires
-
-
-async def _link(session: AsyncSession, chat_id: str, code: str, now: datetime) -> TeamMember:
-    row = (
-        await session.execute(
-            select(TelegramLinkCode).where(TelegramLinkCode.code_hash == _code_hash(code))  # type: ignore[arg-type]
-        )
-    ).scalar()
-    expires = row.expires_at.replace(tzinfo=row.expires_at.tzinfo or now.tzinfo) if row else None
-    if row is None or row.used_at is not None or expires is None or expires <= now:
-        raise Refused(
-            "That code is not valid: it may be mistyped, used already or older than 15 "
-            "minutes. Ask for a new one (POST /api/v1/team-members/me/telegram-link)."
-        )
-    member = await session.get(TeamMember, row.member_id)
-    if member is None or not member.active:
-        raise Refused("That code's team member is no longer active.")
-    row.used_at, row.used_by_chat = now, chat_id
-    member.telegram_chat_id, member.updated_at = chat_id, now
-    await session.flush()
-    return member
 
 
 # --- one handled update -------------------------------------------------------------------
@@ -243,8 +195,8 @@ async def _stranger(
 ) -> str:
     if command == "link":
         try:
-            member = await _link(session, chat_id, args, now)
-        except Refused as exc:
+            member = await link_chat(session, chat_id, args, now)
+        except LinkRefused as exc:
             await _audit(session, row, "telegram.link_refused", "invalid code")
             return str(exc)
         row.member_id = member.id

@@ -12,8 +12,10 @@ from typing import Any
 
 import httpx
 import pytest
+from aiogram.types import Update
 from sqlalchemy import select, update
 
+from bots import telegram
 from bots.agents.telegram_models import TelegramAgentUpdate, TelegramLinkCode
 from crm_core.interventions import OPENED_EVENT, opened_payload
 from crm_core.models import Customer, Intervention
@@ -308,6 +310,20 @@ async def test_escalations_reach_the_leads_and_interventions_their_owner(
     )
 
 
+async def test_long_polling_takes_the_same_path(team_bot: TeamBot) -> None:
+    """``serve --telegram-polling`` feeds each fetched update through the same diversion."""
+    await team_bot.member("Ana Silva", chat="900081")
+    await customer_writes(team_bot, "Where is my order?")
+    mirrored = await team_bot.last("900081", "💬")
+    built = await team_bot.update("900081", "Polled reply.", reply_to=mirrored["message_id"])
+    polled = Update.model_validate(built)
+    assert await telegram._take(polled) == polled.update_id + 1  # the offset moves on
+    assert await telegram._take(polled) == polled.update_id + 1  # a redelivery: nothing new
+    await team_bot.settle()
+    assert await team_bot.texts(CUSTOMER) == ["Polled reply."]
+    assert await team_bot.count(Message, Message.direction == "in") == 1
+
+
 # --- end to end, as separate processes ------------------------------------------------------
 
 PHONE = "+351912345678"
@@ -413,3 +429,12 @@ async def test_end_to_end_a_whatsapp_customer_answered_from_telegram(
     finally:
         serve.stop()
         sandbox_service.stop()
+
+
+def test_a_long_customer_message_is_cut_to_one_telegram_message() -> None:
+    from bots.agents.telegram_send import fit
+
+    text = "😀 " * 2000 + "the end"  # 6,007 characters, 8,007 UTF-16 units
+    cut = fit(text)
+    assert len(cut.encode("utf-16-le")) // 2 <= 4096 and cut.endswith(" …")
+    assert fit("short") == "short"
