@@ -32,6 +32,7 @@ from crm_core.models import Customer, Intervention
 from handoff.models import Handoff
 from heliograph import jobs
 from heliograph.db import Database, utcnow
+from inbox.edits import apply_edit
 from inbox.ingest import AcceptResult
 from inbox.models import Conversation, Message, Note
 from routing import snapshot
@@ -803,3 +804,23 @@ async def test_the_card_shows_local_time_stage_and_value_and_web_replies_are_mir
     lines = [m["text"] for m in replies(await in_channel(fake), parent)]
     assert lines[-1] == "*Ada Lovelace* (reply): Answered from the web inbox"
     assert await telegram_sent(fake) == ["Answered from the web inbox"]
+
+
+async def test_a_customers_edit_updates_their_line_in_the_thread(
+    client: httpx.AsyncClient, database: Database, slack_agents: httpx.AsyncClient
+) -> None:
+    fake = slack_agents
+    result, parent = await ada_has_it(database, fake, "Where is my order #1234?")
+    async with database.read_session() as session:
+        message = await session.get(Message, result.message_id)
+        assert message is not None and message.provider_message_id is not None
+    edited = await apply_edit(
+        database, "telegram", message.provider_message_id, "Where is my order #1243?", None
+    )
+    assert edited == result.message_id
+    await run_jobs(database)
+
+    lines = [m["text"] for m in replies(await in_channel(fake), parent)]
+    assert lines[1:] == ["*Rosa Costa:* Where is my order #1243?"]  # updated, not re-posted
+    (update,) = await slack_calls(fake, "chat.update")
+    assert update["text"] == "*Rosa Costa:* Where is my order #1243?"
