@@ -17,6 +17,7 @@ from sqlalchemy import func, select
 
 from bots.agents import telegram_send
 from bots.telegram import close_bot
+from heliograph import jobs
 from heliograph.db import Database
 from heliograph.settings import reset_settings
 from routing.models import TeamMember
@@ -148,7 +149,9 @@ async def team_bot(
     # Members join mid-test: routing looks at the team again at every decision.
     monkeypatch.setenv("HELIOGRAPH_ROUTING_TEAM_CHECK_S", "0")
     reset_settings()
-    telegram_send.listen()  # as at the start of a process with Telegram on
+    # As at the start of a process with Telegram on; the subscriptions end with the test.
+    monkeypatch.setattr(jobs, "_subscribers", {e: list(k) for e, k in jobs._subscribers.items()})
+    telegram_send.listen()
     async with httpx.AsyncClient(base_url=sandbox_url, timeout=10) as sandbox:
         await sandbox.delete("/_sandbox/calls")
         await sandbox.delete("/_sandbox/telegram")
