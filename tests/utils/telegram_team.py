@@ -7,7 +7,7 @@ with each message_id."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -16,34 +16,20 @@ import pytest
 from sqlalchemy import func, select
 
 from bots.agents import telegram_send
-from bots.telegram import close_bot
+from bots.telegram import SECRET_HEADER, close_bot
 from heliograph import jobs
 from heliograph.db import Database
 from heliograph.settings import reset_settings
 from routing.models import TeamMember
 from routing.team import create_token
+from tests.bots.test_telegram_outbound import TOKEN, WEBHOOK_SECRET, sandbox
 from tests.conftest import run_jobs
 from tests.routing.world import ALWAYS
 from tests.utils.factories import make_member
-from tests.utils.processes import free_port, start_python
 
-TOKEN = "4242:test-telegram-token-0123456789"
-WEBHOOK_SECRET = "test-telegram-webhook-secret-0123"
-HEADER = "X-Telegram-Bot-Api-Secret-Token"
-
-
-@pytest.fixture(scope="module")
-def sandbox_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = free_port()
-    service = start_python(
-        "bots.sandbox",
-        ["--port", str(port)],
-        {"HELIOGRAPH_TELEGRAM_BOT_TOKEN": TOKEN},
-        tmp_path_factory.mktemp("sandbox") / "sandbox.log",
-        f"http://127.0.0.1:{port}/_sandbox/health",
-    )
-    yield f"http://127.0.0.1:{port}"
-    service.stop()
+# The sandbox's fake Bot API as its own process, started once per test module: the same
+# fixture the customer-side Telegram tests use.
+sandbox_url = sandbox
 
 
 class TeamBot:
@@ -62,7 +48,7 @@ class TeamBot:
         answer = await self.app.post(
             "/webhooks/telegram",
             content=json.dumps(update).encode(),
-            headers={"Content-Type": "application/json", HEADER: WEBHOOK_SECRET},
+            headers={"Content-Type": "application/json", SECRET_HEADER: WEBHOOK_SECRET},
         )
         assert answer.status_code == 200, answer.text
         result: dict[str, Any] = answer.json()
