@@ -211,6 +211,8 @@ async def _answer(ask: Ask, row: TelegramAgentUpdate) -> str | None:
     exec_command = ask.command in telegram_exec.COMMANDS
     if ask.command == "unlink":
         return await _unlink(ask)
+    if ask.command == "link":
+        return f"This chat is linked to {ask.member.name} already; /unlink first to change it."
     if ask.member.role == "exec":
         return await telegram_exec.answer(
             ask.session, ask.member, ask.command, ask.args, ask.msg.text or "", ask.now

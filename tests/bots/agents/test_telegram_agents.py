@@ -94,6 +94,11 @@ async def test_wrong_expired_and_reused_codes_are_refused_and_audited(team_bot: 
     assert all(t.startswith("That code is not valid") for t in refusals)
     (linked,) = await team_bot.rows(TeamMember, TeamMember.id == ana.id)
     assert linked.telegram_chat_id == "900012"  # the reuse did not move it
+    await team_bot.say("900012", fresh.json()["bot_command"])  # the linked chat itself
+    await team_bot.settle()
+    assert (await team_bot.texts("900012"))[-1].startswith(
+        "This chat is linked to Ana Silva already"
+    )
     audits = await team_bot.rows(AuditEvent, AuditEvent.action == "telegram.link_refused")
     assert [a.actor for a in audits] == ["telegram:900011"] * 3
     assert await team_bot.count(Message) == 0
