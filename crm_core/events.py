@@ -23,7 +23,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from crm_core import enrollments, interventions, journey, scores
 from crm_core.bulk import chunks, insert_ignore, is_postgres
 from crm_core.bulk_identity import Who, resolve_many
-from crm_core.models import EVENT_TYPES, ActivityEvent, Customer, Program
+from crm_core.models import EVENT_TYPES, ActivityEvent, Customer, CustomerScore, Program
 from crm_core.normalize import InvalidContact, normalize_email, normalize_phone
 from heliograph.db import utcnow
 
@@ -151,22 +151,32 @@ async def _program_ids(session: AsyncSession, codes: set[str]) -> dict[str, int]
     return dict(rows.all())
 
 
-async def _lock_customers(
-    session: AsyncSession, customer_ids: list[int]
-) -> tuple[dict[int, str], dict[int, Any]]:
-    """The journey stages and lifetime values of these customers, locked on PostgreSQL
-    (in id order, so two batches never deadlock) until this batch commits."""
-    stages: dict[int, str] = {}
-    ltv: dict[int, Any] = {}
+@dataclass
+class _Locked:
+    stages: dict[int, str] = field(default_factory=dict)
+    ltv: dict[int, Any] = field(default_factory=dict)
+    activity: dict[int, scores.Activity] = field(default_factory=dict)
+
+
+async def _lock_customers(session: AsyncSession, customer_ids: list[int]) -> _Locked:
+    """The journey stages, lifetime values and score aggregates of these customers, in
+    one read, locked on PostgreSQL (in id order, so two batches never deadlock) until
+    this batch commits."""
+    found = _Locked()
+    c, s = Customer, CustomerScore
     for part in chunks(sorted(customer_ids)):
-        stmt = select(Customer.id, Customer.journey_stage, Customer.lifetime_value).where(  # type: ignore[call-overload]
-            Customer.id.in_(part)  # type: ignore[union-attr]
+        stmt = (
+            select(c.id, c.journey_stage, c.lifetime_value, s.activity)  # type: ignore[call-overload]
+            .outerjoin(s, s.customer_id == c.id)
+            .where(c.id.in_(part))
         )
         if is_postgres(session):
-            stmt = stmt.order_by(Customer.id).with_for_update()
-        for cid, stage, value in (await session.execute(stmt)).all():
-            stages[cid], ltv[cid] = stage, value
-    return stages, ltv
+            stmt = stmt.order_by(c.id).with_for_update(of=c)
+        for cid, stage, value, activity in (await session.execute(stmt)).all():
+            found.stages[cid], found.ltv[cid] = stage, value
+            if (parsed := scores.parse_activity(activity)) is not None:
+                found.activity[cid] = parsed
+    return found
 
 
 def _validate(
@@ -228,7 +238,7 @@ async def ingest(
     result.errors.sort(key=lambda e: e["index"])
     if not rows:
         return result
-    stages, ltv = await _lock_customers(session, sorted({r["customer_id"] for r in rows.values()}))
+    locked = await _lock_customers(session, sorted({r["customer_id"] for r in rows.values()}))
     inserted: list[dict[str, Any]] = []
     for part in chunks(list(rows.values()), 1000):
         got = await insert_ignore(
@@ -244,7 +254,7 @@ async def ingest(
     result.accepted = len(inserted)
     result.duplicates += len(rows) - len(inserted)
     if inserted:
-        await _apply(session, inserted, stages, ltv, now, result)
+        await _apply(session, inserted, locked, now, result)
     return result
 
 
@@ -266,8 +276,7 @@ def _trigger_plan(inserted: list[dict[str, Any]]) -> dict[str, list[int]]:
 async def _apply(
     session: AsyncSession,
     inserted: list[dict[str, Any]],
-    stages: dict[int, str],
-    ltv: dict[int, Any],
+    locked: _Locked,
     now: datetime,
     result: IngestResult,
 ) -> None:
@@ -287,7 +296,14 @@ async def _apply(
     ]
     await enrollments.apply_events(session, program_events, now)
     customer_ids = sorted({r["customer_id"] for r in inserted})
-    facts = await scores.recompute(session, customer_ids, now, known_ltv=ltv, new_events=inserted)
+    facts = await scores.recompute(
+        session,
+        customer_ids,
+        now,
+        known_ltv=locked.ltv,
+        new_events=inserted,
+        stored=locked.activity,
+    )
     by_customer: dict[int, list[journey.EventView]] = defaultdict(list)
     for r in inserted:
         by_customer[r["customer_id"]].append(
@@ -296,7 +312,9 @@ async def _apply(
             )
         )
     active_days = {cid: f.active_days_14 for cid, f in facts.items()}
-    result.journey_changes = await journey.apply_events(session, stages, by_customer, active_days)
+    result.journey_changes = await journey.apply_events(
+        session, locked.stages, by_customer, active_days
+    )
     result.customer_ids = customer_ids
     fired = await interventions.evaluate(session, now=now, only=_trigger_plan(inserted))
     result.interventions = fired.created

@@ -258,31 +258,54 @@ class Activity:
         return f
 
     def dump(self, now: datetime) -> dict[str, Any]:
-        """The JSON kept in ``CustomerScore.activity``, without days past keeping."""
+        """The JSON kept in ``CustomerScore.activity``, without days past keeping: days
+        flat (day, then its four counts), latest activity as microseconds since 1970."""
         oldest = day_number(now) - ACTIVITY_DAYS
+        days = self.days
         return {
-            "days": [[d, *b] for d, b in sorted(self.days.items()) if d >= oldest],
+            "days": [x for d in sorted(days) if d >= oldest for x in (d, *days[d])],
             "tickets": [
                 [ref, o, c]
-                for ref, (o, c) in sorted(self.tickets.items())
+                for ref, (o, c) in self.tickets.items()
                 if (o is not None and o >= oldest) or (c is not None and c >= oldest)
             ],
             "purchases": str(self.purchases),
             "refunds": str(self.refunds),
+            "last": [
+                _micros(self.last_activity_at),
+                _micros(self.last_course_activity_at),
+                self.last_course_event_id,
+            ],
         }
 
     @classmethod
-    def load(cls, data: Mapping[str, Any], row: Any) -> Activity:
-        """From ``dump``'s JSON and the score row's latest-activity columns."""
+    def load(cls, data: Mapping[str, Any]) -> Activity:
+        """From ``dump``'s JSON."""
+        flat = data["days"]
+        last, course, event_id = data["last"]
         return cls(
-            {d[0]: list(d[1:]) for d in data.get("days", ())},
-            {t[0]: [t[1], t[2]] for t in data.get("tickets", ())},
-            Decimal(data.get("purchases", "0")),
-            Decimal(data.get("refunds", "0")),
-            row.last_activity_at,
-            row.last_course_activity_at,
-            row.last_course_event_id,
+            {flat[i]: flat[i + 1 : i + 5] for i in range(0, len(flat), 5)},
+            {t[0]: [t[1], t[2]] for t in data["tickets"]},
+            Decimal(data["purchases"]),
+            Decimal(data["refunds"]),
+            _from_micros(last),
+            _from_micros(course),
+            event_id,
         )
+
+
+def _micros(at: datetime | None) -> int | None:
+    return None if at is None else (at - EPOCH) // timedelta(microseconds=1)
+
+
+def _from_micros(value: int | None) -> datetime | None:
+    return None if value is None else EPOCH + timedelta(microseconds=value)
+
+
+def parse_activity(value: Any) -> Activity | None:
+    """A ``CustomerScore.activity`` value as read; None when there is none, or it is not
+    in this format (then it is rebuilt from the events)."""
+    return Activity.load(value) if value and "last" in value else None
 
 
 _EVENT_COLUMNS = (
@@ -330,16 +353,13 @@ async def stored_activity(session: AsyncSession, customer_ids: list[int]) -> dic
     s = CustomerScore
     found: dict[int, Activity] = {}
     for part in chunks(sorted(customer_ids)):
-        stmt = select(
-            s.customer_id,
-            s.activity,
-            s.last_activity_at,
-            s.last_course_activity_at,
-            s.last_course_event_id,
-        ).where(s.customer_id.in_(part), s.activity.is_not(None))  # type: ignore[attr-defined, union-attr]
-        for row in (await session.execute(stmt)).all():
-            if row.activity is not None:  # SQL NULL, or JSON null written by hand
-                found[row.customer_id] = Activity.load(row.activity, row)
+        stmt = select(s.customer_id, s.activity).where(
+            s.customer_id.in_(part),  # type: ignore[attr-defined]
+            s.activity.is_not(None),  # type: ignore[union-attr]
+        )
+        for cid, value in (await session.execute(stmt)).all():
+            if (activity := parse_activity(value)) is not None:
+                found[cid] = activity
     return found
 
 
@@ -369,15 +389,17 @@ async def activity_facts(
     customer_ids: list[int],
     now: datetime,
     new_events: Iterable[Any] = (),
+    stored: dict[int, Activity] | None = None,
 ) -> tuple[dict[int, ActivityFacts], dict[int, Activity]]:
     """The facts at ``now`` for these customers, and their updated aggregates.
 
     ``new_events``: events just inserted for them (dicts with ``_EVENT_COLUMNS``' names),
     added to the stored aggregates; a customer without one is rebuilt from the events
-    table instead, which holds the new events already.
+    table instead, which holds the new events already. ``stored``: their aggregates as
+    the caller read them already (``parse_activity``), else they are read here.
     """
     ids = sorted(set(customer_ids))
-    activity = await stored_activity(session, ids)
+    activity = stored if stored is not None else await stored_activity(session, ids)
     add_events(activity, new_events)
     missing = [cid for cid in ids if cid not in activity]
     if missing:
@@ -462,15 +484,17 @@ async def recompute(
     now: datetime | None = None,
     known_ltv: dict[int, Any] | None = None,
     new_events: Iterable[Any] = (),
+    stored: dict[int, Activity] | None = None,
 ) -> dict[int, ActivityFacts]:
     """Recompute every score of these customers (and their lifetime value, written only
     where it changed) in a few statements; returns the activity facts used, for the
     journey rules. ``known_ltv``: the customers' current lifetime values, if at hand
     (their rows locked by the caller). ``new_events``: the events a batch just inserted
-    for them, added to their aggregates (see ``activity_facts``)."""
+    for them, added to their aggregates, and ``stored`` the aggregates read with the
+    locks (see ``activity_facts``)."""
     now = now or utcnow()
     current = known_ltv if known_ltv is not None else await _current_ltv(session, customer_ids)
-    facts, activity = await activity_facts(session, customer_ids, now, new_events)
+    facts, activity = await activity_facts(session, customer_ids, now, new_events, stored)
     enrolled = await enrollment_facts(session, list(facts))
     rows = [
         _score_row(cid, f, enrolled.get(cid, EnrollmentFacts()), activity[cid], now)
