@@ -752,7 +752,9 @@ async def test_two_workers_posting_the_same_line_post_it_once(
     )
     posted = [o for o in outcomes if isinstance(o, str)]
     waited = [o for o in outcomes if isinstance(o, jobs.Defer)]
-    assert len(posted) == 1 and len(waited) == 1, outcomes  # the other waits its turn
+    # The second either waits its turn (the first holds the key) or, if it came after the
+    # first had finished, is handed the same ts; either way Slack got one post.
+    assert posted and len(set(posted)) == 1 and len(posted) + len(waited) == 2, outcomes
     assert len(parents(await in_channel(slack_agents))) == 1
     # Its next turn finds the line posted and posts nothing.
     assert await post_once("mirror:test:1", INBOX, "Where is my order?") == posted[0]
