@@ -44,7 +44,7 @@ _wakeup: asyncio.Event | None = None
 JOB_TABLE = Job.__table__  # type: ignore[attr-defined]
 _foreground_at = float("-inf")
 _FOREGROUND_WINDOW_S = 0.2
-_BURST_UNDER_LOAD = 4  # jobs claimed (and run together) per burst while requests arrive
+_BURST_UNDER_LOAD = 2  # jobs claimed (and run together) per burst while requests arrive
 _MAX_REST_S = 1.0
 
 
