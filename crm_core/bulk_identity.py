@@ -114,7 +114,8 @@ def _new_customer_row(who: Who, now: Any) -> dict[str, Any]:
 
 async def _create(
     session: AsyncSession, groups: dict[tuple[str, str], list[Who]]
-) -> dict[tuple[str, str], int]:
+) -> tuple[dict[tuple[str, str], int], set[int]]:
+    """The customer of each group's key, and which of them are new (made here)."""
     now = utcnow()
     keys = list(groups)
     table = Customer.__table__  # type: ignore[attr-defined]
@@ -158,6 +159,7 @@ async def _create(
         )
         inserted.update((k, v) for k, v in got)
     lost = [key for key in keys if key not in inserted]
+    new_ids = {owner[key] for key in keys if key in inserted}
     if lost:
         # Someone else owns this email/phone (another writer, or an earlier group in this
         # batch as its second contact): theirs stands, and our empty customer goes.
@@ -167,13 +169,14 @@ async def _create(
             owner[key] = holders[key]
         await session.execute(delete(ContactPoint).where(ContactPoint.customer_id.in_(orphans)))  # type: ignore[attr-defined]
         await session.execute(delete(Customer).where(Customer.id.in_(orphans)))  # type: ignore[union-attr]
-    return owner
+    return owner, new_ids
 
 
 async def resolve_many(
     session: AsyncSession, people: list[Who]
-) -> tuple[list[int | None], list[str | None]]:
-    """For each entry, the customer id (following merges) or why there is none."""
+) -> tuple[list[int | None], list[str | None], set[int]]:
+    """For each entry, the customer id (following merges) or why there is none; and the
+    ids of the customers created here (they have no history yet)."""
     ids = {w.id for w in people if w.id is not None}
     by_id = await _follow_merges(session, ids) if ids else {}
     contacts: set[tuple[str, str]] = set()
@@ -187,7 +190,7 @@ async def resolve_many(
             known = owners.get(w.key) or (w.phone and owners.get(("phone", w.phone)))
             if not known:
                 groups.setdefault(w.key, []).append(w)
-    created = await _create(session, groups) if groups else {}
+    created, new_ids = await _create(session, groups) if groups else ({}, set())
     contact_owner = {**owners, **created}
     live = await _follow_merges(session, set(contact_owner.values())) if contact_owner else {}
 
@@ -215,4 +218,4 @@ async def resolve_many(
         else:
             result.append(customer.id)
             errors.append(None)
-    return result, errors
+    return result, errors, new_ids

@@ -223,7 +223,7 @@ async def ingest(
             people.append((index, event, _who(event.customer)))
         except InvalidContact as exc:
             result.errors.append({"index": index, "error": f"customer: {exc}"})
-    ids, problems = await resolve_many(session, [w for _, _, w in people])
+    ids, problems, new_customers = await resolve_many(session, [w for _, _, w in people])
     rows: dict[str, dict[str, Any]] = {}
     for (index, event, _), cid, problem in zip(people, ids, problems, strict=True):
         if cid is None:
@@ -239,6 +239,8 @@ async def ingest(
     if not rows:
         return result
     locked = await _lock_customers(session, sorted({r["customer_id"] for r in rows.values()}))
+    for cid in new_customers:  # created by this batch: nothing to rebuild from the events
+        locked.activity.setdefault(cid, scores.Activity())
     inserted: list[dict[str, Any]] = []
     for part in chunks(list(rows.values()), 1000):
         got = await insert_ignore(

@@ -404,7 +404,8 @@ async def activity_facts(
     missing = [cid for cid in ids if cid not in activity]
     if missing:
         activity.update(await rebuild_activity(session, missing))
-    return {cid: a.facts(now) for cid, a in activity.items()}, activity
+    mine = {cid: activity[cid] for cid in ids}  # ``stored`` may hold others: not theirs
+    return {cid: a.facts(now) for cid, a in mine.items()}, mine
 
 
 async def enrollment_facts(
