@@ -248,7 +248,7 @@ async def close_db() -> None:
 
 
 @functools.cache
-def _defaults(model: type[Any]) -> tuple[dict[str, Any], dict[str, Callable[[], Any]]]:
+def _defaults(model: Any) -> tuple[dict[str, Any], dict[str, Callable[[], Any]]]:
     """A table model's Python-side defaults: fixed values, and factories to call per row."""
     fixed: dict[str, Any] = {}
     factories: dict[str, Callable[[], Any]] = {}
@@ -263,7 +263,7 @@ def _defaults(model: type[Any]) -> tuple[dict[str, Any], dict[str, Callable[[], 
     return fixed, factories
 
 
-def new_row(model: type[Any], **values: Any) -> dict[str, Any]:
+def new_row(model: Any, **values: Any) -> dict[str, Any]:
     """The values of a new ``model`` row for a Core (multi-row) INSERT: what the caller
     gives over the model's Python-side defaults, as ``model(**values)`` would have them,
     without building an ORM object."""
