@@ -18,6 +18,7 @@ most one batch, a batch for at most one job transaction.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable
@@ -158,7 +159,8 @@ class Database:
             async with self._write_lock.hold(priority):
                 loop = asyncio.get_running_loop()
                 return await loop.run_in_executor(thread, _transact, engine, work)
-        async with self.engine.connect() as conn:
+        lock = self._write_lock.hold(priority) if self._write_lock else contextlib.nullcontext()
+        async with lock, self.engine.connect() as conn:  # (SQLite in memory: no writer thread)
             await conn.begin()
             try:
                 result = await conn.run_sync(work)
