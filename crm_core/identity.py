@@ -22,7 +22,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from crm_core.models import ContactPoint, Customer, Identity
 from crm_core.normalize import InvalidContact, normalize_email, normalize_phone, search_key
-from heliograph.db import is_unique_violation, new_row, pairs_in, utcnow
+from heliograph.db import insert_ids, is_unique_violation, new_row, pairs_in, utcnow
 from heliograph.models import AuditEvent
 
 MergeHook = Callable[[AsyncSession, int, int], Awaitable[dict[str, int]]]
@@ -396,10 +396,7 @@ def _found_customers(
                 last_seen_at=now,
             )
         )
-    ids = conn.execute(
-        insert(_CUSTOMER).returning(_CUSTOMER.c.id, sort_by_parameter_order=True), rows
-    )
-    return dict(zip(labels, ids.scalars().all(), strict=True))
+    return dict(zip(labels, insert_ids(conn, _CUSTOMER, rows), strict=True))
 
 
 def _add_identities(
@@ -425,10 +422,7 @@ def _add_identities(
                 "created_at": now,
             }
         )
-    ids = conn.execute(
-        insert(_IDENTITY).returning(_IDENTITY.c.id, sort_by_parameter_order=True), rows
-    )
-    return dict(zip(new_keys, ids.scalars().all(), strict=True))
+    return dict(zip(new_keys, insert_ids(conn, _IDENTITY, rows), strict=True))
 
 
 async def get_customer(session: AsyncSession, customer_id: int) -> Customer:

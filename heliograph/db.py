@@ -27,7 +27,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, and_, create_engine, event, make_url, or_
+from sqlalchemy import Connection, Engine, and_, create_engine, event, insert, make_url, or_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -276,6 +276,12 @@ def new_row(model: Any, **values: Any) -> dict[str, Any]:
             row[name] = factory()
     row.update(values)
     return row
+
+
+def insert_ids(conn: Connection, table: Any, rows: list[dict[str, Any]]) -> list[int]:
+    """One multi-row INSERT of ``rows`` into ``table``; the new ids in the order of ``rows``."""
+    stmt = insert(table).returning(table.c.id, sort_by_parameter_order=True)
+    return list(conn.execute(stmt, rows).scalars())
 
 
 def pairs_in(group_col: Any, key_col: Any, pairs: Iterable[tuple[Any, Any]]) -> Any:

@@ -36,7 +36,7 @@ from sqlalchemy import Connection, bindparam, func, insert, select, update
 
 from crm_core.identity import ResolvedIds, resolve_senders
 from heliograph import jobs
-from heliograph.db import CommitFailed, Database, new_row, pairs_in, utcnow
+from heliograph.db import CommitFailed, Database, insert_ids, new_row, pairs_in, utcnow
 from heliograph.settings import get_settings
 from inbox.ingest import AcceptResult, InboundMessage, accept_in, new_conversation, received_event
 from inbox.models import Attachment, Conversation, Message
@@ -141,12 +141,8 @@ def _threads(
                 msg, resolved.customer_id, resolved.identity_id, resolved.language, resolved.vip
             )
             rows_in.append(new_row(Conversation, **values))
-        ids = conn.execute(
-            insert(_CONVERSATION).returning(c.id, sort_by_parameter_order=True), rows_in
-        )
-        found.update(
-            {key: _Thread(cid, "open", True) for key, cid in zip(new, ids.scalars(), strict=True)}
-        )
+        ids = insert_ids(conn, _CONVERSATION, rows_in)
+        found.update({key: _Thread(cid, "open", True) for key, cid in zip(new, ids, strict=True)})
     return found
 
 
@@ -239,10 +235,7 @@ def _insert_messages(
                 "raw": msg.raw,
             }
         )
-    result = conn.execute(
-        insert(_MESSAGE).returning(_MESSAGE.c.id, sort_by_parameter_order=True), rows
-    )
-    return list(result.scalars())
+    return insert_ids(conn, _MESSAGE, rows)
 
 
 def _attachments(conn: Connection, message_id: int, msg: InboundMessage) -> list[dict[str, Any]]:
@@ -250,10 +243,7 @@ def _attachments(conn: Connection, message_id: int, msg: InboundMessage) -> list
     if not msg.attachments:
         return []
     rows = [new_row(Attachment, message_id=message_id, **item.__dict__) for item in msg.attachments]
-    result = conn.execute(
-        insert(_ATTACHMENT).returning(_ATTACHMENT.c.id, sort_by_parameter_order=True), rows
-    )
-    ids = list(result.scalars())
+    ids = insert_ids(conn, _ATTACHMENT, rows)
     return jobs.job_rows(
         [("attachment.fetch", {"attachment_id": i}, None) for i in ids],
         [f"fetch:{i}" for i in ids],
