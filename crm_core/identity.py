@@ -422,7 +422,8 @@ def _add_identities(
                 "created_at": now,
             }
         )
-    return dict(zip(new_keys, insert_ids(conn, _IDENTITY, rows), strict=True))
+    ids = insert_ids(conn, _IDENTITY, rows, key=("channel", "external_id"))
+    return dict(zip(new_keys, ids, strict=True))
 
 
 async def get_customer(session: AsyncSession, customer_id: int) -> Customer:

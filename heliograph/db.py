@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import functools
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -278,10 +278,19 @@ def new_row(model: Any, **values: Any) -> dict[str, Any]:
     return row
 
 
-def insert_ids(conn: Connection, table: Any, rows: list[dict[str, Any]]) -> list[int]:
-    """One multi-row INSERT of ``rows`` into ``table``; the new ids in the order of ``rows``."""
-    stmt = insert(table).returning(table.c.id, sort_by_parameter_order=True)
-    return list(conn.execute(stmt, rows).scalars())
+def insert_ids(
+    conn: Connection, table: Any, rows: list[dict[str, Any]], key: Sequence[str] = ()
+) -> list[int]:
+    """INSERT ``rows`` into ``table``; the new ids in the order of ``rows``. With ``key``, the
+    columns of a key unique among the rows, it is one multi-row INSERT whose RETURNING rows
+    are matched back by that key (SQLite does not promise them in VALUES order). Without,
+    SQLAlchemy keeps the order itself, on SQLite by inserting row by row."""
+    if not key:
+        stmt = insert(table).returning(table.c.id, sort_by_parameter_order=True)
+        return list(conn.execute(stmt, rows).scalars())
+    stmt = insert(table).returning(table.c.id, *(table.c[name] for name in key))
+    ids = {tuple(row[1:]): row[0] for row in conn.execute(stmt, rows).all()}
+    return [ids[tuple(row[name] for name in key)] for row in rows]
 
 
 def pairs_in(group_col: Any, key_col: Any, pairs: Iterable[tuple[Any, Any]]) -> Any:

@@ -141,7 +141,8 @@ def _threads(
                 msg, resolved.customer_id, resolved.identity_id, resolved.language, resolved.vip
             )
             rows_in.append(new_row(Conversation, **values))
-        ids = insert_ids(conn, _CONVERSATION, rows_in)
+        # The new conversations are open, so (customer, channel, thread) is unique among them.
+        ids = insert_ids(conn, _CONVERSATION, rows_in, key=("customer_id", "channel", "thread_key"))
         found.update({key: _Thread(cid, "open", True) for key, cid in zip(new, ids, strict=True)})
     return found
 
@@ -235,7 +236,7 @@ def _insert_messages(
                 "raw": msg.raw,
             }
         )
-    return insert_ids(conn, _MESSAGE, rows)
+    return insert_ids(conn, _MESSAGE, rows, key=("channel", "provider_message_id"))
 
 
 def _attachments(conn: Connection, message_id: int, msg: InboundMessage) -> list[dict[str, Any]]:
