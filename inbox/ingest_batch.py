@@ -1,9 +1,9 @@
 """Group commit for ``accept()``: concurrent inbound messages share one transaction.
 
 Each ``accept()`` call queues its message and waits. One writer per process and database
-takes everything queued, stores it with set-based Core statements (a fixed dozen per
+takes everything queued, stores it with set-based Core statements (about a dozen per
 batch, whatever its size: one SELECT for all dedupe keys, identities resolved in bulk,
-multi-row INSERTs for customers, conversations, messages and their jobs), commits once,
+multi-row INSERTs for identities, conversations, messages and their jobs), commits once,
 then answers every caller. Nothing waits for a batch to fill: while one batch commits,
 the next one gathers, so a lone message is written at once and a burst of N costs about
 one transaction instead of N.
