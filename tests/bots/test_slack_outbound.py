@@ -204,7 +204,9 @@ async def test_slack_unreachable_is_tried_again_later(
     reply = await agent_replies(client, auth, conversation, "Are you there?")
     slack_env(monkeypatch, "http://127.0.0.1:9/api/")  # nothing listens there
 
-    assert (await run_jobs(database)).get("retry") == 1
+    # At least one retry: with the tests' 25-50 ms backoff, a later job in the same round
+    # (a listener of message.sent) can make the delivery due again and count a second one.
+    assert (await run_jobs(database)).get("retry", 0) >= 1
 
     row = await reply_row(database, reply)
     assert row.delivery_status == "queued"
