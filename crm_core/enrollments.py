@@ -80,6 +80,7 @@ def apply_one(row: dict[str, Any], e: ProgramEvent) -> None:
 async def _read(
     session: AsyncSession, wanted: set[tuple[int, int]]
 ) -> dict[tuple[int, int], dict[str, Any]]:
+    """Every enrollment of the customers in ``wanted`` (locked on PostgreSQL)."""
     table = Enrollment.__table__  # type: ignore[attr-defined]
     rows: dict[tuple[int, int], dict[str, Any]] = {}
     for part in chunks(sorted({cid for cid, _ in wanted})):
@@ -87,14 +88,19 @@ async def _read(
         if is_postgres(session):
             stmt = stmt.order_by(table.c.id).with_for_update()
         for r in (await session.execute(stmt)).mappings():
-            key = (r["customer_id"], r["program_id"])
-            if key in wanted:
-                rows[key] = dict(r)
+            rows[(r["customer_id"], r["program_id"])] = dict(r)
     return rows
 
 
-async def apply_events(session: AsyncSession, events: list[ProgramEvent], now: datetime) -> int:
-    """Apply a batch of program events to their enrollments; returns how many changed."""
+async def apply_events(
+    session: AsyncSession,
+    events: list[ProgramEvent],
+    now: datetime,
+    held: dict[int, list[dict[str, Any]]] | None = None,
+) -> int:
+    """Apply a batch of program events to their enrollments; returns how many changed.
+    ``held``: filled with every enrollment of the customers concerned, as they are now
+    (by customer), so the scores need not read them again."""
     if not events:
         return 0
     first: dict[tuple[int, int], datetime] = {}
@@ -129,4 +135,7 @@ async def apply_events(session: AsyncSession, events: list[ProgramEvent], now: d
         if fields:  # only what changed: a lesson is progress and last activity, not ten columns
             changed.append({"id": row["id"], **fields, "updated_at": now})
     await update_rows(session, Enrollment.__table__, changed)  # type: ignore[attr-defined]
+    if held is not None:
+        for (cid, _), row in rows.items():
+            held.setdefault(cid, []).append(row)
     return len(changed)

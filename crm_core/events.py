@@ -296,7 +296,8 @@ async def _apply(
         for r in inserted
         if r["program_id"] is not None
     ]
-    await enrollments.apply_events(session, program_events, now)
+    held: dict[int, list[dict[str, Any]]] = {}
+    await enrollments.apply_events(session, program_events, now, held)
     customer_ids = sorted({r["customer_id"] for r in inserted})
     facts = await scores.recompute(
         session,
@@ -305,6 +306,7 @@ async def _apply(
         known_ltv=locked.ltv,
         new_events=inserted,
         stored=locked.activity,
+        enrolled=scores.enrollment_facts_of(held),
     )
     by_customer: dict[int, list[journey.EventView]] = defaultdict(list)
     for r in inserted:

@@ -435,6 +435,21 @@ async def enrollment_facts(
     return found
 
 
+def enrollment_facts_of(held: Mapping[int, list[dict[str, Any]]]) -> dict[int, EnrollmentFacts]:
+    """``enrollment_facts`` from enrollment rows at hand (every enrollment of each
+    customer in ``held``), without a query."""
+    found: dict[int, EnrollmentFacts] = {}
+    for cid, rows in held.items():
+        rated = [r["satisfaction"] for r in rows if r["satisfaction"] is not None]
+        found[cid] = EnrollmentFacts(
+            len(rows),
+            max((r["progress"] or 0) if r["status"] == "active" else 0 for r in rows),
+            sum(r["status"] == "completed" for r in rows),
+            round(sum(rated) / len(rated), 2) if rated else None,
+        )
+    return found
+
+
 def _score_row(
     customer_id: int, f: ActivityFacts, e: EnrollmentFacts, activity: Activity, now: datetime
 ) -> dict[str, Any]:
@@ -486,17 +501,20 @@ async def recompute(
     known_ltv: dict[int, Any] | None = None,
     new_events: Iterable[Any] = (),
     stored: dict[int, Activity] | None = None,
+    enrolled: dict[int, EnrollmentFacts] | None = None,
 ) -> dict[int, ActivityFacts]:
     """Recompute every score of these customers (and their lifetime value, written only
     where it changed) in a few statements; returns the activity facts used, for the
     journey rules. ``known_ltv``: the customers' current lifetime values, if at hand
     (their rows locked by the caller). ``new_events``: the events a batch just inserted
     for them, added to their aggregates, and ``stored`` the aggregates read with the
-    locks (see ``activity_facts``)."""
+    locks (see ``activity_facts``); ``enrolled``: the enrollment facts of some of them,
+    known already (``enrollment_facts_of``)."""
     now = now or utcnow()
     current = known_ltv if known_ltv is not None else await _current_ltv(session, customer_ids)
     facts, activity = await activity_facts(session, customer_ids, now, new_events, stored)
-    enrolled = await enrollment_facts(session, list(facts))
+    known = enrolled or {}
+    enrolled = {**await enrollment_facts(session, [c for c in facts if c not in known]), **known}
     rows = [
         _score_row(cid, f, enrolled.get(cid, EnrollmentFacts()), activity[cid], now)
         for cid, f in facts.items()

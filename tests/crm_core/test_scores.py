@@ -206,7 +206,14 @@ async def test_scores_kept_batch_by_batch_equal_scores_from_all_events(database:
     batches = [
         [
             ev("purchase", "k1", ana, at=days_ago(60, now), program="mind-1", amount="99.00"),
-            ev("lesson_completed", "k2", ana, at=days_ago(40, now), program="mind-1"),
+            ev(
+                "lesson_completed",
+                "k2",
+                ana,
+                at=days_ago(40, now),
+                program="mind-1",
+                satisfaction=3,
+            ),
             ev("support_ticket", "k3", bo, at=days_ago(80, now), ticket_id="T-9"),
         ],
         [
@@ -232,6 +239,14 @@ async def test_scores_kept_batch_by_batch_equal_scores_from_all_events(database:
             ev("refund", "k10", ana, at=days_ago(1, now), program="mind-1", amount="20.50"),
             ev("course_progress", "k11", bo, at=days_ago(2, now), program="body-1", progress=30),
             ev(
+                "lesson_completed",
+                "k13",
+                ana,
+                at=days_ago(1, now),
+                program="body-1",
+                satisfaction=4,
+            ),
+            ev(
                 "support_ticket", "k12", bo, at=days_ago(1, now), ticket_id="T-9", status="resolved"
             ),
         ],
@@ -241,8 +256,9 @@ async def test_scores_kept_batch_by_batch_equal_scores_from_all_events(database:
     kept = await _scores_by_customer(database)
     assert len(kept) == 2
     assert await _rebuilt(database, now) == kept
-    ana_score = next(s for s in await rows(database, CustomerScore) if s.engagement_inputs)
+    ana_score = max(await rows(database, CustomerScore), key=lambda s: s.engagement)
     assert ana_score.activity is not None and ana_score.activity["days"]
+    assert ana_score.progression_inputs["satisfaction"] == 3.5  # two programs rated 3 and 4
 
     later = now + timedelta(days=21)  # two weeks of the history slide out of the windows
     assert await scores.refresh_stale(database, now=later) == 2
