@@ -62,7 +62,8 @@ class Conversation(SQLModel, table=True):
     first_response_at: datetime | None = None
     resolved_at: datetime | None = None
     last_message_at: datetime = Field(default_factory=utcnow)
-    created_at: datetime = Field(default_factory=utcnow)
+    # Indexed (migration 0013): the team's numbers count conversations by time range.
+    created_at: datetime = Field(default_factory=utcnow, index=True)
     updated_at: datetime = Field(default_factory=utcnow)
 
 
@@ -95,7 +96,7 @@ class Message(SQLModel, table=True):
     sent_at: datetime | None = None  # the provider's timestamp for inbound
     edited_at: datetime | None = None
     raw: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
-    created_at: datetime = Field(default_factory=utcnow)
+    created_at: datetime = Field(default_factory=utcnow, index=True)  # counted by range
 
 
 class Attachment(SQLModel, table=True):
