@@ -9,10 +9,13 @@ handful of statements, not 1,000.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+import functools
+import json
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import Table, bindparam
+from sqlalchemy import JSON, Column, MetaData, Table, Text, bindparam
 from sqlalchemy import update as sa_update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -40,6 +43,61 @@ def _insert(session: AsyncSession, table: Table) -> Any:
     return postgresql.insert(table) if is_postgres(session) else sqlite.insert(table)
 
 
+def _sqlite_datetime(value: Any) -> Any:
+    """A timestamp as SQLite stores it (``UTCDateTime`` then SQLite's ``DATETIME``: UTC,
+    ``YYYY-MM-DD HH:MM:SS.ffffff``), in one step instead of two per-value processors."""
+    if not isinstance(value, datetime):
+        return value
+    if value.utcoffset() is None:
+        raise ValueError("Datetime values must have timezone information.")
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+def _json_text(none_as_null: bool) -> Callable[[Any], Any]:
+    def convert(value: Any) -> Any:
+        if value is None and none_as_null:
+            return None
+        return json.dumps(value)  # what SQLAlchemy's JSON type writes (json.dumps)
+
+    return convert
+
+
+@functools.cache
+def _sqlite_plain(table: Table) -> tuple[Table, tuple[tuple[str, Callable[[Any], Any]], ...]]:
+    """``table`` as the bulk writes see it on SQLite: its JSON and timestamp columns as
+    plain text, with the conversions to apply to the values once, up front. SQLAlchemy
+    would otherwise run two or three processors per value, which on a batch of 1,000
+    events (some 30,000 such values) was a tenth of the batch's CPU."""
+    columns, convert = [], []
+    for c in table.c:
+        kind = c.type
+        if isinstance(kind, JSON):
+            convert.append((c.name, _json_text(kind.none_as_null)))
+            kind = Text()
+        elif getattr(kind, "impl", None) is not None and type(kind).__name__ == "UTCDateTime":
+            convert.append((c.name, _sqlite_datetime))
+            kind = Text()
+        columns.append(Column(c.name, kind, primary_key=c.primary_key))
+    return Table(table.name, MetaData(), *columns), tuple(convert)
+
+
+def _prepared(
+    session: AsyncSession, table: Table, rows: list[dict[str, Any]]
+) -> tuple[Table, list[dict[str, Any]]]:
+    """The table to write through and the rows to write (copies; the caller's stay)."""
+    if is_postgres(session):
+        return table, rows
+    plain, convert = _sqlite_plain(table)
+    out = []
+    for row in rows:
+        row = dict(row)
+        for name, fn in convert:
+            if name in row:
+                row[name] = fn(row[name])
+        out.append(row)
+    return plain, out
+
+
 async def insert_ignore(
     session: AsyncSession,
     table: Table,
@@ -53,12 +111,15 @@ async def insert_ignore(
     """
     if not rows:
         return []
-    stmt = _insert(session, table).on_conflict_do_nothing(index_elements=list(conflict))
+    plain, converted = _prepared(session, table, rows)
+    if any(name in dict(_sqlite_plain(table)[1]) for name in returning):
+        plain, converted = table, rows  # read back as written: keep the column types
+    stmt = _insert(session, plain).on_conflict_do_nothing(index_elements=list(conflict))
     if not returning:
-        await session.execute(stmt, rows)
+        await session.execute(stmt, converted)
         return []
-    stmt = stmt.returning(*(table.c[name] for name in returning))
-    result = await session.execute(stmt, rows)
+    stmt = stmt.returning(*(plain.c[name] for name in returning))
+    result = await session.execute(stmt, converted)
     return list(result.all())
 
 
@@ -72,6 +133,7 @@ async def upsert(
     """Insert ``rows``, or overwrite the ``update`` columns of the row already there."""
     if not rows:
         return
+    table, rows = _prepared(session, table, rows)
     stmt = _insert(session, table)
     stmt = stmt.on_conflict_do_update(
         index_elements=list(conflict), set_={name: stmt.excluded[name] for name in update}
@@ -84,6 +146,7 @@ async def update_rows(
 ) -> None:
     """``UPDATE table SET ... WHERE key = ?`` for each row, setting the columns that row
     names: one executemany per set of columns (so a row carries only what changed)."""
+    table, rows = _prepared(session, table, rows)
     groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for row in rows:
         groups.setdefault(tuple(row), []).append(row)
