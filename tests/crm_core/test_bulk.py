@@ -1,0 +1,78 @@
+"""The bulk writes store exactly what the ORM stores (SQLite converts values up front)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import text
+
+from crm_core.bulk import upsert
+from crm_core.models import Customer, CustomerScore
+from heliograph.db import Database
+
+SCORE_COLUMNS = [c.name for c in CustomerScore.__table__.c]  # type: ignore[attr-defined]
+
+
+def _score(customer_id: int, at: datetime) -> dict:
+    return {
+        "customer_id": customer_id,
+        "engagement": 40,
+        "engagement_inputs": {"days_since_activity": 1.5, "note": None},
+        "health": 80,
+        "health_inputs": {},
+        "progression": 0,
+        "progression_inputs": {"why": "not enrolled in any program"},
+        "ltv_inputs": {"purchases": "0", "refunds": "0"},
+        "last_activity_at": at,
+        "last_course_activity_at": None,
+        "last_course_event_id": None,
+        "computed_at": at,
+        "activity": None,
+    }
+
+
+async def test_a_bulk_upsert_reads_back_like_an_orm_write(database: Database) -> None:
+    at = datetime(2026, 3, 1, 23, 30, 0, tzinfo=timezone(timedelta(hours=2)))
+    async with database.session() as session:
+        first, second = Customer(display_name="Orm"), Customer(display_name="Bulk")
+        session.add_all([first, second])
+        await session.flush()
+        session.add(CustomerScore(**_score(first.id, at)))
+        await session.flush()
+        table = CustomerScore.__table__  # type: ignore[attr-defined]
+        await upsert(session, table, [_score(second.id, at)], ["customer_id"], SCORE_COLUMNS[1:])
+        await session.commit()
+        ids = (first.id, second.id)
+    async with database.read_session() as session:
+        orm, bulk = [await session.get(CustomerScore, cid) for cid in ids]
+        assert bulk is not None and orm is not None
+        assert bulk.computed_at == datetime(2026, 3, 1, 21, 30, tzinfo=UTC)
+        assert bulk.engagement_inputs == {"days_since_activity": 1.5, "note": None}
+        assert bulk.activity is None and bulk.last_course_activity_at is None
+        names = ", ".join(c for c in SCORE_COLUMNS if c != "customer_id")
+        raw = (
+            await session.execute(
+                text(f"SELECT {names} FROM customer_score WHERE customer_id IN (:a, :b)"),
+                {"a": ids[0], "b": ids[1]},
+            )
+        ).all()
+        assert raw[0] == raw[1]  # the same stored text, column by column
+        activity = (
+            await session.execute(
+                text("SELECT activity IS NULL FROM customer_score WHERE customer_id = :b"),
+                {"b": ids[1]},
+            )
+        ).scalar()
+        assert activity  # SQL NULL, not the JSON text 'null' (the column's none_as_null)
+
+
+async def test_a_naive_timestamp_is_refused_by_the_bulk_path_too(database: Database) -> None:
+    async with database.session() as session:
+        customer = Customer(display_name="Naive")
+        session.add(customer)
+        await session.flush()
+        row = _score(customer.id, datetime(2026, 3, 1, 12, 0))  # no timezone
+        table = CustomerScore.__table__  # type: ignore[attr-defined]
+        with pytest.raises(Exception, match="timezone"):
+            await upsert(session, table, [row], ["customer_id"], SCORE_COLUMNS[1:])
