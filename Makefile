@@ -10,9 +10,12 @@ export HELIOGRAPH_DATABASE_URL ?= sqlite+aiosqlite:///var/heliograph.db
 install: $(STAMP)
 
 $(STAMP): pyproject.toml
-	# ffmpeg decodes voice notes; espeak-ng speaks the test clips that whisper transcribes.
-	command -v ffmpeg >/dev/null && command -v espeak-ng >/dev/null || \
-	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg espeak-ng; }
+	# ffmpeg decodes voice notes; espeak-ng speaks the test clips that whisper transcribes;
+	# libopencore-amrnb0 encodes the AMR-NB (MMS) test clip (Debian's ffmpeg cannot).
+	command -v ffmpeg >/dev/null && command -v espeak-ng >/dev/null && \
+	  ldconfig -p | grep -q libopencore-amrnb.so.0 || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    ffmpeg espeak-ng libopencore-amrnb0; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	# The CPU build of torch (openai-whisper's engine); a plain `torch` would pull CUDA (GBs).
