@@ -19,6 +19,7 @@ from sqlalchemy import JSON, Column, MetaData, Table, Text, bindparam
 from sqlalchemy import update as sa_update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlmodel.sql.sqltypes import UTCDateTime
 
 T = TypeVar("T")
 
@@ -46,6 +47,8 @@ def _insert(session: AsyncSession, table: Table) -> Any:
 def _sqlite_datetime(value: Any) -> Any:
     """A timestamp as SQLite stores it (``UTCDateTime`` then SQLite's ``DATETIME``: UTC,
     ``YYYY-MM-DD HH:MM:SS.ffffff``), in one step instead of two per-value processors."""
+    if type(value) is datetime and value.tzinfo is UTC:  # the usual case: no conversion
+        return value.isoformat(" ", "microseconds")[:26]
     if not isinstance(value, datetime):
         return value
     if value.utcoffset() is None:
@@ -53,11 +56,16 @@ def _sqlite_datetime(value: Any) -> Any:
     return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
+# What SQLAlchemy's JSON type writes (``json.dumps`` with its defaults), without the
+# wrapper's per-call work; circular structures cannot come from the callers here.
+_dumps = json.JSONEncoder(check_circular=False).encode
+
+
 def _json_text(none_as_null: bool) -> Callable[[Any], Any]:
     def convert(value: Any) -> Any:
-        if value is None and none_as_null:
-            return None
-        return json.dumps(value)  # what SQLAlchemy's JSON type writes (json.dumps)
+        if value is None:
+            return None if none_as_null else "null"
+        return _dumps(value)
 
     return convert
 
@@ -74,7 +82,7 @@ def _sqlite_plain(table: Table) -> tuple[Table, tuple[tuple[str, Callable[[Any],
         if isinstance(kind, JSON):
             convert.append((c.name, _json_text(kind.none_as_null)))
             kind = Text()
-        elif getattr(kind, "impl", None) is not None and type(kind).__name__ == "UTCDateTime":
+        elif isinstance(kind, UTCDateTime):
             convert.append((c.name, _sqlite_datetime))
             kind = Text()
         columns.append(Column(c.name, kind, primary_key=c.primary_key))
@@ -88,12 +96,18 @@ def _prepared(
     if is_postgres(session):
         return table, rows
     plain, convert = _sqlite_plain(table)
+    first = rows[0].keys() if rows else {}.keys()
+    present = [(name, fn) for name, fn in convert if name in first]
     out = []
     for row in rows:
         row = dict(row)
-        for name, fn in convert:
-            if name in row:
+        if row.keys() == first:  # the same columns as the first row (the usual case)
+            for name, fn in present:
                 row[name] = fn(row[name])
+        else:
+            for name, fn in convert:
+                if name in row:
+                    row[name] = fn(row[name])
         out.append(row)
     return plain, out
 
