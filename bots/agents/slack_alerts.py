@@ -34,9 +34,18 @@ HANDOFF, ESCALATED, INTERVENTION = (
     "slack_agents.escalated",
     "slack_agents.intervention",
 )
-jobs.subscribe("handoff.created", HANDOFF)
-jobs.subscribe("handoff.escalated", ESCALATED)
-jobs.subscribe("intervention.opened", INTERVENTION)
+LISTENERS = (
+    ("handoff.created", HANDOFF),
+    ("handoff.escalated", ESCALATED),
+    ("intervention.opened", INTERVENTION),
+)
+
+
+def listen() -> None:
+    """Subscribe the alert listeners (idempotent); only with agent threads on, like
+    ``slack_threads.listen``."""
+    for event, kind in LISTENERS:
+        jobs.subscribe(event, kind)
 
 
 def handoff_text(row: Handoff, sender: str) -> str:
@@ -153,3 +162,7 @@ async def on_intervention(payload: dict[str, Any]) -> None:
     user = None if threads else await member_slack_id(payload.get("owner_id"))
     if user is not None:
         await post_once(f"{key}:dm", await open_dm(user), text)
+
+
+if enabled():  # the process's settings, read once at start-up
+    listen()

@@ -25,6 +25,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
+from bots.agents import slack_alerts, slack_threads
 from bots.agents.models import SlackAgentPost, SlackAgentThread
 from bots.agents.slack_posts import post_once
 from crm_core.interventions import OPENED_EVENT, opened_payload
@@ -103,6 +104,10 @@ def slack_agents(
     fake: httpx.AsyncClient, database: Database, monkeypatch: pytest.MonkeyPatch
 ) -> httpx.AsyncClient:
     configure(monkeypatch, str(fake.base_url))
+    # As at the start of a process with agent threads on; the subscriptions end with the test.
+    monkeypatch.setattr(jobs, "_subscribers", {e: list(k) for e, k in jobs._subscribers.items()})
+    slack_threads.listen()
+    slack_alerts.listen()
     return fake
 
 
