@@ -24,7 +24,7 @@ from heliograph.db import Database
 from inbox.models import Message
 from tests.bots.test_email_inbound import GMAIL_FIRST_ID, SECRET, SUPPORT, load
 from tests.utils.factories import member_with_token
-from tests.utils.processes import Service, free_port, start_heliograph, start_python
+from tests.utils.processes import Service, free_port, start_heliograph, start_sandbox
 
 pytestmark = pytest.mark.slow
 
@@ -39,16 +39,14 @@ def sandbox_service(
     tmp_path_factory: pytest.TempPathFactory, ports: dict[str, int]
 ) -> Iterator[Service]:
     port = free_port()
-    service = start_python(
-        "bots.sandbox",
-        ["--port", str(port)],
+    service = start_sandbox(
+        port,
         {
             "HELIOGRAPH_SANDBOX_SMTP_PORT": str(ports["sink"]),
             "HELIOGRAPH_SMTP_LISTEN_PORT": str(ports["listen"]),
             "HELIOGRAPH_EMAIL_ADDRESS": SUPPORT,
         },
         tmp_path_factory.mktemp("sandbox") / "sandbox.log",
-        f"http://127.0.0.1:{port}/_sandbox/health",
     )
     yield service
     service.stop()

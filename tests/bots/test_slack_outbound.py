@@ -24,7 +24,7 @@ from heliograph.settings import reset_settings
 from inbox.models import Conversation, Message
 from tests.conftest import run_jobs
 from tests.utils.factories import member_with_token
-from tests.utils.processes import free_port, start_heliograph, start_python
+from tests.utils.processes import free_port, start_heliograph, start_sandbox
 from tests.utils.slack import BOT_TOKEN, SIGNING_SECRET, fixture, post_event, slack_env
 
 pytestmark = pytest.mark.slow
@@ -35,16 +35,14 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int
     """One fake Slack for the module; it sends customers' DMs to the port the e2e service
     will listen on."""
     port, service_port = free_port(), free_port()
-    service = start_python(
-        "bots.sandbox",
-        ["--port", str(port)],
+    service = start_sandbox(
+        port,
         {
             "HELIOGRAPH_SLACK_BOT_TOKEN": BOT_TOKEN,
             "HELIOGRAPH_SLACK_SIGNING_SECRET": SIGNING_SECRET,
             "HELIOGRAPH_PUBLIC_URL": f"http://127.0.0.1:{service_port}",
         },
         tmp_path_factory.mktemp("slack") / "sandbox.log",
-        f"http://127.0.0.1:{port}/_sandbox/health",
     )
     try:
         yield f"http://127.0.0.1:{port}", service_port

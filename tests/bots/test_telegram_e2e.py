@@ -23,7 +23,7 @@ from heliograph.db import Database
 from heliograph.models import Job
 from inbox.models import Attachment, Conversation, Message
 from tests.utils.factories import member_with_token
-from tests.utils.processes import Service, free_port, start_heliograph, start_python
+from tests.utils.processes import Service, free_port, start_heliograph, start_sandbox
 
 pytestmark = pytest.mark.slow
 
@@ -34,12 +34,10 @@ WEBHOOK_SECRET = "test-telegram-webhook-secret-0123"
 @pytest.fixture(scope="module")
 def sandbox_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     port = free_port()
-    service = start_python(
-        "bots.sandbox",
-        ["--port", str(port)],
+    service = start_sandbox(
+        port,
         {"HELIOGRAPH_TELEGRAM_BOT_TOKEN": TOKEN},
         tmp_path_factory.mktemp("sandbox") / "sandbox.log",
-        f"http://127.0.0.1:{port}/_sandbox/health",
     )
     yield service
     service.stop()

@@ -28,7 +28,7 @@ from inbox.conversations import reply
 from inbox.models import Attachment, Message
 from tests.conftest import run_jobs
 from tests.utils.factories import receive
-from tests.utils.processes import free_port, start_python
+from tests.utils.processes import free_port, start_sandbox
 
 TOKEN = "4242:test-telegram-token-0123456789"
 WEBHOOK_SECRET = "test-telegram-webhook-secret-0123"
@@ -41,12 +41,10 @@ LONG_REPLY = " ".join(f"w{i:04d}" for i in range(1500))
 @pytest.fixture(scope="module")
 def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = free_port()
-    service = start_python(
-        "bots.sandbox",
-        ["--port", str(port)],
+    service = start_sandbox(
+        port,
         {"HELIOGRAPH_TELEGRAM_BOT_TOKEN": TOKEN},
         tmp_path_factory.mktemp("sandbox") / "sandbox.log",
-        f"http://127.0.0.1:{port}/_sandbox/health",
     )
     yield f"http://127.0.0.1:{port}"
     service.stop()

@@ -30,7 +30,7 @@ from inbox.ingest import InboundMessage
 from inbox.media import MediaRef
 from inbox.models import Attachment, Message
 from tests.conftest import run_jobs
-from tests.utils.processes import free_port, start_python
+from tests.utils.processes import free_port, start_sandbox
 
 pytestmark = pytest.mark.slow
 
@@ -49,12 +49,10 @@ LONG_REPLY = " ".join(f"word{i:05d}" for i in range(400))
 def sandbox_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = free_port()
     env = {"HELIOGRAPH_TWILIO_ACCOUNT_SID": ACCOUNT, "HELIOGRAPH_TWILIO_AUTH_TOKEN": TOKEN}
-    service = start_python(
-        "bots.sandbox",
-        ["--port", str(port)],
+    service = start_sandbox(
+        port,
         env,
         tmp_path_factory.mktemp("sandbox") / "sandbox.log",
-        f"http://127.0.0.1:{port}/_sandbox/health",
     )
     yield f"http://127.0.0.1:{port}"
     service.stop()

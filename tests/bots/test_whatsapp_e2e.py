@@ -27,7 +27,7 @@ from heliograph.migrate import upgrade
 from heliograph.settings import Settings
 from inbox.models import Attachment, Conversation, Message
 from tests.utils.factories import member_with_token
-from tests.utils.processes import Service, free_port, start_heliograph, start_python
+from tests.utils.processes import Service, free_port, start_heliograph, start_sandbox
 
 pytestmark = pytest.mark.slow
 
@@ -59,12 +59,10 @@ def db_url(tmp_path_factory: pytest.TempPathFactory) -> str:
 @pytest.fixture(scope="module")
 def sandbox_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     port = free_port()
-    service = start_python(
-        "bots.sandbox",
-        ["--port", str(port)],
+    service = start_sandbox(
+        port,
         PROVIDERS,
         tmp_path_factory.mktemp("sandbox") / "sandbox.log",
-        f"http://127.0.0.1:{port}/_sandbox/health",
     )
     yield service
     service.stop()

@@ -28,7 +28,7 @@ from inbox.conversations import reply
 from inbox.ingest import InboundMessage
 from inbox.models import Attachment, Message
 from tests.conftest import run_jobs
-from tests.utils.processes import free_port, start_python
+from tests.utils.processes import free_port, start_sandbox
 
 pytestmark = pytest.mark.slow
 
@@ -51,12 +51,10 @@ def sandbox_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         "HELIOGRAPH_TWILIO_ACCOUNT_SID": TWILIO_ACCOUNT,
         "HELIOGRAPH_TWILIO_AUTH_TOKEN": TWILIO_TOKEN,
     }
-    service = start_python(
-        "bots.sandbox",
-        ["--port", str(port)],
+    service = start_sandbox(
+        port,
         env,
         tmp_path_factory.mktemp("sandbox") / "sandbox.log",
-        f"http://127.0.0.1:{port}/_sandbox/health",
     )
     yield f"http://127.0.0.1:{port}"
     service.stop()

@@ -107,3 +107,9 @@ def start_python(
     )
     wait_http(health_url, proc=proc)
     return Service(proc, health_url.rsplit("/", 1)[0], log_path)
+
+
+def start_sandbox(port: int, env: Mapping[str, str], log_path: Path) -> Service:
+    """The provider sandbox (``bots.sandbox``) on 127.0.0.1:``port``, once its health answers."""
+    health = f"http://127.0.0.1:{port}/_sandbox/health"
+    return start_python("bots.sandbox", ["--port", str(port)], env, log_path, health)

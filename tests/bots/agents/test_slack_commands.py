@@ -29,7 +29,7 @@ from heliograph.settings import get_settings, reset_settings
 from inbox.models import Conversation
 from routing.models import Assignment, TeamMember
 from tests.routing.world import ALWAYS, customer_writes, give, team
-from tests.utils.processes import free_port, start_heliograph, start_python
+from tests.utils.processes import free_port, start_heliograph, start_sandbox
 from tests.utils.slack import BOT_TOKEN, SIGNING_SECRET, slack_env
 from tests.utils.slack_commands import block_text, post_command, response_url, wait_for_response
 
@@ -46,16 +46,14 @@ SERVICE_PORT = free_port()  # where the cross-process test's ``heliograph serve`
 @pytest.fixture(scope="module")
 def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = free_port()
-    service = start_python(
-        "bots.sandbox",
-        ["--port", str(port)],
+    service = start_sandbox(
+        port,
         {
             "HELIOGRAPH_SLACK_BOT_TOKEN": BOT_TOKEN,
             "HELIOGRAPH_SLACK_SIGNING_SECRET": SIGNING_SECRET,
             "HELIOGRAPH_PUBLIC_URL": f"http://127.0.0.1:{SERVICE_PORT}",
         },
         tmp_path_factory.mktemp("slack-commands") / "sandbox.log",
-        f"http://127.0.0.1:{port}/_sandbox/health",
     )
     try:
         yield f"http://127.0.0.1:{port}"

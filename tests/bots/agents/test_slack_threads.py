@@ -42,7 +42,7 @@ from routing.team import create_token
 from tests.conftest import run_jobs
 from tests.routing.world import add_member
 from tests.utils.factories import receive
-from tests.utils.processes import free_port, start_heliograph, start_python
+from tests.utils.processes import free_port, start_heliograph, start_sandbox
 from tests.utils.slack import BOT_TOKEN, SIGNING_SECRET, slack_env
 
 pytestmark = pytest.mark.slow
@@ -58,9 +58,8 @@ CHAT = "5550001"
 def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
     """One sandbox for the module; its Slack requests go to the port ``serve`` will use."""
     port, service_port = free_port(), free_port()
-    service = start_python(
-        "bots.sandbox",
-        ["--port", str(port)],
+    service = start_sandbox(
+        port,
         {
             "HELIOGRAPH_SLACK_BOT_TOKEN": BOT_TOKEN,
             "HELIOGRAPH_SLACK_SIGNING_SECRET": SIGNING_SECRET,
@@ -68,7 +67,6 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int
             "HELIOGRAPH_PUBLIC_URL": f"http://127.0.0.1:{service_port}",
         },
         tmp_path_factory.mktemp("slack-agents") / "sandbox.log",
-        f"http://127.0.0.1:{port}/_sandbox/health",
     )
     try:
         yield f"http://127.0.0.1:{port}", service_port

@@ -32,7 +32,7 @@ from tests.bots.test_telegram_e2e import eventually
 from tests.routing.world import ALWAYS
 from tests.utils import telegram_team
 from tests.utils.factories import make_member
-from tests.utils.processes import free_port, start_heliograph, start_python
+from tests.utils.processes import free_port, start_heliograph, start_sandbox
 from tests.utils.telegram_team import TeamBot
 
 sandbox_url, team_bot = telegram_team.sandbox_url, telegram_team.team_bot  # the fixtures
@@ -353,12 +353,10 @@ async def test_end_to_end_a_whatsapp_customer_answered_from_telegram(
     public = f"http://127.0.0.1:{port}"
     sandbox_url = f"http://127.0.0.1:{sandbox_port}"
     env = {**PROVIDERS, "HELIOGRAPH_PUBLIC_URL": public}
-    sandbox_service = start_python(
-        "bots.sandbox",
-        ["--port", str(sandbox_port)],
+    sandbox_service = start_sandbox(
+        sandbox_port,
         env,
         tmp_path / "sandbox.log",
-        f"{sandbox_url}/_sandbox/health",
     )
     serve = start_heliograph(
         ["serve"],
