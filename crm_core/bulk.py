@@ -2,24 +2,30 @@
 
 Both engines speak ``INSERT ... ON CONFLICT (...) DO NOTHING / DO UPDATE`` (SQLite since
 3.24, https://www.sqlite.org/lang_upsert.html; PostgreSQL since 9.5) and ``RETURNING``
-(SQLite 3.35). SQLAlchemy renders them from each dialect's own ``insert``; a list of
-rows goes out as multi-row VALUES ("insertmanyvalues"), so a batch of 1,000 events is a
-handful of statements, not 1,000.
+(SQLite 3.35), so a batch of 1,000 events is a handful of statements, not 1,000.
+
+On PostgreSQL SQLAlchemy renders them from its dialect's ``insert``, and a list of rows
+goes out as multi-row VALUES ("insertmanyvalues"). On SQLite the statement text is made
+here and goes straight to the driver, as one ``executemany`` (or, with RETURNING, one
+multi-row VALUES), with each value converted up front to what SQLAlchemy would have
+stored (``_sqlite_columns``; ``tests/crm_core/test_bulk.py`` compares the stored text).
+SQLAlchemy's per-row, per-value parameter work was about a third of a batch's CPU.
 """
 
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import JSON, Column, MetaData, Table, Text, bindparam
+from sqlalchemy import JSON, Boolean, Integer, Numeric, String, Table, bindparam
 from sqlalchemy import update as sa_update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel.ext.asyncio.session import AsyncSession
-from sqlmodel.sql.sqltypes import UTCDateTime
+from sqlmodel.sql.sqltypes import AutoString, UTCDateTime
+
+from heliograph import jsoncodec
 
 T = TypeVar("T")
 
@@ -51,14 +57,15 @@ def _sqlite_datetime(value: Any) -> Any:
         return value.isoformat(" ", "microseconds")[:26]
     if not isinstance(value, datetime):
         return value
-    if value.utcoffset() is None:
+    offset = value.utcoffset()
+    if offset is None:
         raise ValueError("Datetime values must have timezone information.")
-    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+    # Another zone object (pydantic's own UTC, say): the same instant as UTC's wall time.
+    return (value - offset).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
-# What SQLAlchemy's JSON type writes (``json.dumps`` with its defaults), without the
-# wrapper's per-call work; circular structures cannot come from the callers here.
-_dumps = json.JSONEncoder(check_circular=False).encode
+# What the engines write for a JSON column (``heliograph.jsoncodec``).
+_dumps = jsoncodec.dumps
 
 
 def _json_text(none_as_null: bool) -> Callable[[Any], Any]:
@@ -70,46 +77,94 @@ def _json_text(none_as_null: bool) -> Callable[[Any], Any]:
     return convert
 
 
+def _to_float(value: Any) -> Any:
+    return None if value is None else float(value)
+
+
 @functools.cache
-def _sqlite_plain(table: Table) -> tuple[Table, tuple[tuple[str, Callable[[Any], Any]], ...]]:
-    """``table`` as the bulk writes see it on SQLite: its JSON and timestamp columns as
-    plain text, with the conversions to apply to the values once, up front. SQLAlchemy
-    would otherwise run two or three processors per value, which on a batch of 1,000
-    events (some 30,000 such values) was a tenth of the batch's CPU."""
-    columns, convert = [], []
+def _sqlite_columns(table: Table) -> dict[str, Callable[[Any], Any] | None] | None:
+    """For each column of ``table``, the conversion that turns a value into what
+    SQLAlchemy would have sent SQLite for it (None: the value goes as it is); None when
+    a column has a type this does not know, so the writes go through SQLAlchemy."""
+    found: dict[str, Callable[[Any], Any] | None] = {}
     for c in table.c:
         kind = c.type
         if isinstance(kind, JSON):
-            convert.append((c.name, _json_text(kind.none_as_null)))
-            kind = Text()
+            found[c.name] = _json_text(kind.none_as_null)
         elif isinstance(kind, UTCDateTime):
-            convert.append((c.name, _sqlite_datetime))
-            kind = Text()
-        columns.append(Column(c.name, kind, primary_key=c.primary_key))
-    return Table(table.name, MetaData(), *columns), tuple(convert)
+            found[c.name] = _sqlite_datetime
+        elif isinstance(kind, Numeric):  # SQLite has no decimal type: REAL, as SQLAlchemy
+            found[c.name] = _to_float
+        elif isinstance(kind, Integer | Boolean | String | AutoString):
+            found[c.name] = None
+        else:
+            return None
+    return found
 
 
-def _prepared(
-    session: AsyncSession, table: Table, rows: list[dict[str, Any]]
-) -> tuple[Table, list[dict[str, Any]]]:
-    """The table to write through and the rows to write (copies; the caller's stay)."""
-    if is_postgres(session):
-        return table, rows
-    plain, convert = _sqlite_plain(table)
-    first = rows[0].keys() if rows else {}.keys()
-    present = [(name, fn) for name, fn in convert if name in first]
+def _sqlite_raw(session: AsyncSession, table: Table) -> dict[str, Any] | None:
+    return None if is_postgres(session) else _sqlite_columns(table)
+
+
+def _grouped(rows: list[dict[str, Any]]) -> dict[tuple[str, ...], list[dict[str, Any]]]:
+    """Rows by the columns they name (usually all of them name the same)."""
+    if all(row.keys() == rows[0].keys() for row in rows):
+        return {tuple(rows[0]): rows}
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(tuple(row), []).append(row)
+    return groups
+
+
+def _values(
+    plan: dict[str, Any], names: Sequence[str], rows: list[dict[str, Any]]
+) -> list[tuple[Any, ...]]:
+    """The rows as lists of ``names``' values, converted for SQLite (``_sqlite_columns``)."""
+    memo: dict[Any, Any] = {}
+
+    def timestamp(value: Any) -> Any:  # a batch's ``now`` recurs in every row: once
+        text = memo.get(value)
+        if text is None:
+            text = memo[value] = _sqlite_datetime(value)
+        return text
+
+    convert = [
+        (i, timestamp if plan[name] is _sqlite_datetime else plan[name])
+        for i, name in enumerate(names)
+        if plan[name] is not None
+    ]
     out = []
     for row in rows:
-        row = dict(row)
-        if row.keys() == first:  # the same columns as the first row (the usual case)
-            for name, fn in present:
-                row[name] = fn(row[name])
-        else:
-            for name, fn in convert:
-                if name in row:
-                    row[name] = fn(row[name])
-        out.append(row)
-    return plain, out
+        values = [row[name] for name in names]
+        for i, fn in convert:
+            values[i] = fn(values[i])
+        out.append(tuple(values))
+    return out
+
+
+def _quoted(session: AsyncSession, names: Iterable[str]) -> list[str]:
+    quote = session.bind.dialect.identifier_preparer.quote  # type: ignore[union-attr]
+    return [quote(name) for name in names]
+
+
+def _insert_sql(session: AsyncSession, table: Table, names: Sequence[str], rows: int = 1) -> str:
+    one = "(" + ", ".join("?" * len(names)) + ")"
+    columns = ", ".join(_quoted(session, names))
+    return f"INSERT INTO {_quoted(session, [table.name])[0]} ({columns}) VALUES " + ", ".join(
+        [one] * rows
+    )
+
+
+# SQLite's limit on bound parameters per statement (SQLITE_MAX_VARIABLE_NUMBER, 3.32+).
+_SQLITE_MAX_PARAMS = 32766
+
+
+async def _sqlite_execute(session: AsyncSession, sql: str, params: Any) -> Any:
+    """Straight to the driver: one ``executemany`` (a list of rows) or ``execute``.
+    Pending ORM changes are flushed first, as ``session.execute`` would."""
+    await session.flush()
+    conn = await session.connection()
+    return await conn.exec_driver_sql(sql, params)
 
 
 async def insert_ignore(
@@ -125,15 +180,30 @@ async def insert_ignore(
     """
     if not rows:
         return []
-    plain, converted = _prepared(session, table, rows)
-    if any(name in dict(_sqlite_plain(table)[1]) for name in returning):
-        plain, converted = table, rows  # read back as written: keep the column types
-    stmt = _insert(session, plain).on_conflict_do_nothing(index_elements=list(conflict))
+    plan = _sqlite_raw(session, table)
+    if plan is not None and not any(plan[name] is not None for name in returning):
+        target = ", ".join(_quoted(session, conflict))
+        found: list[Any] = []
+        for names, group in _grouped(rows).items():
+            values = _values(plan, names, group)
+            if not returning:
+                sql = f"{_insert_sql(session, table, names)} ON CONFLICT ({target}) DO NOTHING"
+                await _sqlite_execute(session, sql, values)
+                continue
+            back = ", ".join(_quoted(session, returning))
+            for part in chunks(values, _SQLITE_MAX_PARAMS // len(names)):
+                sql = (
+                    f"{_insert_sql(session, table, names, len(part))} "
+                    f"ON CONFLICT ({target}) DO NOTHING RETURNING {back}"
+                )
+                flat = tuple(v for row in part for v in row)
+                found.extend((await _sqlite_execute(session, sql, flat)).all())
+        return found
+    stmt = _insert(session, table).on_conflict_do_nothing(index_elements=list(conflict))
     if not returning:
-        await session.execute(stmt, converted)
+        await session.execute(stmt, rows)
         return []
-    stmt = stmt.returning(*(plain.c[name] for name in returning))
-    result = await session.execute(stmt, converted)
+    result = await session.execute(stmt.returning(*(table.c[name] for name in returning)), rows)
     return list(result.all())
 
 
@@ -147,7 +217,18 @@ async def upsert(
     """Insert ``rows``, or overwrite the ``update`` columns of the row already there."""
     if not rows:
         return
-    table, rows = _prepared(session, table, rows)
+    update = list(update)
+    plan = _sqlite_raw(session, table)
+    if plan is not None:
+        target = ", ".join(_quoted(session, conflict))
+        changes = ", ".join(f"{q} = excluded.{q}" for q in _quoted(session, update))
+        for names, group in _grouped(rows).items():
+            sql = (
+                f"{_insert_sql(session, table, names)} "
+                f"ON CONFLICT ({target}) DO UPDATE SET {changes}"
+            )
+            await _sqlite_execute(session, sql, _values(plan, names, group))
+        return
     stmt = _insert(session, table)
     stmt = stmt.on_conflict_do_update(
         index_elements=list(conflict), set_={name: stmt.excluded[name] for name in update}
@@ -160,12 +241,17 @@ async def update_rows(
 ) -> None:
     """``UPDATE table SET ... WHERE key = ?`` for each row, setting the columns that row
     names: one executemany per set of columns (so a row carries only what changed)."""
-    table, rows = _prepared(session, table, rows)
-    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-    for row in rows:
-        groups.setdefault(tuple(row), []).append(row)
-    for names, group in groups.items():
+    if not rows:
+        return
+    plan = _sqlite_raw(session, table)
+    for names, group in _grouped(rows).items():
         columns = [name for name in names if name != key]
+        if plan is not None:
+            sets = ", ".join(f"{q} = ?" for q in _quoted(session, columns))
+            table_name, key_name = _quoted(session, [table.name, key])
+            sql = f"UPDATE {table_name} SET {sets} WHERE {key_name} = ?"
+            await _sqlite_execute(session, sql, _values(plan, [*columns, key], group))
+            continue
         stmt = (
             sa_update(table)
             .where(table.c[key] == bindparam(f"b_{key}"))

@@ -35,6 +35,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from heliograph import jsoncodec
 from heliograph.settings import Settings, get_settings
 
 _READONLY = "heliograph_readonly"
@@ -113,11 +114,19 @@ class Database:
 
     def _make_engine(self) -> AsyncEngine:
         if not self.is_sqlite:
-            return create_async_engine(self.url, pool_size=20, max_overflow=20, pool_pre_ping=True)
+            return create_async_engine(
+                self.url,
+                pool_size=20,
+                max_overflow=20,
+                pool_pre_ping=True,
+                **jsoncodec.ENGINE_OPTIONS,
+            )
         path = self.settings.sqlite_path()
         if path is not None and str(path) != ":memory:":
             path.parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(self.url, connect_args={"timeout": 30}, pool_size=10)
+        engine = create_async_engine(
+            self.url, connect_args={"timeout": 30}, pool_size=10, **jsoncodec.ENGINE_OPTIONS
+        )
         _sqlite_hooks(engine.sync_engine)
         return engine
 
@@ -128,7 +137,9 @@ class Database:
         if path is None or str(path) == ":memory:":
             return None
         sync_url = make_url(self.url).set(drivername="sqlite")
-        engine = create_engine(sync_url, connect_args={"timeout": 30}, pool_size=1)
+        engine = create_engine(
+            sync_url, connect_args={"timeout": 30}, pool_size=1, **jsoncodec.ENGINE_OPTIONS
+        )
         _sqlite_hooks(engine)
         self._checkpointer = Checkpointer(path)
         return engine, ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
