@@ -20,14 +20,17 @@ touched), on indexed columns, that already leaves out causes that fired before.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import String, and_, cast, exists, func, literal, or_, select
+from sqlalchemy import String, and_, cast, exists, func, literal, literal_column, or_, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from crm_core.bulk import chunks
 from crm_core.models import (
+    PARTIAL_INDEX_TYPES,
     ActivityEvent,
     Customer,
     CustomerScore,
@@ -182,6 +185,14 @@ def _key(prefix: str, column: Any) -> Any:
     return literal(prefix) + cast(column, String)
 
 
+def of_type(kind: str) -> Any:
+    """``activity_event.type = '<kind>'`` with the type as a literal in the SQL, so that
+    SQLite and PostgreSQL can use the type's partial index (``PARTIAL_INDEX_TYPES``): a
+    planner takes a partial index only where the query's text implies its condition."""
+    assert kind in PARTIAL_INDEX_TYPES
+    return ActivityEvent.type == literal_column(f"'{kind}'")
+
+
 async def _rows(session: AsyncSession, stmt: Any) -> list[Any]:
     return list((await session.execute(stmt)).all())
 
@@ -276,7 +287,7 @@ async def find_milestones(
     since = now - timedelta(days=rule.params["within_days"])
     cause = _key("event:", e.id)
     stmt = select(e.customer_id, cause, e.ref, e.program_id).where(
-        e.type == "milestone_reported",
+        of_type("milestone_reported"),
         e.day >= day_number(since),
         e.occurred_at >= since,  # type: ignore[operator]
         _among(e.customer_id, ids),
@@ -294,13 +305,26 @@ async def find_support_repeats(
 ) -> list[Candidate]:
     e = ActivityEvent
     since = now - timedelta(days=rule.params["within_days"])
+    recent = (
+        of_type("support_ticket"),
+        e.status == "open",
+        e.day >= day_number(since),
+        e.occurred_at >= since,  # type: ignore[operator]
+    )
+    if ids is None:
+        # Everyone: first who has enough recent tickets, from the tickets' partial index
+        # (grouping in SQL, SQLite would rather walk every event in customer order to
+        # skip the sort), then those customers as the event path asks for them.
+        tickets = Counter((await session.execute(select(e.customer_id).where(*recent))).scalars())
+        found: list[Candidate] = []
+        repeat = sorted(cid for cid, n in tickets.items() if n >= rule.params["tickets"])
+        for part in chunks(repeat):
+            found.extend(await find_support_repeats(session, rule, now, list(part)))
+        return found
     stmt = (
         select(e.customer_id, func.count(), func.max(e.id))
         .where(
-            e.type == "support_ticket",
-            e.status == "open",
-            e.day >= day_number(since),
-            e.occurred_at >= since,  # type: ignore[operator]
+            *recent,
             _among(e.customer_id, ids),
             ~_cooling(rule.name, e.customer_id, now, rule.params["cooldown_days"]),
             _live(e.customer_id),
