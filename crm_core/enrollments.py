@@ -87,8 +87,11 @@ async def _read(
         stmt = select(table).where(table.c.customer_id.in_(part))
         if is_postgres(session):
             stmt = stmt.order_by(table.c.id).with_for_update()
-        for r in (await session.execute(stmt)).mappings():
-            rows[(r["customer_id"], r["program_id"])] = dict(r)
+        result = await session.execute(stmt)
+        names = list(result.keys())
+        for values in result.tuples():  # plain tuples: RowMapping costs 7 us a row here
+            r = dict(zip(names, values, strict=True))
+            rows[(r["customer_id"], r["program_id"])] = r
     return rows
 
 

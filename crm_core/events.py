@@ -191,8 +191,8 @@ def _validate(
             errors.append({"index": index, "error": _problem(exc)})
             continue
         at = event.occurred_at
-        if at is not None and at.tzinfo is None:
-            event.occurred_at = at.replace(tzinfo=UTC)
+        if at is not None and at.tzinfo is not UTC:  # naive is UTC; others are converted
+            event.occurred_at = at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
         if event.occurred_at is not None and event.occurred_at > now + FUTURE_SLACK:
             errors.append({"index": index, "error": "occurred_at: is in the future"})
             continue
