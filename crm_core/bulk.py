@@ -99,7 +99,30 @@ def _sqlite_columns(table: Table) -> dict[str, Callable[[Any], Any] | None] | No
             found[c.name] = None
         else:
             return None
+        default = c.default
+        if default is not None and not (default.is_scalar or default.is_callable):
+            return None  # a SQL expression or a sequence: SQLAlchemy's to render
     return found
+
+
+@functools.cache
+def _defaults(table: Table) -> tuple[tuple[str, Any], ...]:
+    return tuple((c.name, c.default) for c in table.c if c.default is not None)
+
+
+def _filled(
+    table: Table, names: tuple[str, ...], rows: list[dict[str, Any]]
+) -> tuple[tuple[str, ...], list[dict[str, Any]]]:
+    """The columns' Python-side defaults (``default=``, ``default_factory=``) for those
+    the rows leave out, each computed per row, as SQLAlchemy's INSERT would."""
+    missing = [(name, d) for name, d in _defaults(table) if name not in names]
+    if not missing:
+        return names, rows
+    filled = [
+        {**row, **{name: d.arg if d.is_scalar else d.arg(None) for name, d in missing}}
+        for row in rows
+    ]
+    return (*names, *(name for name, _ in missing)), filled
 
 
 def _sqlite_raw(session: AsyncSession, table: Table) -> dict[str, Any] | None:
@@ -185,6 +208,7 @@ async def insert_ignore(
         target = ", ".join(_quoted(session, conflict))
         found: list[Any] = []
         for names, group in _grouped(rows).items():
+            names, group = _filled(table, names, group)
             values = _values(plan, names, group)
             if not returning:
                 sql = f"{_insert_sql(session, table, names)} ON CONFLICT ({target}) DO NOTHING"
@@ -223,6 +247,7 @@ async def upsert(
         target = ", ".join(_quoted(session, conflict))
         changes = ", ".join(f"{q} = excluded.{q}" for q in _quoted(session, update))
         for names, group in _grouped(rows).items():
+            names, group = _filled(table, names, group)
             sql = (
                 f"{_insert_sql(session, table, names)} "
                 f"ON CONFLICT ({target}) DO UPDATE SET {changes}"

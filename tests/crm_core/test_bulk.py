@@ -76,3 +76,28 @@ async def test_a_naive_timestamp_is_refused_by_the_bulk_path_too(database: Datab
         table = CustomerScore.__table__  # type: ignore[attr-defined]
         with pytest.raises(Exception, match="timezone"):
             await upsert(session, table, [row], ["customer_id"], SCORE_COLUMNS[1:])
+
+
+async def test_a_bulk_insert_fills_the_defaults_a_row_leaves_out(database: Database) -> None:
+    from crm_core.bulk import insert_ignore
+    from crm_core.models import Enrollment, Program
+
+    async with database.session() as session:
+        customer = Customer(display_name="Defaults")
+        program = Program(code="d-1", name="D", category="mind")
+        session.add_all([customer, program])
+        await session.flush()
+        row = {"customer_id": customer.id, "program_id": program.id, "milestones": []}
+        table = Enrollment.__table__  # type: ignore[attr-defined]
+        got = await insert_ignore(
+            session, table, [row], ["customer_id", "program_id"], ["id", "customer_id"]
+        )
+        again = await insert_ignore(session, table, [row], ["customer_id", "program_id"], ["id"])
+        await session.commit()
+    assert len(got) == 1 and got[0][1] == customer.id
+    assert again == []  # the conflict is skipped, and nothing comes back for it
+    async with database.read_session() as session:
+        stored = await session.get(Enrollment, got[0][0])
+        assert stored is not None
+        assert (stored.status, stored.progress) == ("active", 0)
+        assert stored.started_at.tzinfo is not None and stored.updated_at is not None
