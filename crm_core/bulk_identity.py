@@ -79,18 +79,26 @@ async def _follow_merges(session: AsyncSession, ids: set[int]) -> dict[int, _Liv
 
 
 async def _by_contact(
-    session: AsyncSession, contacts: set[tuple[str, str]]
+    session: AsyncSession,
+    contacts: set[tuple[str, str]],
+    merged: dict[int, tuple[int | None, bool]] | None = None,
 ) -> dict[tuple[str, str], int]:
+    """The owner of each contact that has one. ``merged``, if given, is filled with each
+    owner's ``merged_into_id`` and whether it is erased (read in the same statement)."""
     owners: dict[tuple[str, str], int] = {}
+    cp, c = ContactPoint, Customer
     for kind in ("email", "phone"):
         values = sorted(v for k, v in contacts if k == kind)
         for part in chunks(values):
             rows = await session.execute(
-                select(ContactPoint.value, ContactPoint.customer_id).where(
-                    and_(ContactPoint.kind == kind, ContactPoint.value.in_(part))  # type: ignore[attr-defined]
-                )
+                select(cp.value, cp.customer_id, c.merged_into_id, c.erased_at)  # type: ignore[call-overload]
+                .join(c, c.id == cp.customer_id)
+                .where(and_(cp.kind == kind, cp.value.in_(part)))  # type: ignore[attr-defined]
             )
-            owners.update({(kind, value): cid for value, cid in rows.all()})
+            for value, cid, merged_into, erased in rows.all():
+                owners[(kind, value)] = cid
+                if merged is not None:
+                    merged[cid] = (merged_into, erased is not None)
     return owners
 
 
@@ -183,7 +191,8 @@ async def resolve_many(
     for w in people:
         if w.id is None:
             contacts.update(c for c in (("email", w.email), ("phone", w.phone)) if c[1])  # type: ignore[misc]
-    owners = await _by_contact(session, contacts) if contacts else {}
+    state: dict[int, tuple[int | None, bool]] = {}
+    owners = await _by_contact(session, contacts, state) if contacts else {}
     groups: dict[tuple[str, str], list[Who]] = {}
     for w in people:
         if w.id is None and w.key is not None:
@@ -191,8 +200,15 @@ async def resolve_many(
             if not known:
                 groups.setdefault(w.key, []).append(w)
     created, new_ids = await _create(session, groups) if groups else ({}, set())
-    contact_owner = {**owners, **created}
-    live = await _follow_merges(session, set(contact_owner.values())) if contact_owner else {}
+    # Owners as read with their contacts stand unless merged away (rare): only those are
+    # followed; customers made here are neither merged nor erased.
+    live: dict[int, _Live | None] = {
+        cid: _Live(cid, erased) for cid, (into, erased) in state.items() if into is None
+    }
+    live.update({cid: _Live(cid, False) for cid in new_ids})
+    unsure = {cid for cid in {*owners.values(), *created.values()} if cid not in live}
+    if unsure:
+        live.update(await _follow_merges(session, unsure))
 
     result: list[int | None] = []
     errors: list[str | None] = []
