@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import os
 import random
 import sys
@@ -43,6 +42,7 @@ from heliograph.components import load_components
 from heliograph.db import Database
 from heliograph.migrate import upgrade
 from heliograph.models import Job
+from heliograph.runtime import settle_collector
 from heliograph.settings import Settings
 
 TARGET_EVENTS_PER_S = 5000
@@ -154,9 +154,9 @@ async def run_one(url: str, args: argparse.Namespace) -> dict[str, Any]:
     try:
         await setup(db)
         if args.gc_freeze:
-            # What a long-running server does after start-up (see the README): the objects
-            # loaded so far are never garbage, so full collections stop walking them.
-            gc.freeze()
+            # What a long-running server does after start-up (``heliograph serve`` and
+            # ``heliograph worker``): freeze what is loaded, collect less often.
+            settle_collector()
         print(f"ingesting {args.events:,} events for {args.customers:,} customers", file=sys.stderr)
         ingest = await ingest_all(db, args.events, args.customers, args.batch, args.seed)
         steady_s, steady = await timed_pass(db)
@@ -207,7 +207,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument(
         "--no-gc-freeze", dest="gc_freeze", action="store_false",
-        help="leave the start-up objects in the collector's generations (slower)",
+        help="leave the collector as CPython starts it, not as a server settles it (slower)",
     )  # fmt: skip
     args = parser.parse_args()
     warnings.filterwarnings("ignore", category=DeprecationWarning)  # sqlmodel's execute() hint

@@ -57,7 +57,7 @@ async def _worker_main() -> None:
     from heliograph.components import load_components
     from heliograph.db import close_db, get_db
     from heliograph.migrate import check_schema
-    from heliograph.runtime import Background
+    from heliograph.runtime import Background, settle_collector
 
     load_components()
     settings = get_settings()
@@ -67,6 +67,7 @@ async def _worker_main() -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, background.stop_event.set)
     background.start(workers=True, scheduler=settings.run_scheduler)
+    settle_collector()
     logging.getLogger("heliograph").info("worker %s running", os.getpid())
     await background.stop_event.wait()
     await background.stop()
