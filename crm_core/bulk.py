@@ -19,7 +19,20 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import JSON, Boolean, Integer, Numeric, String, Table, bindparam
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Integer,
+    Numeric,
+    String,
+    Table,
+    Text,
+    bindparam,
+    func,
+    literal,
+    literal_column,
+    select,
+)
 from sqlalchemy import update as sa_update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -39,6 +52,17 @@ def dialect_name(session: AsyncSession) -> str:
 
 def is_postgres(session: AsyncSession) -> bool:
     return dialect_name(session) == "postgresql"
+
+
+def among(session: AsyncSession, column: Any, values: Iterable[Any]) -> Any:
+    """``column IN (values)``. On SQLite the list goes as one JSON parameter read by
+    ``json_each``, so the statement's text (and SQLite's prepared statement) is the same
+    for any number of values: rendering and preparing 1,000 bound values cost 0.5-1.3 ms
+    a read. PostgreSQL gets a plain IN list."""
+    if is_postgres(session):
+        return column.in_(list(values))
+    ids = literal(jsoncodec.dumps(list(values)), Text())
+    return column.in_(select(literal_column("value")).select_from(func.json_each(ids)))
 
 
 def chunks(items: Sequence[T], size: int = IN_CHUNK) -> Iterator[Sequence[T]]:

@@ -14,10 +14,10 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, delete, insert, select, update
+from sqlalchemy import delete, insert, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from crm_core.bulk import chunks, insert_ignore
+from crm_core.bulk import among, chunks, insert_ignore
 from crm_core.models import ContactPoint, Customer
 from crm_core.normalize import search_key
 from heliograph.db import utcnow
@@ -61,7 +61,7 @@ async def _follow_merges(session: AsyncSession, ids: set[int]) -> dict[int, _Liv
         for part in chunks(sorted(pending)):
             result = await session.execute(
                 select(Customer.id, Customer.merged_into_id, Customer.erased_at).where(  # type: ignore[call-overload]
-                    Customer.id.in_(part)  # type: ignore[union-attr]
+                    among(session, Customer.id, part)
                 )
             )
             rows.update({cid: (merged, erased is not None) for cid, merged, erased in result.all()})
@@ -93,7 +93,7 @@ async def _by_contact(
             rows = await session.execute(
                 select(cp.value, cp.customer_id, c.merged_into_id, c.erased_at)  # type: ignore[call-overload]
                 .join(c, c.id == cp.customer_id)
-                .where(and_(cp.kind == kind, cp.value.in_(part)))  # type: ignore[attr-defined]
+                .where(cp.kind == kind, among(session, cp.value, part))
             )
             for value, cid, merged_into, erased in rows.all():
                 owners[(kind, value)] = cid

@@ -24,7 +24,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from crm_core.bulk import chunks, insert_ignore, is_postgres, update_rows
+from crm_core.bulk import among, chunks, insert_ignore, is_postgres, update_rows
 from crm_core.models import Enrollment
 
 _FIELDS = (
@@ -84,7 +84,7 @@ async def _read(
     table = Enrollment.__table__  # type: ignore[attr-defined]
     rows: dict[tuple[int, int], dict[str, Any]] = {}
     for part in chunks(sorted({cid for cid, _ in wanted})):
-        stmt = select(table).where(table.c.customer_id.in_(part))
+        stmt = select(table).where(among(session, table.c.customer_id, part))
         if is_postgres(session):
             stmt = stmt.order_by(table.c.id).with_for_update()
         result = await session.execute(stmt)

@@ -21,7 +21,7 @@ from sqlalchemy import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from crm_core import enrollments, interventions, journey, scores
-from crm_core.bulk import chunks, insert_ignore, is_postgres
+from crm_core.bulk import among, chunks, insert_ignore, is_postgres
 from crm_core.bulk_identity import Who, resolve_many
 from crm_core.models import EVENT_TYPES, ActivityEvent, Customer, CustomerScore, Program
 from crm_core.normalize import InvalidContact, normalize_email, normalize_phone
@@ -168,7 +168,7 @@ async def _lock_customers(session: AsyncSession, customer_ids: list[int]) -> _Lo
         stmt = (
             select(c.id, c.journey_stage, c.lifetime_value, s.activity)  # type: ignore[call-overload]
             .outerjoin(s, s.customer_id == c.id)
-            .where(c.id.in_(part))
+            .where(among(session, c.id, part))
         )
         if is_postgres(session):
             stmt = stmt.order_by(c.id).with_for_update(of=c)

@@ -35,7 +35,7 @@ from sqlalchemy import case, func, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from crm_core import identity
-from crm_core.bulk import chunks, is_postgres, update_rows, upsert
+from crm_core.bulk import among, chunks, is_postgres, update_rows, upsert
 from crm_core.models import ActivityEvent, Customer, CustomerScore, Enrollment
 from heliograph.db import Database, utcnow
 
@@ -354,7 +354,7 @@ async def stored_activity(session: AsyncSession, customer_ids: list[int]) -> dic
     found: dict[int, Activity] = {}
     for part in chunks(sorted(customer_ids)):
         stmt = select(s.customer_id, s.activity).where(
-            s.customer_id.in_(part),  # type: ignore[attr-defined]
+            among(session, s.customer_id, part),
             s.activity.is_not(None),  # type: ignore[union-attr]
         )
         for cid, value in (await session.execute(stmt)).all():
@@ -422,7 +422,7 @@ async def enrollment_facts(
                 func.sum(case((en.status == "completed", 1), else_=0)),
                 func.avg(en.satisfaction),
             )
-            .where(en.customer_id.in_(list(part)))  # type: ignore[attr-defined]
+            .where(among(session, en.customer_id, part))
             .group_by(en.customer_id)
         )
         for cid, count, best, completed, satisfaction in rows.all():

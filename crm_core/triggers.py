@@ -28,7 +28,7 @@ from typing import Any
 from sqlalchemy import String, and_, cast, exists, func, literal, literal_column, or_, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from crm_core.bulk import chunks
+from crm_core.bulk import among, chunks
 from crm_core.models import (
     PARTIAL_INDEX_TYPES,
     ActivityEvent,
@@ -177,8 +177,8 @@ def _active_enrollment(
     return exists().where(*where)
 
 
-def _among(column: Any, ids: list[int] | None) -> Any:
-    return column.in_(ids) if ids is not None else literal(True)
+def _among(session: AsyncSession, column: Any, ids: list[int] | None) -> Any:
+    return among(session, column, ids) if ids is not None else literal(True)
 
 
 def _key(prefix: str, column: Any) -> Any:
@@ -219,7 +219,7 @@ async def find_inactive(
     )
     stmt = select(s.customer_id, cause, s.last_course_activity_at).where(
         or_(lapsed, never_started),
-        _among(s.customer_id, ids),
+        _among(session, s.customer_id, ids),
         ~_fired(rule.name, s.customer_id, cause),
         _live(s.customer_id),
     )
@@ -245,7 +245,7 @@ async def find_low_engagement(
     settled = now - timedelta(days=rule.params["grace_days"])
     stmt = select(s.customer_id, cause, s.engagement).where(
         s.engagement < rule.params["below"],
-        _among(s.customer_id, ids),
+        _among(session, s.customer_id, ids),
         _active_enrollment(s.customer_id, started=(None, settled)),
         ~_fired(rule.name, s.customer_id, cause),
         ~_cooling(rule.name, s.customer_id, now, rule.params["cooldown_days"]),
@@ -269,7 +269,7 @@ async def find_upsell(
             en.status == "completed",
             en.completed_at >= now - timedelta(days=rule.params["within_days"]),  # type: ignore[operator]
             s.engagement >= rule.params["min_engagement"],
-            _among(en.customer_id, ids),
+            _among(session, en.customer_id, ids),
             ~_fired(rule.name, en.customer_id, cause),
             _live(en.customer_id),
         )
@@ -290,7 +290,7 @@ async def find_milestones(
         of_type("milestone_reported"),
         e.day >= day_number(since),
         e.occurred_at >= since,  # type: ignore[operator]
-        _among(e.customer_id, ids),
+        _among(session, e.customer_id, ids),
         ~_fired(rule.name, e.customer_id, cause),
         _live(e.customer_id),
     )
@@ -325,7 +325,7 @@ async def find_support_repeats(
         select(e.customer_id, func.count(), func.max(e.id))
         .where(
             *recent,
-            _among(e.customer_id, ids),
+            _among(session, e.customer_id, ids),
             ~_cooling(rule.name, e.customer_id, now, rule.params["cooldown_days"]),
             _live(e.customer_id),
         )
