@@ -1,13 +1,13 @@
 """Activity events: batch ingest throughput and the trigger pass over every customer.
 
 On a freshly migrated database it feeds N activity events (default 1,000,000) for C
-customers (default 100,000) through ``crm_core.events.ingest`` -- the function behind
-``POST /api/v1/events`` -- in batches of 1,000, one transaction per batch as the API runs
-it: validation, customer resolution by email (each customer is created by its first
-event), idempotent insert, enrollments, scores, journey and the triggers for the
-customers the batch touched. Events are spread over the last 60 days, every customer
-follows one program, and types are mixed as a platform would send them. Then, over all
-customers:
+customers (default 100,000) through ``crm_core.events.ingest`` in batches of 1,000, one
+transaction per batch as ``POST /api/v1/events`` runs it (``Database.run_session``: on
+SQLite, in one hop to the writer thread): validation, customer resolution by email (each
+customer is created by its first event), idempotent insert, enrollments, scores, journey
+and the triggers for the customers the batch touched. Events are spread over the last 60
+days, every customer follows one program, and types are mixed as a platform would send
+them. Then, over all customers:
 
 - the trigger pass as the scheduler runs it (``interventions.evaluate``), in the steady
   state (the event path has already fired what the events caused);
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import os
 import random
 import sys
@@ -110,9 +111,7 @@ async def ingest_all(db: Database, n: int, customers: int, batch: int, seed: int
             make_event(rng, i, customers, now, seed) for i in range(first, min(first + batch, n))
         ]
         t0 = time.perf_counter()
-        async with db.session() as session:
-            result = await events.ingest(session, body)
-            await session.commit()
+        result = await db.run_session(functools.partial(events.ingest, raw_events=body))
         latencies.append((time.perf_counter() - t0) * 1000)
         accepted += result.accepted
         duplicates += result.duplicates
@@ -124,9 +123,8 @@ async def ingest_all(db: Database, n: int, customers: int, batch: int, seed: int
                   file=sys.stderr)  # fmt: skip
     wall = time.perf_counter() - started
     seconds = sum(latencies) / 1000
-    async with db.session() as session:  # the last batch again: all duplicates, no change
-        replay = await events.ingest(session, body)
-        await session.commit()
+    # the last batch again: all duplicates, no change
+    replay = await db.run_session(functools.partial(events.ingest, raw_events=body))
     assert replay.accepted == 0 and replay.duplicates == len(body), replay.body()
     return {
         "events": n,
@@ -143,9 +141,7 @@ async def ingest_all(db: Database, n: int, customers: int, batch: int, seed: int
 
 async def timed_pass(db: Database) -> tuple[float, interventions.PassResult]:
     t0 = time.perf_counter()
-    async with db.session() as session:
-        result = await interventions.evaluate(session)
-        await session.commit()
+    result = await db.run_session(interventions.evaluate)
     return time.perf_counter() - t0, result
 
 
@@ -219,8 +215,9 @@ def main() -> int:
         "machine": h.machine_info(),
         "config": {
             **{k: getattr(args, k) for k in ("events", "customers", "batch", "seed", "gc_freeze")},
-            "timed": "crm_core.events.ingest + commit per batch of --batch events, in-process, "
-            "one transaction per batch (the work of POST /api/v1/events without HTTP/JSON)",
+            "timed": "Database.run_session(crm_core.events.ingest) per batch of --batch events, "
+            "in-process, one transaction per batch (the work of POST /api/v1/events without "
+            "HTTP/JSON)",
         },
         "targets": {"events_per_s": TARGET_EVENTS_PER_S, "trigger_pass_s": TARGET_PASS_S},
         "results": {},

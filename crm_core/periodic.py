@@ -21,9 +21,7 @@ TRIGGER_PASS_SECONDS = 900
 async def intervention_pass(db: Database) -> int:
     """Every rule over every customer (set-based: one query per rule)."""
     started = time.perf_counter()
-    async with db.session() as session:
-        result = await interventions.evaluate(session)
-        await session.commit()
+    result = await db.run_session(interventions.evaluate)
     jobs.wake_workers()
     if result.created:
         log.info(

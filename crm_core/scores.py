@@ -25,6 +25,7 @@ events, or the nightly pass over everyone, is a few statements.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -543,27 +544,29 @@ async def refresh_stale(db: Database, now: datetime | None = None, batch: int = 
     are stale."""
     now = now or utcnow()
     s = CustomerScore
-    done, after = 0, 0
-    while True:
-        async with db.session() as session:
-            ids = list(
-                (
-                    await session.execute(
-                        select(s.customer_id)
-                        .where(s.customer_id > after, s.computed_at < now - STALE_AFTER)  # type: ignore[arg-type, operator]
-                        .order_by(s.customer_id)
-                        .limit(batch)
-                    )
+
+    async def one_batch(session: AsyncSession, after: int) -> list[int]:
+        ids = list(
+            (
+                await session.execute(
+                    select(s.customer_id)
+                    .where(s.customer_id > after, s.computed_at < now - STALE_AFTER)  # type: ignore[arg-type, operator]
+                    .order_by(s.customer_id)
+                    .limit(batch)
                 )
-                .scalars()
-                .all()
             )
-            if not ids:
-                return done
+            .scalars()
+            .all()
+        )
+        if ids:
             await recompute(session, ids, now)
-            await session.commit()
+        return ids
+
+    done, after = 0, 0
+    while ids := await db.run_session(functools.partial(one_batch, after=after)):
         done += len(ids)
         after = ids[-1]
+    return done
 
 
 def facts_dict(f: ActivityFacts) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -61,17 +62,11 @@ def days_ago(days: float, now: datetime | None = None) -> datetime:
 async def ingest(
     database: Database, batch: list[dict[str, Any]], now: datetime | None = None
 ) -> IngestResult:
-    async with database.session() as session:
-        result = await events.ingest(session, batch, now=now)
-        await session.commit()
-    return result
+    return await database.run_session(functools.partial(events.ingest, raw_events=batch, now=now))
 
 
 async def evaluate(database: Database, now: datetime | None = None) -> PassResult:
-    async with database.session() as session:
-        result = await interventions.evaluate(session, now=now)
-        await session.commit()
-    return result
+    return await database.run_session(functools.partial(interventions.evaluate, now=now))
 
 
 async def rows(database: Database, model: Any, *where: Any) -> list[Any]:
