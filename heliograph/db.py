@@ -23,7 +23,7 @@ import functools
 import sqlite3
 import threading
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -169,11 +169,7 @@ class Database:
         transaction is rolled back and the error propagates; if the commit fails,
         ``CommitFailed`` is raised: nothing of the transaction may be taken as stored."""
         if self._writer is not None:
-            engine, thread = self._writer
-            assert self._write_lock is not None
-            async with self._write_lock.hold(priority):
-                loop = asyncio.get_running_loop()
-                return await loop.run_in_executor(thread, _transact, engine, work)
+            return await self._on_writer(priority, _transact, self._writer[0], work)
         lock = self._write_lock.hold(priority) if self._write_lock else contextlib.nullcontext()
         async with lock, self.engine.connect() as conn:  # (SQLite in memory: no writer thread)
             await conn.begin()
@@ -182,10 +178,8 @@ class Database:
             except BaseException:
                 await conn.rollback()
                 raise
-            try:
+            with _commit_or_fail():
                 await conn.commit()
-            except Exception as exc:
-                raise CommitFailed(f"the commit failed: {exc}") from exc
             return result
 
     async def run_session(
@@ -205,16 +199,17 @@ class Database:
         if self._writer is None:
             async with self.session(priority=priority) as session:
                 result = await work(session)
-                try:
+                with _commit_or_fail():
                     await session.commit()
-                except Exception as exc:
-                    raise CommitFailed(f"the commit failed: {exc}") from exc
                 return result
-        engine, thread = self._writer
-        assert self._write_lock is not None
+        return await self._on_writer(priority, _run_session, self.engine, self._writer[0], work)
+
+    async def _on_writer(self, priority: bool, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)`` on the SQLite writer thread, holding the write lock."""
+        assert self._writer is not None and self._write_lock is not None
         async with self._write_lock.hold(priority):
             loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(thread, _run_session, self.engine, engine, work)
+            return await loop.run_in_executor(self._writer[1], fn, *args)
 
     async def dispose(self) -> None:
         await self.engine.dispose()
@@ -267,6 +262,15 @@ class CommitFailed(RuntimeError):
     """A transaction's COMMIT failed: none of its writes may be reported as stored."""
 
 
+@contextlib.contextmanager
+def _commit_or_fail() -> Iterator[None]:
+    """Around a COMMIT: if it fails, ``CommitFailed`` (nothing of it may be taken as stored)."""
+    try:
+        yield
+    except Exception as exc:
+        raise CommitFailed(f"the commit failed: {exc}") from exc
+
+
 def _transact(engine: Engine, work: Callable[[Connection], T]) -> T:
     """``Database.run_transaction`` on the SQLite writer thread."""
     with engine.connect() as conn:
@@ -276,10 +280,8 @@ def _transact(engine: Engine, work: Callable[[Connection], T]) -> T:
         except BaseException:
             conn.rollback()
             raise
-        try:
+        with _commit_or_fail():
             conn.commit()
-        except Exception as exc:
-            raise CommitFailed(f"the commit failed: {exc}") from exc
         return result
 
 
@@ -346,10 +348,8 @@ def _run_session(
     session = WriterSession(async_engine, engine)
     try:
         result = _drive(work(session))
-        try:
+        with _commit_or_fail():
             _drive(session.commit())
-        except Exception as exc:
-            raise CommitFailed(f"the commit failed: {exc}") from exc
         return result
     finally:
         _drive(session.close())  # rolls back what was not committed
