@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, Text
+from sqlalchemy import JSON, Column, Index, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from heliograph.db import utcnow
@@ -47,3 +47,26 @@ class AuditEvent(SQLModel, table=True):
     subject_type: str = Field(max_length=64)
     subject_id: int = Field(index=True)
     details: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class IdempotencyRecord(SQLModel, table=True):
+    """The first answer to a request sent with an ``Idempotency-Key`` header.
+
+    A client that retries after a lost answer gets this answer back and nothing is done
+    twice. ``scope`` is who asked (e.g. ``member:7``), so two members' keys never meet;
+    ``fingerprint`` is a hash of the method, path and body, so a key reused for a
+    different request is refused. ``customer_id`` lets erasure find the records whose
+    answers repeat a customer's conversation.
+    """
+
+    __tablename__ = "idempotency_record"
+    __table_args__ = (UniqueConstraint("scope", "key", name="uq_idempotency_scope_key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    scope: str = Field(max_length=64)
+    key: str = Field(max_length=255)
+    fingerprint: str = Field(max_length=64)
+    status_code: int = 0  # 0 while the first request is still being handled
+    response: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+    customer_id: int | None = Field(default=None, index=True)
+    created_at: datetime = Field(default_factory=utcnow, index=True)

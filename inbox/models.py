@@ -57,6 +57,9 @@ class Conversation(SQLModel, table=True):
     topic_tags: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     subject: str | None = Field(default=None, max_length=300)
     translation_enabled: bool = True
+    # Mail whose SPF/DKIM/DMARC did not pass: kept apart from the profile it claims to be
+    # from until an agent merges it (bots/email_channel).
+    unverified_sender: bool = False
     snoozed_until: datetime | None = None
     waiting_since: datetime | None = None  # oldest customer message not yet answered
     first_response_at: datetime | None = None

@@ -39,6 +39,9 @@ class TeamMember(SQLModel, table=True):
     slack_user_id: str | None = Field(default=None, max_length=64, unique=True)
     telegram_chat_id: str | None = Field(default=None, max_length=64, unique=True)
     active: bool = True
+    # Whether the router may give this member conversations. None: their role decides
+    # (agents yes; leads as the team file's ``routing.leads_answer`` says; exec and admin no).
+    answers_customers: bool | None = None
     last_assigned_at: datetime | None = None
     # Any sign of life from the member (a claim, an availability change, a surface's touch).
     last_active_at: datetime | None = None
@@ -60,6 +63,7 @@ class ApiToken(SQLModel, table=True):
     label: str = Field(default="", max_length=100)
     created_at: datetime = Field(default_factory=utcnow)
     last_used_at: datetime | None = None
+    expires_at: datetime | None = None  # None: until revoked
     revoked_at: datetime | None = None
 
 
