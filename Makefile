@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 export HELIOGRAPH_DATABASE_URL ?= sqlite+aiosqlite:///var/heliograph.db
 
-.PHONY: install run test lint bench clean
+.PHONY: install run test lint bench fuzz clean
 
 install: $(STAMP)
 
@@ -27,8 +27,8 @@ $(STAMP): pyproject.toml
 	touch $@
 
 run: install
-	$(BIN)/heliograph migrate
-	$(BIN)/heliograph seed-demo
+	HELIOGRAPH_LOG_FORMAT=text $(BIN)/heliograph migrate
+	HELIOGRAPH_LOG_FORMAT=text $(BIN)/heliograph seed-demo
 	HELIOGRAPH_DEMO_MODE=1 $(BIN)/heliograph demo
 
 test: install
@@ -44,6 +44,12 @@ bench: install
 	$(BIN)/python bench/lookup.py
 	$(BIN)/python bench/routing.py
 	$(BIN)/python bench/transcribe.py
+	$(BIN)/python bench/language.py
+
+# Schemathesis over the whole OpenAPI as an admin, 20,000+ cases: no answer may be a 5xx
+# (docs/fuzzing.md). `make test` runs a bounded 300 of them (tests/fuzz/test_fuzz.py).
+fuzz: install
+	$(BIN)/python -m tests.fuzz.runner --cases 20000 --seed 14
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache

@@ -28,6 +28,7 @@ from bots.base import (
     register,
 )
 from crm_core.identity import SenderProfile
+from heliograph.bounds import UtcDatetime
 from heliograph.settings import get_settings
 from inbox.edits import InboundEdit
 from inbox.ingest import InboundMessage
@@ -69,7 +70,7 @@ class ApiInbound(BaseModel):
     message_id: str = Field(min_length=1, max_length=255)
     sender: ApiSender
     text: str = Field(max_length=65_536)
-    sent_at: datetime | None = None
+    sent_at: UtcDatetime | None = None  # in range, so converting never overflows
 
     _nul = field_validator("*")(_no_nul)
 
@@ -111,7 +112,7 @@ class ApiChannel(ChannelAdapter):
         )
 
     def parse(self, request: WebhookRequest) -> list[InboundMessage | InboundEdit]:
-        data = request.json()
+        data = request.json(strip_nul=False)  # refused: 422
         if not isinstance(data, dict):
             raise InvalidFields("the body must be a JSON object")
         try:

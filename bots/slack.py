@@ -46,6 +46,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bots import signatures
 from bots.base import BadPayload, BadSignature, ChannelAdapter, WebhookRequest, register
 from crm_core.identity import SenderProfile
 from heliograph.settings import get_settings
@@ -103,7 +104,8 @@ class SlackChannel(ChannelAdapter):
         if abs(time.time() - int(timestamp)) > SIGNATURE_WINDOW_S:
             raise BadSignature("the request timestamp is more than 5 minutes off (a replay?)")
         verifier = SignatureVerifier(get_settings().slack_signing_secret)
-        if not verifier.is_valid(request.body, timestamp, signature):
+        expected = verifier.generate_signature(timestamp=timestamp, body=request.body)
+        if not signatures.matches(signature, expected):
             raise BadSignature("the X-Slack-Signature does not match the body")
         await _note_agent_dm(request)
 

@@ -17,7 +17,6 @@
 from __future__ import annotations
 
 import asyncio
-import hmac
 import io
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
@@ -43,6 +42,7 @@ from aiogram.types import Message, ReplyParameters, Update
 from aiogram.utils.token import TokenValidationError
 from pydantic import ValidationError
 
+from bots import signatures
 from bots.base import (
     BadSignature,
     ChannelAdapter,
@@ -182,7 +182,7 @@ class TelegramChannel(ChannelAdapter):
         given = request.headers.get(SECRET_HEADER)
         if not given:
             raise BadSignature(f"the {SECRET_HEADER} header is missing")
-        if not hmac.compare_digest(given.encode(), secret.encode()):
+        if not signatures.matches(given, secret):
             raise BadSignature(f"the {SECRET_HEADER} header does not match our webhook secret")
 
     def parse(self, request: WebhookRequest) -> list[Item]:

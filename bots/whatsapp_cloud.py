@@ -20,7 +20,6 @@
 from __future__ import annotations
 
 import asyncio
-import hmac
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn
@@ -28,6 +27,7 @@ from typing import Any, NoReturn
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from bots import signatures
 from bots.base import (
     BadPayload,
     BadSignature,
@@ -258,7 +258,7 @@ class WhatsAppCloudChannel(ChannelAdapter):
         if query.get("hub.mode") != "subscribe":
             raise BadPayload("hub.mode must be 'subscribe'")
         given = query.get("hub.verify_token") or ""
-        if not hmac.compare_digest(given.encode(), token.encode()):
+        if not signatures.matches(given, token):
             raise BadSignature("hub.verify_token does not match HELIOGRAPH_WHATSAPP_VERIFY_TOKEN")
         challenge = query.get("hub.challenge")
         if not challenge:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -25,10 +25,12 @@ from crm_core.bulk import among, chunks, insert_ignore, is_postgres
 from crm_core.bulk_identity import Who, resolve_many
 from crm_core.models import EVENT_TYPES, ActivityEvent, Customer, CustomerScore, Program
 from crm_core.normalize import InvalidContact, normalize_email, normalize_phone
+from heliograph.bounds import DbId, TooDeep, UtcDatetime, check_depth, find_problem
 from heliograph.db import utcnow
 
 MAX_BATCH = 1000
 FUTURE_SLACK = timedelta(days=1)  # clocks differ; a week ahead is a mistake
+MAX_DATA_DEPTH = 16  # levels of an event's ``data``; deeper is a sender's bug, not a fact
 NEEDS = {
     "course_progress": ("program", "progress"),
     "lesson_completed": ("program",),
@@ -40,7 +42,7 @@ NEEDS = {
 
 class EventCustomer(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    id: int | None = Field(None, ge=1)
+    id: DbId | None = None
     email: str | None = Field(None, max_length=255)
     phone: str | None = Field(None, max_length=64)
     name: str | None = Field(None, max_length=200)
@@ -55,7 +57,7 @@ class EventIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     type: Literal[EVENT_TYPES]  # type: ignore[valid-type]
     idempotency_key: str = Field(min_length=1, max_length=200)
-    occurred_at: datetime | None = Field(None, description="ISO-8601; naive is UTC; default now")
+    occurred_at: UtcDatetime | None = Field(None, description="ISO-8601; naive is UTC; default now")
     customer: EventCustomer
     program: str | None = Field(None, max_length=64, description="the program's code")
     amount: Decimal | None = Field(None, ge=0, max_digits=12, decimal_places=2)
@@ -69,6 +71,21 @@ class EventIn(BaseModel):
     satisfaction: int | None = Field(None, ge=1, le=5)
     referred_email: str | None = Field(None, max_length=255)
     data: dict[str, Any] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _storable(cls, raw: Any) -> Any:
+        """What no column can hold (NUL, NaN, integers past 64 bits, ``data`` nested
+        deeper than MAX_DATA_DEPTH) refuses this event alone, by its index, like any other
+        mistake in it; the batch's other events are kept."""
+        if isinstance(raw, dict):
+            if (problem := find_problem(raw, strict_numbers=True)) is not None:
+                raise problem
+            try:
+                check_depth(raw.get("data"), MAX_DATA_DEPTH)
+            except TooDeep:
+                raise ValueError(f"data: nested deeper than {MAX_DATA_DEPTH} levels") from None
+        return raw
 
     @model_validator(mode="after")
     def _complete(self) -> EventIn:
@@ -190,9 +207,6 @@ def _validate(
         except ValidationError as exc:
             errors.append({"index": index, "error": _problem(exc)})
             continue
-        at = event.occurred_at
-        if at is not None and at.tzinfo is not UTC:  # naive is UTC; others are converted
-            event.occurred_at = at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
         if event.occurred_at is not None and event.occurred_at > now + FUTURE_SLACK:
             errors.append({"index": index, "error": "occurred_at: is in the future"})
             continue

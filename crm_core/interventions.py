@@ -15,7 +15,12 @@ Each new intervention
   it to the owner, or to the on-shift agent when the owner is not on shift (the Slack
   and Telegram surfaces subscribe to it: ``jobs.subscribe("intervention.opened", kind)``);
 - where its rule sends automatically, gets a ``intervention.send`` job (inbox/interventions.py)
-  due when the customer's quiet hours end, in their own time zone.
+  due when the customer's quiet hours end, in their own time zone. No rule does until an
+  admin turns it to "send" (``set_rule``): by default each is a suggestion for an agent.
+
+Each rule runs in a savepoint of its own: one that raises (or whose stored setting is out
+of range) is rolled back and skipped, the others go on, and ``crm_core.rule_failures``
+logs, counts and reports it to the admins.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from crm_core import rule_failures
 from crm_core.bulk import chunks, insert_ignore
 from crm_core.models import (
     INTERVENTION_STATES,
@@ -73,6 +79,7 @@ class PassResult:
     created: int = 0
     by_rule: dict[str, int] = field(default_factory=dict)
     candidates: int = 0
+    failed: dict[str, str] = field(default_factory=dict)  # rule -> why it was skipped
 
 
 class _Blank(dict[str, str]):
@@ -154,7 +161,8 @@ async def evaluate(
     only: dict[str, list[int]] | None = None,
 ) -> PassResult:
     """Fire every enabled rule for all customers, or only for ``customer_ids``; or, with
-    ``only``, just the rules named there, each for its own customers."""
+    ``only``, just the rules named there, each for its own customers. Each rule in a
+    savepoint: one that fails is skipped and reported, the others go on."""
     now = now or utcnow()
     result = PassResult()
     rules = await load_rules(session)
@@ -163,24 +171,48 @@ async def evaluate(
         plan = {name: ids for name, ids in only.items() if ids}
     else:
         plan = dict.fromkeys(FINDERS, customer_ids)
-    found: list[tuple[RuleConfig, Candidate]] = []
     for name, ids in plan.items():
         rule = rules[name]
         if not rule.enabled:
             continue
-        for part in [None] if ids is None else chunks(ids):
-            part_ids = None if part is None else list(part)
-            found.extend((rule, c) for c in await FINDERS[name](session, rule, now, part_ids))
-    result.candidates = len(found)
+        if rule.problem is not None:
+            await _failed(session, result, rule, rule.problem)
+            continue
+        try:
+            async with session.begin_nested():
+                candidates, created = await _run_rule(session, rule, ids, now)
+        except Exception as exc:  # any failure of one rule: the others still run
+            log.debug("intervention rule %s raised", name, exc_info=True)
+            await _failed(session, result, rule, f"{type(exc).__name__}: {exc}"[:500])
+            continue
+        result.candidates += candidates
+        if created:
+            result.by_rule[name] = result.by_rule.get(name, 0) + created
+            result.created += created
+    return result
+
+
+async def _failed(session: AsyncSession, result: PassResult, rule: RuleConfig, why: str) -> None:
+    result.failed[rule.name] = why
+    await rule_failures.record(session, rule.name, rule.title, why)
+
+
+async def _run_rule(
+    session: AsyncSession, rule: RuleConfig, ids: list[int] | None, now: datetime
+) -> tuple[int, int]:
+    """One rule's finder, then its new interventions: ``(candidates, created)``."""
+    found: list[tuple[RuleConfig, Candidate]] = []
+    for part in [None] if ids is None else chunks(ids):
+        part_ids = None if part is None else list(part)
+        found.extend((rule, c) for c in await FINDERS[rule.name](session, rule, now, part_ids))
+    candidates = len(found)
     if not found:
-        return result
+        return 0, 0
     programs, enrolled = await _programs_context(session, found)
     found = [(r, c) for r, c in found if _fill(r, c, programs, enrolled.get(c.customer_id, {}))]
     people = await _customers(session, [c.customer_id for _, c in found])
     owners = await _owners(session, list(people))
-    rows = [
-        _row(rule, c, people[c.customer_id], owners.get(c.customer_id), now) for rule, c in found
-    ]
+    rows = [_row(r, c, people[c.customer_id], owners.get(c.customer_id), now) for r, c in found]
     created: list[dict[str, Any]] = []
     by_key = {(r["customer_id"], r["rule"], r["cause_key"]): r for r in rows}
     for part in chunks(rows, 1000):
@@ -196,10 +228,7 @@ async def evaluate(
             row["id"] = iid
             created.append(row)
     await _announce(session, created, people)
-    for row in created:
-        result.by_rule[row["rule"]] = result.by_rule.get(row["rule"], 0) + 1
-    result.created = len(created)
-    return result
+    return candidates, len(created)
 
 
 def _row(
@@ -333,17 +362,22 @@ async def set_rule(
     params: dict[str, Any] | None = None,
     message: str | None = None,
 ) -> RuleConfig:
-    """An operator changes a rule; what is not given keeps its current value."""
-    check_rule_change(name, params, message)
-    current = (await load_rules(session))[name]
-    row = await session.get(InterventionRule, name)
+    """An operator changes a rule; what is not given keeps its current value. The
+    parameters after the change are checked whole, so a value stored before the checks
+    existed has to be corrected with it."""
+    row = await session.get(InterventionRule, name) if name in DEFAULT_RULES else None
+    stored = row.params if row is not None and isinstance(row.params, dict) else {}
+    base = DEFAULT_RULES.get(name)
+    current = {**(base.params if base else {}), **stored}
+    merged = check_rule_change(name, params, message, current)
+    rule = (await load_rules(session))[name]
     if row is None:
         row = InterventionRule(name=name, message="")
         session.add(row)
-    row.enabled = current.enabled if enabled is None else enabled
-    row.auto_send = current.auto_send if auto_send is None else auto_send
-    row.params = {**current.params, **(params or {})}
-    row.message = message if message is not None else current.message
+    row.enabled = rule.enabled if enabled is None else enabled
+    row.auto_send = rule.auto_send if auto_send is None else auto_send
+    row.params = merged
+    row.message = message if message is not None else rule.message
     row.updated_at, row.updated_by = utcnow(), actor
     await session.flush()
     return (await load_rules(session))[name]

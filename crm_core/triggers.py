@@ -2,7 +2,7 @@
 
 - inactivity_nudge: an active enrollment and no course activity for ``days`` (7), but not
   for more than ``max_days`` (30); or enrolled that long ago and never started. Cause:
-  the last course event. Sent automatically.
+  the last course event.
 - low_engagement: engagement below ``below`` (25) with an active enrollment older than
   ``grace_days`` (14); quiet for ``cooldown_days`` (30) after firing. Cause: the last
   course event. For an agent.
@@ -10,9 +10,14 @@
   ``min_engagement`` (70) and a next program to suggest. Cause: the completed
   enrollment. For an agent.
 - milestone_celebration: a milestone reported within ``within_days`` (7). Cause: the
-  milestone event. Sent automatically.
+  milestone event.
 - support_outreach: ``tickets`` (3) or more support tickets opened within ``within_days``
   (30); quiet for ``cooldown_days`` (30). Cause: the latest ticket. For an agent.
+
+Every rule starts as a suggestion for an agent (``auto_send`` off): a fresh install, or
+one pointed at an imported history, writes to nobody by itself until an admin turns a
+rule to "send" (``PATCH /api/v1/intervention-rules/{name}`` with ``auto_send: true``).
+Each parameter's type and range: ``crm_core.rule_params``.
 
 Each finder is one SELECT over all customers (or the customers a batch of events
 touched), on indexed columns, that already leaves out causes that fired before.
@@ -38,6 +43,14 @@ from crm_core.models import (
     Intervention,
     InterventionRule,
 )
+from crm_core.rule_params import (
+    PARAMS,
+    RuleParamError,
+    check_message,
+    check_params,
+    defaults,
+    limits,
+)
 from crm_core.scores import day_number
 
 
@@ -53,6 +66,7 @@ class RuleConfig:
     auto_send: bool
     params: dict[str, int]
     message: str  # {first_name}, {program}, {next_program}, {milestone} are filled in
+    problem: str | None = None  # a stored setting it cannot run with: the pass skips it
 
 
 DEFAULT_RULES: dict[str, RuleConfig] = {
@@ -62,8 +76,8 @@ DEFAULT_RULES: dict[str, RuleConfig] = {
             "inactivity_nudge",
             "Gentle nudge after a week without course activity",
             True,
-            True,
-            {"days": 7, "max_days": 30},
+            False,
+            defaults("inactivity_nudge"),
             "Hi {first_name}, we've missed you in {program}! Your next lesson is waiting "
             "whenever you're ready - even ten minutes today counts.",
         ),
@@ -72,7 +86,7 @@ DEFAULT_RULES: dict[str, RuleConfig] = {
             "Personal outreach on low engagement",
             True,
             False,
-            {"below": 25, "grace_days": 14, "cooldown_days": 30},
+            defaults("low_engagement"),
             "Hi {first_name}, I wanted to check in personally - how is {program} going for "
             "you? If something is getting in the way, I'd love to help.",
         ),
@@ -81,7 +95,7 @@ DEFAULT_RULES: dict[str, RuleConfig] = {
             "Suggest the next program after a completion",
             True,
             False,
-            {"min_engagement": 70, "within_days": 30},
+            defaults("upsell"),
             "Hi {first_name}! Congratulations on completing {program}. Many students who "
             "finish it continue with {next_program} - would you like to hear more about it?",
         ),
@@ -89,8 +103,8 @@ DEFAULT_RULES: dict[str, RuleConfig] = {
             "milestone_celebration",
             "Celebrate a milestone",
             True,
-            True,
-            {"within_days": 7},
+            False,
+            defaults("milestone_celebration"),
             "Hi {first_name}! Congratulations on reaching {milestone} - that's a real step, "
             "and we're proud of you.",
         ),
@@ -99,7 +113,7 @@ DEFAULT_RULES: dict[str, RuleConfig] = {
             "Proactive outreach after repeated support issues",
             True,
             False,
-            {"tickets": 3, "within_days": 30, "cooldown_days": 30},
+            defaults("support_outreach"),
             "Hi {first_name}, I noticed you've had to contact support several times lately. "
             "I'm sorry about that - could we find a moment to make sure everything is sorted?",
         ),
@@ -108,32 +122,64 @@ DEFAULT_RULES: dict[str, RuleConfig] = {
 
 
 async def load_rules(session: AsyncSession) -> dict[str, RuleConfig]:
-    """The defaults, with what an operator changed (intervention_rule rows) on top."""
+    """The defaults, with what an operator changed (intervention_rule rows) on top. A row
+    whose stored values a rule cannot run with (kept from before they were checked) gives
+    the rule a ``problem``: the pass skips that rule alone and reports it."""
     rules = dict(DEFAULT_RULES)
     for row in (await session.execute(select(InterventionRule))).scalars():
         base = rules.get(row.name)
-        if base is not None:
-            rules[row.name] = replace(
-                base,
-                enabled=row.enabled,
-                auto_send=row.auto_send,
-                params={**base.params, **row.params},
-                message=row.message or base.message,
-            )
+        if base is None:
+            continue
+        stored = row.params if isinstance(row.params, dict) else {}
+        problem = None
+        try:
+            params = check_params(row.name, {**base.params, **stored})
+            if row.message:
+                check_message(row.name, row.message)
+        except RuleParamError as exc:
+            problem = f"stored setting: {exc}"
+            params = {**base.params, **_whole_numbers(stored, base.params)}
+        rules[row.name] = replace(
+            base,
+            enabled=row.enabled,
+            auto_send=row.auto_send,
+            params=params,
+            message=row.message or base.message,
+            problem=problem,
+        )
     return rules
 
 
-def check_rule_change(name: str, params: dict[str, Any] | None, message: str | None) -> None:
-    base = DEFAULT_RULES.get(name)
-    if base is None:
+def _whole_numbers(stored: dict[str, Any], known: dict[str, int]) -> dict[str, int]:
+    """What an API listing can show of a bad row: its known keys with integer values."""
+    return {
+        k: v
+        for k, v in stored.items()
+        if k in known and isinstance(v, int) and not isinstance(v, bool)
+    }
+
+
+def check_rule_change(
+    name: str,
+    params: dict[str, Any] | None,
+    message: str | None,
+    current: dict[str, Any] | None = None,
+) -> dict[str, int]:
+    """The rule's parameters after the change (``current`` with ``params`` on top), or a
+    ``RuleError`` naming the parameter and its allowed range."""
+    if name not in DEFAULT_RULES:
         raise RuleError(f"no rule {name!r}; the rules are {', '.join(DEFAULT_RULES)}")
-    for key, value in (params or {}).items():
-        if key not in base.params:
-            raise RuleError(f"rule {name} has no parameter {key!r} ({', '.join(base.params)})")
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise RuleError(f"{name}.{key} must be a whole number >= 0")
-    if message is not None and not message.strip():
-        raise RuleError("the message cannot be empty")
+    known = PARAMS[name].model_fields
+    for key in params or {}:
+        if key not in known:
+            raise RuleError(f"rule {name} has no parameter {key!r} ({', '.join(known)})")
+    try:
+        merged = check_params(name, {**(current or {}), **(params or {})})
+        if message is not None:
+            check_message(name, message)
+    except RuleParamError as exc:
+        raise RuleError(str(exc)) from None
+    return merged
 
 
 @dataclass
@@ -358,6 +404,8 @@ def rule_rows(rules: dict[str, RuleConfig]) -> list[dict[str, Any]]:
             "auto_send": r.auto_send,
             "params": r.params,
             "message": r.message,
+            "problem": r.problem,
+            "limits": {k: list(v) for k, v in limits(r.name).items()},
         }
         for r in rules.values()
     ]

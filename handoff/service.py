@@ -21,9 +21,10 @@ from heliograph.settings import get_settings
 from inbox.assignment import lock_conversation, lock_conversations, open_conversations_of
 from inbox.conversations import InvalidRequest, add_note
 from inbox.models import Conversation
-from routing.assignment import AssignmentRefused, Routed, record
+from routing.assignment import AssignmentRefused, Routed, record, refuse_non_answering
 from routing.batch import assign_batch
 from routing.models import TeamMember
+from routing.policy import answers_customers
 from routing.schedule import is_on_shift, next_start_for, shifts_between
 from routing.team import get_member
 
@@ -256,9 +257,7 @@ async def _next_on_shift(
         .scalars()
         .all()
     )
-    candidates = [
-        m for m in members if m.id not in exclude and m.role in ("agent", "lead", "admin")
-    ]
+    candidates = [m for m in members if m.id not in exclude and answers_customers(m)]
     found = next_start_for(candidates, now, conversation.language) or next_start_for(
         candidates, now
     )
@@ -292,6 +291,7 @@ async def handoff_manual(
         member = await get_member(session, to_member_id)
         if not member.active:
             raise AssignmentRefused(f"{member.name} is no longer active on the team")
+        refuse_non_answering(member)
         if to_member_id == holder:
             raise InvalidRequest(f"the conversation is already {member.name}'s")
         reason = prefix + f"to {member.name}" + ("" if is_on_shift(member, now) else " (off shift)")

@@ -1,4 +1,4 @@
-"""The ``heliograph`` command: serve, worker, migrate, seed-demo, import-team, create-token."""
+"""The ``heliograph`` command: serve, worker, migrate, seed-demo, import-team, tokens, access."""
 
 from __future__ import annotations
 
@@ -14,11 +14,10 @@ from heliograph.settings import get_settings
 
 
 def _setup_logging() -> None:
-    logging.basicConfig(
-        level=os.environ.get("HELIOGRAPH_LOG_LEVEL", "INFO"),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+    # JSON lines by default, text for `heliograph demo` (heliograph/logs.py).
+    from heliograph.logs import setup_logging
+
+    setup_logging()
 
 
 def cmd_migrate(_: argparse.Namespace) -> int:
@@ -42,13 +41,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     reset_settings()
     settings = get_settings()
+    _setup_logging()  # again: the settings may have changed above
     uvicorn.run(
         "web.app:create_app",
         factory=True,
         host=args.host or settings.host,
         port=args.port or settings.port,
-        log_level=os.environ.get("HELIOGRAPH_LOG_LEVEL", "info").lower(),
-        access_log=args.access_log,
+        log_level=settings.log_level.lower(),
+        log_config=None,  # uvicorn's loggers go through ours (JSON or text)
+        access_log=args.access_log or settings.log_library_requests,
     )
     return 0
 
@@ -106,23 +107,85 @@ def cmd_import_team(args: argparse.Namespace) -> int:
 
     try:
         text = Path(args.file).read_text(encoding="utf-8")
-        created, updated = _run_in_session(lambda s: import_team(s, text))
+        done = _run_in_session(lambda s: import_team(s, text, keep_missing=args.keep_missing))
     except (TeamFileError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"team imported: {created} created, {updated} updated")
+    print(
+        f"team imported: {done.created} created, {done.updated} updated, "
+        f"{done.deactivated} deactivated (not in the file)"
+    )
+    if done.inactive:
+        print(f"still deactivated (`heliograph activate EMAIL`): {', '.join(done.inactive)}")
     return 0
 
 
 def cmd_create_token(args: argparse.Namespace) -> int:
     from routing.team import MemberNotFound, create_token
+    from routing.tokens import AccessError
 
     try:
-        token = _run_in_session(lambda s: create_token(s, args.email, args.label))
-    except MemberNotFound as exc:
+        token = _run_in_session(
+            lambda s: create_token(s, args.email, args.label, expires_in_days=args.expires_in_days)
+        )
+    except (MemberNotFound, AccessError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(token)
+    return 0
+
+
+def cmd_revoke_token(args: argparse.Namespace) -> int:
+    from routing.tokens import TokenNotFound, revoke_token
+
+    try:
+        revoked = _run_in_session(lambda s: revoke_token(s, args.token))
+    except TokenNotFound as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print("revoked: it is refused from its next request on" if revoked else "revoked already")
+    return 0
+
+
+def cmd_tokens(_: argparse.Namespace) -> int:
+    from routing.tokens import list_tokens
+
+    for token, member in _run_in_session(list_tokens):
+        when = {
+            "made": token.created_at,
+            "used": token.last_used_at,
+            "expires": token.expires_at,
+            "revoked": token.revoked_at,
+        }
+        dates = "\t".join(f"{k} {v:%Y-%m-%d %H:%M}" if v else f"{k} -" for k, v in when.items())
+        print(f"{token.id}\t{member.email}\t{token.label or '-'}\t{dates}")
+    return 0
+
+
+def cmd_set_active(args: argparse.Namespace) -> int:
+    """``deactivate`` / ``activate`` a member by email (the workers move the conversations)."""
+    from routing.team import MemberNotFound, member_by_email, set_active
+
+    active = args.command == "activate"
+
+    async def change(session):  # type: ignore[no-untyped-def]
+        member = await member_by_email(session, args.email)
+        return await set_active(session, member, active, "cli")
+
+    try:
+        changed = _run_in_session(change)
+    except MemberNotFound as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if not changed:
+        print(f"{args.email} is {args.command}d already")
+    elif active:
+        print(f"{args.email} is active again: their tokens and linked chats work")
+    else:
+        print(
+            f"{args.email} is deactivated: tokens, Slack and Telegram refused; "
+            "their open conversations go back to the queue when the workers run"
+        )
     return 0
 
 
@@ -184,6 +247,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         **DEMO_ENV,
         "HELIOGRAPH_PUBLIC_URL": f"http://{host}:{port}",
         "HELIOGRAPH_SANDBOX_URL": sandbox,
+        "HELIOGRAPH_LOG_FORMAT": "text",  # a person reads this terminal
         "HELIOGRAPH_API_OUTBOUND_URL": f"{sandbox}/api-receiver/replies",
         "HELIOGRAPH_TELEGRAM_API_BASE": f"{sandbox}/telegram",
         "HELIOGRAPH_SLACK_API_BASE": f"{sandbox}/slack/api/",
@@ -270,11 +334,28 @@ def build_parser() -> argparse.ArgumentParser:
     seed.set_defaults(fn=cmd_seed_demo)
     team = sub.add_parser("import-team", help="create/update team members from a YAML file")
     team.add_argument("file")
+    team.add_argument(
+        "--keep-missing",
+        action="store_true",
+        help="leave members the file does not list as they are (default: deactivate them)",
+    )
     team.set_defaults(fn=cmd_import_team)
     token = sub.add_parser("create-token", help="print a new API token for a team member")
     token.add_argument("email")
     token.add_argument("--label", default="cli")
+    token.add_argument("--expires-in-days", type=int, help="default: until revoked")
     token.set_defaults(fn=cmd_create_token)
+    revoke = sub.add_parser("revoke-token", help="revoke an API token at once")
+    revoke.add_argument("token", help="the token's id (see `heliograph tokens`) or the token")
+    revoke.set_defaults(fn=cmd_revoke_token)
+    sub.add_parser("tokens", help="list API tokens (never the secret)").set_defaults(fn=cmd_tokens)
+    for verb, what in (
+        ("deactivate", "take a member's access away (tokens, Slack, Telegram, routing)"),
+        ("activate", "give a deactivated member their access back"),
+    ):
+        access = sub.add_parser(verb, help=what)
+        access.add_argument("email")
+        access.set_defaults(fn=cmd_set_active)
     jobs_cmd = sub.add_parser("jobs", help="list dead jobs or retry one")
     jobs_sub = jobs_cmd.add_subparsers(dest="action", required=True)
     jobs_sub.add_parser("dead")

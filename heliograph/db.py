@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import functools
 import sqlite3
 import threading
@@ -209,7 +210,9 @@ class Database:
         assert self._writer is not None and self._write_lock is not None
         async with self._write_lock.hold(priority):
             loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(self._writer[1], fn, *args)
+            # In the caller's context, as on PostgreSQL: jobs enqueued there keep its request id.
+            run = functools.partial(contextvars.copy_context().run, fn, *args)
+            return await loop.run_in_executor(self._writer[1], run)
 
     async def dispose(self) -> None:
         await self.engine.dispose()

@@ -29,6 +29,7 @@ from typing import Any
 from sqlalchemy import and_, func, insert, or_, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from heliograph import logs
 from heliograph.db import Database, utcnow
 from heliograph.models import Job
 from heliograph.settings import Settings, get_settings
@@ -113,7 +114,13 @@ async def enqueue(
         existing = await session.exec(select(Job.id).where(Job.dedupe_key == dedupe_key))  # type: ignore[call-overload]
         if existing.first() is not None:
             return None
-    job = Job(kind=kind, payload=payload, run_at=run_at or utcnow(), dedupe_key=dedupe_key)
+    job = Job(
+        kind=kind,
+        payload=payload,
+        run_at=run_at or utcnow(),
+        dedupe_key=dedupe_key,
+        request_id=logs.current_request_id(),  # the request (or job) that caused this one
+    )
     # The operator's HELIOGRAPH_JOB_MAX_ATTEMPTS unless the caller needs another limit.
     job.max_attempts = max_attempts if max_attempts is not None else get_settings().job_max_attempts
     session.add(job)
@@ -134,6 +141,7 @@ def job_rows(
     ``JOB_TABLE`` (for callers that write with Core, even synchronously)."""
     now, attempts = utcnow(), get_settings().job_max_attempts
     keys = dedupe_keys or [None] * len(work)
+    request_id = logs.current_request_id()
     return [
         {
             "kind": kind,
@@ -144,6 +152,7 @@ def job_rows(
             "run_at": run_at or now,
             "dedupe_key": key,
             "created_at": now,
+            "request_id": request_id,
         }
         for (kind, payload, run_at), key in zip(work, keys, strict=True)
     ]
@@ -198,6 +207,7 @@ class ClaimedJob:
     payload: dict[str, Any]
     attempts: int
     max_attempts: int
+    request_id: str | None = None
 
 
 class JobQueue:
@@ -230,7 +240,9 @@ class JobQueue:
                 locked_by=self.worker_id,
                 attempts=Job.attempts + 1,
             )
-            .returning(Job.id, Job.kind, Job.payload, Job.attempts, Job.max_attempts)
+            .returning(
+                Job.id, Job.kind, Job.payload, Job.attempts, Job.max_attempts, Job.request_id
+            )
         )
         # One short Core transaction: on SQLite one hop to the writer thread.
         rows = await self.db.run_transaction(lambda conn: conn.execute(stmt).all())
@@ -279,6 +291,11 @@ class JobQueue:
         return cap / 2 + random.random() * cap / 2
 
     async def run_one(self, job: ClaimedJob) -> str:
+        # Its log lines (and the jobs it enqueues) carry the request id it was enqueued under.
+        with logs.job_scope(job.id, job.kind, job.request_id):
+            return await self._run_one(job)
+
+    async def _run_one(self, job: ClaimedJob) -> str:
         fn = _handlers.get(job.kind)
         if fn is None:
             await self.kill(job, f"no handler registered for job kind {job.kind!r}")

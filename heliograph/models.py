@@ -33,6 +33,8 @@ class Job(SQLModel, table=True):
     dedupe_key: str | None = Field(default=None, max_length=200, unique=True)
     created_at: datetime = Field(default_factory=utcnow)
     finished_at: datetime | None = None
+    # The request that caused the job (X-Request-ID), for its log lines (heliograph/logs.py).
+    request_id: str | None = Field(default=None, max_length=64)
 
 
 class AuditEvent(SQLModel, table=True):

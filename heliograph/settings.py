@@ -122,6 +122,39 @@ class Settings(BaseSettings):
     smtp_password: str = ""
     smtp_starttls: bool = False
     max_email_bytes: int = Field(default=10_485_760, description="Larger mail is refused.")
+    # Email sender authentication (#14, bots/email_channel/auth.py): mail that does not pass
+    # never joins an existing customer's profile or thread; it opens an "unverified sender"
+    # conversation under a profile of its own, which an agent can merge.
+    email_auth: Literal["off", "trust-mta", "verify"] = Field(
+        default="trust-mta",
+        description="off: every mail joins by its From address. trust-mta: the "
+        "Authentication-Results header (RFC 8601) of the MTA in front of us decides "
+        "(DMARC pass, or else DKIM/SPF pass aligned with From); mail WITHOUT such a header "
+        "joins as before (the MTA checked nothing, so there is no verdict) unless "
+        "email_auth_required. verify: DKIM is checked here with dkimpy (DNS), for an SMTP "
+        "listener that takes mail straight from the internet; Authentication-Results headers "
+        "in the mail are ignored (the sender could have written them).",
+    )
+    email_authserv_id: str = Field(
+        default="",
+        description="trust-mta: the authserv-id of our MTA (e.g. mx.example.com); only its "
+        "Authentication-Results are read, so one the sender forged is not. Empty: the "
+        "topmost header (the one the last hop, our MTA, added). Set it whenever the SMTP "
+        "listener can be reached from outside.",
+    )
+    email_auth_required: bool = Field(
+        default=False,
+        description="trust-mta: mail with no Authentication-Results (from the MTA above) is "
+        "kept apart too. Turn on when the MTA adds the header to every mail.",
+    )
+    # Idempotent POSTs (#14, web/idempotency.py).
+    idempotency_ttl_hours: float = Field(
+        default=24.0,
+        gt=0,
+        le=24 * 365,
+        description="How long an Idempotency-Key's first answer is kept and replayed; "
+        "expired records are deleted hourly.",
+    )
 
     # The provider sandbox (bots/sandbox) that `make run` starts beside the service.
     sandbox_url: str = "http://127.0.0.1:8900"
@@ -168,6 +201,12 @@ class Settings(BaseSettings):
     )
     routing_wait_notice: bool = Field(
         default=True, description="Tell a queued customer when we will answer, in their time."
+    )
+    routing_wait_notice_window_minutes: float = Field(
+        default=60,
+        ge=0,
+        description="The wait notice answers only a customer whose last message is at most "
+        "this old: an imported or old queue gets no notice out of the blue (0 = no limit).",
     )
     routing_vip_priority: Literal["low", "normal", "high", "urgent"] = Field(
         default="high", description="Lowest priority for a VIP."
@@ -230,16 +269,22 @@ class Settings(BaseSettings):
     )
     language_min_confidence: float = Field(
         default=0.3,
-        description="A guess with no known language must be this sure (and 10 points ahead).",
+        description="A guess with no known language must be this sure (and 15 points ahead).",
     )
     language_override_confidence: float = Field(
-        default=0.9, description="Detection replaces the known language only this sure."
+        default=0.9,
+        description="A message under 4 words replaces the known (app's) language only this "
+        "sure; longer ones follow transcription/language.py's calibrated rule.",
     )
     translation_enabled: bool = Field(default=True, description="Off: never translate.")
+    # Translation goes to a third party only when the operator names one (#14: no default
+    # provider a user did not choose). "none": messages are not translated, and say so.
     translation_provider: str = Field(
-        default="google",
-        description="google, libre, deepl, microsoft, yandex, mymemory, qcri, papago, baidu, "
-        "chatgpt (deep-translator).",
+        default="none",
+        description='"none" (the default: nothing is sent to a translator; messages show '
+        '"off: no provider configured") or one deep-translator provider: libre (self-hosted, '
+        "with translation_url; `make run` uses the sandbox's), google, deepl, microsoft, "
+        "yandex, mymemory, qcri, papago, baidu, chatgpt.",
     )
     translation_url: str = Field(default="", description="LibreTranslate server base URL.")
     translation_api_key: str = ""
@@ -256,6 +301,44 @@ class Settings(BaseSettings):
         default=30.0,
         description="A reply waits this long for its translation, then goes out as written "
         "and the agent gets a note.",
+    )
+
+    # Abuse limits (heliograph/ratelimit.py, web/protection.py). Each limit is in the
+    # `limits` syntax ("600/minute", "10/second;600/minute"); "" turns that one off.
+    rate_limit_enabled: bool = Field(default=True, description="Off: no rate limit at all.")
+    rate_limit_storage: str = Field(
+        default="memory://",
+        description='Where counts are kept: "memory://" (per process) or "redis://host:6379/0" '
+        "(shared by every process of the service).",
+    )
+    rate_limit_webhook: str = Field(
+        default="60000/minute",
+        description="Provider webhooks, per channel (/webhooks/<channel>, /api/v1/inbound): "
+        "high enough for a provider's real bursts (WhatsApp Cloud allows a number up to "
+        "1,000 messages/s).",
+    )
+    rate_limit_api: str = Field(
+        default="1200/minute", description="REST API requests per bearer token."
+    )
+    rate_limit_failed_auth: str = Field(
+        default="30/minute",
+        description="Answers 401 per client IP; past it the IP gets 429 before any check.",
+    )
+    rate_limit_telegram_link: str = Field(
+        default="5/15 minutes", description="Telegram /link attempts per chat (a lockout)."
+    )
+
+    # Logs (heliograph/logs.py).
+    log_level: str = Field(default="INFO", description="Root log level.")
+    log_format: Literal["json", "text"] = Field(
+        default="json",
+        description='"json" (one object a line, for machines; serve and worker) or "text" '
+        "(for a terminal; `make run` / `heliograph demo` use it).",
+    )
+    log_library_requests: bool = Field(
+        default=False,
+        description="Log the per-request lines of httpx, APScheduler, aiogram and uvicorn's "
+        "access log (off: WARNING and up only).",
     )
 
     @property

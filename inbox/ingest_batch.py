@@ -35,7 +35,7 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, func, insert, select, update
 
 from crm_core.identity import ResolvedIds, resolve_senders
-from heliograph import jobs
+from heliograph import jobs, logs
 from heliograph.db import CommitFailed, Database, insert_ids, new_row, pairs_in, utcnow
 from heliograph.settings import get_settings
 from inbox.ingest import AcceptResult, InboundMessage, accept_in, new_conversation, received_event
@@ -277,9 +277,13 @@ class IngestWriter:
             await asyncio.shield(self._task)
 
     async def _run(self) -> None:
+        first = True
         try:
             while self._queue:
                 batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
+                if len(batch) > 1 or not first:  # its jobs are not (only) the starter's request's
+                    logs.request_id_var.set(None)
+                first = False
                 await self._write(batch)
         finally:
             self._task = None

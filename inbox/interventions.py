@@ -6,21 +6,17 @@
   customer's open conversation on that channel or a new one (left ``pending``: it waits
   for the customer, and their answer routes as any inbound message does).
 - The owner of a customer, for a new intervention: the agent of their latest conversation.
-- Export and erasure of what the inbox holds (conversations, messages, notes, attachments).
 - The CRM's entries (events, journey, interventions) in the customer timeline.
 """
 
 from __future__ import annotations
 
-import logging
-import os
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from crm_core import gdpr
 from crm_core import interventions as crm
 from crm_core import timeline as crm_timeline
 from crm_core.identity import contacts_of, identities_of
@@ -29,10 +25,7 @@ from crm_core.profile import choose_identity, quiet_until
 from heliograph import jobs
 from heliograph.db import get_db, is_unique_violation, utcnow
 from inbox import conversations, outbox, timeline
-from inbox.models import Attachment, Conversation, Message, Note
-
-log = logging.getLogger(__name__)
-ERASED_TEXT = "[erased]"
+from inbox.models import Conversation
 
 
 class _Skip(Exception):
@@ -168,87 +161,6 @@ async def latest_agents(session: AsyncSession, customer_ids: list[int]) -> dict[
     return {cid: member for cid, member in rows.all()}  # the latest wins
 
 
-async def export_inbox(session: AsyncSession, customer_ids: list[int]) -> dict[str, Any]:
-    convs = (
-        (
-            await session.execute(
-                select(Conversation)
-                .where(Conversation.customer_id.in_(customer_ids))  # type: ignore[attr-defined]
-                .order_by(Conversation.id)
-            )
-        )
-        .scalars()
-        .all()
-    )
-    out = []
-    for c in convs:
-        messages = await conversations.messages_of(session, c.id, limit=100_000)  # type: ignore[arg-type]
-        files = await conversations.attachments_of(session, [m.id for m in messages])  # type: ignore[misc]
-        out.append(
-            {
-                **gdpr.plain(c),
-                "messages": [gdpr.plain(m) for m in messages],
-                "attachments": [gdpr.plain(a, ("storage_path",)) for a in files],
-                "notes": [gdpr.plain(n) for n in await conversations.notes_of(session, c.id)],  # type: ignore[arg-type]
-            }
-        )
-    return {"conversations": out}
-
-
-async def erase_inbox(session: AsyncSession, customer_ids: list[int]) -> dict[str, int]:
-    """Redact what the customer wrote and what was written to them; keep the rows (and so
-    the counts and timings the team's statistics are made of)."""
-    conv_ids = select(Conversation.id).where(Conversation.customer_id.in_(customer_ids))  # type: ignore[attr-defined]
-    msg_ids = select(Message.id).where(Message.customer_id.in_(customer_ids))  # type: ignore[attr-defined]
-    paths = (
-        (
-            await session.execute(
-                select(Attachment.storage_path).where(
-                    Attachment.message_id.in_(msg_ids),
-                    Attachment.storage_path.is_not(None),  # type: ignore[attr-defined, union-attr]
-                )
-            )
-        )
-        .scalars()
-        .all()
-    )
-    for path in paths:
-        try:
-            os.remove(path)
-        except OSError:
-            log.warning("erasure: could not remove attachment file %s", path)
-    files = await session.execute(
-        update(Attachment)
-        .where(Attachment.message_id.in_(msg_ids))
-        .values(  # type: ignore[attr-defined]
-            url=None, filename=None, storage_path=None, provider_file_id=None, transcript=None
-        )
-    )
-    messages = await session.execute(
-        update(Message)
-        .where(Message.customer_id.in_(customer_ids))
-        .values(  # type: ignore[attr-defined]
-            text=ERASED_TEXT, original_text=None, raw=None, delivery_error=None
-        )
-    )
-    notes = await session.execute(
-        update(Note).where(Note.conversation_id.in_(conv_ids)).values(text=ERASED_TEXT)  # type: ignore[attr-defined]
-    )
-    convs = await session.execute(
-        update(Conversation)
-        .where(Conversation.customer_id.in_(customer_ids))
-        .values(  # type: ignore[attr-defined]
-            subject=None, identity_id=None
-        )
-    )
-    return {
-        "message": int(messages.rowcount),  # type: ignore[attr-defined]
-        "attachment": int(files.rowcount),  # type: ignore[attr-defined]
-        "note": int(notes.rowcount),  # type: ignore[attr-defined]
-        "conversation": int(convs.rowcount),  # type: ignore[attr-defined]
-    }
-
-
 async def crm_timeline_entries(
     session: AsyncSession, customer_id: int, before: Any, limit: int
 ) -> list[timeline.TimelineEntry]:
@@ -259,6 +171,4 @@ async def crm_timeline_entries(
 
 
 crm.owner_resolvers.append(latest_agents)
-gdpr.export_hooks.append(export_inbox)
-gdpr.erase_hooks.append(erase_inbox)
 timeline.timeline_sources.append(crm_timeline_entries)

@@ -86,6 +86,11 @@ def provider_config(settings: Settings | None = None) -> ProviderConfig:
     )
 
 
+def provider_chosen(settings: Settings | None = None) -> bool:
+    """Whether the operator named a translation provider ("none", the default, is off)."""
+    return (settings or get_settings()).translation_provider.strip().lower() not in ("", "none")
+
+
 def words(message: Message) -> str:
     """What the author wrote (or said), whatever translation did to ``text``."""
     return message.original_text if message.original_text is not None else message.text
@@ -187,6 +192,8 @@ def _decide(
 ) -> tuple[str, str]:
     if not get_settings().translation_enabled:
         return "off", "translation is switched off for the team"
+    if not provider_chosen():
+        return "off", "no provider configured (HELIOGRAPH_TRANSLATION_PROVIDER)"
     if not conversation.translation_enabled:
         return "off", "translation is switched off for this conversation"
     if detection.language is None:
@@ -252,6 +259,8 @@ async def prepare_reply(
     language is not one its author reads."""
     if not get_settings().translation_enabled or not conversation.translation_enabled:
         return
+    if not provider_chosen():
+        return  # nothing goes to a third party the operator did not name
     target = conversation.language
     if target is None:
         return

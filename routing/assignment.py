@@ -30,6 +30,7 @@ from routing.policy import (
     MemberView,
     PolicyConfig,
     Wanted,
+    answers_customers,
     city_of,
     effective_availability,
     why_nobody,
@@ -215,6 +216,8 @@ async def confirm(
     snapshot: active, online, on shift, and an exact open count under capacity. On yes,
     returns that count (without this conversation) and has stamped ``last_assigned_at``.
     """
+    if not answers_customers(member):
+        return None
     own = int(conversation.assignee_id == member.id and conversation.status != "resolved")
     channel = conversation.channel if config.per_channel else None
     if _is_sqlite(session) and member.updated_at is not None:
@@ -271,7 +274,9 @@ async def _confirm_fresh(
     fresh = (
         await session.execute(stmt.execution_options(populate_existing=True))
     ).scalar_one_or_none()
-    if fresh is None or not fresh.active or not is_on_shift(fresh, now):
+    if fresh is None or not fresh.active or not answers_customers(fresh):
+        return None
+    if not is_on_shift(fresh, now):
         return None
     if effective_availability(fresh, now, config.idle_away_minutes) != "online":
         return None
@@ -395,6 +400,16 @@ def _who(member: TeamMember, now: datetime, load: int) -> str:
     return f"{member.name} — {city_of(zone)} {local:%H:%M}, {load}/{member.capacity} open"
 
 
+def refuse_non_answering(member: TeamMember) -> None:
+    """Nobody, not even a lead by hand, gives a conversation to a member who does not
+    answer customers (as Zendesk refuses to assign a ticket to a light agent)."""
+    if not answers_customers(member):
+        raise AssignmentRefused(
+            f"{member.name} ({member.role}) does not answer customers; give the conversation "
+            "to an agent, or set answers_customers: true for them in the team file"
+        )
+
+
 async def assign_to(
     session: AsyncSession,
     conversation_id: int,
@@ -403,9 +418,10 @@ async def assign_to(
     *,
     now: datetime | None = None,
 ) -> Assignment | None:
-    """A person assigns: leads and admins may give a conversation to anyone (the reason
-    notes when that member is off shift, away or full); agents may claim an unassigned
-    conversation for themselves while under capacity. None: already theirs."""
+    """A person assigns: leads and admins may give a conversation to anyone who answers
+    customers (the reason notes when that member is off shift, away or full); agents may
+    claim an unassigned conversation for themselves while under capacity. None: already
+    theirs."""
     now = now or utcnow()
     conversation = await lock_conversation(session, conversation_id)
     member = await get_member(session, member_id)
@@ -413,6 +429,7 @@ async def assign_to(
         raise AssignmentRefused(f"conversation {conversation_id} is resolved; reopen it first")
     if not member.active:
         raise AssignmentRefused(f"{member.name} is no longer active on the team")
+    refuse_non_answering(member)
     if conversation.assignee_id == member_id:
         return None
     load = await open_load(session, member_id)

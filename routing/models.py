@@ -40,7 +40,8 @@ class TeamMember(SQLModel, table=True):
     telegram_chat_id: str | None = Field(default=None, max_length=64, unique=True)
     active: bool = True
     # Whether the router may give this member conversations. None: their role decides
-    # (agents yes; leads as the team file's ``routing.leads_answer`` says; exec and admin no).
+    # (agents yes; leads as the team file's ``routing.leads_answer_customers`` says;
+    # exec and admin no). See routing.policy.answers_customers.
     answers_customers: bool | None = None
     last_assigned_at: datetime | None = None
     # Any sign of life from the member (a claim, an availability change, a surface's touch).

@@ -1,7 +1,8 @@
 """The assignment policy: who is eligible, who is preferred, and the reason in words.
 
-Eligible: on shift now in their own time zone, available (online, and not idle past
-``routing_idle_away_minutes``), active, and under capacity. Hard requirements
+Eligible: a member who answers customers (``answers_customers``), on shift now in their
+own time zone, available (online, and not idle past ``routing_idle_away_minutes``),
+active, and under capacity. Hard requirements
 (``routing_require``: "language", "expertise") also filter. Among the eligible, prefer
 in this order: the customer's previous agent, language match, expertise match (more
 matching tags first), lowest load (open / capacity, then open), longest idle
@@ -35,6 +36,7 @@ class PolicyConfig:
     unanswered_minutes: dict[str, float] = field(default_factory=dict)
     away_on_missed: bool = True
     wait_notice: bool = True
+    wait_notice_window_minutes: float = 60.0
     vip_priority: str = "high"
 
     @classmethod
@@ -48,8 +50,24 @@ class PolicyConfig:
             unanswered_minutes=dict(s.routing_unanswered_minutes),
             away_on_missed=s.routing_away_on_missed,
             wait_notice=s.routing_wait_notice,
+            wait_notice_window_minutes=s.routing_wait_notice_window_minutes,
             vip_priority=s.routing_vip_priority,
         )
+
+
+ANSWERING_ROLES = frozenset({"agent"})
+
+
+def answers_customers(member: Any) -> bool:
+    """Whether the router may give ``member`` conversations: the member's own
+    ``answers_customers`` when set, else their role's default (agents yes; exec and admin
+    no; leads no, unless the team file's ``routing: {leads_answer_customers: true}``,
+    which ``routing.team`` writes into each lead's own flag). The one rule every path
+    (single, batch, queue promise, handoff, manual assignment) asks."""
+    flag = getattr(member, "answers_customers", None)
+    if flag is not None:
+        return bool(flag)
+    return member.role in ANSWERING_ROLES
 
 
 def city_of(timezone: str) -> str:
@@ -75,6 +93,7 @@ class MemberView:
     last_assigned_at: datetime | None = None
     last_active_at: datetime | None = None
     role: str = "agent"
+    answers_customers: bool | None = None  # None: the role decides (``answers_customers``)
     updated_at: datetime | None = None  # the row's, to tell whether this copy is current
     # derived
     speaks: frozenset[str] = frozenset()
@@ -105,6 +124,7 @@ class MemberView:
             last_assigned_at=member.last_assigned_at,
             last_active_at=member.last_active_at,
             role=member.role,
+            answers_customers=member.answers_customers,
             updated_at=member.updated_at,
         )
 
@@ -195,7 +215,9 @@ def eligible_load(
     member: MemberView, wanted: Wanted, now: datetime, load_of: LoadOf, config: PolicyConfig
 ) -> int | None:
     """The member's load if they may take the conversation now, else None."""
-    if member.id in wanted.exclude or not member.active or not member.on_shift(now):
+    if member.id in wanted.exclude or not member.active or not answers_customers(member):
+        return None
+    if not member.on_shift(now):
         return None
     if effective_availability(member, now, config.idle_away_minutes) != "online":
         return None
@@ -248,6 +270,75 @@ def choose(
     )
 
 
+@dataclass(frozen=True)
+class NobodyFree:
+    """Why nobody could take a conversation: ``kind`` for the customer's wait notice,
+    ``str()`` in words for the queue and the assignment history.
+
+    Kinds: "off_shift" (nobody who answers customers is on shift), "language" / "expertise"
+    (on shift, but nobody who meets the hard requirement), "away" (those who could are
+    away or offline), "capacity" (those who could are full), "other".
+    """
+
+    kind: str
+    language: str | None = None
+    tags: tuple[str, ...] = ()
+    qualified: bool = False  # a hard requirement narrowed who "everyone on shift" means
+
+    def __str__(self) -> str:
+        who = "everyone on shift"
+        if self.qualified and self.language:
+            who += f" who speaks {self.language}"
+        elif self.qualified and self.tags:
+            who += f" who knows {', '.join(self.tags)}"
+        return {
+            "off_shift": "nobody is on shift",
+            "language": f"nobody free on shift speaks {self.language}",
+            "expertise": f"nobody free on shift knows {', '.join(self.tags)}",
+            "away": f"{who} is away or offline",
+            "capacity": f"{who} is at capacity",
+        }.get(self.kind, "nobody is eligible")
+
+
+def nobody_free(
+    members: Iterable[MemberView],
+    wanted: Wanted,
+    now: datetime,
+    load_of: LoadOf,
+    config: PolicyConfig,
+) -> NobodyFree:
+    """Why ``choose`` found nobody: the first of the policy's filters that left nobody,
+    hard requirements before availability and load (a full English-speaking shift is
+    not why a Japanese customer waits when nobody on shift speaks Japanese)."""
+    on_shift = [
+        m
+        for m in members
+        if m.active and m.id not in wanted.exclude and answers_customers(m) and m.on_shift(now)
+    ]
+    if not on_shift:
+        return NobodyFree("off_shift")
+    language = wanted.language if config.require_language else None
+    tags = tuple(sorted(wanted.tags)) if config.require_expertise else ()
+    if language:
+        on_shift = [m for m in on_shift if language in m.speaks]
+        if not on_shift:
+            return NobodyFree("language", language=language)
+    if tags:
+        on_shift = [m for m in on_shift if wanted.tags & m.knows]
+        if not on_shift:
+            return NobodyFree("expertise", language=language, tags=tags)
+    qualified = bool(language or tags)
+    online = [
+        m for m in on_shift if effective_availability(m, now, config.idle_away_minutes) == "online"
+    ]
+    if not online:
+        return NobodyFree("away", language, tags, qualified)
+    channel = wanted.channel if config.per_channel else ""
+    if all(load_of(m.id, channel) >= m.capacity for m in online):
+        return NobodyFree("capacity", language, tags, qualified)
+    return NobodyFree("other", language, tags, qualified)
+
+
 def why_nobody(
     members: Iterable[MemberView],
     wanted: Wanted,
@@ -255,23 +346,5 @@ def why_nobody(
     load_of: LoadOf,
     config: PolicyConfig,
 ) -> str:
-    """Why ``choose`` found nobody, in words for the queue."""
-    on_shift = [m for m in members if m.active and m.id not in wanted.exclude and m.on_shift(now)]
-    if not on_shift:
-        return "nobody is on shift"
-    online = [
-        m for m in on_shift if effective_availability(m, now, config.idle_away_minutes) == "online"
-    ]
-    if not online:
-        return "everyone on shift is away or offline"
-    channel = wanted.channel if config.per_channel else ""
-    free = [m for m in online if load_of(m.id, channel) < m.capacity]
-    if not free:
-        return "everyone on shift is at capacity"
-    if config.require_language and wanted.language:
-        free = [m for m in free if wanted.language in m.speaks]
-        if not free:
-            return f"nobody free on shift speaks {wanted.language}"
-    if config.require_expertise and wanted.tags:
-        return f"nobody free on shift knows {', '.join(sorted(wanted.tags))}"
-    return "nobody is eligible"
+    """Why ``choose`` found nobody, in words for the queue (``nobody_free``)."""
+    return str(nobody_free(members, wanted, now, load_of, config))

@@ -1,8 +1,8 @@
 """Routing a conversation, the queue of those nobody could take, and moving on.
 
 - ``route_conversation``: tags and priority from the message, then the policy; with
-  nobody eligible the conversation waits (and the customer may be told, once per wait,
-  when we will answer, in their own time zone).
+  nobody eligible the conversation waits (and the customer is told, once per wait, why
+  and when we will answer, in their own time zone: ``wait_message``).
 - ``drain_queue``: the queue, most urgent and longest waiting first, to whoever is
   eligible now (every 30 s on the scheduler, when capacity frees, when someone comes
   online, and at the instant we promised a customer).
@@ -13,7 +13,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytz
 from sqlalchemy import delete, select
@@ -24,7 +24,7 @@ from heliograph.db import Database, utcnow
 from heliograph.settings import get_settings
 from inbox import assignment as inbox_assignment
 from inbox.conversations import reply
-from inbox.models import Conversation
+from inbox.models import Conversation, Message
 from routing.assignment import (
     CustomerView,
     Locked,
@@ -38,10 +38,11 @@ from routing.assignment import (
 )
 from routing.batch import assign_batch
 from routing.models import RoutingWait, TeamMember
-from routing.policy import PolicyConfig, Wanted
+from routing.policy import NobodyFree, PolicyConfig, Wanted, answers_customers, nobody_free
 from routing.schedule import next_start_for
 from routing.snapshot import TeamSnapshot, team_snapshot
 from routing.topics import tags_for_programs, tags_for_text
+from transcription.language import language_name
 
 _BATCH = 50  # conversations per drain transaction: short write locks on SQLite
 
@@ -133,15 +134,18 @@ async def wait_in_queue(
     snapshot: TeamSnapshot,
     locked: Locked | None = None,
 ) -> RoutingWait:
-    """Note why it waits; tell the customer when we will answer (once per wait), and
-    have the queue drained at that instant."""
+    """Note why it waits; tell the customer why and when we will answer (once per
+    wait), and have the queue drained at the promised instant."""
     wait = await session.get(RoutingWait, conversation.id)
     if wait is None:
         wait = RoutingWait(conversation_id=conversation.id, since=now, reason=reason)  # type: ignore[arg-type]
         session.add(wait)
     wait.reason = reason
-    if wait.promised_at is None:
+    notify = config.wait_notice and wait.notified_at is None
+    notify = notify and await _just_wrote(session, conversation, now, config)
+    if wait.promised_at is None or notify:
         wanted = await wanted_for(session, conversation, locked=locked)
+    if wait.promised_at is None:
         wait.promised_at = promised_time(snapshot, wanted, now, config)
         if wait.promised_at is not None:
             await jobs.enqueue(
@@ -151,12 +155,38 @@ async def wait_in_queue(
                 run_at=wait.promised_at,
                 dedupe_key=f"routing.drain:{wait.promised_at.isoformat()}",
             )
-    if config.wait_notice and wait.notified_at is None and wait.promised_at is not None:
-        text = wait_message(wait.promised_at, customer.timezone, now)
-        await reply(session, conversation.id, text, author_id=None, author_type="system")  # type: ignore[arg-type]
-        wait.notified_at = now
+    if notify:
+        # The same reading of the team as the decision that found nobody.
+        why = nobody_free(snapshot.on_duty(now), wanted, now, snapshot.load, config)
+        text = wait_message(wait.promised_at, customer.timezone, now, why)
+        if text is not None:
+            await reply(session, conversation.id, text, author_id=None, author_type="system")  # type: ignore[arg-type]
+            wait.notified_at = now
     await session.flush()
     return wait
+
+
+async def _just_wrote(
+    session: AsyncSession, conversation: Conversation, now: datetime, config: PolicyConfig
+) -> bool:
+    """The wait notice answers someone who has just written, never an old message (an
+    imported history, a queue left for days): that would be a proactive message. The
+    provider's time of their last message says when they wrote."""
+    window = config.wait_notice_window_minutes
+    if not window:
+        return True
+    sent = await session.execute(
+        select(Message.sent_at, Message.created_at)
+        .where(Message.conversation_id == conversation.id, Message.direction == "in")  # type: ignore[arg-type]
+        .order_by(Message.id.desc())  # type: ignore[union-attr]
+        .limit(1)
+    )
+    row = sent.first()
+    if row is None:
+        return True
+    last = row[0] or row[1]
+    last = last if last.tzinfo is not None else last.replace(tzinfo=UTC)
+    return (now - last).total_seconds() <= window * 60
 
 
 def promised_time(
@@ -171,6 +201,7 @@ def promised_time(
         m
         for m in snapshot.members.values()
         if m.active
+        and answers_customers(m)
         and m.id not in wanted.exclude
         and m.capacity > 0
         # Offline by their own choice: not coming at their shift start.
@@ -187,8 +218,45 @@ def promised_time(
     return found[0] if found else None
 
 
-def wait_message(promised_at: datetime, customer_timezone: str | None, now: datetime) -> str:
-    """ "... we'll answer at 09:00 your time" in the customer's zone (UTC if unknown)."""
+# Why the customer waits, in their words (``NobodyFree.kind``); "{language}" and "{tags}"
+# name what the conversation needs. Replies go through the inbox's reply translation,
+# so a customer who writes Japanese reads this in Japanese where the team translates.
+_WHY = {
+    "off_shift": "Our team is offline right now",
+    "language": "Nobody who speaks {language} is on shift right now",
+    "expertise": "Nobody who handles {tags} is on shift right now",
+    "away": "Nobody on shift is available right now",
+    "capacity": "Everyone on shift is helping other customers right now",
+}
+# When no start time can be promised honestly, what the answer waits for instead.
+_UNTIMED = {
+    "away": "we'll answer as soon as someone is back",
+    "capacity": "we'll answer as soon as someone is free",
+}
+
+
+def wait_message(
+    promised_at: datetime | None,
+    customer_timezone: str | None,
+    now: datetime,
+    why: NobodyFree | None = None,
+) -> str | None:
+    """ "Nobody who speaks Japanese is on shift right now; we'll answer at 23:20 your
+    time." The reason is the routing decision's; the time is the customer's zone (UTC if
+    unknown). None: nothing true to promise (nobody has a shift ahead)."""
+    why = why or NobodyFree("off_shift")
+    sentence = _WHY.get(why.kind, "Nobody can take your conversation right now").format(
+        language=language_name(why.language or ""), tags=", ".join(why.tags)
+    )
+    if promised_at is None:
+        untimed = _UNTIMED.get(why.kind)
+        return None if untimed is None else f"Thanks for your message. {sentence}; {untimed}."
+    when = _when(promised_at, customer_timezone, now)
+    return f"Thanks for your message. {sentence}; we'll answer {when}."
+
+
+def _when(promised_at: datetime, customer_timezone: str | None, now: datetime) -> str:
+    """ "tomorrow at 09:00 your time", in the customer's zone (UTC if unknown)."""
     known = bool(customer_timezone) and customer_timezone in pytz.all_timezones_set
     tz = pytz.timezone(customer_timezone) if known else pytz.UTC  # type: ignore[arg-type]
     local = promised_at.astimezone(tz)
@@ -199,11 +267,7 @@ def wait_message(promised_at: datetime, customer_timezone: str | None, now: date
         day = "tomorrow "
     else:
         day = f"on {local:%A} "
-    whose = "your time" if known else "UTC"
-    return (
-        "Thanks for your message. Our team is offline right now; "
-        f"we'll answer {day}at {local:%H:%M} {whose}."
-    )
+    return f"{day}at {local:%H:%M} {'your time' if known else 'UTC'}"
 
 
 async def queue_entries(session: AsyncSession, limit: int = 200) -> list[QueueEntry]:

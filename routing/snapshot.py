@@ -26,7 +26,15 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from heliograph.settings import get_settings
 from inbox.assignment import open_loads
 from routing.models import TeamMember
-from routing.policy import Choice, MemberView, PolicyConfig, Wanted, choose, eligible_load
+from routing.policy import (
+    Choice,
+    MemberView,
+    PolicyConfig,
+    Wanted,
+    answers_customers,
+    choose,
+    eligible_load,
+)
 
 
 class TeamSnapshot:
@@ -43,13 +51,13 @@ class TeamSnapshot:
         self._duty_until: datetime | None = None
 
     def on_duty(self, now: datetime) -> list[MemberView]:
-        """Active members on shift at ``now``, kept until the first member's next
-        shift boundary."""
+        """Active members who answer customers and are on shift at ``now``, kept until
+        the first member's next shift boundary."""
         if self._duty_from is None or not self._duty_from <= now < self._duty_until:  # type: ignore[operator]
             duty: list[MemberView] = []
             until = now + timedelta(hours=12)
             for member in self.members.values():
-                if not member.active:
+                if not member.active or not answers_customers(member):
                     continue
                 if member.on_shift(now):
                     duty.append(member)

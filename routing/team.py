@@ -1,11 +1,9 @@
-"""Team members: YAML import, lookups, and API tokens."""
+"""Team members: YAML import, lookups, access (active or not), and new API tokens."""
 
 from __future__ import annotations
 
-import hashlib
 import re
-import secrets
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytz
 import yaml
@@ -13,10 +11,17 @@ from pydantic import BaseModel, ConfigDict, EmailStr, Field, ValidationError, fi
 from sqlalchemy import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from heliograph import jobs
 from heliograph.db import utcnow
-from routing.models import AVAILABILITY, ROLES, WEEKDAYS, ApiToken, TeamMember
+from heliograph.models import AuditEvent
+from routing.models import AVAILABILITY, ROLES, WEEKDAYS, TeamMember
+from routing.snapshot import recheck
+from routing.tokens import authenticate as authenticate  # callers import it from here
+from routing.tokens import issue_token
 
-TOKEN_PREFIX = "hg_"
+# The job (``routing.access``) that puts a deactivated member's open conversations back
+# in the queue.
+RELEASE_JOB = "routing.release_member"
 _HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$|^24:00$")
 
 
@@ -26,6 +31,15 @@ class TeamFileError(ValueError):
 
 class MemberNotFound(LookupError):
     pass
+
+
+class TeamImport(NamedTuple):
+    """What ``import_team`` did."""
+
+    created: int
+    updated: int
+    deactivated: int  # active members the file left out, now deactivated
+    inactive: list[str]  # emails in the file whose member stays deactivated
 
 
 class MemberSpec(BaseModel):
@@ -46,6 +60,9 @@ class MemberSpec(BaseModel):
     availability: str = "online"
     slack_user_id: str | None = None
     telegram_chat_id: str | None = None
+    # Whether routing may give them conversations; absent: the role decides (agents yes,
+    # leads as ``routing.leads_answer_customers`` says, exec and admin no).
+    answers_customers: bool | None = None
 
     @field_validator("role")
     @classmethod
@@ -85,6 +102,30 @@ class MemberSpec(BaseModel):
         return [v.strip().lower() for v in value if v.strip()]
 
 
+class TeamRouting(BaseModel):
+    """The team file's ``routing:`` section (see README, "The team file")."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # Leads take conversations like agents (each lead's own answers_customers still wins).
+    leads_answer_customers: bool = False
+
+
+def _apply_team_routing(data: dict[str, Any], specs: list[MemberSpec]) -> None:
+    """Write the team's default for leads into each lead who does not say."""
+    try:
+        options = TeamRouting.model_validate(data.get("routing") or {})
+    except ValidationError as exc:
+        problems = "; ".join(
+            ".".join(["routing", *(str(p) for p in e["loc"])]) + f": {e['msg']}"
+            for e in exc.errors()
+        )
+        raise TeamFileError(problems) from exc
+    for spec in specs:
+        if spec.role == "lead" and spec.answers_customers is None:
+            spec.answers_customers = options.leads_answer_customers or None
+
+
 def parse_team(text: str) -> list[MemberSpec]:
     try:
         data = yaml.safe_load(text)
@@ -112,11 +153,16 @@ def parse_team(text: str) -> list[MemberSpec]:
                 f"(members #{first_seen[email] + 1} and #{index + 1})"
             )
         first_seen[email] = index
+    _apply_team_routing(data, specs)
     return specs
 
 
-async def import_team(session: AsyncSession, team_yaml: str) -> tuple[int, int]:
-    """Create or update members by email from team.yaml text. Returns ``(created, updated)``."""
+async def import_team(
+    session: AsyncSession, team_yaml: str, *, keep_missing: bool = False, actor: str = "import-team"
+) -> TeamImport:
+    """Create or update members by email from team.yaml text. The file is the team: an
+    active member it leaves out is deactivated (``keep_missing``: left as they are). A
+    listed member who was deactivated stays so: access comes back only by ``activate``."""
     specs = parse_team(team_yaml)
     created = updated = 0
     for spec in specs:
@@ -136,9 +182,55 @@ async def import_team(session: AsyncSession, team_yaml: str) -> tuple[int, int]:
         member.languages, member.expertise = spec.languages, spec.expertise
         member.capacity, member.availability = spec.capacity, spec.availability
         member.slack_user_id, member.telegram_chat_id = spec.slack_user_id, spec.telegram_chat_id
+        member.answers_customers = spec.answers_customers
         member.updated_at = utcnow()
     await session.flush()
-    return created, updated
+    listed = {spec.email.lower() for spec in specs}
+    deactivated = 0 if keep_missing else await _deactivate_missing(session, listed, actor)
+    return TeamImport(created, updated, deactivated, await _inactive_of(session, listed))
+
+
+async def _deactivate_missing(session: AsyncSession, listed: set[str], actor: str) -> int:
+    rows = await session.execute(select(TeamMember).where(TeamMember.active.is_(True)))  # type: ignore[attr-defined]
+    missing = [m for m in rows.scalars().all() if m.email.lower() not in listed]
+    for member in missing:
+        await set_active(session, member, False, actor, reason="not in the team file")
+    return len(missing)
+
+
+async def _inactive_of(session: AsyncSession, listed: set[str]) -> list[str]:
+    rows = await session.execute(
+        select(TeamMember.email).where(TeamMember.active.is_(False), TeamMember.email.in_(listed))  # type: ignore[attr-defined, call-overload]
+    )
+    return sorted(rows.scalars().all())
+
+
+async def set_active(
+    session: AsyncSession, member: TeamMember, active: bool, actor: str, *, reason: str = ""
+) -> bool:
+    """Give a member access back, or take it away: a deactivated member's tokens, Slack
+    and Telegram stop working at their next request (each checks ``active``), routing
+    passes them over, and their open conversations go back to the queue (``RELEASE_JOB``).
+    Audited. False when the member was so already (nothing written)."""
+    if member.active == active:
+        return False
+    now = utcnow()
+    member.active, member.updated_at = active, now  # updated_at: the team's version
+    session.add(
+        AuditEvent(
+            actor=actor,
+            action="member.activated" if active else "member.deactivated",
+            subject_type="team_member",
+            subject_id=member.id,  # type: ignore[arg-type]
+            details={"reason": reason} if reason else {},
+            at=now,
+        )
+    )
+    if not active:
+        await jobs.enqueue(session, RELEASE_JOB, {"member_id": member.id})
+    await session.flush()
+    recheck()
+    return True
 
 
 async def list_members(session: AsyncSession) -> list[TeamMember]:
@@ -162,29 +254,17 @@ async def member_by_email(session: AsyncSession, email: str) -> TeamMember:
     return member
 
 
-def _hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
-async def create_token(session: AsyncSession, email: str, label: str = "") -> str:
-    """A new bearer token for the member; shown once, stored hashed."""
+async def create_token(
+    session: AsyncSession,
+    email: str,
+    label: str = "",
+    *,
+    expires_in_days: int | None = None,
+    actor: str = "cli",
+) -> str:
+    """A new bearer token for the member with this email; the secret (shown once)."""
     member = await member_by_email(session, email)
-    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    session.add(ApiToken(member_id=member.id, token_hash=_hash(token), label=label))  # type: ignore[arg-type]
-    await session.flush()
-    return token
-
-
-async def authenticate(session: AsyncSession, token: str) -> TeamMember | None:
-    row = (
-        await session.execute(
-            select(TeamMember)
-            .join(ApiToken, ApiToken.member_id == TeamMember.id)  # type: ignore[arg-type]
-            .where(
-                ApiToken.token_hash == _hash(token),
-                ApiToken.revoked_at.is_(None),  # type: ignore[union-attr]
-                TeamMember.active.is_(True),  # type: ignore[attr-defined]
-            )
-        )
-    ).scalar_one_or_none()
-    return row
+    _, secret = await issue_token(
+        session, member, label, expires_in_days=expires_in_days, actor=actor
+    )
+    return secret

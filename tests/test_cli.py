@@ -63,7 +63,11 @@ async def test_import_team_and_create_token_as_separate_processes(
     minting = start(sqlite_url, "create-token", "tom@team.example", "--label", "ops")
     unknown = start(sqlite_url, "create-token", "nobody@team.example")
 
-    assert finish(importing) == (0, "team imported: 1 created, 1 updated\n", "")
+    assert finish(importing) == (
+        0,
+        "team imported: 1 created, 1 updated, 0 deactivated (not in the file)\n",
+        "",
+    )
     code, out, err = finish(minting)
     assert code == 0 and err == ""
     token = out.strip()
@@ -96,7 +100,8 @@ def test_import_team_updates_and_names_errors(
     assert main(["import-team", str(good)]) == 0
     assert main(["import-team", str(good)]) == 0
     assert capsys.readouterr().out == (
-        "team imported: 2 created, 0 updated\nteam imported: 0 created, 2 updated\n"
+        "team imported: 2 created, 0 updated, 0 deactivated (not in the file)\n"
+        "team imported: 0 created, 2 updated, 0 deactivated (not in the file)\n"
     )
 
     assert main(["import-team", str(bad)]) == 2

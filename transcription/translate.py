@@ -1,7 +1,8 @@
 """Machine translation through deep-translator, behind one call: ``translate(text, src, tgt)``.
 
-The provider is a setting (``HELIOGRAPH_TRANSLATION_PROVIDER``): Google by default (no
-key), LibreTranslate (``HELIOGRAPH_TRANSLATION_URL``: a self-hosted server, and the
+The provider is a setting (``HELIOGRAPH_TRANSLATION_PROVIDER``): none by default (the
+inbox translates nothing until an operator names one), Google (no key), LibreTranslate
+(``HELIOGRAPH_TRANSLATION_URL``: a self-hosted server, and the
 sandbox's fake in tests and the demo), DeepL, Microsoft, Yandex, MyMemory, QCRI, Papago,
 Baidu, ChatGPT: every sentence translator deep-translator offers (Pons and Linguee
 translate single words, so they are left out). Keys come from

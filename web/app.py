@@ -22,6 +22,9 @@ import importlib  # noqa: E402
 from bots import base as bots_base  # noqa: E402
 from bots.api_channel import close_client  # noqa: E402
 from web import errors  # noqa: E402
+from web.boundary import BoundaryMiddleware  # noqa: E402
+from web.protection import ProtectionMiddleware  # noqa: E402
+from web.token_use import TokenUseMiddleware  # noqa: E402
 
 # One router module per concern; a channel's webhook routes are one more line here.
 ROUTERS = (
@@ -69,4 +72,11 @@ def create_app() -> FastAPI:
     errors.install(app)
     for name in ROUTERS:
         app.include_router(importlib.import_module(name).router)
+    # The innermost: an API token's last use is written once its route is done.
+    app.add_middleware(TokenUseMiddleware)
+    # NUL characters, JSON depth and numbers checked once for every route (400/422).
+    app.add_middleware(BoundaryMiddleware)
+    # Request id, abuse limits, security headers and metrics for every answer: added last,
+    # so it is the outermost middleware and sees the answers of the others too.
+    app.add_middleware(ProtectionMiddleware)
     return app

@@ -1,4 +1,8 @@
-"""Demo data for ``make run``: the five-region team and a few hundred customers, reproducibly."""
+"""Demo data for ``make run``: the five-region team and a few hundred customers, reproducibly.
+
+The demo's conversations are history: its replies and wait notices are stored as sent
+when written, and nothing is left queued for a provider (``_as_history``), so seeding a
+database whose channels point at real providers writes to nobody."""
 
 from __future__ import annotations
 
@@ -7,16 +11,19 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from crm_core import events, interventions, programs
+from crm_core.bulk import chunks
 from crm_core.identity import SenderProfile
 from crm_core.models import Customer, Identity, Intervention
 from heliograph.db import utcnow
+from heliograph.models import Job
 from inbox import conversations
 from inbox.ingest import InboundMessage, accept_in
-from routing.models import TeamMember
+from inbox.models import Conversation, Message
+from routing.models import RoutingWait, TeamMember
 from routing.team import import_team
 
 TEAM_FILE = Path(__file__).with_name("demo_data") / "team.yaml"
@@ -97,7 +104,9 @@ REPLIES = [
 
 async def seed_demo(session: AsyncSession, customers: int = 300, seed: int = 7) -> str:
     rng = random.Random(seed)
-    created, updated = await import_team(session, TEAM_FILE.read_text(encoding="utf-8"))
+    # keep_missing: the demo adds its team; it does not take anyone else's access away.
+    text = TEAM_FILE.read_text(encoding="utf-8")
+    created, updated, _, _ = await import_team(session, text, keep_missing=True)
     agents = (
         (await session.execute(select(TeamMember).where(TeamMember.role.in_(("agent", "lead")))))  # type: ignore[attr-defined]
         .scalars()
@@ -141,10 +150,95 @@ async def seed_demo(session: AsyncSession, customers: int = 300, seed: int = 7) 
                 await conversations.set_status(session, result.conversation_id, "resolved")
                 resolved += 1
     crm = await seed_crm(session, rng)
+    settled = await _as_history(session)
     return (
         f"demo loaded: team {created} created / {updated} updated; {opened} conversations, "
-        f"{replied} answered, {resolved} resolved; {crm}"
+        f"{replied} answered, {resolved} resolved; {crm}; {settled} outbound messages kept "
+        "as history, none queued"
     )
+
+
+async def _demo_customers(session: AsyncSession) -> list[int]:
+    stmt = (
+        select(Identity.customer_id)
+        .where(Identity.channel == "api", Identity.external_id.like("demo-%"))  # type: ignore[attr-defined]
+        .order_by(Identity.customer_id)
+    )
+    return list((await session.execute(stmt)).scalars().all())
+
+
+async def _as_history(session: AsyncSession) -> int:
+    """The demo customers' queued messages become history (sent when written), and their
+    delivery and automatic-send jobs are closed: nothing of the demo reaches a provider."""
+    customers = set(await _demo_customers(session))
+    queued: list[int] = []
+    for part in chunks(sorted(customers)):
+        rows = await session.execute(
+            select(Message.id).where(
+                Message.customer_id.in_(part),  # type: ignore[union-attr]
+                Message.direction == "out",
+                Message.delivery_status == "queued",
+            )
+        )
+        queued.extend(rows.scalars().all())
+    for part in chunks(queued):
+        await session.execute(
+            update(Message)
+            .where(Message.id.in_(part))  # type: ignore[union-attr]
+            .values(delivery_status="sent", sent_at=Message.created_at, translation_status=None)
+        )
+    await _told_already(session, customers)
+    demo_interventions = await _demo_interventions(session, customers)
+    pending = await session.execute(
+        select(Job).where(
+            Job.status == "pending",
+            Job.kind.in_(("outbox.deliver", interventions.SEND_JOB)),  # type: ignore[attr-defined]
+        )
+    )
+    now, messages = utcnow(), set(queued)
+    for job in pending.scalars().all():
+        if job.payload.get("message_id") in messages or (
+            job.payload.get("intervention_id") in demo_interventions
+        ):
+            job.status, job.finished_at, job.last_error = "done", now, "demo history: not sent"
+    await session.flush()
+    return len(queued)
+
+
+async def _told_already(session: AsyncSession, customers: set[int]) -> None:
+    """The demo's customers wrote hours or days ago: a wait notice now would answer nobody
+    who just wrote, so each waiting demo conversation counts as told."""
+    now = utcnow()
+    for part in chunks(sorted(customers)):
+        waiting = await session.execute(
+            select(Conversation.id).where(  # type: ignore[call-overload]
+                Conversation.customer_id.in_(part),  # type: ignore[attr-defined]
+                Conversation.status.in_(("open", "pending")),  # type: ignore[attr-defined]
+                Conversation.assignee_id.is_(None),  # type: ignore[union-attr]
+            )
+        )
+        for conversation_id in waiting.scalars().all():
+            wait = await session.get(RoutingWait, conversation_id)
+            if wait is None:
+                wait = RoutingWait(conversation_id=conversation_id, since=now, reason="demo")
+                session.add(wait)
+            wait.notified_at = wait.notified_at or now
+
+
+async def _demo_interventions(session: AsyncSession, customers: set[int]) -> set[int]:
+    """Demo interventions a rule set to "send" scheduled: cancelled, left for an agent."""
+    found: set[int] = set()
+    for part in chunks(sorted(customers)):
+        rows = await session.execute(
+            select(Intervention).where(
+                Intervention.customer_id.in_(part),  # type: ignore[attr-defined]
+                Intervention.send_status == "scheduled",
+            )
+        )
+        for row in rows.scalars().all():
+            row.send_status, row.send_note = "cancelled", "demo data: never sent"
+            found.add(int(row.id))  # type: ignore[arg-type]
+    return found
 
 
 # --- the CRM: programs, and a few hundred students' histories ----------------------------------
@@ -280,17 +374,7 @@ async def seed_crm(session: AsyncSession, rng: random.Random) -> str:
     through the events API's own ingest: journeys, enrollments, scores and interventions
     follow as they would in production."""
     await _demo_programs(session)
-    ids = (
-        (
-            await session.execute(
-                select(Identity.customer_id)
-                .where(Identity.channel == "api", Identity.external_id.like("demo-%"))  # type: ignore[attr-defined]
-                .order_by(Identity.customer_id)
-            )
-        )
-        .scalars()
-        .all()
-    )
+    ids = await _demo_customers(session)
     now = utcnow()
     batch: list[dict[str, Any]] = []
     accepted = 0

@@ -12,7 +12,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from heliograph.db import get_db
 from heliograph.settings import get_settings
 from routing.models import TeamMember
-from routing.team import authenticate
+from routing.tokens import TokenRefused, check_token
+from web.token_use import USED_TOKEN
 
 
 async def _session() -> AsyncIterator[AsyncSession]:
@@ -32,6 +33,7 @@ _bearer = HTTPBearer(auto_error=False)
 
 
 async def current_member(
+    request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> TeamMember:
     if credentials is None:
@@ -40,14 +42,15 @@ async def current_member(
             "missing bearer token (Authorization: Bearer hg_...; `heliograph create-token EMAIL`)",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    async with get_db().read_session() as session:
-        member = await authenticate(session, credentials.credentials)
-    if member is None:
+    try:
+        async with get_db().read_session() as session:
+            member, token = await check_token(session, credentials.credentials)
+    except TokenRefused as exc:  # unknown, revoked, expired, or its member deactivated
         raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED,
-            "the token is unknown or revoked",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
+            status.HTTP_401_UNAUTHORIZED, str(exc), headers={"WWW-Authenticate": "Bearer"}
+        ) from exc
+    # Its last use is written once the request is over (``web.token_use``).
+    setattr(request.state, USED_TOKEN, token)
     return member
 
 

@@ -5,7 +5,8 @@ note and notes, the summary, the last messages, open interventions) with an Ackn
 button (``bots.agents.slack_inbound`` handles it and marks the notice acknowledged).
 ``handoff.escalated``: a line in the conversation's current thread. ``intervention.opened``:
 in the thread of each open conversation with the customer (and the card is refreshed),
-else in the owner's DM.
+else in the owner's DM. ``intervention.rule_failed`` (``crm_core.rule_failures``, at most
+once per rule per hour): in each active admin's DM, which rule was skipped and why.
 """
 
 from __future__ import annotations
@@ -24,20 +25,24 @@ from bots.agents.slack_threads import (
     thread_of,
 )
 from bots.slack import escape as slack_escape
+from crm_core.rule_failures import ALERT_EVENT
 from handoff.models import Handoff
 from heliograph import jobs
 from heliograph.db import get_db
 from inbox.models import Conversation
+from routing.models import TeamMember
 
-HANDOFF, ESCALATED, INTERVENTION = (
+HANDOFF, ESCALATED, INTERVENTION, RULE_FAILED = (
     "slack_agents.handoff",
     "slack_agents.escalated",
     "slack_agents.intervention",
+    "slack_agents.rule_failed",
 )
 LISTENERS = (
     ("handoff.created", HANDOFF),
     ("handoff.escalated", ESCALATED),
     ("intervention.opened", INTERVENTION),
+    (ALERT_EVENT, RULE_FAILED),
 )
 
 
@@ -162,6 +167,39 @@ async def on_intervention(payload: dict[str, Any]) -> None:
     user = None if threads else await member_slack_id(payload.get("owner_id"))
     if user is not None:
         await post_once(f"{key}:dm", await open_dm(user), text)
+
+
+def rule_failed_text(payload: dict[str, Any]) -> str:
+    rule = str(payload.get("rule", ""))
+    title = slack_escape(str(payload.get("title") or rule))
+    return (
+        f":warning: *Intervention rule “{title}” (`{slack_escape(rule)}`) failed and was "
+        "skipped*; the other rules ran.\n"
+        f"> {slack_escape(str(payload.get('reason') or 'no reason given'))}\n"
+        f"Every pass tries it again. Fix its setting with `PATCH /api/v1/intervention-rules/"
+        f"{slack_escape(rule)}`; the next alert about it comes an hour from now at the earliest."
+    )
+
+
+@jobs.handler(RULE_FAILED)
+async def on_rule_failed(payload: dict[str, Any]) -> None:
+    """Each active admin who is in the workspace reads it in their DM with the app."""
+    if not enabled():
+        return
+    async with get_db().read_session() as session:
+        admins = await session.execute(
+            select(TeamMember.id).where(  # type: ignore[call-overload]
+                TeamMember.role == "admin",  # type: ignore[arg-type]
+                TeamMember.active.is_(True),  # type: ignore[attr-defined]
+            )
+        )
+        admin_ids = list(admins.scalars().all())
+    text = rule_failed_text(payload)
+    for member_id in admin_ids:
+        user = await member_slack_id(member_id)
+        if user is not None:
+            key = f"rule-failed:{payload.get('rule')}:{payload.get('at')}:{member_id}"
+            await post_once(key, await open_dm(user), text)
 
 
 if enabled():  # the process's settings, read once at start-up

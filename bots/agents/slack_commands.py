@@ -36,7 +36,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bots.agents import insights
 from bots.agents.cards import CHANNEL_NAMES
-from bots.agents.slack_inbound import member_for
+from bots.agents.slack_inbound import DEACTIVATED, MemberDeactivated, member_for
 from bots.base import shutdown_hooks
 from bots.slack import escape, listener_setups
 from crm_core.profile import zone
@@ -355,10 +355,7 @@ async def answer(request: Request, now: datetime | None = None) -> Answer:
                 request.sub,
                 request.user_id,
             )
-            return Answer(
-                "Sorry, this is for the Heliograph team",
-                ["Your Slack account is not linked to a team member; ask an admin to add you."],
-            )
+            return _refusal(asker)
         context = _context(asker, now)
         if changes and asker.role not in LEADS:
             return Answer(
@@ -378,12 +375,24 @@ async def answer(request: Request, now: datetime | None = None) -> Answer:
 
 
 async def _asker(user: str) -> TeamMember | None:
-    """The active member behind the Slack user (by Slack id, else by email on first use)."""
+    """The member behind the Slack user (by Slack id, else by email on first use): an
+    inactive one comes back as they are, for ``answer`` to refuse."""
     try:
         return await member_for(user)
+    except MemberDeactivated as exc:
+        return exc.member
     except (DeliveryRetry, DeliveryRefused) as exc:  # users.info failed: cannot tell
         log.warning("could not ask Slack who %s is (%s)", user, exc)
         return None
+
+
+def _refusal(asker: TeamMember | None) -> Answer:
+    if asker is not None:  # on the team, deactivated
+        return Answer("Sorry, your Heliograph access is turned off", [DEACTIVATED])
+    return Answer(
+        "Sorry, this is for the Heliograph team",
+        ["Your Slack account is not linked to a team member; ask an admin to add you."],
+    )
 
 
 async def respond(response_url: str, body: dict[str, Any]) -> bool:

@@ -10,7 +10,8 @@ deletes in Slack, bot messages, and messages from people who are not team member
 acknowledged, logged and not acted on.
 
 The Slack user is matched to a team member by ``TeamMember.slack_user_id``, else on first
-use by the email ``users.info`` gives (which is then kept as their Slack id).
+use by the email ``users.info`` gives (which is then kept as their Slack id). A deactivated
+member's messages and presses do nothing; they are told so, to them alone.
 
 Buttons (block_actions): Claim, Resolve, Snooze (1/4/24 h), Hand off (to the best eligible
 member now, else the next on shift) and Acknowledge (a handoff notice). Their effects
@@ -51,14 +52,30 @@ SAY, ACKNOWLEDGED = "slack_agents.say", "slack_agents.acknowledged"
 
 # --- who is writing -------------------------------------------------------------------
 
+DEACTIVATED = (
+    "Not done: your Heliograph access is turned off (your team member account is "
+    "deactivated). Ask an admin if that is a mistake."
+)
+
+
+class MemberDeactivated(Exception):
+    """The Slack user is a team member whose access was taken away: refuse, and say so."""
+
+    def __init__(self, member: TeamMember) -> None:
+        super().__init__(f"team member {member.id} is deactivated")
+        self.member = member
+
 
 async def member_for(user: str) -> TeamMember | None:
-    """The active team member behind a Slack user, or None (not on the team)."""
+    """The active team member behind a Slack user, or None (not on the team). The one
+    place Slack finds its member: a deactivated one raises ``MemberDeactivated``."""
     async with get_db().read_session() as session:
         found = await session.execute(select(TeamMember).where(TeamMember.slack_user_id == user))  # type: ignore[arg-type]
         member = found.scalar_one_or_none()
     if member is not None:
-        return member if member.active else None
+        if not member.active:
+            raise MemberDeactivated(member)
+        return member
     info = await slack.api_call(slack.web_client().users_info, user=user)
     email = str(((info.get("user") or {}).get("profile") or {}).get("email") or "").lower()
     if not email:
@@ -68,10 +85,29 @@ async def member_for(user: str) -> TeamMember | None:
             select(TeamMember).where(func.lower(TeamMember.email) == email)  # type: ignore[arg-type]
         )
         member = found.scalar_one_or_none()
-    if member is None or not member.active or member.slack_user_id not in (None, user):
+    if member is None or member.slack_user_id not in (None, user):
         return None
+    if not member.active:
+        raise MemberDeactivated(member)
     await store_slack_id(member.id, user)  # type: ignore[arg-type]
     log.info("Slack user %s is team member %s (matched by email)", user, member.id)
+    return member
+
+
+async def acting_member(
+    user: str, channel: str, thread_ts: str | None, key: str
+) -> TeamMember | None:
+    """The member behind a message or a button press; a deactivated one is told (to
+    them alone) that nothing was done, and None comes back."""
+    try:
+        member = await member_for(user)
+    except MemberDeactivated as exc:
+        who = exc.member.id
+        log.warning("Slack user %s is team member %s, deactivated: %s refused", user, who, key)
+        await say_to(user, channel, thread_ts, DEACTIVATED, key)
+        return None
+    if member is None:
+        log.warning("Slack user %s is not a team member: %s ignored", user, key)
     return member
 
 
@@ -110,11 +146,8 @@ async def on_message(body: dict[str, Any], event: dict[str, Any]) -> None:
     if thread is None:
         log.info("Slack thread %s:%s is no conversation's; ignored", channel, thread_ts)
         return
-    member = await member_for(str(user))
+    member = await acting_member(str(user), channel, thread_ts, f"{channel}:{ts}")
     if member is None:
-        log.warning(
-            "Slack user %s is not a team member: their message %s:%s ignored", user, channel, ts
-        )
         return
     text = slack.unescape(str(event.get("text") or ""))
     await act(thread, member, f"{channel}:{ts}", text)
@@ -149,8 +182,11 @@ async def tell(
     member: TeamMember, channel: str, thread_ts: str | None, text: str, key: str
 ) -> None:
     """A word to one member only (ephemeral), through the jobs like every Slack call."""
-    if not member.slack_user_id:
-        return
+    if member.slack_user_id:
+        await say_to(member.slack_user_id, channel, thread_ts, text, key)
+
+
+async def say_to(user: str, channel: str, thread_ts: str | None, text: str, key: str) -> None:
     async with get_db().session() as session:
         await jobs.enqueue(
             session,
@@ -158,7 +194,7 @@ async def tell(
             {
                 "channel": channel,
                 "thread_ts": thread_ts,
-                "user": member.slack_user_id,
+                "user": user,
                 "text": text,
             },
             dedupe_key=f"slack-tell:{key}",
@@ -187,7 +223,8 @@ async def _pressed(body: dict[str, Any]) -> tuple[TeamMember | None, str, str | 
     thread_ts = message.get("thread_ts") or container.get("message_ts")
     action = (body.get("actions") or [{}])[0]
     key = f"{channel}:{action.get('action_ts') or container.get('message_ts')}"
-    return await member_for(user) if user else None, channel, thread_ts, key
+    member = await acting_member(user, channel, thread_ts, key) if user else None
+    return member, channel, thread_ts, key
 
 
 def _value(body: dict[str, Any]) -> str:
@@ -199,7 +236,6 @@ async def _do(body: dict[str, Any], work: Any) -> None:
     """Run ``work(session, member)`` for the member who pressed; a refusal is told."""
     member, channel, thread_ts, key = await _pressed(body)
     if member is None:
-        log.warning("Slack button pressed by %s, not a team member: ignored", body.get("user"))
         return
     try:
         async with get_db().session(priority=True) as session:

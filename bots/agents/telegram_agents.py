@@ -1,7 +1,8 @@
 """Team members in a private chat with the bot: linking, replies and the agent commands.
 
-``bots.telegram`` hands every private-chat update to ``take`` first. A chat linked to an
-active member is theirs: nothing in it becomes a customer message. An unlinked chat's
+``bots.telegram`` hands every private-chat update to ``take`` first. A chat linked to a
+member is theirs: nothing in it becomes a customer message, and while the member is
+deactivated everything they send is refused (with why) and does nothing. An unlinked chat's
 ``/link CODE`` links it (``telegram_links``: the one-time code from ``POST
 /api/v1/team-members/me/telegram-link``, kept hashed, works once, for 15 minutes); an
 unlinked chat's exec command is refused and the attempt audited; anything else from an
@@ -42,7 +43,7 @@ from bots.agents.telegram_models import TelegramAgentMessage, TelegramAgentUpdat
 from bots.agents.telegram_send import TEAM_ROLES, channel_name, queue_send
 from crm_core.models import Customer
 from handoff.service import HandoffNotFound, acknowledge, handoff_manual
-from heliograph import jobs
+from heliograph import jobs, ratelimit
 from heliograph.db import get_db, is_unique_violation, utcnow
 from heliograph.models import AuditEvent
 from inbox import conversations as conv
@@ -94,12 +95,16 @@ class Ask:
     conversation_id: int | None = None  # where an answer or a reply belongs
 
 
+DEACTIVATED = (
+    "⛔ Not done: your Heliograph access is turned off (your team member account is "
+    "deactivated). Ask an admin if that is a mistake."
+)
+
+
 async def member_of_chat(session: AsyncSession, chat_id: str) -> TeamMember | None:
+    """The member this chat is linked to, active or not (``take`` refuses an inactive one)."""
     found = await session.execute(
-        select(TeamMember).where(
-            TeamMember.telegram_chat_id == chat_id,  # type: ignore[arg-type]
-            TeamMember.active.is_(True),  # type: ignore[attr-defined]
-        )
+        select(TeamMember).where(TeamMember.telegram_chat_id == chat_id)  # type: ignore[arg-type]
     )
     return found.scalar()
 
@@ -145,6 +150,12 @@ async def take(update_: Update) -> bool:
     command, args = parse_command(msg.text or msg.caption or "")
     async with get_db().session() as session:
         member = await member_of_chat(session, chat_id)
+        # The one place a chat's member is checked: a deactivated member's chat stays
+        # theirs (nothing in it is a customer's), and all they send is refused, but a
+        # /link code may give the chat to someone else (``telegram_links``).
+        deactivated = member is not None and not member.active
+        if deactivated and command == "link":
+            member, deactivated = None, False
         if member is None and command != "link" and command not in telegram_exec.COMMANDS:
             return False
         if update_.message is None:
@@ -161,9 +172,12 @@ async def take(update_: Update) -> bool:
         if not await _first_time(session, row):
             return True  # a replay: done already
         now = utcnow()
-        ask = Ask(session, member, msg, command, args, now) if member else None
+        ask = Ask(session, member, msg, command, args, now) if member and not deactivated else None
         answer: str | None
-        if ask is None:
+        if deactivated:
+            await _audit(session, row, "telegram.deactivated_refused", "member deactivated")
+            answer = DEACTIVATED
+        elif ask is None:
             answer = await _stranger(session, row, chat_id, command, args, now)
         else:
             await touch(session, ask.member.id, now)  # type: ignore[arg-type]
@@ -194,6 +208,11 @@ async def _stranger(
     now: datetime,
 ) -> str:
     if command == "link":
+        try:  # guessing codes: a few tries per chat, then a lockout
+            await ratelimit.hit("telegram_link", chat_id)
+        except ratelimit.RateLimited as exc:
+            await _audit(session, row, "telegram.link_refused", "too many attempts")
+            return f"Too many attempts; try again in {ratelimit.minutes(exc.retry_after)} minutes."
         try:
             member = await link_chat(session, chat_id, args, now)
         except LinkRefused as exc:

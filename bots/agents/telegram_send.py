@@ -79,8 +79,10 @@ async def queue_send(
     conversation_id: int | None = None,
     message_id: int | None = None,
     reply_to: int | None = None,
+    customer_id: int | None = None,
 ) -> bool:
-    """Enqueue one message to a chat in the caller's transaction; False if ``key`` is known."""
+    """Enqueue one message to a chat in the caller's transaction; False if ``key`` is known.
+    The ids say whom the text is about: GDPR erasure deletes the job by them (crm_core.gdpr)."""
     payload = {
         "chat_id": chat_id,
         "text": fit(text),
@@ -90,6 +92,7 @@ async def queue_send(
         "conversation_id": conversation_id,
         "message_id": message_id,
         "reply_to": reply_to,
+        "customer_id": customer_id,
     }
     return await jobs.enqueue(session, SEND, payload, dedupe_key=f"tg:{key}") is not None
 
@@ -104,6 +107,11 @@ async def send(payload: dict[str, Any]) -> None:
         )
         if done.first() is not None:
             return  # it went out before this job ran again
+        member_id, kind = payload.get("member_id"), payload.get("kind")
+        member = await session.get(TeamMember, member_id) if member_id else None
+        about_customers = any(payload.get(k) for k in ("conversation_id", "message_id"))
+        if member is not None and not member.active and (about_customers or kind != "answer"):
+            return  # deactivated since it was queued: no customer's words reach their chat
     chat_id = str(payload["chat_id"])
     sent_id = await telegram.send_text(chat_id, str(payload["text"]), payload.get("reply_to"))
     row = TelegramAgentMessage(
@@ -365,7 +373,8 @@ async def _alert_intervention(session: AsyncSession, payload: dict[str, Any]) ->
         at = local(datetime.fromisoformat(payload["send_after"]), member.timezone)
         lines.append(f"It goes out on its own at {at:%H:%M} your time.")
     about = f"intervention:{payload['intervention_id']}"
-    await to_member(session, member, "\n".join(line for line in lines if line), about, "alert")
+    text = "\n".join(line for line in lines if line)
+    await to_member(session, member, text, about, "alert", customer_id=payload.get("customer_id"))
 
 
 LISTENERS = (

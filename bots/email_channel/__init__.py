@@ -7,6 +7,12 @@ The dedupe key is the Message-ID; the sender is channel ``email``, external id t
 lower-cased address, with ``SenderProfile.email`` so a customer known by that address on
 another channel is the same customer.
 
+Sender authentication (``auth.py``, ``HELIOGRAPH_EMAIL_AUTH``): a mail whose SPF/DKIM/DMARC
+does not pass is stored apart (``unverified.py``): its own profile and conversation, marked
+``unverified_sender``, with a note saying what failed, never in the profile or thread of the
+address it claims. A mail with no Authentication-Results joins as before unless
+``HELIOGRAPH_EMAIL_AUTH_REQUIRED`` (see ``auth.py`` for why).
+
 Threading (RFC 5322 section 3.6.4): a mail whose In-Reply-To / References name a message
 we stored or sent joins that conversation (its ``thread_key``); otherwise the thread key
 is the first id in References (the thread's root), or the mail's own Message-ID when it
@@ -27,7 +33,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import hmac
 import logging
 import os
 from dataclasses import dataclass
@@ -36,7 +41,10 @@ from email.utils import format_datetime, formataddr
 
 import aiosmtplib
 
+from bots import signatures
 from bots.base import BadSignature, ChannelAdapter, WebhookRequest, register
+from bots.email_channel import unverified
+from bots.email_channel.auth import SenderCheck, check_sender
 from bots.email_channel.parse import MailAttachment, ParsedEmail, parse_email
 from bots.email_channel.text import is_reply_subject, normalize_subject
 from crm_core.identity import SenderProfile
@@ -98,7 +106,12 @@ def _parse(raw: bytes, envelope_from: str | None) -> ParsedEmail:
     return parsed
 
 
-def _inbound(parsed: ParsedEmail, thread_key: str) -> InboundMessage:
+def _inbound(
+    parsed: ParsedEmail, thread_key: str, check: SenderCheck | None = None
+) -> InboundMessage:
+    raw = parsed.raw()
+    if check is not None and check.checked:
+        raw["sender_check"] = {"verified": check.verified, "summary": check.summary}
     return InboundMessage(
         channel=CHANNEL,
         provider_message_id=parsed.message_id,
@@ -110,7 +123,7 @@ def _inbound(parsed: ParsedEmail, thread_key: str) -> InboundMessage:
         attachments=[_attachment_row(a) for a in parsed.attachments],
         thread_key=thread_key,
         subject=normalize_subject(parsed.subject)[:300] or None,
-        raw=parsed.raw(),
+        raw=raw,
     )
 
 
@@ -160,7 +173,7 @@ def _read(path: str) -> bytes:
         return f.read()
 
 
-async def _thread_key(parsed: ParsedEmail) -> str:
+async def _thread_key(parsed: ParsedEmail, external_id: str) -> str:
     async with get_db().read_session() as session:
         known = await thread_key_of(session, CHANNEL, parsed.thread_ids)
         if known is not None:
@@ -169,7 +182,7 @@ async def _thread_key(parsed: ParsedEmail) -> str:
             return parsed.header_root
         if is_reply_subject(parsed.subject):
             by_subject = await thread_key_by_subject(
-                session, CHANNEL, parsed.address, normalize_subject(parsed.subject)
+                session, CHANNEL, external_id, normalize_subject(parsed.subject)
             )
             if by_subject is not None:
                 return by_subject
@@ -204,9 +217,22 @@ async def receive(raw: bytes, envelope_from: str | None = None) -> EmailOutcome:
         if parsed.dropped == "bounce":
             await _record_bounce(parsed)
         return EmailOutcome(None, parsed.dropped, parsed.message_id)
-    thread_key = await _thread_key(parsed)
+    check = await asyncio.to_thread(check_sender, raw, parsed.address, get_settings())
+    if check.verified:
+        thread_key = unverified.verified_key(await _thread_key(parsed, parsed.address))
+        await asyncio.to_thread(_keep_bytes, parsed.attachments)
+        result = await accept(get_db(), _inbound(parsed, thread_key, check))
+        return EmailOutcome(result, None, parsed.message_id)
+    # Not authenticated: never into the profile or thread of the address it claims.
+    apart_id = unverified.unverified_key(parsed.address)
+    thread_key = await _thread_key(parsed, apart_id)
     await asyncio.to_thread(_keep_bytes, parsed.attachments)
-    result = await accept(get_db(), _inbound(parsed, thread_key))
+    msg = unverified.kept_apart(_inbound(parsed, thread_key, check))
+    log.info("email %s from %s kept apart: %s", parsed.message_id, parsed.address, check.summary)
+    result = await get_db().run_session(
+        lambda session: unverified.accept_unverified(session, msg, parsed.address, check),
+        priority=True,
+    )
     return EmailOutcome(result, None, parsed.message_id)
 
 
@@ -224,7 +250,8 @@ def compose(message: OutboundMessage, settings: Settings) -> EmailMessage:
     mail = EmailMessage()
     mail["From"] = settings.email_address
     name = context.get("from_name")
-    mail["To"] = formataddr((name, message.recipient_id)) if name else message.recipient_id
+    to = unverified.mail_address(message.recipient_id)
+    mail["To"] = formataddr((name, to)) if name else to
     mail["Subject"] = f"Re: {subject}" if subject else "Re: your message"
     mail["Date"] = format_datetime(utcnow())
     mail["Message-ID"] = outbound_message_id(message, settings)
@@ -273,7 +300,7 @@ class EmailChannel(ChannelAdapter):
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token:
             raise BadSignature("send the secret as Authorization: Bearer <secret>")
-        if not hmac.compare_digest(token.strip().encode(), secret.encode()):
+        if not signatures.matches(token.strip(), secret):
             raise BadSignature("the bearer secret is wrong")
 
     def parse(self, request: WebhookRequest) -> list[InboundMessage | InboundEdit]:

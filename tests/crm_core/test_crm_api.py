@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import httpx
 
+from crm_core import interventions
 from crm_core.models import Intervention
 from heliograph.db import Database
 from inbox.models import Conversation
@@ -112,6 +113,9 @@ async def test_agents_work_the_interventions(client: httpx.AsyncClient, database
     await make_programs(database)
     agent, auth = await member_with_token(database)
     _, ceo = await member_with_token(database, "exec", "Cara Exec")
+    async with database.session() as session:  # an admin lets celebrations send themselves
+        await interventions.set_rule(session, "milestone_celebration", "admin", auto_send=True)
+        await session.commit()
     await ingest(database, [ev("milestone_reported", "a", "a@example.com", milestone="one")])
     await ingest(database, [ev("support_ticket", f"t{n}", "b@example.com") for n in range(3)])
     async with database.session() as session:

@@ -35,6 +35,14 @@ def lessons(prefix: str, days: list[float], who: str = "ana@example.com") -> lis
     ]
 
 
+async def sending(database: Database, *rules: str) -> None:
+    """An admin turns these rules from "suggest to the agent" (the default) to "send"."""
+    async with database.session() as session:
+        for rule in rules:
+            await interventions.set_rule(session, rule, "member:1", auto_send=True)
+        await session.commit()
+
+
 def bought(key: str, who: str = "ana@example.com", days: float = 40) -> dict[str, Any]:
     return ev("purchase", key, who, at=days_ago(days), program="mind-1", amount="99")
 
@@ -50,14 +58,31 @@ async def test_a_week_without_course_activity_gets_one_gentle_nudge(database: Da
     (nudge,) = by_rule(await rows(database, Intervention))["inactivity_nudge"]
     assert nudge.reason.startswith("no course activity for 10 days")
     assert "we've missed you in Mindful Mornings" in nudge.suggested_message
-    assert nudge.auto_send and nudge.send_status == "scheduled"
+    assert not nudge.auto_send and nudge.send_status is None  # a suggestion by default
+    assert await count(database, Job, Job.kind == interventions.SEND_JOB) == 0
 
     assert (await evaluate(database)).by_rule.get("inactivity_nudge") is None  # not twice
     await ingest(database, lessons("back", [0]))  # they came back...
     assert (await evaluate(database, now=utcnow() + timedelta(days=3))).created == 0
+    await sending(database, "inactivity_nudge")  # an admin lets it send on its own
     later = await evaluate(database, now=utcnow() + timedelta(days=8))  # ...and left again
     assert later.by_rule == {"inactivity_nudge": 1}
-    assert len(by_rule(await rows(database, Intervention))["inactivity_nudge"]) == 2
+    first_nudge, second_nudge = by_rule(await rows(database, Intervention))["inactivity_nudge"]
+    assert (first_nudge.send_status, second_nudge.send_status) == (None, "scheduled")
+    assert await count(database, Job, Job.kind == interventions.SEND_JOB) == 1
+
+
+async def test_every_rule_only_suggests_until_an_admin_turns_it_to_send(
+    database: Database,
+) -> None:
+    async with database.read_session() as session:
+        rules = await interventions.load_rules(session)
+    assert {name: r.auto_send for name, r in rules.items()} == dict.fromkeys(rules, False)
+    await make_programs(database)
+    await ingest(database, [ev("milestone_reported", "ms", milestone="first month")])
+    (found,) = await rows(database, Intervention)
+    assert (found.auto_send, found.send_status, found.send_after) == (False, None, None)
+    assert await count(database, Job, Job.kind == interventions.SEND_JOB) == 0
 
 
 async def test_no_nudge_without_an_active_enrollment_or_after_a_month(
@@ -214,6 +239,7 @@ async def test_it_is_published_for_the_chat_surfaces_with_its_owner(
 ) -> None:
     monkeypatch.setitem(jobs._subscribers, interventions.OPENED_EVENT, ["test.surface"])
     await make_programs(database)
+    await sending(database, "milestone_celebration")
     conv = await receive(database, "m1", "cust-1", email="ana@example.com", name="Ana Silva")
     async with database.session() as session:
         agent = await make_member(session, "Olga Owner")
@@ -241,6 +267,7 @@ async def test_it_is_published_for_the_chat_surfaces_with_its_owner(
 
 async def test_automatic_messages_wait_for_the_end_of_quiet_hours(database: Database) -> None:
     await make_programs(database)
+    await sending(database, "milestone_celebration")
     night = datetime(2026, 6, 15, 14, 30, tzinfo=UTC)  # 23:30 in Tokyo
     tokyo = {"email": "kenji@example.com", "name": "Kenji Sato", "timezone": "Asia/Tokyo"}
     milestone = {"type": "milestone_reported", "milestone": "first retreat", "customer": tokyo}
@@ -258,6 +285,7 @@ async def test_automatic_messages_wait_for_the_end_of_quiet_hours(database: Data
 
 async def customer_with_milestone(database: Database, **profile: Any) -> tuple[int, int]:
     await make_programs(database)
+    await sending(database, "milestone_celebration")
     conv = await receive(database, "m1", "cust-1", email="ana@example.com", name="Ana Silva")
     local = utcnow().astimezone(ZoneInfo("America/New_York"))
     hours = {

@@ -44,7 +44,7 @@ TEAM = textwrap.dedent(
 
 async def test_a_valid_file_creates_members(database: Database) -> None:
     async with database.session() as session:
-        assert await import_team(session, TEAM) == (2, 0)
+        assert await import_team(session, TEAM) == (2, 0, 0, [])
         await session.commit()
     async with database.read_session() as session:
         members = await list_members(session)
@@ -77,7 +77,7 @@ async def test_reimport_updates_by_email(database: Database) -> None:
     )
     changed += "  - name: Olga Ivanova\n    email: olga@team.example\n    timezone: Europe/Moscow\n"
     async with database.session() as session:
-        assert await import_team(session, changed) == (1, 2)
+        assert await import_team(session, changed) == (1, 2, 0, [])
         await session.commit()
     async with database.read_session() as session:
         members = await list_members(session)

@@ -79,6 +79,21 @@ def child_env(extra: Mapping[str, str]) -> dict[str, str]:
     return env
 
 
+def heliograph_cli(env: Mapping[str, str], *args: str, timeout: float = 120) -> str:
+    """Run ``heliograph ARGS`` as a user would; its stdout. A failure shows its output."""
+    done = subprocess.run(
+        [str(BIN / "heliograph"), *args],
+        cwd=ROOT,
+        env=child_env(env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if done.returncode != 0:
+        raise AssertionError(f"heliograph {' '.join(args)} failed:\n{done.stdout}{done.stderr}")
+    return done.stdout
+
+
 def start_heliograph(
     args: list[str], env: Mapping[str, str], log_path: Path, port: int | None = None
 ) -> Service:

@@ -12,6 +12,7 @@ from web.api import (
     languages,
     routing,
     team,
+    tokens,
 )
 
 router = APIRouter(prefix="/api/v1")
@@ -25,5 +26,6 @@ for module in (
     handoff,
     crm,
     admin,
+    tokens,
 ):
     router.include_router(module.router)

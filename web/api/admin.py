@@ -6,6 +6,7 @@ from fastapi import APIRouter, HTTPException
 
 from heliograph import jobs
 from web.api.schemas import JobOut
+from web.api.types import Id
 from web.deps import AdminDep, SessionDep
 
 router = APIRouter(prefix="/jobs", tags=["operations"])
@@ -17,7 +18,7 @@ async def dead(session: SessionDep, _: AdminDep) -> list[object]:
 
 
 @router.post("/{job_id}/retry", summary="Queue a dead job again with fresh attempts")
-async def retry(job_id: int, session: SessionDep, _: AdminDep) -> dict[str, object]:
+async def retry(job_id: Id, session: SessionDep, _: AdminDep) -> dict[str, object]:
     if not await jobs.retry_dead(session, job_id):
         raise HTTPException(404, f"job {job_id} is not a dead job")
     await session.commit()

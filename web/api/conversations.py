@@ -19,7 +19,9 @@ from web.api.schemas import (
     SnoozeIn,
     TextIn,
 )
+from web.api.types import DbId, Id
 from web.deps import AgentDep, MemberDep, ReadSessionDep, SessionDep
+from web.idempotency import IdempotencyDep, Outcome
 
 router = APIRouter(prefix="/conversations", tags=["conversations"])
 
@@ -29,11 +31,11 @@ async def list_(
     session: ReadSessionDep,
     _: MemberDep,
     status: str | None = Query(None, pattern="^(open|pending|snoozed|resolved)$"),
-    assignee_id: int | None = None,
+    assignee_id: DbId | None = None,
     unassigned: bool = False,
     channel: str | None = Query(None, max_length=32),
-    customer_id: int | None = None,
-    before_id: int | None = Query(None, description="page: ids below this one"),
+    customer_id: DbId | None = None,
+    before_id: DbId | None = Query(None, description="page: ids below this one"),
     limit: int = Query(50, ge=1, le=200),
 ) -> list[object]:
     f = conv.ConversationFilter(
@@ -69,25 +71,38 @@ async def _detail(session: ReadSessionDep | SessionDep, conversation_id: int) ->
 
 
 @router.get("/{conversation_id}", response_model=ConversationDetail)
-async def get(conversation_id: int, session: ReadSessionDep, _: MemberDep) -> ConversationDetail:
+async def get(conversation_id: Id, session: ReadSessionDep, _: MemberDep) -> ConversationDetail:
     return await _detail(session, conversation_id)
 
 
 @router.post("/{conversation_id}/reply", response_model=MessageOut, status_code=202)
-async def reply(conversation_id: int, body: TextIn, session: SessionDep, agent: AgentDep) -> object:
-    """Queue a reply; it leaves through the outbox (``delivery_status`` tells how it went)."""
-    message = await conv.reply(session, conversation_id, body.text, author_id=agent.id)
-    await session.commit()
+async def reply(
+    conversation_id: Id, body: TextIn, agent: AgentDep, idem: IdempotencyDep, session: SessionDep
+) -> object:
+    """Queue a reply; it leaves through the outbox (``delivery_status`` tells how it went).
+    With an ``Idempotency-Key``, a retry gets the first answer and nothing is sent twice."""
+
+    async def work() -> Outcome:
+        message = await conv.reply(session, conversation_id, body.text, author_id=agent.id)
+        return Outcome(MessageOut.model_validate(message), 202, message.customer_id)
+
+    answer = await idem.run(session, work)
     jobs.wake_workers()
-    return message
+    return answer
 
 
 @router.post("/{conversation_id}/notes", response_model=NoteOut, status_code=201)
-async def note(conversation_id: int, body: TextIn, session: SessionDep, agent: AgentDep) -> object:
-    """A private note: the team sees it, the customer never does."""
-    created = await conv.add_note(session, conversation_id, body.text, author_id=agent.id)
-    await session.commit()
-    return created
+async def note(
+    conversation_id: Id, body: TextIn, agent: AgentDep, idem: IdempotencyDep, session: SessionDep
+) -> object:
+    """A private note: the team sees it, the customer never does (``Idempotency-Key`` too)."""
+
+    async def work() -> Outcome:
+        created = await conv.add_note(session, conversation_id, body.text, author_id=agent.id)
+        customer_id = (await conv.get_conversation(session, conversation_id)).customer_id
+        return Outcome(NoteOut.model_validate(created), 201, customer_id)
+
+    return await idem.run(session, work)
 
 
 async def _status(session: SessionDep, conversation_id: int, status: str, **kw: object) -> object:
@@ -97,17 +112,17 @@ async def _status(session: SessionDep, conversation_id: int, status: str, **kw: 
 
 
 @router.post("/{conversation_id}/resolve", response_model=ConversationOut)
-async def resolve(conversation_id: int, session: SessionDep, _: AgentDep) -> object:
+async def resolve(conversation_id: Id, session: SessionDep, _: AgentDep) -> object:
     return await _status(session, conversation_id, "resolved")
 
 
 @router.post("/{conversation_id}/reopen", response_model=ConversationOut)
-async def reopen(conversation_id: int, session: SessionDep, _: AgentDep) -> object:
+async def reopen(conversation_id: Id, session: SessionDep, _: AgentDep) -> object:
     return await _status(session, conversation_id, "open")
 
 
 @router.post("/{conversation_id}/snooze", response_model=ConversationOut)
-async def snooze(conversation_id: int, body: SnoozeIn, session: SessionDep, _: AgentDep) -> object:
+async def snooze(conversation_id: Id, body: SnoozeIn, session: SessionDep, _: AgentDep) -> object:
     until = body.until
     until = until.replace(tzinfo=UTC) if until.tzinfo is None else until.astimezone(UTC)
     return await _status(session, conversation_id, "snoozed", snoozed_until=until)

@@ -6,8 +6,6 @@ Routes stay thin: crm_core does the work; this maps its named errors to status c
 from __future__ import annotations
 
 import functools
-import hmac
-import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any, Literal
@@ -17,10 +15,12 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import select
 
+from bots import signatures
 from crm_core import events, gdpr, interventions, profile, programs
 from crm_core.journey import rules_table
 from crm_core.triggers import DEFAULT_RULES, RuleError, load_rules, rule_rows
 from heliograph import jobs
+from heliograph.bounds import TooDeep, load_json
 from heliograph.db import get_db
 from heliograph.settings import get_settings
 from inbox import timeline
@@ -40,6 +40,7 @@ from web.api.crm_schemas import (
     RuleOut,
     RulePatch,
 )
+from web.api.types import DbId, Id
 from web.deps import AdminDep, AgentDep, LeadDep, MemberDep, ReadSessionDep, SessionDep
 
 router = APIRouter(tags=["crm"])
@@ -75,7 +76,7 @@ async def events_caller(
     if credentials is None:
         raise HTTPException(401, "missing bearer token", headers={"WWW-Authenticate": "Bearer"})
     token = get_settings().events_api_token
-    if token and hmac.compare_digest(credentials.credentials.encode(), token.encode()):
+    if signatures.matches(credentials.credentials, token):
         return "service"
     async with get_db().read_session() as session:
         member = await authenticate(session, credentials.credentials)
@@ -96,7 +97,11 @@ async def _json_body(request: Request) -> Any:
             raise HTTPException(413, f"the body is over the limit of {MAX_EVENTS_BODY} bytes")
         chunks.append(chunk)
     try:
-        return json.loads(b"".join(chunks))
+        # The bounded loader (heliograph/bounds.py): the boundary middleware leaves this
+        # route's body to it, so deep nesting is a 400 here as everywhere.
+        return load_json(b"".join(chunks))
+    except TooDeep as exc:
+        raise HTTPException(400, str(exc)) from exc
     except (ValueError, UnicodeDecodeError) as exc:
         raise HTTPException(400, "the body is not valid JSON") from exc
 
@@ -152,7 +157,7 @@ async def create_program(body: ProgramIn, session: SessionDep, _: LeadDep) -> An
 
 @router.patch("/programs/{program_id}", response_model=ProgramOut)
 async def update_program(
-    program_id: int, body: ProgramPatch, session: SessionDep, _: LeadDep
+    program_id: Id, body: ProgramPatch, session: SessionDep, _: LeadDep
 ) -> Any:
     with _errors():
         program = await programs.update_program(
@@ -166,13 +171,13 @@ async def update_program(
 
 
 @router.get("/customers/{customer_id}/profile", response_model=ProfileOut)
-async def get_profile(customer_id: int, session: ReadSessionDep, _: MemberDep) -> Any:
+async def get_profile(customer_id: Id, session: ReadSessionDep, _: MemberDep) -> Any:
     return await profile.full_profile(session, customer_id)
 
 
 @router.patch("/customers/{customer_id}/profile", response_model=ProfileOut)
 async def patch_profile(
-    customer_id: int, body: ProfilePatch, session: SessionDep, _: AgentDep
+    customer_id: Id, body: ProfilePatch, session: SessionDep, _: AgentDep
 ) -> Any:
     with _errors():
         await profile.update_profile(session, customer_id, body.model_dump(exclude_unset=True))
@@ -194,9 +199,9 @@ async def list_interventions(
     _: MemberDep,
     state: Literal["open", "done", "dismissed"] | None = None,
     rule: Literal[tuple(DEFAULT_RULES)] | None = None,  # type: ignore[valid-type]
-    owner_id: int | None = None,
-    customer_id: int | None = None,
-    before_id: int | None = Query(None, description="keyset pagination, newest first"),
+    owner_id: DbId | None = None,
+    customer_id: DbId | None = None,
+    before_id: DbId | None = Query(None, description="keyset pagination, newest first"),
     limit: int = Query(50, ge=1, le=200),
 ) -> list[Any]:
     f = interventions.InterventionFilter(state, rule, owner_id, customer_id, before_id, limit)
@@ -212,12 +217,12 @@ async def _resolve(session: Any, intervention_id: int, state: str, actor: str) -
 
 
 @router.post("/interventions/{intervention_id}/done", response_model=InterventionOut)
-async def mark_done(intervention_id: int, session: SessionDep, member: AgentDep) -> Any:
+async def mark_done(intervention_id: Id, session: SessionDep, member: AgentDep) -> Any:
     return await _resolve(session, intervention_id, "done", f"member:{member.id}")
 
 
 @router.post("/interventions/{intervention_id}/dismiss", response_model=InterventionOut)
-async def dismiss(intervention_id: int, session: SessionDep, member: AgentDep) -> Any:
+async def dismiss(intervention_id: Id, session: SessionDep, member: AgentDep) -> Any:
     return await _resolve(session, intervention_id, "dismissed", f"member:{member.id}")
 
 
@@ -247,7 +252,7 @@ async def change_rule(name: str, body: RulePatch, session: SessionDep, lead: Lea
 
 
 @router.get("/customers/{customer_id}/export", summary="Everything held about a customer")
-async def export(customer_id: int, session: ReadSessionDep, _: LeadDep) -> JSONResponse:
+async def export(customer_id: Id, session: ReadSessionDep, _: LeadDep) -> JSONResponse:
     document = await gdpr.export_customer(session, customer_id)
     return JSONResponse(
         document,
@@ -263,12 +268,12 @@ async def _erase(customer_id: int, session: Any, actor: str) -> ErasureOut:
 
 
 @router.post("/customers/{customer_id}/erase", response_model=ErasureOut)
-async def erase(customer_id: int, session: SessionDep, admin: AdminDep) -> ErasureOut:
+async def erase(customer_id: Id, session: SessionDep, admin: AdminDep) -> ErasureOut:
     return await _erase(customer_id, session, f"member:{admin.id}")
 
 
 @router.delete("/customers/{customer_id}", response_model=ErasureOut, summary="Erase (GDPR)")
-async def delete_customer(customer_id: int, session: SessionDep, admin: AdminDep) -> ErasureOut:
+async def delete_customer(customer_id: Id, session: SessionDep, admin: AdminDep) -> ErasureOut:
     return await _erase(customer_id, session, f"member:{admin.id}")
 
 

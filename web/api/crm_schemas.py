@@ -6,9 +6,10 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
-from web.api.schemas import ContactOut, CustomerOut, IdentityOut, Out
+from heliograph.bounds import DbId
+from web.api.schemas import ContactOut, CustomerOut, IdentityOut, In, Out, Patch
 
 
 class EventsResult(BaseModel):
@@ -17,8 +18,7 @@ class EventsResult(BaseModel):
     errors: list[dict[str, Any]] = Field(description='[{"index": n, "error": "..."}]')
 
 
-class ProgramIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class ProgramIn(In):
     code: str = Field(min_length=1, max_length=64, description="What events name it by.")
     name: str = Field(min_length=1, max_length=200)
     category: str = Field(description="soul, mind, body or relationships")
@@ -27,12 +27,12 @@ class ProgramIn(BaseModel):
     instructor: str = Field("", max_length=200)
     description: str = Field("", max_length=10_000)
     level: int = Field(1, ge=1, le=100)
-    next_program_id: int | None = None
+    next_program_id: DbId | None = None
     active: bool = True
 
 
-class ProgramPatch(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class ProgramPatch(Patch):
+    nullable = frozenset({"next_program_id"})
     name: str | None = Field(None, min_length=1, max_length=200)
     category: str | None = None
     price: Decimal | None = Field(None, ge=0, max_digits=12, decimal_places=2)
@@ -40,7 +40,7 @@ class ProgramPatch(BaseModel):
     instructor: str | None = Field(None, max_length=200)
     description: str | None = Field(None, max_length=10_000)
     level: int | None = Field(None, ge=1, le=100)
-    next_program_id: int | None = None
+    next_program_id: DbId | None = None
     active: bool | None = None
 
 
@@ -136,8 +136,11 @@ class ProfileOut(BaseModel):
     open_interventions: list[InterventionOut]
 
 
-class ProfilePatch(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class ProfilePatch(Patch):
+    nullable = frozenset(
+        {"language", "timezone", "country", "preferred_channel", "quiet_hours_start",
+         "quiet_hours_end", "interests"}
+    )  # fmt: skip
     display_name: str | None = Field(None, max_length=200)
     language: str | None = Field(None, max_length=16)
     timezone: str | None = Field(None, max_length=64, description="IANA, e.g. Asia/Tokyo")
@@ -156,10 +159,15 @@ class RuleOut(BaseModel):
     auto_send: bool
     params: dict[str, int]
     message: str
+    problem: str | None = Field(
+        None, description="Why the pass skips this rule (a stored setting it cannot use)."
+    )
+    limits: dict[str, list[int]] = Field(
+        default_factory=dict, description="Each parameter's allowed range, [min, max]."
+    )
 
 
-class RulePatch(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class RulePatch(Patch):
     enabled: bool | None = None
     auto_send: bool | None = None
     params: dict[str, int] | None = None

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC
 
 from fastapi import APIRouter, HTTPException, Query
 
 from crm_core import identity
 from crm_core.normalize import InvalidContact
+from heliograph.bounds import UtcDatetime
 from inbox.timeline import customer_timeline
 from web.api.schemas import (
     ContactIn,
@@ -18,6 +19,7 @@ from web.api.schemas import (
     TimelineOut,
     TimelinePage,
 )
+from web.api.types import Id
 from web.deps import AgentDep, LeadDep, MemberDep, ReadSessionDep, SessionDep
 
 router = APIRouter(prefix="/customers", tags=["customers"])
@@ -34,7 +36,7 @@ async def search(
 
 
 @router.get("/{customer_id}", response_model=CustomerDetail)
-async def get(customer_id: int, session: ReadSessionDep, _: MemberDep) -> CustomerDetail:
+async def get(customer_id: Id, session: ReadSessionDep, _: MemberDep) -> CustomerDetail:
     customer = await identity.get_customer(session, customer_id)
     return CustomerDetail.model_validate(
         {
@@ -46,7 +48,7 @@ async def get(customer_id: int, session: ReadSessionDep, _: MemberDep) -> Custom
 
 
 @router.post("/{customer_id}/merge", response_model=CustomerOut, summary="Fold another in")
-async def merge(customer_id: int, body: MergeIn, session: SessionDep, lead: LeadDep) -> object:
+async def merge(customer_id: Id, body: MergeIn, session: SessionDep, lead: LeadDep) -> object:
     target = await identity.merge_customers(
         session, customer_id, body.source_id, actor=f"member:{lead.id}"
     )
@@ -60,9 +62,7 @@ async def merge(customer_id: int, body: MergeIn, session: SessionDep, lead: Lead
     status_code=201,
     summary="Store an email or phone on the profile",
 )
-async def add_contact(
-    customer_id: int, body: ContactIn, session: SessionDep, _: AgentDep
-) -> object:
+async def add_contact(customer_id: Id, body: ContactIn, session: SessionDep, _: AgentDep) -> object:
     """A later message from this address or number (any channel) joins this customer."""
     try:
         contact = await identity.add_contact(session, customer_id, body.kind, body.value)
@@ -76,10 +76,10 @@ async def add_contact(
 
 @router.get("/{customer_id}/timeline", response_model=TimelinePage)
 async def timeline(
-    customer_id: int,
+    customer_id: Id,
     session: ReadSessionDep,
     _: MemberDep,
-    before: datetime | None = None,
+    before: UtcDatetime | None = None,
     limit: int = Query(50, ge=1, le=200),
 ) -> TimelinePage:
     if before is not None and before.tzinfo is None:

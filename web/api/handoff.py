@@ -6,20 +6,20 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from handoff import service
 from heliograph import jobs
 from inbox.conversations import get_conversation
-from web.api.schemas import Out
+from web.api.schemas import In, Out
+from web.api.types import DbId, Id
 from web.deps import AgentDep, MemberDep, ReadSessionDep, SessionDep
 
 router = APIRouter(tags=["handoff"])
 
 
-class HandoffIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    to_member_id: int | None = Field(
+class HandoffIn(In):
+    to_member_id: DbId | None = Field(
         default=None,
         description="A person; left out: whoever is best eligible now, else next on shift.",
     )
@@ -61,7 +61,7 @@ async def _found(coro: Any) -> Any:
 
 @router.post("/conversations/{conversation_id}/handoff", response_model=HandoffOut)
 async def hand_over(
-    conversation_id: int, body: HandoffIn, session: SessionDep, actor: AgentDep
+    conversation_id: Id, body: HandoffIn, session: SessionDep, actor: AgentDep
 ) -> HandoffOut:
     """Agents hand over their own conversations, leads any (409 says why not)."""
     row = await service.handoff_manual(
@@ -73,7 +73,7 @@ async def hand_over(
 
 
 @router.post("/handoffs/{handoff_id}/ack", response_model=HandoffOut)
-async def acknowledge(handoff_id: int, session: SessionDep, member: MemberDep) -> HandoffOut:
+async def acknowledge(handoff_id: Id, session: SessionDep, member: MemberDep) -> HandoffOut:
     """The receiver has it: stops the escalation clock."""
     row = await _found(service.acknowledge(session, handoff_id, member))
     await session.commit()
@@ -82,7 +82,7 @@ async def acknowledge(handoff_id: int, session: SessionDep, member: MemberDep) -
 
 @router.get("/conversations/{conversation_id}/handoffs", response_model=list[HandoffOut])
 async def conversation_handoffs(
-    conversation_id: int, session: ReadSessionDep, _: MemberDep
+    conversation_id: Id, session: ReadSessionDep, _: MemberDep
 ) -> list[HandoffOut]:
     await get_conversation(session, conversation_id)
     return [_out(r) for r in await service.handoffs_of(session, conversation_id)]

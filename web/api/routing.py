@@ -7,7 +7,7 @@ from typing import Literal
 
 import pytz
 from fastapi import APIRouter, Query
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from heliograph import jobs
 from heliograph.db import utcnow
@@ -16,7 +16,8 @@ from inbox.conversations import get_conversation
 from routing import assignment, roster
 from routing.queue import queue_entries
 from routing.team import get_member
-from web.api.schemas import Out
+from web.api.schemas import In, Out
+from web.api.types import DbId, Id
 from web.deps import AgentDep, MemberDep, ReadSessionDep, SessionDep
 
 router = APIRouter(prefix="/routing", tags=["routing"])
@@ -72,9 +73,8 @@ class ScheduleOut(BaseModel):
     shifts: list[ShiftOut]
 
 
-class AssignIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    member_id: int
+class AssignIn(In):
+    member_id: DbId
 
 
 class AssignmentOut(Out):
@@ -88,8 +88,7 @@ class AssignmentOut(Out):
     at: datetime
 
 
-class AvailabilityIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class AvailabilityIn(In):
     availability: Literal["online", "away", "offline"]
 
 
@@ -152,7 +151,7 @@ async def on_shift(session: ReadSessionDep, _: MemberDep) -> list[OnShiftOut]:
 
 @router.get("/members/{member_id}/schedule", response_model=ScheduleOut)
 async def schedule(
-    member_id: int, session: ReadSessionDep, _: MemberDep, days: int = Query(7, ge=1, le=31)
+    member_id: Id, session: ReadSessionDep, _: MemberDep, days: int = Query(7, ge=1, le=31)
 ) -> ScheduleOut:
     """The member's shifts from now for ``days`` days, in their local time and in UTC."""
     member = await get_member(session, member_id)
@@ -173,7 +172,7 @@ async def schedule(
 
 @router.post("/conversations/{conversation_id}/assign", response_model=AssignmentOut)
 async def assign(
-    conversation_id: int, body: AssignIn, session: SessionDep, actor: AgentDep
+    conversation_id: Id, body: AssignIn, session: SessionDep, actor: AgentDep
 ) -> object:
     """Leads and admins assign anyone; agents claim unassigned conversations for
     themselves while under capacity (409 says why not)."""
@@ -193,7 +192,7 @@ async def assign(
     response_model=list[AssignmentOut],
     summary="Who held the conversation, when, and why",
 )
-async def assignments(conversation_id: int, session: ReadSessionDep, _: MemberDep) -> list[object]:
+async def assignments(conversation_id: Id, session: ReadSessionDep, _: MemberDep) -> list[object]:
     await get_conversation(session, conversation_id)
     return await assignment.history(session, conversation_id)  # type: ignore[return-value]
 

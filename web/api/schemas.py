@@ -4,13 +4,44 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+
+from heliograph.bounds import DbId, UtcDatetime, check_text
 
 
 class Out(BaseModel):
     model_config = ConfigDict(from_attributes=True)
+
+
+class In(BaseModel):
+    """A request body: unknown fields refused, and no text that holds NUL. The HTTP
+    boundary (web/boundary.py) refuses NUL before any model; this guards every other way
+    a model is fed (a test, a CLI, a future route outside the middleware)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_nul(cls, value: Any) -> Any:
+        check_text(value)
+        return value
+
+
+class Patch(In):
+    """A partial update: a field left out keeps its value, so an explicit ``null`` is only
+    taken for the fields in ``nullable`` (those whose column may be empty); for any other
+    it is a 422 on that field, not a NULL that the database refuses (a 500)."""
+
+    nullable: ClassVar[frozenset[str]] = frozenset()
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_null(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is None and info.field_name not in cls.nullable:
+            raise ValueError("may not be null; leave the field out to keep its value")
+        return value
 
 
 class IdentityOut(Out):
@@ -25,8 +56,7 @@ class ContactOut(Out):
     value: str
 
 
-class ContactIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class ContactIn(In):
     kind: Literal["email", "phone"]
     value: str = Field(min_length=3, max_length=255, description="any common format")
 
@@ -49,8 +79,8 @@ class CustomerDetail(CustomerOut):
     contacts: list[ContactOut]
 
 
-class MergeIn(BaseModel):
-    source_id: int = Field(description="The customer folded into this one; it stops existing.")
+class MergeIn(In):
+    source_id: DbId = Field(description="The customer folded into this one; it stops existing.")
 
 
 class TimelineOut(BaseModel):
@@ -76,6 +106,9 @@ class ConversationOut(Out):
     language: str | None
     language_source: str | None = None
     translation_enabled: bool = True
+    # Mail whose sender did not authenticate (SPF/DKIM/DMARC): kept apart from the profile
+    # of the address it claims; its notes say what failed (bots/email_channel/unverified.py).
+    unverified_sender: bool = False
     topic_tags: list[str]
     subject: str | None
     snoozed_until: datetime | None
@@ -129,14 +162,12 @@ class ConversationDetail(ConversationOut):
     notes: list[NoteOut]
 
 
-class TextIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class TextIn(In):
     text: str = Field(min_length=1, max_length=65_536)
 
 
-class SnoozeIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    until: datetime = Field(description="ISO-8601; naive times are UTC.")
+class SnoozeIn(In):
+    until: UtcDatetime = Field(description="ISO-8601; naive times are UTC.")
 
 
 class TeamMemberOut(Out):
@@ -153,6 +184,7 @@ class TeamMemberOut(Out):
     availability: str
     slack_user_id: str | None
     telegram_chat_id: str | None
+    active: bool = Field(description="false: deactivated; their tokens and chats are refused")
 
 
 class JobOut(Out):

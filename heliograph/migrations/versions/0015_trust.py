@@ -31,9 +31,7 @@ def upgrade() -> None:
         batch.add_column(sa.Column("answers_customers", sa.Boolean(), nullable=True))
     with op.batch_alter_table("conversation") as batch:
         batch.add_column(
-            sa.Column(
-                "unverified_sender", sa.Boolean(), nullable=False, server_default=sa.false()
-            )
+            sa.Column("unverified_sender", sa.Boolean(), nullable=False, server_default=sa.false())
         )
     op.create_table(
         "idempotency_record",

@@ -1,0 +1,57 @@
+"""A deactivated member's open conversations go back to the queue, and on to whoever is
+eligible now.
+
+``routing.team.set_active`` (the CLI's ``deactivate``, the admin API, ``import-team``)
+enqueues ``RELEASE_JOB`` in the transaction that deactivates. As Zendesk and Front do with
+a deactivated agent's open tickets, each conversation is unassigned (history kind
+``queued``, with the reason), then the queue is drained: the policy, which passes over
+inactive members, gives them to someone eligible, or they wait for the next shift start.
+The handler acts only on what is still true: a member activated again before it runs
+keeps their conversations, and a conversation moved meanwhile stays where it is.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from heliograph import jobs
+from heliograph.db import get_db, utcnow
+from inbox.assignment import lock_conversations, open_conversations_of
+from routing.assignment import record
+from routing.models import TeamMember
+from routing.queue import drain_queue
+from routing.team import RELEASE_JOB
+
+
+async def release_conversations(
+    session: AsyncSession, member_id: int, now: datetime | None = None
+) -> int:
+    """Unassign an inactive member's open conversations; how many. The caller commits."""
+    now = now or utcnow()
+    member = await session.get(TeamMember, member_id)
+    if member is None or member.active:
+        return 0
+    held = [c.id for c in await open_conversations_of(session, member_id)]
+    conversations = [
+        c
+        for c in await lock_conversations(session, held)  # type: ignore[arg-type]
+        if c.assignee_id == member_id
+    ]
+    reason = f"back to the queue: {member.name} was deactivated"
+    for conversation in conversations:
+        await record(session, conversation, None, "queued", reason, now=now)
+    return len(conversations)
+
+
+@jobs.handler(RELEASE_JOB)
+async def release(payload: dict[str, Any]) -> None:
+    db = get_db()
+    async with db.session() as session:
+        released = await release_conversations(session, int(payload["member_id"]))
+        await session.commit()
+    if released:
+        await drain_queue(db)
+        jobs.wake_workers()
