@@ -1,6 +1,6 @@
 """The generic API channel (Chatwoot's "API inbox"): any platform can inject messages.
 
-Contract (README, "The API channel"):
+Contract (docs/api-channel.md):
 - ``POST /api/v1/inbound`` with ``X-Heliograph-Signature: sha256=<hex HMAC-SHA256 of the raw
   body keyed with HELIOGRAPH_API_INBOUND_SECRET>`` and body
   ``{"message_id", "sender": {"id", "name"?, "email"?, "phone"?, "language"?, "timezone"?},

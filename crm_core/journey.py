@@ -5,7 +5,7 @@ stage they are in, or one behind it, changes nothing. A step may skip stages (a 
 purchase from Discovery goes straight to Commitment). Every change is kept as a
 JourneyChange with the rule and the event that caused it.
 
-The rules (``JOURNEY_RULES`` below is the table; the README shows it too):
+The rules (``JOURNEY_RULES`` below is the table; docs/crm.md shows it too):
 - first_activity -> exploration: a first lesson_completed, course_progress, attended
   live_call_attended or community_post.
 - first_purchase -> commitment: a purchase above 0.
@@ -51,7 +51,7 @@ class JourneyRule:
     name: str
     events: tuple[str, ...]
     to: str
-    condition: str  # in words, for the API and the README
+    condition: str  # in words, for the API and docs/crm.md
     test: Callable[[EventView], bool] = lambda _: True
     at_least: str | None = None  # the stage the customer must have reached already
     regular: bool = False  # needs regular activity (REGULAR_ACTIVE_DAYS in 14)

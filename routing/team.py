@@ -43,7 +43,7 @@ class TeamImport(NamedTuple):
 
 
 class MemberSpec(BaseModel):
-    """One member in team.yaml (see README, "The team file")."""
+    """One member in team.yaml (see docs/cli.md, "The team file")."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -103,7 +103,7 @@ class MemberSpec(BaseModel):
 
 
 class TeamRouting(BaseModel):
-    """The team file's ``routing:`` section (see README, "The team file")."""
+    """The team file's ``routing:`` section (see docs/cli.md, "The team file")."""
 
     model_config = ConfigDict(extra="forbid")
 
