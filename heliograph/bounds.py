@@ -87,10 +87,15 @@ def load_json(body: bytes | str, max_depth: int = MAX_JSON_DEPTH) -> Any:
         value = json.loads(body, parse_constant=_refuse_constant)
     except RecursionError:
         raise TooDeep(max_depth) from None
-    raw = body.encode() if isinstance(body, str) else body
-    if raw.count(b"{") + raw.count(b"[") > max_depth:  # else it cannot be that deep
+    if may_nest_past(body.encode() if isinstance(body, str) else body, max_depth):
         check_depth(value, max_depth)
     return value
+
+
+def may_nest_past(raw: bytes, max_depth: int = MAX_JSON_DEPTH) -> bool:
+    """False when ``raw`` cannot nest past ``max_depth``: it opens no more containers than
+    that (two byte counts, no parse)."""
+    return raw.count(b"{") + raw.count(b"[") > max_depth
 
 
 def check_depth(value: Any, max_depth: int = MAX_JSON_DEPTH) -> None:
