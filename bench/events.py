@@ -39,12 +39,12 @@ from sqlalchemy import delete, func, select
 
 from crm_core import events, interventions, programs, scores
 from crm_core.models import ActivityEvent, Customer, Intervention
-from heliograph.components import load_components
 from heliograph.db import Database
 from heliograph.migrate import upgrade
 from heliograph.models import Job
 from heliograph.runtime import settle_collector
 from heliograph.settings import Settings
+from service.components import load_components
 
 TARGET_EVENTS_PER_S = 5000
 TARGET_PASS_S = 60.0

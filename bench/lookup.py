@@ -34,9 +34,9 @@ import phonenumbers
 from sqlalchemy import event
 
 from crm_core.identity import search_customers
-from heliograph.components import load_components
 from heliograph.db import Database
 from heliograph.settings import Settings
+from service.components import load_components
 
 TARGET_P99_MS = 5.0
 TARGET_CUSTOMERS = 1_000_000

@@ -230,7 +230,7 @@ async def _populate(db: Any, decisions: int, rng: random.Random) -> list[int]:
 
 async def _measure(url: str, decisions: int, seed: int) -> dict[str, Any]:
     _configure(url)
-    from heliograph.components import load_components
+    from service.components import load_components
 
     load_components()
     from heliograph.db import get_db
@@ -341,7 +341,7 @@ async def _handoff_measure(url: str) -> dict[str, Any]:
     (two messages and a note apiece); ``shift_end_pass`` hands all 5,000 to 100 London
     agents (history, context packages, Handoff rows, events) in one transaction."""
     _configure(url)
-    from heliograph.components import load_components
+    from service.components import load_components
 
     load_components()
     from sqlalchemy import func, insert, select

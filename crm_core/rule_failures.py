@@ -7,7 +7,7 @@ while the others go on. ``record`` then
 - counts it: ``heliograph_intervention_rule_failures_total{rule=...}`` in ``/metrics``
   (a Prometheus counter: each process counts the passes it ran);
 - publishes ``intervention.rule_failed`` for the admins' chat surfaces (the Slack alert in
-  ``bots.agents.slack_alerts``), at most once per rule per ``ALERT_EVERY``: a pass runs
+  ``surfaces.slack_alerts``), at most once per rule per ``ALERT_EVERY``: a pass runs
   every 15 minutes and a broken setting stays broken until someone fixes it, so an alert
   on every pass would teach admins to ignore it. The alert jobs themselves are the
   record of when a rule last alerted (their dedupe key starts with the rule's name).

@@ -1,7 +1,7 @@
 """What any input may hold: the one place that bounds ids, text, dates and JSON.
 
 Every entry point (the HTTP boundary in web/boundary.py, request and event schemas,
-webhook parsing in bots/base.py, activity events in crm_core/events.py) checks with these,
+webhook parsing in channels/base.py, activity events in crm_core/events.py) checks with these,
 so an input the database or Python cannot hold is refused with its reason (a 4xx), never
 reached by a driver that fails on it (a 500):
 

@@ -83,7 +83,7 @@ class Settings(BaseSettings):
     slack_api_base: str = Field(
         default="https://slack.com/api/", description="Web API base, with its trailing slash."
     )
-    # Agents in Slack (bots/agents/slack_threads.py): one parent message per conversation.
+    # Agents in Slack (surfaces/slack_threads.py): one parent message per conversation.
     slack_inbox_channel: str = Field(
         default="", description="Channel id where conversation parents are posted ('channel')."
     )
@@ -122,7 +122,7 @@ class Settings(BaseSettings):
     smtp_password: str = ""
     smtp_starttls: bool = False
     max_email_bytes: int = Field(default=10_485_760, description="Larger mail is refused.")
-    # Email sender authentication (#14, bots/email_channel/auth.py): mail that does not pass
+    # Email sender authentication (#14, channels/email/auth.py): mail that does not pass
     # never joins an existing customer's profile or thread; it opens an "unverified sender"
     # conversation under a profile of its own, which an agent can merge.
     email_auth: Literal["off", "trust-mta", "verify"] = Field(
@@ -156,7 +156,7 @@ class Settings(BaseSettings):
         "expired records are deleted hourly.",
     )
 
-    # The provider sandbox (bots/sandbox) that `make run` starts beside the service.
+    # The provider sandbox (sandbox) that `make run` starts beside the service.
     sandbox_url: str = "http://127.0.0.1:8900"
 
     # Durable jobs.

@@ -34,7 +34,7 @@ class _Skip(Exception):
 
 async def _email_identity(session: AsyncSession, customer: Customer) -> Identity | None:
     """A customer known only by an email address (from an activity event) can be written
-    to on the email channel: its identity is the lower-cased address (bots/email_channel)."""
+    to on the email channel: its identity is the lower-cased address (channels/email)."""
     if customer.preferred_channel not in (None, "email"):
         return None
     if "email" not in outbox.sender_channels():

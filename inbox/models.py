@@ -58,7 +58,7 @@ class Conversation(SQLModel, table=True):
     subject: str | None = Field(default=None, max_length=300)
     translation_enabled: bool = True
     # Mail whose SPF/DKIM/DMARC did not pass: kept apart from the profile it claims to be
-    # from until an agent merges it (bots/email_channel).
+    # from until an agent merges it (channels/email).
     unverified_sender: bool = False
     snoozed_until: datetime | None = None
     waiting_since: datetime | None = None  # oldest customer message not yet answered

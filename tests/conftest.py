@@ -16,10 +16,10 @@ import pytest
 
 from heliograph import db as db_module
 from heliograph import jobs
-from heliograph.components import load_components
 from heliograph.db import Database
 from heliograph.migrate import upgrade
 from heliograph.settings import get_settings, reset_settings
+from service.components import load_components
 from tests.utils import pg
 from tests.utils.signing import SECRET
 

@@ -11,9 +11,9 @@ import httpx
 import pytest
 
 from heliograph import jobs
-from heliograph.cli import main
 from heliograph.db import Database
 from heliograph.settings import get_settings
+from service.cli import main
 from tests.conftest import run_jobs
 from tests.utils.processes import BIN, ROOT, child_env
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from heliograph.cli import main
+from service.cli import main
 from tests.test_cli import TEAM
 
 ONLY_AISYAH = "members:\n  - name: Aisyah Rahman\n    email: aisyah@team.example\n"

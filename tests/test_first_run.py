@@ -29,7 +29,7 @@ from tests.utils.processes import (
 pytestmark = pytest.mark.slow
 
 SECRET = "first-run-api-secret-7d41c0"
-ADMIN = "helena@heliograph.example"  # the demo team's admin (web/demo_data/team.yaml)
+ADMIN = "helena@heliograph.example"  # the demo team's admin (service/demo_data/team.yaml)
 
 
 def query(db: Path, sql: str) -> list[tuple[Any, ...]]:

@@ -9,18 +9,18 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from heliograph import __version__
-from heliograph.components import load_components
 from heliograph.db import close_db, get_db
 from heliograph.migrate import check_schema
 from heliograph.runtime import Background, settle_collector
 from heliograph.settings import get_settings
+from service.components import load_components
 
 load_components()
 
 import importlib  # noqa: E402
 
-from bots import base as bots_base  # noqa: E402
-from bots.api_channel import close_client  # noqa: E402
+from channels import base as bots_base  # noqa: E402
+from channels.api import close_client  # noqa: E402
 from web import errors  # noqa: E402
 from web.boundary import BoundaryMiddleware  # noqa: E402
 from web.protection import ProtectionMiddleware  # noqa: E402

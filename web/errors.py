@@ -9,7 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from bots.base import InvalidFields, WebhookError
+from channels.base import InvalidFields, WebhookError
 from crm_core.identity import CustomerNotFound, MergeError
 from inbox.conversations import ConversationNotFound, InvalidRequest
 from routing.team import MemberNotFound

@@ -8,9 +8,9 @@ from alembic import context
 from sqlalchemy.engine import Connection
 from sqlmodel import SQLModel
 
-from heliograph.components import load_components
 from heliograph.db import Database
 from heliograph.settings import get_settings
+from service.components import load_components
 
 load_components()
 target_metadata = SQLModel.metadata

@@ -11,7 +11,7 @@ from sqlalchemy.types import ARRAY, TypeEngine
 from sqlmodel import Field, SQLModel
 
 from crm_core.personal_data import PERSONAL, TABLES
-from heliograph.components import load_components
+from service.components import load_components
 
 
 def _holds_text(kind: TypeEngine) -> bool:

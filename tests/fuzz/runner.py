@@ -33,7 +33,7 @@ from schemathesis.core.failures import FailureGroup
 
 from tests.utils.processes import free_port, heliograph_cli, start_heliograph
 
-ADMIN = "helena@heliograph.example"  # the demo team's admin (web/demo_data/team.yaml)
+ADMIN = "helena@heliograph.example"  # the demo team's admin (service/demo_data/team.yaml)
 BYSTANDER = "ceo@heliograph.example"  # the demo's exec: whose access the fuzzer takes away
 ACCESS = re.compile(r"/tokens/\{token_id\}|/team-members/\{member_id\}/(de)?activate")
 SEEDED_ID = 2  # a customer, conversation, program, member... the demo world has

@@ -13,7 +13,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from bots.api_channel import close_client
+from channels.api import close_client
 from crm_core.models import Identity
 from heliograph.db import Database, utcnow
 from heliograph.models import Job
@@ -34,7 +34,7 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The provider sandbox's base URL; it checks reply signatures with the test secret."""
     port = free_port()
     service = start_python(
-        "bots.sandbox",
+        "sandbox",
         ["--port", str(port)],
         {"HELIOGRAPH_API_INBOUND_SECRET": SECRET},
         tmp_path_factory.mktemp("sandbox") / "sandbox.log",

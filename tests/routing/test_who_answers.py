@@ -13,6 +13,7 @@ from routing.assignment import AssignmentRefused
 from routing.models import RoutingWait, TeamMember
 from routing.queue import drain_queue
 from routing.team import TeamFileError, import_team, parse_team
+from service.demo import TEAM_FILE
 from tests.routing.world import (
     ALWAYS,
     assignments,
@@ -25,7 +26,6 @@ from tests.routing.world import (
     weekdays,
 )
 from tests.utils.factories import member_with_token
-from web.demo import TEAM_FILE
 
 NOON = utc(2026, 6, 8, 12, 0)  # a Monday
 

@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bots.api_channel import close_client
+from channels.api import close_client
 from heliograph.db import Database
 from heliograph.models import Job
 from heliograph.settings import reset_settings
@@ -37,7 +37,7 @@ SQLITE_ONLY = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = free_port()
     service = start_python(
-        "bots.sandbox",
+        "sandbox",
         ["--port", str(port)],
         {"HELIOGRAPH_API_INBOUND_SECRET": SECRET},
         tmp_path_factory.mktemp("sandbox") / "sandbox.log",

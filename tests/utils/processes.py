@@ -125,6 +125,6 @@ def start_python(
 
 
 def start_sandbox(port: int, env: Mapping[str, str], log_path: Path) -> Service:
-    """The provider sandbox (``bots.sandbox``) on 127.0.0.1:``port``, once its health answers."""
+    """The provider sandbox (``sandbox``) on 127.0.0.1:``port``, once its health answers."""
     health = f"http://127.0.0.1:{port}/_sandbox/health"
-    return start_python("bots.sandbox", ["--port", str(port)], env, log_path, health)
+    return start_python("sandbox", ["--port", str(port)], env, log_path, health)

@@ -15,14 +15,14 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from bots.agents import telegram_send
-from bots.telegram import SECRET_HEADER, close_bot
+from channels.telegram import SECRET_HEADER, close_bot
 from heliograph import jobs
 from heliograph.db import Database
 from heliograph.settings import reset_settings
 from routing.models import TeamMember
 from routing.team import create_token
-from tests.bots.test_telegram_outbound import TOKEN, WEBHOOK_SECRET, sandbox
+from surfaces import telegram_send
+from tests.channels.test_telegram_outbound import TOKEN, WEBHOOK_SECRET, sandbox
 from tests.conftest import run_jobs
 from tests.routing.world import ALWAYS
 from tests.utils.factories import make_member

@@ -1,6 +1,6 @@
 """No input answers a 500: each kind of bad input gets a 4xx that says what was wrong.
 
-One mechanism per kind (heliograph/bounds.py, web/boundary.py, bots/signatures.py), so
+One mechanism per kind (heliograph/bounds.py, web/boundary.py, channels/signatures.py), so
 these check one route or two of each kind; the fuzz run (tests/fuzz) covers the rest.
 """
 

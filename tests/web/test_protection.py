@@ -12,13 +12,13 @@ from contextlib import asynccontextmanager
 import httpx
 import pytest
 
-from bots.agents.telegram_links import issue_link_code
 from heliograph import ratelimit
 from heliograph.db import Database
 from heliograph.models import AuditEvent
 from heliograph.settings import reset_settings
 from inbox.models import Message
 from routing.models import TeamMember
+from surfaces.telegram_links import issue_link_code
 from tests.utils import telegram_team
 from tests.utils.factories import member_with_token
 from tests.utils.signing import inbound_body, signed_headers

@@ -7,7 +7,7 @@ from datetime import datetime
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
-from bots.agents.telegram_links import issue_link_code
+from surfaces.telegram_links import issue_link_code
 from web.deps import MemberDep, SessionDep
 
 router = APIRouter(prefix="/team-members", tags=["team"])

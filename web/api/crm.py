@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import select
 
-from bots import signatures
+from channels import signatures
 from crm_core import events, gdpr, interventions, profile, programs
 from crm_core.journey import rules_table
 from crm_core.triggers import DEFAULT_RULES, RuleError, load_rules, rule_rows

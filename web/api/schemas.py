@@ -107,7 +107,7 @@ class ConversationOut(Out):
     language_source: str | None = None
     translation_enabled: bool = True
     # Mail whose sender did not authenticate (SPF/DKIM/DMARC): kept apart from the profile
-    # of the address it claims; its notes say what failed (bots/email_channel/unverified.py).
+    # of the address it claims; its notes say what failed (channels/email/unverified.py).
     unverified_sender: bool = False
     topic_tags: list[str]
     subject: str | None

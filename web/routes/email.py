@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException, Request, status
 
-from bots import email_channel
-from bots.base import WebhookRequest
+from channels import email as email_channel
+from channels.base import WebhookRequest
 from heliograph.settings import get_settings
 
 router = APIRouter(tags=["channels"])

@@ -12,8 +12,8 @@ from fastapi import APIRouter, Request, Response
 from slack_bolt.adapter.fastapi.async_handler import AsyncSlackRequestHandler
 from starlette.types import Message
 
-from bots import slack
-from bots.base import WebhookRequest
+from channels import slack
+from channels.base import WebhookRequest
 from web.deps import RawBody
 from web.routes.webhooks import handle_webhook
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from bots import telegram
-from bots.base import InvalidFields, WebhookRequest
+from channels import telegram
+from channels.base import InvalidFields, WebhookRequest
 from web.deps import RawBody
 from web.routes.webhooks import handle_webhook
 

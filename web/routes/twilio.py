@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 
-from bots import messaging, twilio
-from bots.base import WebhookRequest
+from channels import messaging, twilio
+from channels.base import WebhookRequest
 from inbox.ingest import InboundMessage
 from web.deps import RawBody
 

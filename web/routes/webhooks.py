@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from fastapi import HTTPException, Request
 
-from bots.base import WebhookRequest, get_adapter
+from channels.base import WebhookRequest, get_adapter
 from heliograph.db import get_db
 from inbox.edits import InboundEdit, apply_edit
 from inbox.ingest import AcceptResult, accept

@@ -5,8 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse
 
-from bots import messaging, whatsapp_cloud
-from bots.base import WebhookRequest
+from channels import messaging, whatsapp_cloud
+from channels.base import WebhookRequest
 from inbox.ingest import InboundMessage
 from web.deps import RawBody
 

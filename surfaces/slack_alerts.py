@@ -1,0 +1,206 @@
+"""Handoff notices, escalations and intervention alerts, in the agents' Slack threads.
+
+``handoff.created``: the receiver's thread gets the context package (the previous agent's
+note and notes, the summary, the last messages, open interventions) with an Acknowledge
+button (``surfaces.slack_inbound`` handles it and marks the notice acknowledged).
+``handoff.escalated``: a line in the conversation's current thread. ``intervention.opened``:
+in the thread of each open conversation with the customer (and the card is refreshed),
+else in the owner's DM. ``intervention.rule_failed`` (``crm_core.rule_failures``, at most
+once per rule per hour): in each active admin's DM, which rule was skipped and why.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+
+from channels.slack import escape as slack_escape
+from crm_core.rule_failures import ALERT_EVENT
+from handoff.models import Handoff
+from heliograph import jobs
+from heliograph.db import get_db
+from inbox.models import Conversation
+from routing.models import TeamMember
+from surfaces.slack_posts import member_slack_id, open_dm, post_once
+from surfaces.slack_threads import (
+    current_threads,
+    enabled,
+    member_names,
+    refresh_card,
+    target_channel,
+    thread_of,
+)
+
+HANDOFF, ESCALATED, INTERVENTION, RULE_FAILED = (
+    "slack_agents.handoff",
+    "slack_agents.escalated",
+    "slack_agents.intervention",
+    "slack_agents.rule_failed",
+)
+LISTENERS = (
+    ("handoff.created", HANDOFF),
+    ("handoff.escalated", ESCALATED),
+    ("intervention.opened", INTERVENTION),
+    (ALERT_EVENT, RULE_FAILED),
+)
+
+
+def listen() -> None:
+    """Subscribe the alert listeners (idempotent); only with agent threads on, like
+    ``slack_threads.listen``."""
+    for event, kind in LISTENERS:
+        jobs.subscribe(event, kind)
+
+
+def handoff_text(row: Handoff, sender: str) -> str:
+    context = row.context or {}
+    lines = [f":handshake: *Handoff from {slack_escape(sender)}* — {slack_escape(row.reason)}"]
+    if context.get("handoff_note"):
+        lines.append(f"*Note:* {slack_escape(context['handoff_note'])}")
+    if context.get("summary"):
+        lines.append(slack_escape(context["summary"]))
+    for said in (context.get("messages") or [])[-3:]:
+        lines.append(f"> *{slack_escape(said['author'])}:* {slack_escape(said['text'])}")
+    for note in context.get("notes") or []:
+        lines.append(f":memo: {slack_escape(note['author'])}: {slack_escape(note['text'])}")
+    for i in context.get("interventions") or []:
+        lines.append(f":bell: {slack_escape(i['rule'])}: {slack_escape(i['reason'])}")
+    return "\n".join(lines)
+
+
+def handoff_blocks(text: str, handoff_id: int, acknowledged_by: str | None) -> list[Any]:
+    section = {"type": "section", "text": {"type": "mrkdwn", "text": text}}
+    if acknowledged_by:
+        done = f":white_check_mark: Acknowledged by {slack_escape(acknowledged_by)}"
+        return [section, {"type": "context", "elements": [{"type": "mrkdwn", "text": done}]}]
+    button = {
+        "type": "button",
+        "action_id": "hg_ack",
+        "text": {"type": "plain_text", "text": "Acknowledge"},
+        "style": "primary",
+        "value": str(handoff_id),
+    }
+    return [section, {"type": "actions", "elements": [button]}]
+
+
+@jobs.handler(HANDOFF)
+async def on_handoff(payload: dict[str, Any]) -> None:
+    """The receiver reads the context package in their thread and acknowledges there."""
+    if not enabled() or payload.get("to_member_id") is None:
+        return
+    conversation_id, receiver = int(payload["conversation_id"]), int(payload["to_member_id"])
+    if await target_channel(receiver) is None:
+        return  # the receiver does not work from Slack
+    async with get_db().read_session() as session:
+        thread = await thread_of(session, conversation_id, receiver)
+        if thread is None or thread.ts is None:
+            raise jobs.RetryLater("the receiver's thread is not posted yet")
+        row = await session.get(Handoff, int(payload["handoff_id"]))
+        if row is None:
+            return
+        names = await member_names(session, {row.from_member_id} if row.from_member_id else set())
+        text = handoff_text(row, names.get(row.from_member_id or 0, "the queue"))
+    await post_once(
+        f"handoff:{row.id}",
+        thread.channel,
+        text,
+        thread_ts=thread.ts,
+        blocks=handoff_blocks(text, row.id, None),  # type: ignore[arg-type]
+    )
+
+
+@jobs.handler(ESCALATED)
+async def on_escalated(payload: dict[str, Any]) -> None:
+    if not enabled():
+        return
+    async with get_db().read_session() as session:
+        threads = await current_threads(session, int(payload["conversation_id"]))
+    reason = slack_escape(str(payload.get("reason") or "not acknowledged"))
+    minutes = int(float(payload.get("waited_s") or 0) // 60)
+    for thread in threads:
+        if thread.ts:
+            await post_once(
+                f"escalated:{payload['handoff_id']}:{thread.id}",
+                thread.channel,
+                f":rotating_light: Handoff #{payload['handoff_id']} escalated after "
+                f"{minutes} min: {reason}",
+                thread_ts=thread.ts,
+            )
+
+
+def intervention_text(payload: dict[str, Any]) -> str:
+    title = payload.get("title") or str(payload.get("rule", "")).replace("_", " ")
+    lines = [
+        f":bell: *Intervention: {slack_escape(title)}* for "
+        f"{slack_escape(payload.get('customer_name') or 'the customer')}",
+        slack_escape(str(payload.get("reason") or "")),
+        f"Suggested: “{slack_escape(str(payload.get('suggested_message') or ''))}”",
+    ]
+    if payload.get("auto_send"):
+        lines.append(f"Goes out automatically after {payload.get('send_after') or 'now'}.")
+    return "\n".join(line for line in lines if line)
+
+
+@jobs.handler(INTERVENTION)
+async def on_intervention(payload: dict[str, Any]) -> None:
+    """In the thread of each open conversation with the customer, else the owner's DM."""
+    if not enabled():
+        return
+    text, key = intervention_text(payload), f"intervention:{payload['intervention_id']}"
+    async with get_db().read_session() as session:
+        open_ids = await session.execute(
+            select(Conversation.id).where(  # type: ignore[call-overload]
+                Conversation.customer_id == int(payload["customer_id"]),  # type: ignore[arg-type]
+                Conversation.status != "resolved",  # type: ignore[arg-type]
+            )
+        )
+        threads = [
+            t
+            for cid in open_ids.scalars().all()
+            for t in await current_threads(session, cid)
+            if t.ts
+        ]
+    for thread in threads:
+        await post_once(f"{key}:{thread.id}", thread.channel, text, thread_ts=thread.ts)
+        await refresh_card(thread.conversation_id)
+    user = None if threads else await member_slack_id(payload.get("owner_id"))
+    if user is not None:
+        await post_once(f"{key}:dm", await open_dm(user), text)
+
+
+def rule_failed_text(payload: dict[str, Any]) -> str:
+    rule = str(payload.get("rule", ""))
+    title = slack_escape(str(payload.get("title") or rule))
+    return (
+        f":warning: *Intervention rule “{title}” (`{slack_escape(rule)}`) failed and was "
+        "skipped*; the other rules ran.\n"
+        f"> {slack_escape(str(payload.get('reason') or 'no reason given'))}\n"
+        f"Every pass tries it again. Fix its setting with `PATCH /api/v1/intervention-rules/"
+        f"{slack_escape(rule)}`; the next alert about it comes an hour from now at the earliest."
+    )
+
+
+@jobs.handler(RULE_FAILED)
+async def on_rule_failed(payload: dict[str, Any]) -> None:
+    """Each active admin who is in the workspace reads it in their DM with the app."""
+    if not enabled():
+        return
+    async with get_db().read_session() as session:
+        admins = await session.execute(
+            select(TeamMember.id).where(  # type: ignore[call-overload]
+                TeamMember.role == "admin",  # type: ignore[arg-type]
+                TeamMember.active.is_(True),  # type: ignore[attr-defined]
+            )
+        )
+        admin_ids = list(admins.scalars().all())
+    text = rule_failed_text(payload)
+    for member_id in admin_ids:
+        user = await member_slack_id(member_id)
+        if user is not None:
+            key = f"rule-failed:{payload.get('rule')}:{payload.get('at')}:{member_id}"
+            await post_once(key, await open_dm(user), text)
+
+
+if enabled():  # the process's settings, read once at start-up
+    listen()

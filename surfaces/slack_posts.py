@@ -1,0 +1,189 @@
+"""Posting to Slack for the agent surfaces: once per key, and finding people.
+
+Slack's ``chat.postMessage`` has no idempotency key, so each post has a key of ours
+(``SlackAgentPost``), committed as "sending" (with a lease) before the call and carried in
+the message's metadata (https://docs.slack.dev/messaging/message-metadata). When an
+earlier try failed, Slack may have the message anyway (its answer was lost, or the worker
+died after the call): the next try first looks for a message with that key in the thread
+(``conversations.replies``) or the channel (``conversations.history``, both with
+``include_all_metadata``) and adopts its ts instead of posting again. A 429 or 5xx is a
+``RetryLater`` (``channels.slack.api_call``, which honours Retry-After); two workers on one
+key: the second waits (``Defer``) while the first holds the lease. No database
+transaction is held open across a Slack call.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import or_, update
+from sqlalchemy.exc import IntegrityError
+
+from channels import slack
+from heliograph import jobs
+from heliograph.db import get_db, utcnow
+from heliograph.settings import get_settings
+from routing.models import TeamMember
+from surfaces.models import SlackAgentPost
+
+log = logging.getLogger(__name__)
+
+METADATA_TYPE = "heliograph_post"
+
+
+def _aware(at: datetime) -> datetime:
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+
+
+async def post_once(
+    key: str,
+    channel: str,
+    text: str,
+    *,
+    thread_ts: str | None = None,
+    blocks: list[dict[str, Any]] | None = None,
+) -> str:
+    """Post ``text`` (and ``blocks``) once under ``key``; the ts Slack gave it."""
+    db = get_db()
+    now = utcnow()
+    async with db.session() as session:
+        row = await session.get(SlackAgentPost, key)
+        if row is not None and row.ts:
+            return row.ts
+        earlier = row is not None  # a try before this one may have reached Slack
+        created_at = _aware(row.created_at) if row is not None else now
+        lease = now + timedelta(seconds=get_settings().outbound_timeout_s * 2 + 10)
+        if row is None:
+            session.add(
+                SlackAgentPost(
+                    key=key, channel=channel, thread_ts=thread_ts, lease_until=lease, created_at=now
+                )
+            )
+        else:
+            taken = await session.execute(
+                update(SlackAgentPost)
+                .where(
+                    SlackAgentPost.key == key,  # type: ignore[arg-type]
+                    or_(
+                        SlackAgentPost.state != "sending",  # type: ignore[arg-type]
+                        SlackAgentPost.lease_until < now,  # type: ignore[arg-type, operator]
+                    ),
+                )
+                .values(state="sending", lease_until=lease)
+            )
+            if not taken.rowcount:  # type: ignore[attr-defined]
+                raise jobs.Defer(f"another worker is posting {key}", 2.0)
+        try:
+            await session.commit()
+        except IntegrityError:
+            raise jobs.Defer(f"another worker began posting {key}", 1.0) from None
+    try:
+        ts = await _find_posted(key, channel, thread_ts, created_at) if earlier else None
+        if ts is None:
+            ts = await _post(key, channel, text, thread_ts, blocks)
+    except BaseException:
+        await _set_post(key, state="unknown", lease_until=None)
+        raise
+    await _set_post(key, state="posted", ts=ts, lease_until=None)
+    return ts
+
+
+async def _set_post(key: str, **values: Any) -> None:
+    async with get_db().session() as session:
+        await session.execute(
+            update(SlackAgentPost).where(SlackAgentPost.key == key).values(**values)  # type: ignore[arg-type]
+        )
+        await session.commit()
+
+
+async def _post(
+    key: str,
+    channel: str,
+    text: str,
+    thread_ts: str | None,
+    blocks: list[dict[str, Any]] | None,
+) -> str:
+    args: dict[str, Any] = {
+        "channel": channel,
+        "text": text,
+        "metadata": {"event_type": METADATA_TYPE, "event_payload": {"key": key}},
+        "unfurl_links": False,
+    }
+    if thread_ts:
+        args["thread_ts"] = thread_ts
+    if blocks:
+        args["blocks"] = blocks
+    response = await slack.api_call(slack.web_client().chat_postMessage, **args)
+    return str(response["ts"])
+
+
+async def _find_posted(
+    key: str, channel: str, thread_ts: str | None, since: datetime
+) -> str | None:
+    """The ts of a message we posted under ``key`` (a try whose answer was lost)."""
+    client = slack.web_client()
+    cursor = None
+    for _ in range(5):  # 5 pages of 200: far more than a thread or a minute of a channel
+        page: dict[str, Any] = {"channel": channel, "include_all_metadata": True, "limit": 200}
+        if cursor:
+            page["cursor"] = cursor
+        if thread_ts:
+            answer = await slack.api_call(client.conversations_replies, ts=thread_ts, **page)
+        else:
+            oldest = f"{since.timestamp() - 60:.6f}"
+            answer = await slack.api_call(client.conversations_history, oldest=oldest, **page)
+        for message in answer.get("messages") or []:
+            payload = (message.get("metadata") or {}).get("event_payload") or {}
+            if payload.get("key") == key:
+                log.info("Slack already had %s (an answer was lost); not posting it again", key)
+                return str(message["ts"])
+        cursor = (answer.get("response_metadata") or {}).get("next_cursor")
+        if not cursor:
+            return None
+    return None
+
+
+async def update_message(channel: str, ts: str, text: str, blocks: list[Any] | None = None) -> None:
+    """``chat.update`` sets the message to what it should show: repeating it is harmless."""
+    args: dict[str, Any] = {"channel": channel, "ts": ts, "text": text}
+    if blocks is not None:
+        args["blocks"] = blocks
+    await slack.api_call(slack.web_client().chat_update, **args)
+
+
+# --- who a member is in Slack ----------------------------------------------------------
+
+
+async def member_slack_id(member_id: int | None) -> str | None:
+    """The member's Slack user id; found by email (users.lookupByEmail) the first time and
+    kept. No database transaction is held open across the Slack call."""
+    if member_id is None:
+        return None
+    async with get_db().read_session() as session:
+        member = await session.get(TeamMember, member_id)
+    if member is None or member.slack_user_id:
+        return member.slack_user_id if member else None
+    try:
+        found = await slack.api_call(slack.web_client().users_lookupByEmail, email=member.email)
+    except jobs.PermanentFailure:  # users_not_found: they are not in the workspace
+        return None
+    user = str(found["user"]["id"])
+    await store_slack_id(member_id, user)
+    return user
+
+
+async def store_slack_id(member_id: int, user: str) -> None:
+    async with get_db().session() as session:
+        await session.execute(
+            update(TeamMember)
+            .where(TeamMember.id == member_id, TeamMember.slack_user_id.is_(None))  # type: ignore[arg-type, union-attr]
+            .values(slack_user_id=user, updated_at=utcnow())
+        )
+        await session.commit()
+
+
+async def open_dm(user: str) -> str:
+    opened = await slack.api_call(slack.web_client().conversations_open, users=user)
+    return str(opened["channel"]["id"])
