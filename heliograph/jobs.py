@@ -24,8 +24,9 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Generic, TypeVar
 
+from pydantic import BaseModel, ConfigDict, ValidationError
 from sqlalchemy import and_, func, insert, or_, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -36,11 +37,80 @@ from heliograph.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[[dict[str, Any]], Awaitable[None]]
+
+class Payload(BaseModel):
+    """The body of an event or a job, declared once as a model beside its name.
+
+    Stored as JSON in ``job.payload`` and validated again when the job runs, so a handler
+    gets the model, never a bare dict. Fields a newer version added are ignored by an older
+    worker (``extra="ignore"``), so jobs survive a rolling upgrade either way."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+P = TypeVar("P", bound=Payload)
+
+
+class _Legacy(Payload):  # TRANSITION (#15)
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+
+@dataclass(frozen=True)
+class Event(Generic[P]):
+    """Something that happened, published in the transaction that made it so. Each
+    subscriber (a ``JobKind``) gets one job per published payload."""
+
+    name: str
+    payload: type[P]
+
+    def __post_init__(self) -> None:
+        _declare(_events, self.name, self)
+
+
+@dataclass(frozen=True)
+class JobKind(Generic[P]):
+    """A kind of durable job: its name (stored in ``job.kind``) and its payload model."""
+
+    name: str
+    payload: type[P]
+
+    def __post_init__(self) -> None:
+        _declare(_kinds, self.name, self)
+
+
+Handler = Callable[[Any], Awaitable[None]]
+DeadHook = Callable[[Any, str], Awaitable[None]]
+_events: dict[str, Event[Any]] = {}
+_kinds: dict[str, JobKind[Any]] = {}
 _handlers: dict[str, Handler] = {}
 _subscribers: dict[str, list[str]] = {}
-DeadHook = Callable[[dict[str, Any], str], Awaitable[None]]
 _dead_hooks: dict[str, DeadHook] = {}
+
+
+# TRANSITION (#15): bare names and dicts are still taken while the call sites move to the
+# declarations; this block and its uses go once every site is typed.
+def _kind(kind: Any) -> JobKind[Any]:
+    if isinstance(kind, str):
+        return _kinds.get(kind) or JobKind(kind, _Legacy)
+    return kind  # type: ignore[no-any-return]
+
+
+def _event(event: Any) -> Event[Any]:
+    if isinstance(event, str):
+        return _events.get(event) or Event(event, _Legacy)
+    return event  # type: ignore[no-any-return]
+
+
+def _declare(table: dict[str, Any], name: str, declaration: Any) -> None:
+    known = table.get(name)
+    if known is not None and known.payload is _Legacy:  # TRANSITION (#15)
+        known = None
+    if known is not None and known != declaration:
+        raise ValueError(f"{name!r} is declared twice, with different payloads")
+    if known is None or declaration.payload is not _Legacy:
+        table[name] = declaration
+
+
 _wakeup: asyncio.Event | None = None
 JOB_TABLE = Job.__table__  # type: ignore[attr-defined]
 _foreground_at = float("-inf")
@@ -69,54 +139,106 @@ class PermanentFailure(Exception):
     """Retrying cannot help: the job goes straight to dead with this reason."""
 
 
-def handler(kind: str) -> Callable[[Handler], Handler]:
-    """Register the function that runs jobs of ``kind``."""
+def handler(kind: JobKind[P]) -> Callable[[Callable[[P], Awaitable[None]]], Handler]:
+    """Register the function that runs jobs of ``kind``; it gets the payload model."""
 
-    def register(fn: Handler) -> Handler:
-        _handlers[kind] = fn
+    kind = _kind(kind)
+
+    def register(fn: Callable[[P], Awaitable[None]]) -> Handler:
+        if kind.name in _handlers and _handlers[kind.name] is not fn:
+            raise ValueError(f"job kind {kind.name!r} has two handlers")
+        _handlers[kind.name] = fn
         return fn
 
     return register
 
 
-def on_dead(kind: str) -> Callable[[DeadHook], DeadHook]:
+def on_dead(kind: JobKind[P]) -> Callable[[Callable[[P, str], Awaitable[None]]], DeadHook]:
     """Register what to record when a job of ``kind`` gives up (e.g. mark a reply failed)."""
 
-    def register(fn: DeadHook) -> DeadHook:
-        _dead_hooks[kind] = fn
+    kind = _kind(kind)
+
+    def register(fn: Callable[[P, str], Awaitable[None]]) -> DeadHook:
+        _dead_hooks[kind.name] = fn
         return fn
 
     return register
 
 
-def subscribe(event: str, kind: str) -> None:
-    """Each ``publish(event)`` enqueues one job of ``kind`` (a listener, Chatwoot-style)."""
-    kinds = _subscribers.setdefault(event, [])
-    if kind not in kinds:
-        kinds.append(kind)
+def subscribe(event: Event[Any], kind: JobKind[Any]) -> None:
+    """Each ``publish(event)`` enqueues one job of ``kind`` (a listener, Chatwoot-style).
+    The kind's payload model must read the event's (the same model or a base of it)."""
+    event, kind = _event(event), _kind(kind)
+    if (
+        kind.payload is not _Legacy
+        and event.payload is not _Legacy
+        and not issubclass(event.payload, kind.payload)
+    ):
+        raise TypeError(
+            f"{kind.name} takes {kind.payload.__name__}, "
+            f"but {event.name} carries {event.payload.__name__}"
+        )
+    kinds = _subscribers.setdefault(event.name, [])
+    if kind.name not in kinds:
+        kinds.append(kind.name)
+
+
+def unsubscribe(event: Event[Any], kind: JobKind[Any]) -> None:
+    """Undo ``subscribe`` (a test that listened in for a while)."""
+    event, kind = _event(event), _kind(kind)
+    kinds = _subscribers.get(event.name, [])
+    if kind.name in kinds:
+        kinds.remove(kind.name)
+
+
+def subscribers(event: Event[Any]) -> list[JobKind[Any]]:
+    """The job kinds each ``publish(event)`` enqueues, in subscription order."""
+    return [_kinds[name] for name in _subscribers.get(event.name, [])]
 
 
 def registered_kinds() -> set[str]:
     return set(_handlers)
 
 
+def declared_events() -> dict[str, Event[Any]]:
+    return dict(_events)
+
+
+def declared_kinds() -> dict[str, JobKind[Any]]:
+    return dict(_kinds)
+
+
+def dump(payload: Payload) -> dict[str, Any]:
+    """A payload as the JSON stored in ``job.payload``."""
+    return payload.model_dump(mode="json", exclude_none=False)
+
+
 async def enqueue(
     session: AsyncSession,
-    kind: str,
-    payload: dict[str, Any],
+    kind: JobKind[P],
+    payload: P,
     *,
     run_at: datetime | None = None,
     dedupe_key: str | None = None,
     max_attempts: int | None = None,
 ) -> Job | None:
     """Add a job to the caller's transaction. With ``dedupe_key``, a second enqueue is a no-op."""
+    kind = _kind(kind)
+    if isinstance(payload, dict):
+        payload = (
+            kind.payload.model_validate(payload)
+            if kind.payload is not _Legacy
+            else _Legacy(**payload)
+        )  # type: ignore[assignment]
+    if kind.payload is not _Legacy and not isinstance(payload, kind.payload):
+        raise TypeError(f"{kind.name} takes {kind.payload.__name__}, not {type(payload).__name__}")
     if dedupe_key is not None:
         existing = await session.exec(select(Job.id).where(Job.dedupe_key == dedupe_key))  # type: ignore[call-overload]
         if existing.first() is not None:
             return None
     job = Job(
-        kind=kind,
-        payload=payload,
+        kind=kind.name,
+        payload=dump(payload),
         run_at=run_at or utcnow(),
         dedupe_key=dedupe_key,
         request_id=logs.current_request_id(),  # the request (or job) that caused this one
@@ -127,14 +249,14 @@ async def enqueue(
     return job
 
 
-async def publish(session: AsyncSession, event: str, payload: dict[str, Any]) -> int:
+async def publish(session: AsyncSession, event: Event[P], payload: P) -> int:
     """Enqueue one job per subscriber of ``event`` in the caller's transaction (one INSERT
     for all of them)."""
     return await publish_many(session, event, [payload])
 
 
 def job_rows(
-    work: list[tuple[str, dict[str, Any], datetime | None]],
+    work: list[tuple[JobKind[Any], Payload, datetime | None]],
     dedupe_keys: list[str | None] | None = None,
 ) -> list[dict[str, Any]]:
     """``(kind, payload, run_at)`` jobs as the rows of one multi-row ``INSERT`` into
@@ -144,8 +266,8 @@ def job_rows(
     request_id = logs.current_request_id()
     return [
         {
-            "kind": kind,
-            "payload": payload,
+            "kind": _kind(kind).name,
+            "payload": payload if isinstance(payload, dict) else dump(payload),
             "status": "pending",
             "attempts": 0,
             "max_attempts": attempts,
@@ -158,14 +280,21 @@ def job_rows(
     ]
 
 
-def published(event: str, payloads: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def published(event: Event[P], payloads: list[P]) -> list[dict[str, Any]]:
     """The job rows ``publish_many(event, payloads)`` inserts: one per subscriber and payload."""
-    kinds = _subscribers.get(event, [])
+    event = _event(event)
+    payloads = [_Legacy(**p) if isinstance(p, dict) else p for p in payloads]  # type: ignore[misc]
+    for payload in payloads:
+        if event.payload is not _Legacy and not isinstance(payload, event.payload):
+            raise TypeError(
+                f"{event.name} carries {event.payload.__name__}, not {type(payload).__name__}"
+            )
+    kinds = subscribers(event)
     return job_rows([(k, p, None) for p in payloads for k in kinds])
 
 
 async def enqueue_many(
-    session: AsyncSession, work: list[tuple[str, dict[str, Any], datetime | None]]
+    session: AsyncSession, work: list[tuple[JobKind[Any], Payload, datetime | None]]
 ) -> int:
     """Add many ``(kind, payload, run_at)`` jobs to the caller's transaction in one
     multi-row INSERT (a periodic pass can make thousands); no dedupe keys."""
@@ -175,9 +304,9 @@ async def enqueue_many(
     return len(work)
 
 
-async def publish_many(session: AsyncSession, event: str, payloads: list[dict[str, Any]]) -> int:
+async def publish_many(session: AsyncSession, event: Event[P], payloads: list[P]) -> int:
     """``publish`` for many payloads at once (one INSERT for every subscriber of each)."""
-    rows = published(event, payloads)
+    rows = published(event, payloads)  # TRANSITION (#15): published() takes names too
     if rows:
         await session.execute(insert(JOB_TABLE), rows)
     return len(rows)
@@ -275,10 +404,15 @@ class JobQueue:
 
     async def kill(self, job: ClaimedJob, error: str) -> None:
         await self._finish(job.id, status="dead", finished_at=utcnow(), last_error=error)
-        hook = _dead_hooks.get(job.kind)
-        if hook is not None:
+        hook, kind = _dead_hooks.get(job.kind), _kinds.get(job.kind)
+        if hook is not None and kind is not None:
             try:
-                await hook(job.payload, error)
+                await hook(
+                    job.payload
+                    if kind.payload is _Legacy
+                    else kind.payload.model_validate(job.payload),
+                    error,
+                )
             except Exception:
                 log.exception("dead hook for job %s (%s) failed", job.id, job.kind)
 
@@ -296,13 +430,20 @@ class JobQueue:
             return await self._run_one(job)
 
     async def _run_one(self, job: ClaimedJob) -> str:
-        fn = _handlers.get(job.kind)
-        if fn is None:
+        fn, kind = _handlers.get(job.kind), _kinds.get(job.kind)
+        if fn is None or kind is None:
             await self.kill(job, f"no handler registered for job kind {job.kind!r}")
             return "dead"
         try:
+            payload = (
+                job.payload if kind.payload is _Legacy else kind.payload.model_validate(job.payload)
+            )
+        except ValidationError as exc:
+            await self.kill(job, f"the payload does not fit {kind.payload.__name__}: {exc}")
+            return "dead"
+        try:
             # A handler must finish well inside the lease, or another worker takes the job.
-            await asyncio.wait_for(fn(job.payload), timeout=self.settings.job_lease_s * 0.8)
+            await asyncio.wait_for(fn(payload), timeout=self.settings.job_lease_s * 0.8)
         except Defer as exc:
             await self.defer(job, exc.delay_s)
             return "deferred"
