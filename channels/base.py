@@ -14,9 +14,12 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from fastapi import APIRouter
+
 from channels import signatures
 from heliograph.bounds import TooDeep, load_json
 from heliograph.bounds import strip_nul as without_nul
+from heliograph.settings import Section
 from inbox.edits import InboundEdit
 from inbox.ingest import InboundMessage
 from inbox.outbox import (
@@ -140,6 +143,21 @@ class ChannelAdapter:
         if rest or not parts:
             parts.append(rest)
         return parts
+
+
+@dataclass(frozen=True)
+class ChannelPackage:
+    """What one channel (or provider) package brings, declared in its ``package.py`` and
+    listed once in ``channels/registry.py``: the web app mounts ``routes``, the sandbox
+    mounts ``fakes``, the configuration page documents ``settings``, and ``heliograph
+    demo`` sets ``demo_env(sandbox_url)`` (values pointing the provider at its fake)."""
+
+    name: str
+    routes: APIRouter | None = None
+    fakes: tuple[APIRouter, ...] = ()
+    settings: type[Section] | None = None
+    demo_env: Callable[[str], dict[str, str]] = field(default=lambda sandbox_url: {})
+    docs: str = ""  # its page under docs/channels/, provider set-up step by step
 
 
 _registry: dict[str, ChannelAdapter] = {}

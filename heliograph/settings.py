@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, ClassVar, Literal, Self
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -356,16 +356,7 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _reject_placeholders(self) -> Settings:
-        # A configured channel with a guessable secret is worse than a disabled one.
-        if self.demo_mode:
-            return self
-        for name in SECRET_FIELDS:
-            value = str(getattr(self, name)).lower()
-            if value and (value in PLACEHOLDER_SECRETS or "demo" in value):
-                raise InsecureSettingsError(
-                    f"HELIOGRAPH_{name.upper()} has a placeholder value; set a real secret "
-                    "or HELIOGRAPH_DEMO_MODE=1"
-                )
+        check_secrets(self, SECRET_FIELDS, self.demo_mode)
         return self
 
 
@@ -374,6 +365,55 @@ def get_settings() -> Settings:
     return Settings()
 
 
+class Section(BaseSettings):
+    """Settings a package brings with it (a channel's keys, say), read from the same
+    ``HELIOGRAPH_`` environment and ``.env`` as ``Settings``, so an operator sees one flat
+    list of variables (docs/configuration.md is generated from ``Settings`` and every
+    section). ``Section.get()`` caches the instance; ``reset_settings()`` forgets it.
+
+    ``secret_fields`` name the fields that must not keep a placeholder outside demo mode."""
+
+    model_config = SettingsConfigDict(env_prefix="HELIOGRAPH_", env_file=".env", extra="ignore")
+    secret_fields: ClassVar[tuple[str, ...]] = ()
+    _sections: ClassVar[list[type[Section]]] = []
+    _cache: ClassVar[dict[type[Section], Any]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        Section._sections.append(cls)
+
+    @classmethod
+    def get(cls) -> Self:
+        found = Section._cache.get(cls)
+        if found is None:
+            found = Section._cache[cls] = cls()
+        return found  # type: ignore[no-any-return]
+
+    @model_validator(mode="after")
+    def _reject_placeholders(self) -> Self:
+        check_secrets(self, self.secret_fields, get_settings().demo_mode)
+        return self
+
+
+def sections() -> list[type[Section]]:
+    """Every settings section declared by a package imported so far."""
+    return list(Section._sections)
+
+
+def check_secrets(settings: BaseSettings, names: tuple[str, ...], demo_mode: bool) -> None:
+    """A configured channel with a guessable secret is worse than a disabled one."""
+    if demo_mode:
+        return
+    for name in names:
+        value = str(getattr(settings, name)).lower()
+        if value and (value in PLACEHOLDER_SECRETS or "demo" in value):
+            raise InsecureSettingsError(
+                f"HELIOGRAPH_{name.upper()} has a placeholder value; set a real secret "
+                "or HELIOGRAPH_DEMO_MODE=1"
+            )
+
+
 def reset_settings() -> None:
-    """Forget the cached settings (tests and the CLI change the environment)."""
+    """Forget the cached settings and sections (tests and the CLI change the environment)."""
     get_settings.cache_clear()
+    Section._cache.clear()

@@ -46,6 +46,9 @@ class InboundMessage:
     thread_key: str = ""
     subject: str | None = None
     raw: dict[str, Any] | None = None
+    # A consent keyword (SMS STOP / START): True opts the sender out of this channel,
+    # False back in; applied with the message, never on a replay (inbox/intake.py).
+    consent: bool | None = None
 
 
 @dataclass(frozen=True)
