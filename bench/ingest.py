@@ -1,4 +1,4 @@
-"""Ingest throughput and latency: Heliograph's signed inbound API against a bare FastAPI app.
+"""Ingest throughput and latency: Heliograph's channel webhooks against a bare FastAPI app.
 
 For each database (SQLite, then PostgreSQL) it starts, one after the other:
 - ``heliograph serve`` on a freshly migrated database, workers and scheduler on as in
@@ -15,9 +15,18 @@ message also queues follow-up jobs (routing), how long the workers need afterwar
 drain them, and so the end-to-end rate. Target (issue): Heliograph >= 0.5x the
 baseline's throughput and p99 < 50 ms at C=32 on SQLite.
 
+Traffic (``--traffic``): ``api`` (our signed JSON API), ``sms`` (Twilio's signed form
+webhook, ``X-Twilio-Signature``) and ``whatsapp`` (Meta's Cloud API notification,
+``X-Hub-Signature-256``), each measured on its own. ``--before DIR`` adds the target
+``before``: the same server started from another checkout (e.g. a git worktree of the
+previous commit), so the code before and after a change is measured in one run, on one
+machine, back to back.
+
     .venv/bin/python bench/ingest.py                  # N=5000, C=32, SQLite and PostgreSQL
     .venv/bin/python bench/ingest.py --quick --db sqlite
     .venv/bin/python bench/ingest.py --db sqlite --targets heliograph,heliograph-no-workers,bare
+    git worktree add /tmp/before HEAD~1
+    .venv/bin/python bench/ingest.py --targets heliograph,before --before /tmp/before
 
 The target ``heliograph-no-workers`` is Heliograph with workers and scheduler off: beside
 ``heliograph`` in the same run it shows what the follow-up jobs take from the requests.
@@ -26,6 +35,7 @@ The target ``heliograph-no-workers`` is Heliograph with workers and scheduler of
 from __future__ import annotations
 
 import argparse
+import base64
 import hashlib
 import hmac
 import json
@@ -37,9 +47,11 @@ import sqlite3
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import harness as h
 
@@ -56,6 +68,46 @@ TEXTS = (
     "ok",
 )
 NAMES = ("Ana", "Wei", "Olga", "Tom", "Aisha", "Raj", "Mia", "Ivan", "Siti", "Lucas")
+# Where each kind of traffic arrives; the bare baseline takes any body on /ingest.
+PATHS = {
+    "api": "/api/v1/inbound",
+    "sms": "/webhooks/twilio/messages",
+    "whatsapp": "/webhooks/whatsapp",
+}
+# Twilio signs the public URL it calls; with this one the signature does not depend on the port.
+PUBLIC_URL = "http://bench.invalid"
+SMS_TO = "+15558675310"
+PHONE_NUMBER_ID = "106540352242922"
+SEP = "\x1f"  # between the headers of one request line (bench/loadgen.py)
+
+
+@dataclass(frozen=True)
+class Secrets:
+    api: str
+    twilio: str
+    whatsapp: str
+
+    @staticmethod
+    def new() -> Secrets:
+        return Secrets(secrets.token_hex(32), secrets.token_hex(16), secrets.token_hex(16))
+
+    def env(self) -> dict[str, str]:
+        """Every channel the traffic uses, configured; providers' APIs unreachable on purpose
+        (a wait notice to a customer then fails fast instead of leaving the machine)."""
+        dead = "http://127.0.0.1:9"
+        return {
+            "HELIOGRAPH_PUBLIC_URL": PUBLIC_URL,
+            "HELIOGRAPH_API_INBOUND_SECRET": self.api,
+            "HELIOGRAPH_TWILIO_ACCOUNT_SID": "AC" + "0" * 32,
+            "HELIOGRAPH_TWILIO_AUTH_TOKEN": self.twilio,
+            "HELIOGRAPH_TWILIO_SMS_FROM": SMS_TO,
+            "HELIOGRAPH_TWILIO_API_BASE": dead,
+            "HELIOGRAPH_WHATSAPP_ACCESS_TOKEN": secrets.token_hex(16),
+            "HELIOGRAPH_WHATSAPP_PHONE_NUMBER_ID": PHONE_NUMBER_ID,
+            "HELIOGRAPH_WHATSAPP_APP_SECRET": self.whatsapp,
+            "HELIOGRAPH_WHATSAPP_VERIFY_TOKEN": secrets.token_hex(8),
+            "HELIOGRAPH_WHATSAPP_API_BASE": dead,
+        }
 
 
 def sender(prefix: str, number: int) -> dict[str, str]:
@@ -68,25 +120,92 @@ def sender(prefix: str, number: int) -> dict[str, str]:
     return who
 
 
-def write_requests(path: Path, prefix: str, count: int, senders: int, secret: str) -> int:
+def phone(number: int) -> str:
+    return f"+4477009{number:05d}"
+
+
+def api_request(prefix: str, i: int, number: int, text: str, keys: Secrets) -> tuple[str, str]:
+    body = json.dumps(
+        {"message_id": f"{prefix}-{i:07d}", "sender": sender(f"{prefix}-s", number), "text": text},
+        separators=(",", ":"),
+    )
+    signature = hmac.new(keys.api.encode(), body.encode(), hashlib.sha256).hexdigest()
+    headers = f"Content-Type: application/json{SEP}X-Heliograph-Signature: sha256={signature}"
+    return headers, body
+
+
+def sms_request(prefix: str, i: int, number: int, text: str, keys: Secrets) -> tuple[str, str]:
+    """Twilio's incoming-message webhook (tests/fixtures/twilio/sms.json), signed as Twilio
+    signs it: HMAC-SHA1 of the URL and the sorted parameters, base64."""
+    sid = hashlib.sha256(f"{prefix}-{i}".encode()).hexdigest()[:32]
+    form = {
+        "MessageSid": f"SM{sid}",
+        "SmsSid": f"SM{sid}",
+        "AccountSid": "AC" + "0" * 32,
+        "From": phone(number),
+        "To": SMS_TO,
+        "Body": text,
+        "NumMedia": "0",
+        "NumSegments": "1",
+        "SmsStatus": "received",
+        "ApiVersion": "2010-04-01",
+    }
+    url = PUBLIC_URL + PATHS["sms"]
+    data = url + "".join(k + form[k] for k in sorted(form))
+    digest = hmac.new(keys.twilio.encode(), data.encode(), hashlib.sha1).digest()
+    signature = base64.b64encode(digest).decode()
+    headers = f"Content-Type: application/x-www-form-urlencoded{SEP}X-Twilio-Signature: {signature}"
+    return headers, urlencode(form)
+
+
+def whatsapp_request(prefix: str, i: int, number: int, text: str, keys: Secrets) -> tuple[str, str]:
+    """One Cloud API notification with one text message (tests/fixtures/whatsapp/text.json)."""
+    wa_id = phone(number).lstrip("+")
+    message_id = "wamid." + base64.b64encode(f"{prefix}-{i:07d}".encode()).decode()
+    value = {
+        "messaging_product": "whatsapp",
+        "metadata": {"display_phone_number": "15550783881", "phone_number_id": PHONE_NUMBER_ID},
+        "contacts": [{"profile": {"name": sender(prefix, number)["name"]}, "wa_id": wa_id}],
+        "messages": [
+            {
+                "from": wa_id,
+                "id": message_id,
+                "timestamp": str(1749416383 + i),
+                "type": "text",
+                "text": {"body": text},
+            }
+        ],
+    }
+    body = json.dumps(
+        {
+            "object": "whatsapp_business_account",
+            "entry": [
+                {"id": "102290129340398", "changes": [{"value": value, "field": "messages"}]}
+            ],
+        },
+        separators=(",", ":"),
+    )
+    signature = hmac.new(keys.whatsapp.encode(), body.encode(), hashlib.sha256).hexdigest()
+    headers = f"Content-Type: application/json{SEP}X-Hub-Signature-256: sha256={signature}"
+    return headers, body
+
+
+REQUESTS = {"api": api_request, "sms": sms_request, "whatsapp": whatsapp_request}
+
+
+def write_requests(
+    path: Path, traffic: str, prefix: str, count: int, senders: int, keys: Secrets
+) -> int:
     """Pre-sign ``count`` distinct messages into ``path``; returns the distinct senders."""
     rng = random.Random(f"{prefix}-{count}-{senders}")
     used: set[int] = set()
-    key = secret.encode()
+    build = REQUESTS[traffic]
     with path.open("w", encoding="utf-8") as out:
         for i in range(count):
             number = rng.randrange(senders)
             used.add(number)
-            body = json.dumps(
-                {
-                    "message_id": f"{prefix}-{i:07d}",
-                    "sender": sender(f"{prefix}-s", number),
-                    "text": rng.choice(TEXTS),
-                },
-                separators=(",", ":"),
-            )
-            signature = hmac.new(key, body.encode(), hashlib.sha256).hexdigest()
-            out.write(f"sha256={signature}\t{body}\n")
+            headers, body = build(f"{traffic}-{prefix}", i, number, rng.choice(TEXTS), keys)
+            out.write(f"{headers}\t{body}\n")
     return len(used)
 
 
@@ -136,33 +255,45 @@ def drain(db: str, url: str, server: h.Server, timeout: float) -> tuple[float, b
 
 
 def workers_on(target: str, args: argparse.Namespace) -> bool:
-    return target == "heliograph" and not args.no_workers
+    return target in ("heliograph", "before") and not args.no_workers
+
+
+def cli(root: Path) -> list[str]:
+    """The ``heliograph`` command of the checkout at ``root`` (the CLI moved in #15)."""
+    module = "service.cli" if (root / "service" / "cli.py").exists() else "heliograph.cli"
+    return [sys.executable, "-c", f"import sys; from {module} import main; sys.exit(main())"]
 
 
 def start_target(
-    target: str, url: str, args: argparse.Namespace, secret: str, log: Path
+    target: str, url: str, args: argparse.Namespace, keys: Secrets, log: Path, traffic: str
 ) -> tuple[h.Server, str]:
     port = h.free_port()
     if target == "bare":
         cmd = [sys.executable, str(h.BENCH / "bare_app.py"), "--database-url", url]
         server = h.start_server(target, [*cmd, "--port", str(port)], {}, log, port, "/healthz")
         return server, f"{server.url}/ingest"
+    root = args.before if target == "before" else h.ROOT
     env = {
         "HELIOGRAPH_DATABASE_URL": url,
-        "HELIOGRAPH_API_INBOUND_SECRET": secret,
+        **keys.env(),
         # The door is measured at full speed: one source sending far past any real burst.
         "HELIOGRAPH_RATE_LIMIT_ENABLED": "false",
         "HELIOGRAPH_RUN_WORKERS": str(workers_on(target, args)).lower(),
         "HELIOGRAPH_RUN_SCHEDULER": str(workers_on(target, args)).lower(),
     }
-    h.run_checked([str(h.BIN / "heliograph"), "migrate"], env, "heliograph migrate")
-    cmd = [str(h.BIN / "heliograph"), "serve", "--host", "127.0.0.1", "--port", str(port)]
-    server = h.start_server(target, cmd, env, log, port, "/healthz")
-    return server, f"{server.url}/api/v1/inbound"
+    h.run_checked([*cli(root), "migrate"], env, "heliograph migrate", root=root)
+    cmd = [*cli(root), "serve", "--host", "127.0.0.1", "--port", str(port)]
+    server = h.start_server(target, cmd, env, log, port, "/healthz", root=root)
+    return server, f"{server.url}{PATHS[traffic]}"
 
 
 def run_target(
-    target: str, db: str, args: argparse.Namespace, files: dict[str, Path], secret: str
+    target: str,
+    db: str,
+    args: argparse.Namespace,
+    files: dict[str, Path],
+    keys: Secrets,
+    traffic: str,
 ) -> dict[str, Any]:
     pg_name = None
     if db == "sqlite":
@@ -172,10 +303,10 @@ def run_target(
     else:
         pg_name = h.pg_create(f"ingest_{target}", args.pg_dsn)
         url = h.pg_url(pg_name, args.pg_dsn)
-    log = h.VAR / f"ingest-{target}-{db}.log"
+    log = h.VAR / f"ingest-{target}-{db}-{traffic}.log"
     server = None
     try:
-        server, endpoint = start_target(target, url, args, secret, log)
+        server, endpoint = start_target(target, url, args, keys, log, traffic)
         helio = target != "bare"
         working = workers_on(target, args)
         warm = run_loadgen(args, endpoint, files["warm"], args.warmup)
@@ -245,9 +376,19 @@ def run_target(
 
 
 def compare(runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    helio, bare = runs.get("heliograph"), runs.get("bare")
+    helio, bare, before = runs.get("heliograph"), runs.get("bare"), runs.get("before")
+    versus_before = {}
+    if helio and before:
+        # The change under test: this checkout against the one given with --before.
+        versus_before = {
+            "vs_before_throughput": round(helio["throughput_rps"] / before["throughput_rps"], 3),
+            "vs_before_p99": round(helio["p99_ms"] / before["p99_ms"], 2),
+            "vs_before_cpu": round(
+                before["server_cpu_ms_per_request"] / helio["server_cpu_ms_per_request"], 3
+            ),
+        }
     if not helio or not bare:
-        return {}
+        return versus_before
     idle = runs.get("heliograph-no-workers")
     extra = {}
     if idle:
@@ -256,22 +397,26 @@ def compare(runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
             helio["server_cpu_ms_per_request"] - idle["server_cpu_ms_per_request"], 3
         )
         extra["workers_p99_ms"] = round(helio["p99_ms"] - idle["p99_ms"], 2)
-    return extra | {
-        "throughput": round(helio["throughput_rps"] / bare["throughput_rps"], 3),
-        "p50": round(helio["p50_ms"] / bare["p50_ms"], 2),
-        "p99": round(helio["p99_ms"] / bare["p99_ms"], 2),
-        # bare CPU per request / Heliograph CPU per request: the throughput ratio a machine
-        # with a free core for the server would show; far less noisy than wall-clock rates.
-        "cpu_capacity": round(
-            bare["server_cpu_ms_per_request"] / helio["server_cpu_ms_per_request"], 3
-        ),
-    }
+    return (
+        versus_before
+        | extra
+        | {
+            "throughput": round(helio["throughput_rps"] / bare["throughput_rps"], 3),
+            "p50": round(helio["p50_ms"] / bare["p50_ms"], 2),
+            "p99": round(helio["p99_ms"] / bare["p99_ms"], 2),
+            # bare CPU per request / Heliograph CPU per request: the throughput ratio a machine
+            # with a free core for the server would show; far less noisy than wall-clock rates.
+            "cpu_capacity": round(
+                bare["server_cpu_ms_per_request"] / helio["server_cpu_ms_per_request"], 3
+            ),
+        }
+    )
 
 
 def judge(db: str, runs: dict[str, Any], ratios: dict[str, Any], c: int) -> dict[str, Any]:
     helio = runs.get("heliograph")
     verdict: dict[str, Any] = {"throughput_ratio_min": TARGET_RATIO}
-    if ratios:
+    if "throughput" in ratios:
         verdict["throughput_ratio"] = ratios["throughput"]
         verdict["throughput_ratio_met"] = ratios["throughput"] >= TARGET_RATIO
     if db == "sqlite" and helio:
@@ -296,7 +441,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--targets",
         default="heliograph,bare",
-        help="comma-separated: heliograph, heliograph-no-workers, bare",
+        help="comma-separated: heliograph, heliograph-no-workers, bare, before",
+    )
+    parser.add_argument(
+        "--traffic", default="api,sms,whatsapp", help="comma-separated: api, sms, whatsapp"
+    )
+    parser.add_argument(
+        "--before", type=Path, help="another checkout to run as the target 'before'"
     )
     parser.add_argument("--quick", action="store_true", help="smoke run: N=500, warm-up 100")
     parser.add_argument("--loadgen", choices=("auto", "wrk", "python"), default="auto")
@@ -317,6 +468,8 @@ def parse_args() -> argparse.Namespace:
     args.warmup = args.warmup if args.warmup is not None else max(100, args.n // 10)
     args.senders = args.senders or max(1, args.n // 10)
     args.engine = args.loadgen
+    if "before" in args.targets and args.before is None:
+        parser.error("the target 'before' needs --before DIR")
     if args.engine == "auto":
         args.engine = "wrk" if shutil.which("wrk") else "python"
     return args
@@ -337,12 +490,20 @@ def main() -> None:
     dbs = databases(args)
     targets = [t.strip() for t in args.targets.split(",") if t.strip()]
     h.VAR.mkdir(parents=True, exist_ok=True)
-    secret = secrets.token_hex(32)
-    files = {"warm": h.VAR / "ingest-warm.tsv", "timed": h.VAR / "ingest-timed.tsv"}
-    write_requests(files["warm"], "warm", args.warmup + args.concurrency, args.senders, secret)
-    distinct = write_requests(
-        files["timed"], "bench", args.n + args.concurrency, args.senders, secret
-    )
+    keys = Secrets.new()
+    traffics = [t.strip() for t in args.traffic.split(",") if t.strip()]
+    files: dict[str, dict[str, Path]] = {}
+    distinct = 0
+    for traffic in traffics:
+        files[traffic] = {
+            "warm": h.VAR / f"ingest-{traffic}-warm.tsv",
+            "timed": h.VAR / f"ingest-{traffic}-timed.tsv",
+        }
+        warm_n = args.warmup + args.concurrency
+        write_requests(files[traffic]["warm"], traffic, "warm", warm_n, args.senders, keys)
+        distinct = write_requests(
+            files[traffic]["timed"], traffic, "bench", args.n + args.concurrency, args.senders, keys
+        )
     report: dict[str, Any] = {
         "benchmark": "ingest",
         "quick": args.quick,
@@ -355,6 +516,8 @@ def main() -> None:
             "senders": args.senders,
             "distinct_senders_in_timed_run": distinct,
             "loadgen": args.engine,
+            "traffic": traffics,
+            "before": str(args.before) if args.before else None,
             "workers_and_scheduler": not args.no_workers,
             "server": "uvicorn, one process, uvloop + httptools, no access log",
         },
@@ -371,18 +534,21 @@ def main() -> None:
     )
     try:
         for db in dbs:
-            runs: dict[str, Any] = {}
-            for target in targets:
-                print(f"  {db:8} {target:10} ...", end="", flush=True)
-                runs[target] = run_target(target, db, args, files, secret)
-                print(f" {runs[target]['throughput_rps']:.0f} req/s")
-            report["runs"][db] = runs
-            report["ratios"][db] = compare(runs)
-            report["targets"][db] = judge(db, runs, report["ratios"][db], args.concurrency)
+            for traffic in traffics:
+                runs: dict[str, Any] = {}
+                for target in targets:
+                    print(f"  {db:8} {traffic:8} {target:10} ...", end="", flush=True)
+                    runs[target] = run_target(target, db, args, files[traffic], keys, traffic)
+                    print(f" {runs[target]['throughput_rps']:.0f} req/s")
+                key = db if traffic == "api" else f"{db}/{traffic}"
+                report["runs"][key] = runs
+                report["ratios"][key] = compare(runs)
+                report["targets"][key] = judge(db, runs, report["ratios"][key], args.concurrency)
     finally:
         if not args.keep:
-            for path in files.values():
-                path.unlink(missing_ok=True)
+            for pair in files.values():
+                for path in pair.values():
+                    path.unlink(missing_ok=True)
     report["machine"]["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
     print_report(report)
     out = h.write_results("ingest", report, args.out)
@@ -403,7 +569,12 @@ def print_report(report: dict[str, Any]) -> None:
     h.print_table(headers, rows)
     print()
     for db, ratio in report["ratios"].items():
-        if not ratio:
+        if "vs_before_throughput" in ratio:
+            print(
+                f"{db}: this checkout / before: throughput {ratio['vs_before_throughput']:.2f}x, "
+                f"p99 {ratio['vs_before_p99']:.2f}x, CPU-based {ratio['vs_before_cpu']:.2f}x"
+            )
+        if "throughput" not in ratio:
             continue
         verdict = report["targets"][db]
         line = (

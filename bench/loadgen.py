@@ -1,6 +1,7 @@
 """Load generator for bench/ingest.py, run as its own process: COUNT requests at concurrency C.
 
-Reads pre-signed requests (one per line, ``<signature>\\t<body>``) prepared before the
+Reads pre-signed requests (one per line, ``<headers>\\t<body>``, the headers as
+``Name: value`` pairs joined by ASCII unit separators, \\x1f) prepared before the
 clock starts, fires the first COUNT of them over C keep-alive connections, each connection
 sending its next request as soon as the previous answer arrived (a closed loop), and
 prints one JSON object: throughput, latency percentiles, errors and its own CPU time.
@@ -100,20 +101,24 @@ def run_wrk(url: str, path: Path, count: int, concurrency: int, threads: int) ->
 # ---------------------------------------------------------------- python
 
 
+def request_headers(field: str) -> list[tuple[str, str]]:
+    """The headers of one request line: ``Name: value`` pairs joined by \\x1f."""
+    pairs = []
+    for pair in field.split("\x1f"):
+        name, _, value = pair.partition(": ")
+        pairs.append((name, value))
+    return pairs
+
+
 def _build_requests(url: str, path: Path) -> list[bytes]:
     parts = urlsplit(url)
     head = f"POST {parts.path or '/'} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
-    head += "Content-Type: application/json\r\n"
     out = []
     for line in path.read_text(encoding="utf-8").splitlines():
-        signature, body = line.split("\t", 1)
+        field, body = line.split("\t", 1)
         data = body.encode()
-        out.append(
-            (
-                f"{head}X-Heliograph-Signature: {signature}\r\nContent-Length: {len(data)}\r\n\r\n"
-            ).encode()
-            + data
-        )
+        headers = "".join(f"{name}: {value}\r\n" for name, value in request_headers(field))
+        out.append(f"{head}{headers}Content-Length: {len(data)}\r\n\r\n".encode() + data)
     return out
 
 
@@ -203,7 +208,7 @@ def run_python(url: str, path: Path, count: int, concurrency: int) -> dict[str, 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("url")
-    parser.add_argument("requests", type=Path, help="file of '<signature>\\t<body>' lines")
+    parser.add_argument("requests", type=Path, help="file of '<headers>\\t<body>' lines")
     parser.add_argument("--count", type=int, required=True, help="requests to measure")
     parser.add_argument("-c", "--concurrency", type=int, default=32)
     parser.add_argument("--engine", choices=("wrk", "python"), default="wrk")

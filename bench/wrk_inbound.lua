@@ -3,7 +3,8 @@
 --
 --   wrk -t T -c C -d 600s --timeout 30s -s bench/wrk_inbound.lua URL -- FILE COUNT T
 --
--- FILE has one request per line, "<X-Heliograph-Signature value>\t<JSON body>"; the first
+-- FILE has one request per line, "<headers>\t<body>", the headers as "Name: value" pairs
+-- joined by \x1f (ASCII unit separator); the first
 -- COUNT lines are the measured ones, the lines after them feed the requests still in flight
 -- when a thread stops (so that no body is ever sent twice). Thread t sends lines t, t+T, ...
 -- done() prints one line "WRKJSON {...}" that loadgen.py parses.
@@ -27,11 +28,12 @@ function init(args)
   local i = 0
   for line in io.lines(path) do
     if i % nthreads == tid then
-      local signature, body = line:match("^(.-)\t(.*)$")
-      local headers = {
-        ["Content-Type"] = "application/json",
-        ["X-Heliograph-Signature"] = signature,
-      }
+      local fields, body = line:match("^(.-)\t(.*)$")
+      local headers = {}
+      for pair in fields:gmatch("[^\31]+") do
+        local name, value = pair:match("^(.-): (.*)$")
+        headers[name] = value
+      end
       requests_[#requests_ + 1] = wrk.format("POST", wrk.path, headers, body)
       if i < count then
         target = target + 1

@@ -1,9 +1,16 @@
-"""The contract every channel adapter keeps, and the registry of adapters.
+"""The contract every channel adapter keeps, the request view its routes build, and the
+registry of adapters.
 
 Rasa's habit (rasa/core/channels/channel.py): one small class per provider behind one
-interface, found by name in a registry, so nothing outside ``bots/`` branches on a
-channel's name. Unlike Rasa, every adapter verifies its provider's signature, failing
-closed.
+interface, found by name in a registry, so nothing outside ``channels/`` branches on a
+channel's name. Like Rasa's ``InputChannel.blueprint()``, each channel package brings its
+own webhook routes (``routes.py``, declared in its ``package.py``); unlike Rasa, every
+adapter verifies its provider's signature, failing closed.
+
+A route does the same four steps everywhere: ``hook: Hook`` (the body, read up to
+HELIOGRAPH_MAX_BODY_BYTES, 413 past it), ``await adapter.verify(hook)`` (403), parse
+(400/422), ``await inbox.intake.receive(items)``; then it answers. A failed commit raises
+``CommitFailed``, answered 503 in one place (``web/errors.py``).
 """
 
 from __future__ import annotations
@@ -12,14 +19,14 @@ import hashlib
 import hmac
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends, HTTPException, Request, status
 
 from channels import signatures
 from heliograph.bounds import TooDeep, load_json
 from heliograph.bounds import strip_nul as without_nul
-from heliograph.settings import Section
+from heliograph.settings import Section, get_settings
 from inbox.edits import InboundEdit
 from inbox.ingest import InboundMessage
 from inbox.outbox import (
@@ -67,6 +74,13 @@ class WebhookRequest:
     body: bytes
     query: Mapping[str, str] = field(default_factory=dict)
 
+    @classmethod
+    def of(cls, request: Request, body: bytes = b"") -> WebhookRequest:
+        """The view of a FastAPI request (with ``body`` already read, or none yet)."""
+        return cls(
+            request.method, str(request.url), request.headers, body, dict(request.query_params)
+        )
+
     def json(self, strip_nul: bool = True) -> Any:
         """The body parsed, at most MAX_JSON_DEPTH deep, with NUL taken out of its text.
 
@@ -82,6 +96,35 @@ class WebhookRequest:
             raise BadPayload(str(exc)) from exc
         except (UnicodeDecodeError, ValueError) as exc:
             raise BadPayload(f"the body is not valid JSON: {exc}") from exc
+
+
+async def read_body(request: Request, limit: int, what: str = "the body") -> bytes:
+    """The body, read up to ``limit`` bytes; a larger one is 413, without reading it all
+    (nor any of it when its Content-Length already says so)."""
+    too_large = HTTPException(
+        status.HTTP_413_CONTENT_TOO_LARGE, f"{what} is over the limit of {limit} bytes"
+    )
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise too_large
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def webhook_request(request: Request) -> WebhookRequest:
+    """A webhook route's dependency: the request with its body (HELIOGRAPH_MAX_BODY_BYTES at
+    most), as its adapter verifies and parses it."""
+    return WebhookRequest.of(request, await read_body(request, get_settings().max_body_bytes))
+
+
+#: ``hook: Hook`` in a route's signature: the request view, body read (413 past the limit).
+Hook = Annotated[WebhookRequest, Depends(webhook_request)]
 
 
 class ChannelAdapter:
@@ -161,9 +204,10 @@ class ChannelPackage:
 
 
 _registry: dict[str, ChannelAdapter] = {}
-Hook = Callable[[], Awaitable[None]]
-startup_hooks: list[Hook] = []  # e.g. Telegram setWebhook when HELIOGRAPH_PUBLIC_URL is set
-shutdown_hooks: list[Hook] = []  # e.g. close an SDK's HTTP session
+LifecycleHook = Callable[[], Awaitable[None]]
+#: e.g. Telegram setWebhook when HELIOGRAPH_PUBLIC_URL is set
+startup_hooks: list[LifecycleHook] = []
+shutdown_hooks: list[LifecycleHook] = []  # e.g. close an SDK's HTTP session
 
 
 def register(adapter: ChannelAdapter) -> ChannelAdapter:

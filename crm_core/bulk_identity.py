@@ -1,11 +1,12 @@
 """Find (or create) the customers behind a batch of events in a few statements.
 
 An event names its customer by id, or by email and/or phone (contact points, the same
-unique keys ``crm_core.identity.resolve_customer`` uses). Unknown contacts become new
+unique keys ``crm_core.identity.resolve_senders`` uses). Unknown contacts become new
 customers, one per distinct email (else phone) in the batch. The race with another
-writer creating the same contact is settled by the unique key, as in ``resolve_customer``:
-contact points are inserted with ON CONFLICT DO NOTHING, and a new customer whose email
-(or phone) someone else took in the meantime is dropped in favour of theirs.
+writer creating the same contact is settled by the unique key (``resolve_senders``
+settles it by a retry): contact points are inserted with ON CONFLICT DO NOTHING, and a
+new customer whose email (or phone) someone else took in the meantime is dropped in
+favour of theirs.
 """
 
 from __future__ import annotations
@@ -17,9 +18,9 @@ from typing import Any
 from sqlalchemy import delete, insert, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from crm_core.bulk import among, chunks, insert_ignore
 from crm_core.models import ContactPoint, Customer
 from crm_core.normalize import search_key
+from heliograph.bulk import among, chunks, insert_ignore
 from heliograph.db import utcnow
 
 

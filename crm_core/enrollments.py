@@ -24,8 +24,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from crm_core.bulk import among, chunks, insert_ignore, is_postgres, update_rows
 from crm_core.models import Enrollment
+from heliograph.bulk import among, chunks, insert_ignore, is_postgres, update_rows
 
 _FIELDS = (
     "status",

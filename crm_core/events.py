@@ -21,11 +21,11 @@ from sqlalchemy import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from crm_core import enrollments, interventions, journey, scores
-from crm_core.bulk import among, chunks, insert_ignore, is_postgres
 from crm_core.bulk_identity import Who, resolve_many
 from crm_core.models import EVENT_TYPES, ActivityEvent, Customer, CustomerScore, Program
 from crm_core.normalize import InvalidContact, normalize_email, normalize_phone
 from heliograph.bounds import DbId, TooDeep, UtcDatetime, check_depth, find_problem
+from heliograph.bulk import among, chunks, insert_ignore, is_postgres
 from heliograph.db import utcnow
 
 MAX_BATCH = 1000

@@ -1,10 +1,16 @@
-"""Resolve a sender to one customer, race-safely; merge customers; search them.
+"""Resolve senders to customers, race-safely; merge customers; search them.
+
+One rule finds the customer behind a sender, ``resolve_senders``: set-based Core
+statements for any number of senders (the ingest writer's batch; one sender is a batch of
+one). A sender is its channel identity ``(channel, external_id)``; a new identity joins
+the customer who owns its email or phone (contact points), else founds a new customer.
 
 Two first messages from one sender can arrive at the same moment (a provider retry
-racing the original, or two workers). Both look up the identity, find nothing, and
+racing the original, or two processes). Both look up the identity, find nothing, and
 try to insert it: the unique key ``(channel, external_id)`` lets exactly one win. The
-loser's savepoint rolls back and it looks again, now finding the winner's row: one
-customer, never two (Chatwoot's duplicate-contact bug came from a non-unique key).
+loser's statement raises; its transaction rolls back and is run again (the ingest
+writer's retry), now finding the winner's row: one customer, never two (Chatwoot's
+duplicate-contact bug came from a non-unique key).
 """
 
 from __future__ import annotations
@@ -17,18 +23,16 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, and_, bindparam, case, func, insert, select, union_all, update
-from sqlalchemy.exc import IntegrityError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from crm_core.models import ContactPoint, Customer, Identity
 from crm_core.normalize import InvalidContact, normalize_email, normalize_phone, search_key
-from heliograph.db import insert_ids, is_unique_violation, new_row, pairs_in, utcnow
+from heliograph.bulk import insert_ids, new_row, pairs_in
+from heliograph.db import utcnow
 from heliograph.models import AuditEvent
 
 MergeHook = Callable[[AsyncSession, int, int], Awaitable[dict[str, int]]]
 merge_hooks: list[MergeHook] = []  # other packages move their rows (conversations, ...) here
-
-_RESOLVE_TRIES = 5
 
 
 class CustomerNotFound(LookupError):
@@ -48,13 +52,6 @@ class SenderProfile:
     phone: str | None = None
     language: str | None = None
     timezone: str | None = None
-
-
-@dataclass
-class Resolved:
-    customer: Customer
-    identity: Identity
-    created: bool
 
 
 def _contacts(sender: SenderProfile) -> list[tuple[str, str]]:
@@ -106,80 +103,16 @@ async def _contact_owner(session: AsyncSession, kind: str, value: str) -> int | 
     return result.scalar_one_or_none()
 
 
-async def _customer_by_contact(
-    session: AsyncSession, contacts: list[tuple[str, str]]
-) -> Customer | None:
-    for kind, value in contacts:
-        customer_id = await _contact_owner(session, kind, value)
-        if customer_id is not None:
-            return await _live_customer(session, customer_id)
-    return None
-
-
-def _fill_profile(customer: Customer, sender: SenderProfile) -> None:
-    """Fill blanks from what the channel told us; never overwrite what an agent set."""
-    if sender.name and not customer.display_name:
-        customer.display_name = sender.name[:200]
-        customer.search_name = search_key(sender.name)
-    if sender.language and not customer.language:
-        customer.language = sender.language[:16]
-    if sender.timezone and not customer.timezone:
-        customer.timezone = sender.timezone[:64]
-    customer.last_seen_at = utcnow()
-
-
-async def _add_contacts(
-    session: AsyncSession, customer_id: int, contacts: list[tuple[str, str]]
-) -> None:
-    for kind, value in contacts:
-        if await _contact_owner(session, kind, value) is not None:
-            continue
-        try:
-            async with session.begin_nested():
-                session.add(ContactPoint(customer_id=customer_id, kind=kind, value=value))
-        except IntegrityError as exc:
-            if not is_unique_violation(exc):
-                raise  # someone else took it in the meantime; theirs stands
-
-
-async def resolve_customer(session: AsyncSession, sender: SenderProfile) -> Resolved:
-    """Find or create the customer behind ``sender`` inside the caller's transaction."""
-    contacts = _contacts(sender)
-    for _ in range(_RESOLVE_TRIES):
-        identity = await _find_identity(session, sender.channel, sender.external_id)
-        if identity is not None:
-            customer = await _live_customer(session, identity.customer_id)
-            _fill_profile(customer, sender)
-            identity.last_seen_at = utcnow()
-            # They wrote to us, so the channel reaches them again (e.g. unblocked the bot).
-            identity.unreachable_reason = None
-            await _add_contacts(session, customer.id, contacts)  # type: ignore[arg-type]
-            return Resolved(customer, identity, created=False)
-        try:
-            async with session.begin_nested():
-                customer = await _customer_by_contact(session, contacts)
-                created = customer is None
-                if customer is None:
-                    customer = Customer()
-                    session.add(customer)
-                _fill_profile(customer, sender)
-                await session.flush()
-                identity = Identity(
-                    customer_id=customer.id,  # type: ignore[arg-type]
-                    channel=sender.channel,
-                    external_id=sender.external_id,
-                    display_name=(sender.name[:200] if sender.name else None),
-                    last_seen_at=utcnow(),
-                )
-                session.add(identity)
-                await session.flush()
-        except IntegrityError as exc:
-            if not is_unique_violation(exc):
-                raise
-            continue  # lost the race: the winner's identity is there now
-        await _add_contacts(session, customer.id, contacts)  # type: ignore[arg-type]
-        return Resolved(customer, identity, created=created)
-    raise RuntimeError(f"could not resolve sender {sender.channel}:{sender.external_id}")
+async def owner_of(
+    session: AsyncSession, channel: str, external_id: str, contact: tuple[str, str] | None = None
+) -> int | None:
+    """The customer id behind the identity ``(channel, external_id)``, else the one who has
+    the contact point ``contact`` ((kind, normalised value)), if any (e.g. the email channel
+    telling an agent whose address an unverified mail claims)."""
+    identity = await _find_identity(session, channel, external_id)
+    if identity is not None:
+        return identity.customer_id
+    return await _contact_owner(session, *contact) if contact is not None else None
 
 
 @dataclass(frozen=True)
@@ -252,12 +185,16 @@ def _live_rows(conn: Connection, ids: set[int]) -> dict[int, Any]:
 
 
 def resolve_senders(conn: Connection, senders: Sequence[SenderProfile]) -> list[ResolvedIds]:
-    """``resolve_customer`` for many senders at once, in a fixed handful of set-based Core
-    statements (the ingest batch writer's path), with the same outcome as resolving them
-    one after the other: a repeated sender gets the same customer, a new sender whose email
-    or phone is known (or was given by an earlier new sender in the list) joins that
-    customer. A clash with a concurrent writer raises ``IntegrityError``: the caller rolls
-    back and takes the per-message path, whose retries settle the race."""
+    """The customer behind each sender, in the caller's transaction, in a fixed handful of
+    set-based Core statements whatever the number of senders. The outcome is that of
+    resolving them one after the other: a repeated sender gets the same customer; a known
+    identity's customer (following merges) has its blanks filled from what the channel
+    says (never overwriting what an agent set), its identity marked seen and reachable
+    again (they wrote to us, e.g. unblocked the bot); a new sender whose email or phone is
+    known (or was given by an earlier new sender in the list) joins that customer, else
+    founds one; contact points nobody owns go to the sender's customer. A clash with a
+    concurrent writer raises ``IntegrityError``: the caller rolls back and runs it again
+    (``inbox.ingest_batch``), and the retry finds the winner's rows."""
     first_of: dict[tuple[str, str], SenderProfile] = {}
     for sender in senders:
         first_of.setdefault((sender.channel, sender.external_id), sender)
@@ -575,15 +512,28 @@ async def mark_unreachable(
     return True
 
 
+_IDENTITY_KEY = and_(
+    _IDENTITY.c.channel == bindparam("ch"), _IDENTITY.c.external_id == bindparam("xid")
+)
+_SET_OPT_OUT = update(_IDENTITY).where(_IDENTITY_KEY).values(opted_out=bindparam("opted_out"))
+
+
+def set_opt_outs(conn: Connection, changes: Sequence[tuple[str, str, bool]]) -> None:
+    """STOP / START keywords: consent per channel identity, ``(channel, external_id,
+    opted_out)`` applied in order (the last word on an identity stands); unknown
+    identities are skipped."""
+    if changes:
+        conn.execute(_SET_OPT_OUT, [{"ch": c, "xid": x, "opted_out": o} for c, x, o in changes])
+
+
 async def set_opt_out(
     session: AsyncSession, channel: str, external_id: str, opted_out: bool
 ) -> bool:
-    """STOP / START keywords: consent per channel identity."""
-    identity = await _find_identity(session, channel, external_id)
-    if identity is None:
-        return False
-    identity.opted_out = opted_out
-    return True
+    """``set_opt_outs`` for one identity in an ORM session; False when it is unknown."""
+    result = await session.execute(
+        _SET_OPT_OUT, {"ch": channel, "xid": external_id, "opted_out": opted_out}
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
 class ContactTaken(ValueError):

@@ -13,7 +13,8 @@ Each new intervention
   agent of the customer's latest conversation"); none means whoever is on shift;
 - is published as ``intervention.opened`` with everything a chat surface needs to show
   it to the owner, or to the on-shift agent when the owner is not on shift (the Slack
-  and Telegram surfaces subscribe to it: ``jobs.subscribe("intervention.opened", kind)``);
+  and Telegram surfaces subscribe to it: ``jobs.subscribe(INTERVENTION_OPENED, kind)``,
+  declared in ``crm_core.bus``);
 - where its rule sends automatically, gets a ``intervention.send`` job (inbox/interventions.py)
   due when the customer's quiet hours end, in their own time zone. No rule does until an
   admin turns it to "send" (``set_rule``): by default each is a suggestion for an agent.
@@ -35,7 +36,14 @@ from sqlalchemy import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from crm_core import rule_failures
-from crm_core.bulk import chunks, insert_ignore
+from crm_core.bus import (
+    INTERVENTION_OPENED,
+    INTERVENTION_RESOLVED,
+    SEND_INTERVENTION,
+    InterventionOpened,
+    InterventionRef,
+    InterventionResolved,
+)
 from crm_core.models import (
     INTERVENTION_STATES,
     Customer,
@@ -54,13 +62,10 @@ from crm_core.triggers import (
     load_rules,
 )
 from heliograph import jobs
+from heliograph.bulk import chunks, insert_ignore
 from heliograph.db import utcnow
 
 log = logging.getLogger(__name__)
-
-OPENED_EVENT = "intervention.opened"
-RESOLVED_EVENT = "intervention.resolved"
-SEND_JOB = "intervention.send"
 
 OwnerResolver = Callable[[AsyncSession, list[int]], Awaitable[dict[int, int]]]
 owner_resolvers: list[OwnerResolver] = []  # customer ids -> team member id (who owns them)
@@ -263,36 +268,38 @@ async def _announce(
 ) -> None:
     """One INSERT of ``intervention.opened`` jobs, one of send jobs (a pass makes many)."""
     await jobs.publish_many(
-        session, OPENED_EVENT, [opened_payload(r, people[r["customer_id"]]) for r in created]
+        session,
+        INTERVENTION_OPENED,
+        [opened_payload(r, people[r["customer_id"]]) for r in created],
     )
     await jobs.enqueue_many(
         session,
         [
-            (SEND_JOB, {"intervention_id": r["id"]}, r["send_after"])
+            (SEND_INTERVENTION, InterventionRef(intervention_id=r["id"]), r["send_after"])
             for r in created
             if r["auto_send"]
         ],
     )
 
 
-def opened_payload(row: dict[str, Any], person: Any) -> dict[str, Any]:
+def opened_payload(row: dict[str, Any], person: Any) -> InterventionOpened:
     """What a chat surface shows: who, why, what to say, whose it is, and when it goes."""
-    return {
-        "intervention_id": row["id"],
-        "customer_id": row["customer_id"],
-        "customer_name": person.display_name,
-        "customer_timezone": person.timezone,
-        "customer_language": person.language,
-        "journey_stage": person.journey_stage,
-        "rule": row["rule"],
-        "title": row["details"].get("title"),
-        "reason": row["reason"],
-        "suggested_message": row["suggested_message"],
-        "suggested_program_id": row["suggested_program_id"],
-        "owner_id": row["owner_id"],  # None: the on-shift agent takes it
-        "auto_send": row["auto_send"],
-        "send_after": row["send_after"].isoformat() if row["send_after"] else None,
-    }
+    return InterventionOpened(
+        intervention_id=row["id"],
+        customer_id=row["customer_id"],
+        customer_name=person.display_name,
+        customer_timezone=person.timezone,
+        customer_language=person.language,
+        journey_stage=person.journey_stage,
+        rule=row["rule"],
+        title=row["details"].get("title"),
+        reason=row["reason"],
+        suggested_message=row["suggested_message"],
+        suggested_program_id=row["suggested_program_id"],
+        owner_id=row["owner_id"],  # None: the on-shift agent takes it
+        auto_send=row["auto_send"],
+        send_after=row["send_after"].isoformat() if row["send_after"] else None,
+    )
 
 
 async def get_intervention(session: AsyncSession, intervention_id: int) -> Intervention:
@@ -317,7 +324,9 @@ async def resolve(
         found.send_status, found.send_note = "cancelled", f"dismissed by {actor}"
     await session.flush()
     await jobs.publish(
-        session, RESOLVED_EVENT, {"intervention_id": found.id, "state": state, "by": actor}
+        session,
+        INTERVENTION_RESOLVED,
+        InterventionResolved(intervention_id=found.id, state=state, by=actor),  # type: ignore[arg-type]
     )
     return found
 

@@ -27,8 +27,8 @@ from typing import Any
 from sqlalchemy import insert, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from crm_core.bulk import update_rows
 from crm_core.models import JOURNEY_STAGES, Customer, JourneyChange
+from heliograph.bulk import update_rows
 
 REGULAR_ACTIVE_DAYS = 3  # within the last 14 days
 STAGE_INDEX = {stage: i for i, stage in enumerate(JOURNEY_STAGES)}

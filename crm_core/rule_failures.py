@@ -23,13 +23,13 @@ from datetime import timedelta
 from sqlalchemy import insert, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from crm_core.bus import INTERVENTION_RULE_FAILED, RuleFailed
 from heliograph import jobs
 from heliograph.db import utcnow
 from heliograph.models import Job
 
 log = logging.getLogger(__name__)
 
-ALERT_EVENT = "intervention.rule_failed"
 ALERT_EVERY = timedelta(hours=1)
 ALERT_KEY = "intervention-rule-alert"
 
@@ -60,8 +60,8 @@ async def record(session: AsyncSession, rule: str, title: str, reason: str) -> b
     )
     if recent.first() is not None:
         return False
-    payload = {"rule": rule, "title": title, "reason": reason, "at": now.isoformat()}
-    rows = jobs.published(ALERT_EVENT, [payload])
+    payload = RuleFailed(rule=rule, title=title, reason=reason, at=now.isoformat())
+    rows = jobs.published(INTERVENTION_RULE_FAILED, [payload])
     for row in rows:
         row["dedupe_key"] = f"{ALERT_KEY}:{rule}:{now.isoformat()}:{row['kind']}"
     if rows:

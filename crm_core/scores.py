@@ -36,8 +36,8 @@ from sqlalchemy import case, func, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from crm_core import identity
-from crm_core.bulk import among, chunks, is_postgres, update_rows, upsert
 from crm_core.models import ActivityEvent, Customer, CustomerScore, Enrollment
+from heliograph.bulk import among, chunks, is_postgres, update_rows, upsert
 from heliograph.db import Database, utcnow
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

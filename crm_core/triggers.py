@@ -33,7 +33,6 @@ from typing import Any
 from sqlalchemy import String, and_, cast, exists, func, literal, literal_column, or_, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from crm_core.bulk import among, chunks
 from crm_core.models import (
     PARTIAL_INDEX_TYPES,
     ActivityEvent,
@@ -52,6 +51,7 @@ from crm_core.rule_params import (
     limits,
 )
 from crm_core.scores import day_number
+from heliograph.bulk import among, chunks
 
 
 class RuleError(ValueError):

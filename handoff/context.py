@@ -8,19 +8,15 @@ from datetime import datetime
 from typing import Any
 
 import pytz
-from sqlalchemy import func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from crm_core import reads as crm_reads
 from crm_core.models import Customer
 from heliograph.db import utcnow
 from heliograph.settings import get_settings
-from inbox.models import Conversation, Message, Note
-from routing.models import TeamMember
-
-try:  # crm_core's interventions: read only, and optional to the package.
-    from crm_core.models import Intervention
-except ImportError:  # pragma: no cover - only while crm_core is mid-change
-    Intervention = None  # type: ignore[assignment, misc]
+from inbox import reads as inbox_reads
+from inbox.models import Conversation, Message
+from routing import reads as routing_reads
 
 QUOTE_CHARS = 280
 CHUNK = 500  # conversations per round of queries (keeps IN lists short)
@@ -113,29 +109,12 @@ def extractive_summary(
     )
 
 
-async def _names(session: AsyncSession, ids: set[int]) -> dict[int, str]:
-    if not ids:
-        return {}
-    rows = await session.execute(
-        select(TeamMember.id, TeamMember.name).where(TeamMember.id.in_(list(ids)))  # type: ignore[union-attr]
-    )
-    return dict(rows.all())  # type: ignore[arg-type]
-
-
 async def _open_interventions(
     session: AsyncSession, customer_ids: list[int]
 ) -> dict[int, list[dict[str, Any]]]:
-    found: dict[int, list[dict[str, Any]]] = {}
-    if Intervention is None or not customer_ids:
-        # crm_core's interventions are not importable: the package simply carries none.
-        return found
-    rows = await session.execute(
-        select(Intervention)
-        .where(Intervention.state == "open", Intervention.customer_id.in_(customer_ids))  # type: ignore[attr-defined]
-        .order_by(Intervention.id)  # type: ignore[arg-type]
-    )
-    for i in rows.scalars().all():
-        found.setdefault(i.customer_id, []).append(
+    found = await crm_reads.open_interventions(session, customer_ids)
+    return {
+        customer_id: [
             {
                 "id": i.id,
                 "rule": i.rule,
@@ -143,33 +122,10 @@ async def _open_interventions(
                 "suggested_message": i.suggested_message,
                 "created_at": _aware(i.created_at).isoformat(),
             }
-        )
-    return found
-
-
-async def _last_messages(
-    session: AsyncSession, conversation_ids: list[int], limit: int
-) -> dict[int, list[Message]]:
-    ranked = (
-        select(
-            Message.id,
-            func.row_number()
-            .over(partition_by=Message.conversation_id, order_by=Message.id.desc())  # type: ignore[union-attr]
-            .label("n"),
-        )
-        .where(Message.conversation_id.in_(conversation_ids))  # type: ignore[attr-defined]
-        .subquery()
-    )
-    rows = await session.execute(
-        select(Message)
-        .join(ranked, ranked.c.id == Message.id)
-        .where(ranked.c.n <= limit)
-        .order_by(Message.id)  # type: ignore[arg-type]
-    )
-    found: dict[int, list[Message]] = {}
-    for m in rows.scalars().all():
-        found.setdefault(m.conversation_id, []).append(m)
-    return found
+            for i in interventions
+        ]
+        for customer_id, interventions in found.items()
+    }
 
 
 async def build_context_packages(
@@ -195,22 +151,10 @@ async def _packages(
 ) -> dict[int, dict[str, Any]]:
     ids = [c.id for c in conversations]
     customer_ids = list({c.customer_id for c in conversations})
-    customers = {
-        c.id: c
-        for c in (
-            await session.execute(select(Customer).where(Customer.id.in_(customer_ids)))  # type: ignore[union-attr]
-        )
-        .scalars()
-        .all()
-    }
-    messages = await _last_messages(session, ids, limit)  # type: ignore[arg-type]
-    notes: dict[int, list[Note]] = {}
-    rows = await session.execute(
-        select(Note).where(Note.conversation_id.in_(ids)).order_by(Note.id)  # type: ignore[attr-defined, arg-type]
-    )
-    for n in rows.scalars().all():
-        notes.setdefault(n.conversation_id, []).append(n)
-    names = await _names(
+    customers = await crm_reads.customers_by_id(session, customer_ids)
+    messages = await inbox_reads.last_messages(session, ids, limit)  # type: ignore[arg-type]
+    notes = await inbox_reads.notes_of(session, ids)  # type: ignore[arg-type]
+    names = await routing_reads.member_names(
         session,
         {m.author_id for ms in messages.values() for m in ms if m.author_id}
         | {n.author_id for ns in notes.values() for n in ns if n.author_id},

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from handoff.bus import HANDOFF_CREATED, HANDOFF_ESCALATED, HandoffCreated, HandoffEscalated
 from handoff.context import build_context_packages
 from handoff.models import Handoff, ShiftEndMark
 from heliograph import jobs
@@ -21,15 +22,14 @@ from heliograph.settings import get_settings
 from inbox.assignment import lock_conversation, lock_conversations, open_conversations_of
 from inbox.conversations import InvalidRequest, add_note
 from inbox.models import Conversation
-from routing.assignment import AssignmentRefused, Routed, record, refuse_non_answering
+from routing.assignment import AssignmentRefused, Routed, refuse_non_answering
 from routing.batch import assign_batch
+from routing.history import record
 from routing.models import TeamMember
 from routing.policy import answers_customers
 from routing.schedule import is_on_shift, next_start_for, shifts_between
 from routing.team import get_member
 
-CREATED_EVENT = "handoff.created"
-ESCALATED_EVENT = "handoff.escalated"
 LOOKBACK = timedelta(hours=6)  # shift ends a missed pass still catches
 
 
@@ -74,16 +74,16 @@ async def _write_many(
     await session.flush()
     await jobs.publish_many(
         session,
-        CREATED_EVENT,
+        HANDOFF_CREATED,
         [
-            {
-                "handoff_id": r.id,
-                "conversation_id": r.conversation_id,
-                "from_member_id": r.from_member_id,
-                "to_member_id": r.to_member_id,
-                "kind": kind,
-                "reason": r.reason,
-            }
+            HandoffCreated(
+                handoff_id=r.id,  # type: ignore[arg-type]
+                conversation_id=r.conversation_id,
+                from_member_id=r.from_member_id,
+                to_member_id=r.to_member_id,
+                kind=kind,
+                reason=r.reason,
+            )
             for r in rows
         ],
     )
@@ -403,16 +403,16 @@ async def escalate_unacknowledged(session: AsyncSession, now: datetime | None = 
                 continue
         await jobs.publish(
             session,
-            ESCALATED_EVENT,
-            {
-                "handoff_id": row.id,
-                "conversation_id": row.conversation_id,
-                "member_id": row.to_member_id,
-                "waited_s": waited,
-                "reason": "not acknowledged after re-routing"
+            HANDOFF_ESCALATED,
+            HandoffEscalated(
+                handoff_id=row.id,  # type: ignore[arg-type]
+                conversation_id=row.conversation_id,
+                member_id=row.to_member_id,
+                waited_s=waited,
+                reason="not acknowledged after re-routing"
                 if row.kind == "escalation"
                 else "not acknowledged and nobody else eligible",
-            },
+            ),
         )
     await session.flush()
     return count

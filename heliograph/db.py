@@ -24,14 +24,14 @@ import functools
 import sqlite3
 import threading
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, and_, create_engine, event, insert, make_url, or_
+from sqlalchemy import Connection, Engine, create_engine, event, make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -428,59 +428,6 @@ async def close_db() -> None:
     if _db is not None:
         await _db.dispose()
         _db = None
-
-
-@functools.cache
-def _defaults(model: Any) -> tuple[dict[str, Any], dict[str, Callable[[], Any]]]:
-    """A table model's Python-side defaults: fixed values, and factories to call per row."""
-    fixed: dict[str, Any] = {}
-    factories: dict[str, Callable[[], Any]] = {}
-    for column in model.__table__.c:
-        field = model.model_fields.get(column.name)
-        if column.primary_key or field is None:
-            continue
-        if field.default_factory is not None:
-            factories[column.name] = field.default_factory
-        elif not field.is_required():
-            fixed[column.name] = field.default
-    return fixed, factories
-
-
-def new_row(model: Any, **values: Any) -> dict[str, Any]:
-    """The values of a new ``model`` row for a Core (multi-row) INSERT: what the caller
-    gives over the model's Python-side defaults, as ``model(**values)`` would have them,
-    without building an ORM object."""
-    fixed, factories = _defaults(model)
-    row = dict(fixed)
-    for name, factory in factories.items():
-        if name not in values:
-            row[name] = factory()
-    row.update(values)
-    return row
-
-
-def insert_ids(
-    conn: Connection, table: Any, rows: list[dict[str, Any]], key: Sequence[str] = ()
-) -> list[int]:
-    """INSERT ``rows`` into ``table``; the new ids in the order of ``rows``. With ``key``, the
-    columns of a key unique among the rows, it is one multi-row INSERT whose RETURNING rows
-    are matched back by that key (SQLite does not promise them in VALUES order). Without,
-    SQLAlchemy keeps the order itself, on SQLite by inserting row by row."""
-    if not key:
-        stmt = insert(table).returning(table.c.id, sort_by_parameter_order=True)
-        return list(conn.execute(stmt, rows).scalars())
-    stmt = insert(table).returning(table.c.id, *(table.c[name] for name in key))
-    ids = {tuple(row[1:]): row[0] for row in conn.execute(stmt, rows).all()}
-    return [ids[tuple(row[name] for name in key)] for row in rows]
-
-
-def pairs_in(group_col: Any, key_col: Any, pairs: Iterable[tuple[Any, Any]]) -> Any:
-    """``(group_col, key_col) IN pairs`` as one indexed ``IN`` per group (a channel, a
-    kind): portable, and each part an index seek on a ``(group, key)`` unique key."""
-    groups: dict[Any, list[Any]] = {}
-    for group, key in pairs:
-        groups.setdefault(group, []).append(key)
-    return or_(*(and_(group_col == g, key_col.in_(keys)) for g, keys in groups.items()))
 
 
 def is_unique_violation(exc: IntegrityError) -> bool:

@@ -51,10 +51,6 @@ class Payload(BaseModel):
 P = TypeVar("P", bound=Payload)
 
 
-class _Legacy(Payload):  # TRANSITION (#15)
-    model_config = ConfigDict(frozen=True, extra="allow")
-
-
 @dataclass(frozen=True)
 class Event(Generic[P]):
     """Something that happened, published in the transaction that made it so. Each
@@ -87,28 +83,11 @@ _subscribers: dict[str, list[str]] = {}
 _dead_hooks: dict[str, DeadHook] = {}
 
 
-# TRANSITION (#15): bare names and dicts are still taken while the call sites move to the
-# declarations; this block and its uses go once every site is typed.
-def _kind(kind: Any) -> JobKind[Any]:
-    if isinstance(kind, str):
-        return _kinds.get(kind) or JobKind(kind, _Legacy)
-    return kind  # type: ignore[no-any-return]
-
-
-def _event(event: Any) -> Event[Any]:
-    if isinstance(event, str):
-        return _events.get(event) or Event(event, _Legacy)
-    return event  # type: ignore[no-any-return]
-
-
 def _declare(table: dict[str, Any], name: str, declaration: Any) -> None:
     known = table.get(name)
-    if known is not None and known.payload is _Legacy:  # TRANSITION (#15)
-        known = None
     if known is not None and known != declaration:
         raise ValueError(f"{name!r} is declared twice, with different payloads")
-    if known is None or declaration.payload is not _Legacy:
-        table[name] = declaration
+    table[name] = declaration
 
 
 _wakeup: asyncio.Event | None = None
@@ -142,8 +121,6 @@ class PermanentFailure(Exception):
 def handler(kind: JobKind[P]) -> Callable[[Callable[[P], Awaitable[None]]], Handler]:
     """Register the function that runs jobs of ``kind``; it gets the payload model."""
 
-    kind = _kind(kind)
-
     def register(fn: Callable[[P], Awaitable[None]]) -> Handler:
         if kind.name in _handlers and _handlers[kind.name] is not fn:
             raise ValueError(f"job kind {kind.name!r} has two handlers")
@@ -156,8 +133,6 @@ def handler(kind: JobKind[P]) -> Callable[[Callable[[P], Awaitable[None]]], Hand
 def on_dead(kind: JobKind[P]) -> Callable[[Callable[[P, str], Awaitable[None]]], DeadHook]:
     """Register what to record when a job of ``kind`` gives up (e.g. mark a reply failed)."""
 
-    kind = _kind(kind)
-
     def register(fn: Callable[[P, str], Awaitable[None]]) -> DeadHook:
         _dead_hooks[kind.name] = fn
         return fn
@@ -168,12 +143,7 @@ def on_dead(kind: JobKind[P]) -> Callable[[Callable[[P, str], Awaitable[None]]],
 def subscribe(event: Event[Any], kind: JobKind[Any]) -> None:
     """Each ``publish(event)`` enqueues one job of ``kind`` (a listener, Chatwoot-style).
     The kind's payload model must read the event's (the same model or a base of it)."""
-    event, kind = _event(event), _kind(kind)
-    if (
-        kind.payload is not _Legacy
-        and event.payload is not _Legacy
-        and not issubclass(event.payload, kind.payload)
-    ):
+    if not issubclass(event.payload, kind.payload):
         raise TypeError(
             f"{kind.name} takes {kind.payload.__name__}, "
             f"but {event.name} carries {event.payload.__name__}"
@@ -185,7 +155,6 @@ def subscribe(event: Event[Any], kind: JobKind[Any]) -> None:
 
 def unsubscribe(event: Event[Any], kind: JobKind[Any]) -> None:
     """Undo ``subscribe`` (a test that listened in for a while)."""
-    event, kind = _event(event), _kind(kind)
     kinds = _subscribers.get(event.name, [])
     if kind.name in kinds:
         kinds.remove(kind.name)
@@ -223,14 +192,7 @@ async def enqueue(
     max_attempts: int | None = None,
 ) -> Job | None:
     """Add a job to the caller's transaction. With ``dedupe_key``, a second enqueue is a no-op."""
-    kind = _kind(kind)
-    if isinstance(payload, dict):
-        payload = (
-            kind.payload.model_validate(payload)
-            if kind.payload is not _Legacy
-            else _Legacy(**payload)
-        )  # type: ignore[assignment]
-    if kind.payload is not _Legacy and not isinstance(payload, kind.payload):
+    if not isinstance(payload, kind.payload):
         raise TypeError(f"{kind.name} takes {kind.payload.__name__}, not {type(payload).__name__}")
     if dedupe_key is not None:
         existing = await session.exec(select(Job.id).where(Job.dedupe_key == dedupe_key))  # type: ignore[call-overload]
@@ -266,8 +228,8 @@ def job_rows(
     request_id = logs.current_request_id()
     return [
         {
-            "kind": _kind(kind).name,
-            "payload": payload if isinstance(payload, dict) else dump(payload),
+            "kind": kind.name,
+            "payload": dump(payload),
             "status": "pending",
             "attempts": 0,
             "max_attempts": attempts,
@@ -282,10 +244,8 @@ def job_rows(
 
 def published(event: Event[P], payloads: list[P]) -> list[dict[str, Any]]:
     """The job rows ``publish_many(event, payloads)`` inserts: one per subscriber and payload."""
-    event = _event(event)
-    payloads = [_Legacy(**p) if isinstance(p, dict) else p for p in payloads]  # type: ignore[misc]
     for payload in payloads:
-        if event.payload is not _Legacy and not isinstance(payload, event.payload):
+        if not isinstance(payload, event.payload):
             raise TypeError(
                 f"{event.name} carries {event.payload.__name__}, not {type(payload).__name__}"
             )
@@ -306,7 +266,7 @@ async def enqueue_many(
 
 async def publish_many(session: AsyncSession, event: Event[P], payloads: list[P]) -> int:
     """``publish`` for many payloads at once (one INSERT for every subscriber of each)."""
-    rows = published(event, payloads)  # TRANSITION (#15): published() takes names too
+    rows = published(event, payloads)
     if rows:
         await session.execute(insert(JOB_TABLE), rows)
     return len(rows)
@@ -407,12 +367,7 @@ class JobQueue:
         hook, kind = _dead_hooks.get(job.kind), _kinds.get(job.kind)
         if hook is not None and kind is not None:
             try:
-                await hook(
-                    job.payload
-                    if kind.payload is _Legacy
-                    else kind.payload.model_validate(job.payload),
-                    error,
-                )
+                await hook(kind.payload.model_validate(job.payload), error)
             except Exception:
                 log.exception("dead hook for job %s (%s) failed", job.id, job.kind)
 
@@ -435,9 +390,7 @@ class JobQueue:
             await self.kill(job, f"no handler registered for job kind {job.kind!r}")
             return "dead"
         try:
-            payload = (
-                job.payload if kind.payload is _Legacy else kind.payload.model_validate(job.payload)
-            )
+            payload = kind.payload.model_validate(job.payload)
         except ValidationError as exc:
             await self.kill(job, f"the payload does not fit {kind.payload.__name__}: {exc}")
             return "dead"

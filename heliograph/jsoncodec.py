@@ -1,5 +1,5 @@
 """How JSON columns are written and read: orjson, for every engine (SQLite, PostgreSQL,
-the SQLite writer) and for ``crm_core.bulk``'s writes, so all of them store the same text.
+the SQLite writer) and for ``heliograph.bulk``'s writes, so all of them store the same text.
 
 orjson encodes a batch's JSON columns several times faster than the standard library
 (on bench/events.py, 1,000 score rows carry 5,000 small documents a batch). The text is

@@ -7,17 +7,21 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import text
+from sqlalchemy import MetaData, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 _INI = Path(__file__).with_name("alembic.ini")
 
 
-def alembic_config(database_url: str | None = None) -> Config:
+def alembic_config(database_url: str | None = None, metadata: MetaData | None = None) -> Config:
+    """``metadata``: every table of the service (the composition root has it), to compare
+    the models with the database; an upgrade does not need it (migrations/env.py)."""
     config = Config(str(_INI))
     config.set_main_option("script_location", str(_INI.parent / "migrations"))
     if database_url:
         config.attributes["database_url"] = database_url
+    if metadata is not None:
+        config.attributes["target_metadata"] = metadata
     return config
 
 

@@ -12,20 +12,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 PLACEHOLDER_SECRETS = {"", "changeme", "change-me", "demo-secret", "secret"}
 
 
-SECRET_FIELDS = (
-    "api_inbound_secret",
-    "api_outbound_secret",
-    "telegram_bot_token",
-    "telegram_webhook_secret",
-    "slack_bot_token",
-    "slack_signing_secret",
-    "twilio_auth_token",
-    "whatsapp_access_token",
-    "whatsapp_app_secret",
-    "whatsapp_verify_token",
-    "email_webhook_secret",
-    "events_api_token",
-)
+SECRET_FIELDS = ("events_api_token",)
 
 
 class InsecureSettingsError(ValueError):
@@ -40,17 +27,14 @@ class Settings(BaseSettings):
         description="SQLAlchemy async URL: sqlite+aiosqlite:///path or postgresql+asyncpg://...",
     )
     demo_mode: bool = Field(default=False, description="Allow placeholder secrets (make run).")
-    host: str = "127.0.0.1"
-    port: int = 8000
+    host: str = Field(default="127.0.0.1", description="Address `heliograph serve` listens on.")
+    port: int = Field(default=8000, description="Port `heliograph serve` listens on.")
     public_url: str = Field(default="", description="The URL providers call us on.")
 
-    # Generic API channel (Chatwoot-style): signed inbound, signed outbound POSTs.
-    api_inbound_secret: str = Field(default="", description="HMAC key for POST /api/v1/inbound.")
-    api_outbound_url: str = Field(default="", description="Where replies on the API channel go.")
-    api_outbound_secret: str = Field(
-        default="", description="HMAC key for outbound POSTs (defaults to the inbound secret)."
+    # A channel's own settings are in its package (channels/<name>/settings.py).
+    outbound_timeout_s: float = Field(
+        default=10.0, description="Timeout of one call to a provider's API (send, media)."
     )
-    outbound_timeout_s: float = 10.0
 
     # Activity events from other platforms (POST /api/v1/events, crm_core.events).
     events_api_token: str = Field(
@@ -65,88 +49,6 @@ class Settings(BaseSettings):
         description="A message within this many hours of resolution reopens the conversation.",
     )
 
-    # Telegram (aiogram). Enabled when the bot token is set.
-    telegram_bot_token: str = ""
-    telegram_webhook_secret: str = Field(
-        default="", description="X-Telegram-Bot-Api-Secret-Token expected on webhooks."
-    )
-    telegram_api_base: str = Field(
-        default="https://api.telegram.org", description="Bot API server (the sandbox in tests)."
-    )
-    telegram_polling: bool = Field(
-        default=False, description="Fetch updates with getUpdates, no public URL needed."
-    )
-
-    # Slack (slack-bolt). Enabled when the bot token and signing secret are set.
-    slack_bot_token: str = ""
-    slack_signing_secret: str = ""
-    slack_api_base: str = Field(
-        default="https://slack.com/api/", description="Web API base, with its trailing slash."
-    )
-    # Agents in Slack (surfaces/slack_threads.py): one parent message per conversation.
-    slack_inbox_channel: str = Field(
-        default="", description="Channel id where conversation parents are posted ('channel')."
-    )
-    slack_agent_threads: Literal["channel", "dm", "off"] = Field(
-        default="channel",
-        description="Where an assigned conversation's thread goes: the inbox channel, the "
-        "agent's DM with the app, or nowhere.",
-    )
-
-    # Twilio (SMS and WhatsApp). Enabled when the account SID and auth token are set.
-    twilio_account_sid: str = ""
-    twilio_auth_token: str = ""
-    twilio_sms_from: str = Field(default="", description="Our SMS number, E.164.")
-    twilio_whatsapp_from: str = Field(default="", description="Our WhatsApp sender, E.164.")
-    twilio_api_base: str = Field(
-        default="https://api.twilio.com", description="Twilio REST base (the sandbox in tests)."
-    )
-
-    # WhatsApp Cloud API (Meta). Enabled when the access token and phone number id are set.
-    whatsapp_access_token: str = ""
-    whatsapp_phone_number_id: str = ""
-    whatsapp_app_secret: str = Field(default="", description="Signs X-Hub-Signature-256.")
-    whatsapp_verify_token: str = Field(default="", description="The GET verify handshake.")
-    whatsapp_api_base: str = "https://graph.facebook.com"
-    whatsapp_api_version: str = "v21.0"
-
-    # Email. Inbound by SMTP listener and/or POST /webhooks/email; outbound by SMTP.
-    email_address: str = Field(default="", description="Our support address (From:).")
-    email_domain: str = Field(default="", description="For Message-IDs; from email_address.")
-    email_webhook_secret: str = Field(default="", description="Bearer secret of /webhooks/email.")
-    smtp_listen_host: str = "127.0.0.1"
-    smtp_listen_port: int = Field(default=0, description="0 = no SMTP listener.")
-    smtp_host: str = Field(default="", description="Outbound SMTP relay.")
-    smtp_port: int = 25
-    smtp_username: str = ""
-    smtp_password: str = ""
-    smtp_starttls: bool = False
-    max_email_bytes: int = Field(default=10_485_760, description="Larger mail is refused.")
-    # Email sender authentication (#14, channels/email/auth.py): mail that does not pass
-    # never joins an existing customer's profile or thread; it opens an "unverified sender"
-    # conversation under a profile of its own, which an agent can merge.
-    email_auth: Literal["off", "trust-mta", "verify"] = Field(
-        default="trust-mta",
-        description="off: every mail joins by its From address. trust-mta: the "
-        "Authentication-Results header (RFC 8601) of the MTA in front of us decides "
-        "(DMARC pass, or else DKIM/SPF pass aligned with From); mail WITHOUT such a header "
-        "joins as before (the MTA checked nothing, so there is no verdict) unless "
-        "email_auth_required. verify: DKIM is checked here with dkimpy (DNS), for an SMTP "
-        "listener that takes mail straight from the internet; Authentication-Results headers "
-        "in the mail are ignored (the sender could have written them).",
-    )
-    email_authserv_id: str = Field(
-        default="",
-        description="trust-mta: the authserv-id of our MTA (e.g. mx.example.com); only its "
-        "Authentication-Results are read, so one the sender forged is not. Empty: the "
-        "topmost header (the one the last hop, our MTA, added). Set it whenever the SMTP "
-        "listener can be reached from outside.",
-    )
-    email_auth_required: bool = Field(
-        default=False,
-        description="trust-mta: mail with no Authentication-Results (from the MTA above) is "
-        "kept apart too. Turn on when the MTA adds the header to every mail.",
-    )
     # Idempotent POSTs (#14, web/idempotency.py).
     idempotency_ttl_hours: float = Field(
         default=24.0,
@@ -157,21 +59,30 @@ class Settings(BaseSettings):
     )
 
     # The provider sandbox (sandbox) that `make run` starts beside the service.
-    sandbox_url: str = "http://127.0.0.1:8900"
+    sandbox_url: str = Field(
+        default="http://127.0.0.1:8900",
+        description="The provider sandbox (`heliograph demo`, `heliograph sandbox say`).",
+    )
 
     # Durable jobs.
-    worker_concurrency: int = 16
-    worker_batch: int = 32
-    worker_poll_s: float = 0.25
+    worker_concurrency: int = Field(default=16, description="Jobs run at once per process.")
+    worker_batch: int = Field(default=32, description="Jobs claimed per query.")
+    worker_poll_s: float = Field(
+        default=0.25, description="An idle worker looks for due jobs at least this often."
+    )
     worker_share_under_load: float = Field(
         default=0.25,
         description="While webhooks are arriving, the share of time this process's workers "
         "may spend running jobs (they always get it: background work never starves).",
     )
-    job_lease_s: float = 60.0
-    job_max_attempts: int = 8
-    job_backoff_base_s: float = 2.0
-    job_backoff_max_s: float = 600.0
+    job_lease_s: float = Field(
+        default=60.0, description="A claimed job is queued again if its worker is silent this long."
+    )
+    job_max_attempts: int = Field(default=8, description="Tries before a job is dead.")
+    job_backoff_base_s: float = Field(
+        default=2.0, description="First retry delay; it doubles per try, with jitter."
+    )
+    job_backoff_max_s: float = Field(default=600.0, description="Longest retry delay.")
     run_workers: bool = Field(default=True, description="`serve` also runs workers.")
     run_scheduler: bool = Field(default=True, description="`serve` also runs the scheduler.")
 
@@ -250,7 +161,7 @@ class Settings(BaseSettings):
     whisper_compute_type: str = Field(default="int8", description="faster-whisper on CPU.")
     whisper_threads: int = Field(default=0, description="CPU threads per model (0: auto).")
     whisper_workers: int = Field(default=1, description="Notes transcribed at once per process.")
-    whisper_beam_size: int = 5
+    whisper_beam_size: int = Field(default=5, description="Beam search width when decoding.")
     whisper_window_s: float = Field(default=30.0, description="Long notes go in windows.")
     whisper_max_audio_s: float = Field(
         default=1800.0, description="Audio past this is not transcribed (the note says so)."
@@ -287,12 +198,14 @@ class Settings(BaseSettings):
         "yandex, mymemory, qcri, papago, baidu, chatgpt.",
     )
     translation_url: str = Field(default="", description="LibreTranslate server base URL.")
-    translation_api_key: str = ""
+    translation_api_key: str = Field(default="", description="The translation provider's key.")
     translation_api_secret: str = Field(default="", description="Papago/Baidu second key.")
     translation_options: dict[str, str | bool] = Field(
         default_factory=dict, description='More provider arguments, e.g. {"region": "westeu"}.'
     )
-    translation_timeout_s: float = 10.0
+    translation_timeout_s: float = Field(
+        default=10.0, description="Timeout of one call to the translation provider."
+    )
     translation_agent_languages: list[str] = Field(
         default_factory=lambda: ["en"],
         description="What the team reads when the assignee has no languages (first: target).",
@@ -344,10 +257,6 @@ class Settings(BaseSettings):
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
-
-    @property
-    def outbound_secret(self) -> str:
-        return self.api_outbound_secret or self.api_inbound_secret
 
     def sqlite_path(self) -> Path | None:
         if not self.is_sqlite:

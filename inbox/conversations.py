@@ -12,6 +12,14 @@ from crm_core import identity
 from heliograph import jobs
 from heliograph.db import utcnow
 from inbox import translation
+from inbox.bus import (
+    CONVERSATION_STATUS_CHANGED,
+    DELIVER_REPLY,
+    MESSAGE_SENT,
+    ConversationStatusChanged,
+    MessageRef,
+    MessageSent,
+)
 from inbox.models import STATUSES, Attachment, Conversation, Message, Note
 
 
@@ -119,12 +127,19 @@ async def reply(
         conversation.status, conversation.snoozed_until = "open", None
     conversation.last_message_at = conversation.updated_at = now
     await jobs.enqueue(
-        session, "outbox.deliver", {"message_id": message.id}, dedupe_key=f"deliver:{message.id}"
+        session,
+        DELIVER_REPLY,
+        MessageRef(message_id=message.id),  # type: ignore[arg-type]
+        dedupe_key=f"deliver:{message.id}",
     )
     await jobs.publish(
         session,
-        "message.sent",
-        {"message_id": message.id, "conversation_id": conversation.id, "author_id": author_id},
+        MESSAGE_SENT,
+        MessageSent(
+            message_id=message.id,  # type: ignore[arg-type]
+            conversation_id=conversation.id,  # type: ignore[arg-type]
+            author_id=author_id,
+        ),
     )
     return message
 
@@ -171,8 +186,12 @@ async def set_status(
     if previous != status:
         await jobs.publish(
             session,
-            "conversation.status_changed",
-            {"conversation_id": conversation.id, "from": previous, "to": status},
+            CONVERSATION_STATUS_CHANGED,
+            ConversationStatusChanged(
+                conversation_id=conversation.id,  # type: ignore[arg-type]
+                from_=previous,
+                to=status,
+            ),
         )
     return conversation
 

@@ -1,15 +1,21 @@
-"""A customer edited a message they had sent: the text is updated, the edit recorded."""
+"""A customer edited a message they had sent: the text is updated, the edit recorded.
+
+Edits reach the inbox through ``inbox.intake.receive`` and are applied in the ingest
+writer's batch transaction (``apply_edits``), with the messages and statuses of that batch.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import select
-from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlalchemy import Connection, bindparam, select, update
 
-from heliograph import jobs
-from heliograph.db import Database, utcnow
+from heliograph.bulk import pairs_in
+from heliograph.db import utcnow
+from inbox.bus import MessageEdited
 from inbox.models import Message
 
 
@@ -23,47 +29,90 @@ class InboundEdit:
     edited_at: datetime | None = None
 
 
-async def apply_edit(
-    db: Database, channel: str, provider_message_id: str, text: str, edited_at: datetime | None
-) -> int | None:
-    """Returns the message id, or None when the original never reached us.
+_MESSAGE = Message.__table__  # type: ignore[attr-defined]
+_EDIT = (
+    update(_MESSAGE)
+    .where(_MESSAGE.c.id == bindparam("mid"))
+    .values(
+        text=bindparam("new_text"),
+        original_text=bindparam("new_original"),
+        translation_status=None,  # detect and translate the new words again
+        edited_at=bindparam("at"),
+        raw=bindparam("new_raw", type_=_MESSAGE.c.raw.type),
+    )
+)
+
+
+def apply_edits(
+    conn: Connection, edits: Sequence[InboundEdit]
+) -> tuple[list[int | None], list[MessageEdited]]:
+    """Apply ``edits`` in order in the caller's transaction. For each, the message id, or
+    None when the original never reached us; and the ``message.edited`` payloads to publish.
 
     The text before the first edit is kept in ``original_text`` unless translation has
     already used that column; every edit is also published as ``message.edited`` so the
     history can be shown. Replaying the same edit changes nothing.
     """
-    async with db.session() as session:
-        message = await _find(session, channel, provider_message_id)
+    if not edits:
+        return [], []
+    keys = list(dict.fromkeys((e.channel, e.provider_message_id) for e in edits))
+    c = _MESSAGE.c
+    rows = conn.execute(
+        select(
+            c.id,
+            c.channel,
+            c.provider_message_id,
+            c.conversation_id,
+            c.text,
+            c.original_text,
+            c.translation_status,
+            c.raw,
+        ).where(pairs_in(c.channel, c.provider_message_id, keys))
+    ).all()
+    found: dict[tuple[str, str], dict[str, Any]] = {
+        (r.channel, r.provider_message_id): dict(r._mapping) for r in rows
+    }
+    changed: dict[int, dict[str, Any]] = {}
+    ids: list[int | None] = []
+    events: list[MessageEdited] = []
+    for edit in edits:
+        message = found.get((edit.channel, edit.provider_message_id))
         if message is None:
-            return None
-        translated = message.translation_status == "done"
-        if (message.original_text if translated else message.text) == text:
-            return message.id
-        previous = message.original_text if translated else message.text
+            ids.append(None)
+            continue
+        ids.append(message["id"])
+        translated = message["translation_status"] == "done"
+        previous = message["original_text"] if translated else message["text"]
+        if previous == edit.text:
+            continue
         if translated:
             # ``text`` is our translation of ``original_text`` (inbox/translation.py): the
             # customer's new words replace the original, and the message is translated again.
-            message.original_text = text
+            message["original_text"] = edit.text
         else:
-            message.text = text
-        message.translation_status = None  # detect and translate the new words again
-        message.edited_at = edited_at or utcnow()
-        raw = dict(message.raw or {})
-        raw.setdefault("edits", []).append({"text": previous, "replaced_at": utcnow().isoformat()})
-        message.raw = raw
-        await jobs.publish(
-            session,
-            "message.edited",
-            {"message_id": message.id, "conversation_id": message.conversation_id},
+            message["text"] = edit.text
+        message["translation_status"] = None
+        now = utcnow()
+        message["edited_at"] = edit.edited_at or now
+        raw = dict(message["raw"] or {})
+        raw["edits"] = [*raw.get("edits", []), {"text": previous, "replaced_at": now.isoformat()}]
+        message["raw"] = raw
+        changed[message["id"]] = message
+        events.append(
+            MessageEdited(message_id=message["id"], conversation_id=message["conversation_id"])
         )
-        await session.commit()
-        return message.id
-
-
-async def _find(session: AsyncSession, channel: str, provider_message_id: str) -> Message | None:
-    result = await session.execute(
-        select(Message).where(
-            Message.channel == channel, Message.provider_message_id == provider_message_id
+    if changed:
+        conn.execute(
+            _EDIT,
+            [
+                {
+                    "mid": m["id"],
+                    "new_text": m["text"],
+                    "new_original": m["original_text"],
+                    "at": m["edited_at"],
+                    "new_raw": m["raw"],
+                }
+                for m in changed.values()
+            ],
         )
-    )
-    return result.scalar_one_or_none()
+    return ids, events

@@ -1,40 +1,55 @@
 """One intake for every channel: what a provider sent, stored before the provider hears 200.
 
 A channel's routes verify and parse a request into items: new messages (with any consent
-change they carry, e.g. SMS STOP), edits of earlier messages, and status updates of our
-replies. ``receive`` stores them all and returns only once they are committed; a failed
-commit raises ``CommitFailed``, which the web layer answers with 503 and ``Retry-After``
-(never 200: nothing of it is known to be on disk, and a provider retry of what was stored
-after all is a replay, a no-op).
+change they carry, e.g. SMS STOP, or a note that the sender could not be verified), edits
+of earlier messages, and status updates of our replies. ``receive`` hands them all to the
+ingest writer's group commit (``inbox.ingest_batch``) and returns only once they are
+committed.
+
+Guarantees (item by item, whatever the channel):
+- **Stored before answered.** ``receive`` returns only after the commit that holds every
+  item; a failed commit raises ``CommitFailed``, which the web layer answers with 503 and
+  ``Retry-After`` (never 200: nothing of it is known to be on disk, and a provider retry
+  of what was stored after all is a replay).
+- **One transaction with the message.** A message's consent change
+  (``InboundMessage.consent``) and its unverified-sender mark and note
+  (``InboundMessage.unverified_note``) are committed with the message, so a stored STOP
+  is always an honoured STOP; edits and status updates share that batch transaction.
+- **Replays change nothing.** A message stored before (or earlier in the same call) is
+  reported as a duplicate with the stored row; its consent keyword and note are not
+  applied again (an old STOP replayed after a newer START must not opt the customer out
+  again); an edit to the text a message already has changes nothing.
+- **Order.** Within a batch, messages are stored first, then edits (an edit of a message
+  earlier in the same call finds it), then status updates, each kind in the order given.
+- **One bad item fails alone.** When a batch fails before its commit, each item is
+  stored again as a batch of its own (retried on a unique clash with a concurrent
+  writer): the others are stored, and ``receive`` raises the first item's error only
+  after all of them have settled.
+- **Cancellation does not withdraw.** A caller that is cancelled or times out while
+  waiting leaves its items in the batch; they are committed all the same.
+- **Group commit.** Concurrent calls (all channels, SMS and WhatsApp included) share one
+  transaction: a burst of N items costs about one commit, a lone item is written at once.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from crm_core.identity import set_opt_out
-from heliograph import jobs
 from heliograph.db import CommitFailed, get_db
-from inbox.edits import InboundEdit, apply_edit
-from inbox.ingest import AcceptResult, InboundMessage, accept_in
-from inbox.outbox import record_status
+from inbox.edits import InboundEdit
+from inbox.ingest import AcceptResult, InboundMessage, Item, StatusUpdate
+from inbox.ingest_batch import writer_for
 
-__all__ = ["CommitFailed", "IntakeOutcome", "StatusUpdate", "receive"]
-
-
-@dataclass(frozen=True)
-class StatusUpdate:
-    """A provider saying what became of a message we sent."""
-
-    channel: str
-    external_id: str
-    status: str  # sent, delivered, read, failed
-    error: str | None = None
-    recipient_opted_out: str | None = None  # the recipient's external id, when the cause is STOP
-
-
-Item = InboundMessage | InboundEdit | StatusUpdate
+__all__ = [
+    "CommitFailed",
+    "InboundEdit",
+    "InboundMessage",
+    "IntakeOutcome",
+    "StatusUpdate",
+    "receive",
+]
 
 
 @dataclass
@@ -55,45 +70,28 @@ class IntakeOutcome:
 
 
 async def receive(items: Sequence[Item], *, ignored: int = 0) -> IntakeOutcome:
-    """Store every item; return once all of it is committed.
-
-    A message's consent change (``InboundMessage.consent``) is committed with the message,
-    so a stored STOP is always an honoured STOP; a replayed message changes nothing (an old
-    STOP replayed after a newer START must not opt the customer out again).
-    """
-    # TRANSITION (#15): one transaction per message; the group commit takes this over.
+    """Store every item through the group commit; return once all of it is committed
+    (see the module's guarantees). Raises ``CommitFailed`` when the commit failed, or the
+    first failed item's error."""
     outcome = IntakeOutcome(ignored=ignored)
-    db = get_db()
-    for item in items:
-        if isinstance(item, InboundEdit):
-            edited = await apply_edit(
-                db, item.channel, item.provider_message_id, item.text, item.edited_at
-            )
-            if edited is None:
+    if not items:
+        return outcome
+    futures = writer_for(get_db()).submit(items)
+    # Shielded: a cancelled caller leaves its items queued (they are committed regardless).
+    results = await asyncio.shield(asyncio.gather(*futures, return_exceptions=True))
+    for item, result in zip(items, results, strict=True):
+        if isinstance(result, BaseException):
+            raise result
+        if isinstance(item, InboundMessage):
+            assert isinstance(result, AcceptResult)
+            outcome.accepted.append(result)
+        elif isinstance(item, InboundEdit):
+            if result is None:
                 outcome.ignored += 1
             else:
-                outcome.edited.append(edited)
-        elif isinstance(item, InboundMessage):
-            async with db.session() as session:
-                result = await accept_in(session, item)
-                if item.consent is not None and not result.duplicate:
-                    await set_opt_out(session, item.channel, item.sender.external_id, item.consent)
-                await session.commit()
-            outcome.accepted.append(result)
-    updates = [item for item in items if isinstance(item, StatusUpdate)]
-    if updates:
-        async with db.session() as session:
-            for update in updates:
-                error = update.error[:500] if update.error else None  # the column's size
-                if await record_status(
-                    session, update.channel, update.external_id, update.status, error
-                ):
-                    outcome.statuses_applied += 1
-                else:
-                    outcome.unknown_statuses.append(update.external_id)
-                if update.recipient_opted_out:
-                    await set_opt_out(session, update.channel, update.recipient_opted_out, True)
-            await session.commit()
-    if outcome.stored:
-        jobs.wake_workers()
+                outcome.edited.append(result)  # type: ignore[arg-type]
+        elif result:
+            outcome.statuses_applied += 1
+        else:
+            outcome.unknown_statuses.append(item.external_id)
     return outcome

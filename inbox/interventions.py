@@ -19,6 +19,12 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from crm_core import interventions as crm
 from crm_core import timeline as crm_timeline
+from crm_core.bus import (
+    INTERVENTION_RESOLVED,
+    SEND_INTERVENTION,
+    InterventionRef,
+    InterventionResolved,
+)
 from crm_core.identity import contacts_of, identities_of
 from crm_core.models import Customer, Identity, Intervention
 from crm_core.profile import choose_identity, quiet_until
@@ -119,13 +125,15 @@ async def _send(session: AsyncSession, found: Intervention, customer: Customer) 
     found.send_note = f"sent on {to.channel}"
     found.state, found.resolved_at, found.resolved_by, found.updated_at = "done", now, "auto", now
     await jobs.publish(
-        session, crm.RESOLVED_EVENT, {"intervention_id": found.id, "state": "done", "by": "auto"}
+        session,
+        INTERVENTION_RESOLVED,
+        InterventionResolved(intervention_id=found.id, state="done", by="auto"),  # type: ignore[arg-type]
     )
 
 
-@jobs.handler(crm.SEND_JOB)
-async def send_intervention(payload: dict[str, Any]) -> None:
-    intervention_id = int(payload["intervention_id"])
+@jobs.handler(SEND_INTERVENTION)
+async def send_intervention(payload: InterventionRef) -> None:
+    intervention_id = payload.intervention_id
     async with get_db().session() as session:
         found = await session.get(Intervention, intervention_id)
         if found is None or found.state != "open" or found.send_status != "scheduled":

@@ -15,6 +15,7 @@ from pathlib import Path
 from heliograph import jobs
 from heliograph.db import get_db
 from heliograph.settings import get_settings
+from inbox.bus import ATTACHMENT_STORED, FETCH_ATTACHMENT, AttachmentRef, AttachmentStored
 from inbox.models import Attachment, Message
 
 
@@ -47,9 +48,9 @@ def media_dir() -> Path:
     return Path(get_settings().media_dir)
 
 
-@jobs.handler("attachment.fetch")
-async def fetch_attachment(payload: dict[str, object]) -> None:
-    attachment_id = int(payload["attachment_id"])  # type: ignore[call-overload]
+@jobs.handler(FETCH_ATTACHMENT)
+async def fetch_attachment(payload: AttachmentRef) -> None:
+    attachment_id = payload.attachment_id
     async with get_db().read_session() as session:
         attachment = await session.get(Attachment, attachment_id)
         if attachment is None or attachment.storage_path:
@@ -83,11 +84,11 @@ async def fetch_attachment(payload: dict[str, object]) -> None:
         attachment.filename = attachment.filename or fetched.filename
         await jobs.publish(
             session,
-            "attachment.stored",
-            {
-                "attachment_id": attachment_id,
-                "message_id": attachment.message_id,
-                "kind": attachment.kind,
-            },
+            ATTACHMENT_STORED,
+            AttachmentStored(
+                attachment_id=attachment_id,
+                message_id=attachment.message_id,
+                kind=attachment.kind,
+            ),
         )
         await session.commit()

@@ -9,17 +9,19 @@ Within a conversation replies leave in the order they were written.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Connection, bindparam, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from crm_core.models import Identity
 from heliograph import jobs
+from heliograph.bulk import pairs_in
 from heliograph.db import get_db, utcnow
 from inbox import translation
+from inbox.bus import DELIVER_REPLY, MessageRef
 from inbox.models import DELIVERY_DONE, Conversation, Message
 
 
@@ -135,9 +137,9 @@ async def _prepare(message_id: int) -> OutboundMessage | None:
     )
 
 
-@jobs.handler("outbox.deliver")
-async def deliver(payload: dict[str, object]) -> None:
-    message_id = int(payload["message_id"])  # type: ignore[call-overload]
+@jobs.handler(DELIVER_REPLY)
+async def deliver(payload: MessageRef) -> None:
+    message_id = payload.message_id
     outbound = await _prepare(message_id)
     if outbound is None:
         return
@@ -158,28 +160,54 @@ async def deliver(payload: dict[str, object]) -> None:
     )
 
 
-@jobs.on_dead("outbox.deliver")
-async def _gave_up(payload: dict[str, object], error: str) -> None:
+@jobs.on_dead(DELIVER_REPLY)
+async def _gave_up(payload: MessageRef, error: str) -> None:
     """The agent sees why a reply did not go out (on the message, not just in a log)."""
-    await _mark(int(payload["message_id"]), delivery_status="failed", delivery_error=error[:500])  # type: ignore[call-overload]
+    await _mark(payload.message_id, delivery_status="failed", delivery_error=error[:500])
+
+
+_STATUS_ORDER = {"queued": 0, "sending": 1, "sent": 2, "delivered": 3, "read": 4, "failed": 5}
+
+
+def record_statuses(
+    conn: Connection, updates: Sequence[tuple[str, str, str, str | None]]
+) -> list[bool]:
+    """Providers' status callbacks ``(channel, external_id, status, error)``, in order:
+    sent -> delivered -> read, or failed with its code. One SELECT and one UPDATE for all
+    of them; for each, whether it names a message we sent."""
+    table = Message.__table__  # type: ignore[attr-defined]
+    keys = list(dict.fromkeys((u[0], u[1]) for u in updates))
+    rows = conn.execute(
+        select(table.c.id, table.c.channel, table.c.external_id, table.c.delivery_status).where(
+            pairs_in(table.c.channel, table.c.external_id, keys)
+        )
+    ).all()
+    found = {(r.channel, r.external_id): [r.id, r.delivery_status, None, False] for r in rows}
+    known = []
+    for channel, external_id, status, error in updates:
+        row = found.get((channel, external_id))
+        known.append(row is not None)
+        if row is not None and (
+            status == "failed" or _STATUS_ORDER.get(status, -1) > _STATUS_ORDER.get(row[1], -1)
+        ):
+            row[1], row[2], row[3] = status, error[:500] if error else error, True
+    changed = [{"mid": r[0], "st": r[1], "err": r[2]} for r in found.values() if r[3]]
+    if changed:
+        conn.execute(
+            update(table)
+            .where(table.c.id == bindparam("mid"))
+            .values(delivery_status=bindparam("st"), delivery_error=bindparam("err")),
+            changed,
+        )
+    return known
 
 
 async def record_status(
     session: AsyncSession, channel: str, external_id: str, status: str, error: str | None = None
 ) -> bool:
-    """A provider's status callback: sent -> delivered -> read, or failed with its code."""
-    order = {"queued": 0, "sending": 1, "sent": 2, "delivered": 3, "read": 4, "failed": 5}
-    message = (
-        await session.execute(
-            select(Message).where(Message.channel == channel, Message.external_id == external_id)
-        )
-    ).scalar_one_or_none()
-    if message is None:
-        return False
-    if status == "failed" or order.get(status, -1) > order.get(message.delivery_status, -1):
-        message.delivery_status = status
-        message.delivery_error = error[:500] if error else error
-    return True
+    """``record_statuses`` for one callback in an ORM session."""
+    update_ = (channel, external_id, status, error)
+    return (await session.run_sync(lambda s: record_statuses(s.connection(), [update_])))[0]
 
 
 async def outbox_lag_seconds(session: AsyncSession) -> float:

@@ -40,6 +40,15 @@ from crm_core.identity import get_customer
 from heliograph import jobs
 from heliograph.db import get_db, utcnow
 from heliograph.settings import Settings, get_settings
+from inbox.bus import (
+    MESSAGE_EDITED,
+    MESSAGE_RECEIVED,
+    MESSAGE_TRANSLATED,
+    TRANSLATE_MESSAGE,
+    TRANSLATE_REPLY,
+    MessageRef,
+    MessageTranslated,
+)
 from inbox.models import Conversation, Message, Note
 from transcription import cache, language
 from transcription.translate import (
@@ -60,8 +69,8 @@ SWITCH_MIN_LETTERS = 12
 ReaderLanguages = Callable[[AsyncSession, int], Awaitable[list[str]]]
 _reader_languages: ReaderLanguages | None = None
 
-jobs.subscribe("message.received", "message.translate")
-jobs.subscribe("message.edited", "message.translate")
+jobs.subscribe(MESSAGE_RECEIVED, TRANSLATE_MESSAGE)
+jobs.subscribe(MESSAGE_EDITED, TRANSLATE_MESSAGE)
 
 
 class InvalidLanguage(ValueError):
@@ -139,10 +148,10 @@ def _candidates() -> tuple[str, ...]:
 # --- inbound -----------------------------------------------------------------------------
 
 
-@jobs.handler("message.translate")
-async def translate_inbound(payload: dict[str, Any]) -> None:
+@jobs.handler(TRANSLATE_MESSAGE)
+async def translate_inbound(payload: MessageRef) -> None:
     """Detect the language of an inbound message and translate it for the agents."""
-    message_id = int(payload["message_id"])
+    message_id = payload.message_id
     async with get_db().read_session() as session:
         message = await session.get(Message, message_id)
         if message is None or message.direction != "in":
@@ -232,8 +241,11 @@ async def _record(
         if status == "done":
             await jobs.publish(
                 session,
-                "message.translated",
-                {"message_id": message_id, "conversation_id": conversation.id},
+                MESSAGE_TRANSLATED,
+                MessageTranslated(
+                    message_id=message_id,
+                    conversation_id=conversation.id,  # type: ignore[arg-type]
+                ),
             )
         await session.commit()
 
@@ -269,15 +281,15 @@ async def prepare_reply(
     message.translation_status = "pending"
     await jobs.enqueue(
         session,
-        "reply.translate",
-        {"message_id": message.id},
+        TRANSLATE_REPLY,
+        MessageRef(message_id=message.id),  # type: ignore[arg-type]
         dedupe_key=f"reply-translate:{message.id}",
     )
 
 
-@jobs.handler("reply.translate")
-async def translate_reply(payload: dict[str, Any]) -> None:
-    message_id = int(payload["message_id"])
+@jobs.handler(TRANSLATE_REPLY)
+async def translate_reply(payload: MessageRef) -> None:
+    message_id = payload.message_id
     async with get_db().read_session() as session:
         message = await session.get(Message, message_id)
         if message is None or message.translation_status != "pending":
@@ -414,6 +426,6 @@ async def retranslate_recent(session: AsyncSession, conversation_id: int, limit:
         if not words(message).strip():
             continue
         message.translation_status = None
-        await jobs.enqueue(session, "message.translate", {"message_id": message.id})
+        await jobs.enqueue(session, TRANSLATE_MESSAGE, MessageRef(message_id=message.id))  # type: ignore[arg-type]
         count += 1
     return count

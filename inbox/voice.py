@@ -28,6 +28,15 @@ from typing import Any
 from crm_core.identity import get_customer
 from heliograph import jobs
 from heliograph.db import get_db
+from inbox.bus import (
+    ATTACHMENT_STORED,
+    ATTACHMENT_TRANSCRIBED,
+    TRANSCRIBE_ATTACHMENT,
+    TRANSLATE_MESSAGE,
+    AttachmentTranscribed,
+    MessageRef,
+    TranscribeAttachment,
+)
 from inbox.models import Attachment, Conversation, Message
 from inbox.translation import VOICE_MARK
 from transcription.service import Progress, get_transcriber, startup_check
@@ -36,17 +45,16 @@ log = logging.getLogger(__name__)
 
 FINAL = ("ok", "empty", "failed", "unavailable")
 
-jobs.subscribe("attachment.stored", "attachment.transcribe")
+jobs.subscribe(ATTACHMENT_STORED, TRANSCRIBE_ATTACHMENT)
 
 
 def is_voice(attachment: Attachment) -> bool:
     return attachment.kind == "audio" or (attachment.content_type or "").startswith("audio/")
 
 
-@jobs.handler("attachment.transcribe")
-async def transcribe_attachment(payload: dict[str, Any]) -> None:
-    attachment_id = int(payload["attachment_id"])
-    window = int(payload.get("window", 0))
+@jobs.handler(TRANSCRIBE_ATTACHMENT)
+async def transcribe_attachment(payload: TranscribeAttachment) -> None:
+    attachment_id, window = payload.attachment_id, payload.window
     async with get_db().read_session() as session:
         attachment = await session.get(Attachment, attachment_id)
         if attachment is None or not attachment.storage_path or not is_voice(attachment):
@@ -93,8 +101,8 @@ async def _store(attachment_id: int, window: int, progress: Progress) -> None:
             assert progress.next_window is not None
             await jobs.enqueue(
                 session,
-                "attachment.transcribe",
-                {"attachment_id": attachment_id, "window": progress.next_window},
+                TRANSCRIBE_ATTACHMENT,
+                TranscribeAttachment(attachment_id=attachment_id, window=progress.next_window),
                 dedupe_key=f"transcribe:{attachment_id}:{progress.next_window}",
             )
         else:
@@ -102,12 +110,12 @@ async def _store(attachment_id: int, window: int, progress: Progress) -> None:
                 await _voice_line(session, attachment, text, progress.language)
             await jobs.publish(
                 session,
-                "attachment.transcribed",
-                {
-                    "attachment_id": attachment_id,
-                    "message_id": attachment.message_id,
-                    "status": progress.status,
-                },
+                ATTACHMENT_TRANSCRIBED,
+                AttachmentTranscribed(
+                    attachment_id=attachment_id,
+                    message_id=attachment.message_id,
+                    status=progress.status,
+                ),
             )
         await session.commit()
     jobs.wake_workers()
@@ -139,8 +147,8 @@ async def _voice_line(
     message.translation_status = None
     await jobs.enqueue(
         session,
-        "message.translate",
-        {"message_id": message.id},
+        TRANSLATE_MESSAGE,
+        MessageRef(message_id=message.id),
         dedupe_key=f"translate-voice:{message.id}:{attachment.id}",
     )
 

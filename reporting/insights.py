@@ -8,31 +8,36 @@ Medians are computed in one place, ``_medians``: Python over a bounded read of t
 (start, end) pairs, since SQLite has no ``percentile_cont`` and the interval arithmetic
 differs between the two engines. ``MEDIAN_SAMPLE`` bounds the read (the most recent rows
 of the window win); a day or a week of one team's conversations is far below it.
+
+This package queries no table itself: it composes the owners' read functions
+(``inbox.reads``, ``routing.reads``, ``crm_core.reads``, ``handoff.service``...), batch
+reads by lists of ids, so a report costs a fixed handful of queries. Where a row needs a
+column of another owner (a conversation's assignee name), it hands that owner's column
+expression (``routing.reads.member_name``) to the owner of the rows.
 """
 
 from __future__ import annotations
 
 import statistics
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import and_, func, literal, or_, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from crm_core.identity import contacts_of, search_customers
-from crm_core.journey import journey_of
-from crm_core.models import Customer, Intervention
+from crm_core import reads as crm_reads
+from crm_core.identity import search_customers
 from crm_core.profile import zone
 from handoff.service import list_handoffs
 from heliograph.db import utcnow
 from heliograph.settings import get_settings
+from inbox import reads as inbox_reads
 from inbox.assignment import queue_size
-from inbox.models import Conversation, Message
-from routing.models import TeamMember
+from inbox.models import Conversation
+from routing import reads as routing_reads
 from routing.queue import queue_entries
 from routing.roster import on_shift_report
 
@@ -112,15 +117,6 @@ class QueueSummary:
     waiting: list[WaitingConversation]  # most urgent, then longest waiting, first
 
 
-async def _names(session: AsyncSession, customer_ids: Sequence[int]) -> dict[int, str]:
-    if not customer_ids:
-        return {}
-    rows = await session.execute(
-        select(Customer.id, Customer.display_name).where(Customer.id.in_(set(customer_ids)))  # type: ignore[union-attr, call-overload]
-    )
-    return {cid: (name or f"customer {cid}") for cid, name in rows.all()}
-
-
 def _waited_from(c: Conversation) -> datetime:
     return _aware(c.waiting_since or c.created_at)
 
@@ -131,7 +127,7 @@ async def queue_summary(
     now = now or utcnow()
     total, oldest = await queue_size(session)
     entries = await queue_entries(session, limit)
-    names = await _names(session, [e.conversation.customer_id for e in entries])
+    names = await crm_reads.customer_names(session, [e.conversation.customer_id for e in entries])
     waiting = [
         WaitingConversation(
             conversation_id=e.conversation.id,  # type: ignore[arg-type]
@@ -160,31 +156,18 @@ class SlaBreach:
     target: timedelta
 
 
-def _late_filter(now: datetime) -> tuple[Any, dict[str, float]] | None:
-    """Open conversations with no first answer older than their priority's target, and
-    the targets (``HELIOGRAPH_SLA_FIRST_RESPONSE_MINUTES``); None: no target is set."""
-    targets = {p: m for p, m in get_settings().sla_first_response_minutes.items() if m and m > 0}
-    if not targets:
-        return None
-    late = [
-        (Conversation.priority == p) & (Conversation.created_at <= now - timedelta(minutes=m))  # type: ignore[operator]
-        for p, m in targets.items()
-    ]
-    return (
-        and_(
-            Conversation.status.in_(("open", "pending")),  # type: ignore[attr-defined]
-            Conversation.first_response_at.is_(None),  # type: ignore[union-attr]
-            or_(*late),  # type: ignore[arg-type]
-        ),
-        targets,
-    )
+def _targets() -> dict[str, float]:
+    """First-response targets in minutes by priority (``HELIOGRAPH_SLA_FIRST_RESPONSE_MINUTES``),
+    those set only; empty: no target is set."""
+    return {p: m for p, m in get_settings().sla_first_response_minutes.items() if m and m > 0}
 
 
 async def sla_breach_count(session: AsyncSession, now: datetime | None = None) -> int:
-    found = _late_filter(now or utcnow())
-    if found is None:
+    """Open conversations with no first answer older than their priority's target."""
+    targets = _targets()
+    if not targets:
         return 0
-    return int((await session.execute(select(func.count()).where(found[0]))).scalar_one())
+    return await inbox_reads.late_count(session, now or utcnow(), targets)
 
 
 async def sla_breaches(
@@ -192,19 +175,13 @@ async def sla_breaches(
 ) -> list[SlaBreach]:
     """Open conversations past their first-response target; most overdue first."""
     now = now or utcnow()
-    found = _late_filter(now)
-    if found is None:
+    targets = _targets()
+    if not targets:
         return []
-    late, targets = found
-    rows = await session.execute(
-        select(Conversation, TeamMember.name)  # type: ignore[call-overload]
-        .outerjoin(TeamMember, TeamMember.id == Conversation.assignee_id)  # type: ignore[arg-type]
-        .where(late)
-        .order_by(Conversation.created_at)
-        .limit(limit)
+    matched = await inbox_reads.late_conversations(
+        session, now, targets, limit, assignee=routing_reads.member_name
     )
-    matched = rows.all()
-    names = await _names(session, [c.customer_id for c, _ in matched])
+    names = await crm_reads.customer_names(session, [c.customer_id for c, _ in matched])
     breaches = [
         SlaBreach(
             conversation_id=c.id,  # type: ignore[arg-type]
@@ -223,42 +200,23 @@ async def sla_breaches(
 # --- volume and medians --------------------------------------------------------------------
 
 
-async def _medians(
-    session: AsyncSession,
-    key: Any,
-    start: Any,
-    end: Any,
-    *where: Any,
-) -> dict[Any, timedelta]:
-    """The median of ``end - start`` per ``key`` over the conversations matching ``where``
-    (the one place a median is computed; see the module docstring). ``key`` may be a
-    column of the assignee (``TeamMember.region``)."""
-    stmt = (
-        select(key, start, end)
-        .select_from(Conversation)
-        .outerjoin(TeamMember, TeamMember.id == Conversation.assignee_id)  # type: ignore[arg-type]
-        .where(start.is_not(None), end.is_not(None), *where)
-    )
-    rows = await session.execute(stmt.order_by(end.desc()).limit(MEDIAN_SAMPLE))
-    spans: dict[Any, list[float]] = defaultdict(list)
-    for k, s, e in rows.all():
-        spans[k].append(max((_aware(e) - _aware(s)).total_seconds(), 0.0))
-    return {k: timedelta(seconds=statistics.median(v)) for k, v in spans.items()}
+def _medians(spans: Iterable[tuple[Any, datetime, datetime]]) -> dict[Any, timedelta]:
+    """The median of ``end - start`` per key over ``(key, start, end)`` (the one place a
+    median is computed; see the module docstring)."""
+    found: dict[Any, list[float]] = defaultdict(list)
+    for k, s, e in spans:
+        found[k].append(max((_aware(e) - _aware(s)).total_seconds(), 0.0))
+    return {k: timedelta(seconds=statistics.median(v)) for k, v in found.items()}
 
 
 async def first_response_median(
     session: AsyncSession, since: datetime, until: datetime
 ) -> timedelta | None:
     """Across channels: conversations opened in ``[since, until)`` that got an answer."""
-    found = await _medians(
-        session,
-        literal("all"),
-        Conversation.created_at,
-        Conversation.first_response_at,
-        Conversation.created_at >= since,  # type: ignore[operator]
-        Conversation.created_at < until,  # type: ignore[operator]
+    spans = await inbox_reads.spans(
+        session, "first_response_at", "created_at", since, until, MEDIAN_SAMPLE
     )
-    return found.get("all")
+    return _medians(("all", s, e) for _, _, s, e in spans).get("all")
 
 
 @dataclass(frozen=True)
@@ -287,56 +245,62 @@ class VolumeStats:
         return sum(line.opened for line in self.by_channel)
 
 
-async def _counts(
-    session: AsyncSession, key: Any, *where: Any, messages: bool = False
-) -> dict[Any, int]:
-    stmt = select(key, func.count()).select_from(Message if messages else Conversation)
-    if messages:
-        stmt = stmt.join(Conversation, Conversation.id == Message.conversation_id)  # type: ignore[arg-type]
-    stmt = stmt.outerjoin(TeamMember, TeamMember.id == Conversation.assignee_id)  # type: ignore[arg-type]
-    rows = await session.execute(stmt.where(*where).group_by(key))
-    return {k: int(n) for k, n in rows.all()}
+Keyed = Callable[[str, int | None], Any]  # (channel, assignee_id) -> the line's key
 
 
-async def _volume_by(
-    session: AsyncSession, key: Any, since: datetime, until: datetime
+def _by(counts: dict[inbox_reads.Key, int], key: Keyed) -> dict[Any, int]:
+    found: dict[Any, int] = defaultdict(int)
+    for (channel, assignee), n in counts.items():
+        found[key(channel, assignee)] += n
+    return dict(found)
+
+
+def _lines(
+    key: Keyed,
+    inbound: dict[inbox_reads.Key, int],
+    opened: dict[inbox_reads.Key, int],
+    resolved: dict[inbox_reads.Key, int],
+    first: list[inbox_reads.Span],
+    resolution: list[inbox_reads.Span],
 ) -> list[VolumeLine]:
-    c = Conversation
-    opened_in = (c.created_at >= since, c.created_at < until)  # type: ignore[operator]
-    resolved_in = (c.resolved_at >= since, c.resolved_at < until)  # type: ignore[operator]
-    inbound = await _counts(
-        session,
-        key,
-        Message.direction == "in",
-        Message.created_at >= since,  # type: ignore[operator]
-        Message.created_at < until,  # type: ignore[operator]
-        messages=True,
-    )
-    opened = await _counts(session, key, *opened_in)
-    resolved = await _counts(session, key, *resolved_in)
-    first = await _medians(session, key, c.created_at, c.first_response_at, *opened_in)
-    resolution = await _medians(session, key, c.created_at, c.resolved_at, *resolved_in)
-    keys = sorted(set(inbound) | set(opened) | set(resolved), key=lambda k: (k is None, str(k)))
+    inbound_, opened_, resolved_ = _by(inbound, key), _by(opened, key), _by(resolved, key)
+    first_ = _medians((key(ch, a), s, e) for ch, a, s, e in first)
+    resolution_ = _medians((key(ch, a), s, e) for ch, a, s, e in resolution)
+    keys = sorted(set(inbound_) | set(opened_) | set(resolved_), key=lambda k: (k is None, str(k)))
     return [
         VolumeLine(
             key=k if k is not None else NO_REGION,
-            inbound=inbound.get(k, 0),
-            opened=opened.get(k, 0),
-            resolved=resolved.get(k, 0),
-            first_response_median=first.get(k),
-            resolution_median=resolution.get(k),
+            inbound=inbound_.get(k, 0),
+            opened=opened_.get(k, 0),
+            resolved=resolved_.get(k, 0),
+            first_response_median=first_.get(k),
+            resolution_median=resolution_.get(k),
         )
         for k in keys
     ]
 
 
 async def volume_stats(session: AsyncSession, since: datetime, until: datetime) -> VolumeStats:
-    """Per channel and per assignee region, for ``[since, until)``."""
+    """Per channel and per assignee region, for ``[since, until)``: inbox's counts and
+    spans by (channel, assignee), read once and summed both ways."""
+    inbound = await inbox_reads.inbound_counts(session, since, until)
+    opened = await inbox_reads.conversation_counts(session, "created_at", since, until)
+    resolved = await inbox_reads.conversation_counts(session, "resolved_at", since, until)
+    first = await inbox_reads.spans(
+        session, "first_response_at", "created_at", since, until, MEDIAN_SAMPLE
+    )
+    resolution = await inbox_reads.spans(
+        session, "resolved_at", "resolved_at", since, until, MEDIAN_SAMPLE
+    )
+    members = {a for counts in (inbound, opened, resolved) for _, a in counts}
+    members |= {a for _, a, _, _ in (*first, *resolution)}
+    regions = await routing_reads.member_regions(session, {m for m in members if m is not None})
+    parts = (inbound, opened, resolved, first, resolution)
     return VolumeStats(
         since,
         until,
-        await _volume_by(session, Conversation.channel, since, until),
-        await _volume_by(session, TeamMember.region, since, until),
+        _lines(lambda channel, _: channel, *parts),
+        _lines(lambda _, member: regions.get(member) if member is not None else None, *parts),  # type: ignore[arg-type]
     )
 
 
@@ -359,15 +323,13 @@ async def pulse(session: AsyncSession, now: datetime | None = None, tz: str | No
     regions: dict[str, list[MemberOnShift]] = defaultdict(list)
     for member in await on_shift(session, now):
         regions[member.region].append(member)
-    open_count = (
-        await session.execute(select(func.count()).where(Conversation.status != "resolved"))  # type: ignore[arg-type]
-    ).scalar_one()
+    open_count = await inbox_reads.open_count(session)
     waiting, oldest = await queue_size(session)
     since, until = local_day(now, tz)
     return Pulse(
         now=now,
         regions=dict(sorted(regions.items())),
-        open=int(open_count),
+        open=open_count,
         waiting=waiting,
         oldest_wait=None if oldest is None else max(now - _aware(oldest), timedelta(0)),
         first_response_median_today=await first_response_median(session, since, until),
@@ -417,56 +379,48 @@ async def customer_summary(
     session: AsyncSession, query: str, limit: int = 3
 ) -> list[CustomerSummary]:
     """Customers matching an email, phone, channel id or the start of a name."""
-    return [await _summary(session, c) for c in await search_customers(session, query, limit)]
-
-
-async def _summary(session: AsyncSession, customer: Customer) -> CustomerSummary:
-    cid: int = customer.id  # type: ignore[assignment]
-    contacts = await contacts_of(session, cid)
-    rows = await session.execute(
-        select(Conversation, TeamMember.name)  # type: ignore[call-overload]
-        .outerjoin(TeamMember, TeamMember.id == Conversation.assignee_id)  # type: ignore[arg-type]
-        .where(Conversation.customer_id == cid, Conversation.status != "resolved")
-        .order_by(Conversation.last_message_at.desc())  # type: ignore[attr-defined]
+    customers = await search_customers(session, query, limit)
+    ids = [c.id for c in customers]
+    contacts = await crm_reads.contacts_by_customer(session, ids)  # type: ignore[arg-type]
+    conversations = await inbox_reads.open_conversations_of(
+        session,
+        ids,  # type: ignore[arg-type]
+        assignee=routing_reads.member_name,
     )
-    last = (
-        await session.execute(
-            select(func.max(Message.created_at)).where(Message.customer_id == cid)  # type: ignore[arg-type]
+    last = await inbox_reads.last_contacts(session, ids)  # type: ignore[arg-type]
+    reasons = await crm_reads.open_interventions(session, ids, newest_first=True)  # type: ignore[arg-type]
+    journeys = await crm_reads.journeys_by_customer(session, ids)  # type: ignore[arg-type]
+    return [
+        CustomerSummary(
+            customer_id=cid,
+            name=crm_reads.label(cid, customer.display_name),
+            emails=[p.value for p in contacts[cid] if p.kind == "email"],
+            phones=[p.value for p in contacts[cid] if p.kind == "phone"],
+            timezone=customer.timezone,
+            language=customer.language,
+            journey_stage=customer.journey_stage,
+            journey=[
+                JourneyStep(j.from_stage, j.to_stage, _aware(j.at), j.rule) for j in journeys[cid]
+            ],
+            lifetime_value=Decimal(customer.lifetime_value or 0),
+            vip=customer.vip,
+            open_conversations=[
+                ConversationLine(
+                    c.id,  # type: ignore[arg-type]
+                    c.channel,
+                    c.status,
+                    c.priority,
+                    assignee,
+                    _aware(c.last_message_at),
+                )
+                for c, assignee in conversations[cid]
+            ],
+            last_contact=_aware(last[cid]) if cid in last else None,
+            open_interventions=[i.reason for i in reasons[cid]],
         )
-    ).scalar()
-    reasons = await session.execute(
-        select(Intervention.reason)  # type: ignore[call-overload]
-        .where(Intervention.customer_id == cid, Intervention.state == "open")
-        .order_by(Intervention.id.desc())  # type: ignore[union-attr]
-    )
-    return CustomerSummary(
-        customer_id=cid,
-        name=customer.display_name or f"customer {cid}",
-        emails=[p.value for p in contacts if p.kind == "email"],
-        phones=[p.value for p in contacts if p.kind == "phone"],
-        timezone=customer.timezone,
-        language=customer.language,
-        journey_stage=customer.journey_stage,
-        journey=[
-            JourneyStep(j.from_stage, j.to_stage, _aware(j.at), j.rule)
-            for j in await journey_of(session, cid)
-        ],
-        lifetime_value=Decimal(customer.lifetime_value or 0),
-        vip=customer.vip,
-        open_conversations=[
-            ConversationLine(
-                c.id,  # type: ignore[arg-type]
-                c.channel,
-                c.status,
-                c.priority,
-                assignee,
-                _aware(c.last_message_at),
-            )
-            for c, assignee in rows.all()
-        ],
-        last_contact=None if last is None else _aware(last),
-        open_interventions=list(reasons.scalars().all()),
-    )
+        for customer in customers
+        for cid in [customer.id]  # type: ignore[list-item]
+    ]
 
 
 @dataclass(frozen=True)
@@ -483,41 +437,18 @@ class AtRisk:
 
 async def at_risk(session: AsyncSession, limit: int = 10) -> list[AtRisk]:
     """Customers with open interventions, most valuable (lifetime value) first."""
-    top = (
-        select(Intervention.customer_id)  # type: ignore[call-overload]
-        .where(Intervention.state == "open")
-        .group_by(Intervention.customer_id)
-        .subquery()
-    )
-    customers = (
-        (
-            await session.execute(
-                select(Customer)
-                .where(Customer.id.in_(select(top.c.customer_id)))  # type: ignore[union-attr]
-                .order_by(Customer.lifetime_value.desc(), Customer.id)  # type: ignore[attr-defined, arg-type]
-                .limit(limit)
-            )
-        )
-        .scalars()
-        .all()
-    )
+    customers = await crm_reads.most_valuable_at_risk(session, limit)
     if not customers:
         return []
-    rows = await session.execute(
-        select(Intervention)
-        .where(
-            Intervention.state == "open",  # type: ignore[arg-type]
-            Intervention.customer_id.in_([c.id for c in customers]),  # type: ignore[attr-defined]
-        )
-        .order_by(Intervention.id.desc())  # type: ignore[union-attr]
+    by_customer = await crm_reads.open_interventions(
+        session,
+        [c.id for c in customers],  # type: ignore[misc]
+        newest_first=True,
     )
-    by_customer: dict[int, list[Intervention]] = defaultdict(list)
-    for row in rows.scalars():
-        by_customer[row.customer_id].append(row)
     return [
         AtRisk(
             customer_id=c.id,  # type: ignore[arg-type]
-            name=c.display_name or f"customer {c.id}",
+            name=crm_reads.label(c.id, c.display_name),  # type: ignore[arg-type]
             lifetime_value=Decimal(c.lifetime_value or 0),
             vip=c.vip,
             journey_stage=c.journey_stage,
@@ -554,13 +485,9 @@ async def handoffs_today(
     rows = [
         h for h in await list_handoffs(session, limit=limit) if since <= _aware(h.created_at) <= now
     ]
-    ids = {m for h in rows for m in (h.from_member_id, h.to_member_id) if m is not None}
-    names: dict[int, str] = {}
-    if ids:
-        found = await session.execute(
-            select(TeamMember.id, TeamMember.name).where(TeamMember.id.in_(ids))  # type: ignore[union-attr, call-overload]
-        )
-        names = dict(found.all())  # type: ignore[arg-type]
+    names = await routing_reads.member_names(
+        session, {m for h in rows for m in (h.from_member_id, h.to_member_id) if m is not None}
+    )
     return [
         HandoffLine(
             handoff_id=h.id,  # type: ignore[arg-type]

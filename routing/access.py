@@ -2,7 +2,7 @@
 eligible now.
 
 ``routing.team.set_active`` (the CLI's ``deactivate``, the admin API, ``import-team``)
-enqueues ``RELEASE_JOB`` in the transaction that deactivates. As Zendesk and Front do with
+enqueues ``RELEASE_MEMBER`` in the transaction that deactivates. As Zendesk and Front do with
 a deactivated agent's open tickets, each conversation is unassigned (history kind
 ``queued``, with the reason), then the queue is drained: the policy, which passes over
 inactive members, gives them to someone eligible, or they wait for the next shift start.
@@ -13,17 +13,16 @@ keeps their conversations, and a conversation moved meanwhile stays where it is.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from heliograph import jobs
 from heliograph.db import get_db, utcnow
 from inbox.assignment import lock_conversations, open_conversations_of
-from routing.assignment import record
+from routing.bus import RELEASE_MEMBER, ReleaseMember
+from routing.history import OwnerChange, record_many
 from routing.models import TeamMember
 from routing.queue import drain_queue
-from routing.team import RELEASE_JOB
 
 
 async def release_conversations(
@@ -41,16 +40,16 @@ async def release_conversations(
         if c.assignee_id == member_id
     ]
     reason = f"back to the queue: {member.name} was deactivated"
-    for conversation in conversations:
-        await record(session, conversation, None, "queued", reason, now=now)
+    changes = [OwnerChange(conversation, None, reason) for conversation in conversations]
+    await record_many(session, changes, "queued", now=now)
     return len(conversations)
 
 
-@jobs.handler(RELEASE_JOB)
-async def release(payload: dict[str, Any]) -> None:
+@jobs.handler(RELEASE_MEMBER)
+async def release(payload: ReleaseMember) -> None:
     db = get_db()
     async with db.session() as session:
-        released = await release_conversations(session, int(payload["member_id"]))
+        released = await release_conversations(session, payload.member_id)
         await session.commit()
     if released:
         await drain_queue(db)

@@ -1,9 +1,14 @@
-"""Giving a conversation to someone: by the policy, by a person, and the history of it.
+"""Giving one conversation to someone: by the policy (``assign_best``, as a message
+arrives) or by a person (``assign_to``); the members' availability.
 
-Every change of owner writes an ``Assignment`` row (who, when, why, by whom) in the same
-transaction as the conversation's ``assignee_id``, and publishes
-``conversation.assigned``. Handoff builds on ``assign_best`` (policy, with exclusions)
-and ``record`` (any owner change with its reason).
+The decision reads the conversation under its lock with everything it needs in one
+statement (``lock_for_routing``), lets the policy choose from the team snapshot, and
+confirms the choice on the member's own row (``confirm``: on PostgreSQL that row's lock,
+so only assignments to the same member queue behind each other). Many conversations at
+once (the queue drain, a shift change) go through ``routing.batch.assign_batch``, which
+locks the members on duty once for the batch instead. Either way the change of owner is
+written by ``routing.history.record_many``: its history row, the queue wait it ends, the
+member's stamp and ``conversation.assigned``.
 """
 
 from __future__ import annotations
@@ -14,16 +19,16 @@ from functools import cache
 from typing import Any
 
 import pytz
-from sqlalchemy import Select, bindparam, delete, exists, insert, or_, select, update
+from sqlalchemy import bindparam, exists, or_, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from crm_core.identity import get_customer
 from crm_core.models import Customer
-from heliograph import jobs
 from heliograph.db import utcnow
-from inbox.assignment import lock_conversation, open_load, open_load_query, set_assignee
+from inbox.assignment import lock_conversation, open_load, open_load_query
 from inbox.conversations import ConversationNotFound, InvalidRequest
 from inbox.models import Conversation
+from routing.history import previous_agents, record
 from routing.models import Assignment, RoutingWait, TeamMember
 from routing.policy import (
     Choice,
@@ -81,24 +86,20 @@ class Locked:
     waiting: bool  # it has a RoutingWait row (in the queue)
 
 
-def _previous_agent_query(customer_id: object) -> Select[tuple[int | None]]:
-    return (
-        select(Assignment.member_id)
-        .where(Assignment.customer_id == customer_id, Assignment.member_id.is_not(None))  # type: ignore[union-attr]
-        .order_by(Assignment.id.desc())  # type: ignore[union-attr]
-        .limit(1)
-    )
-
-
-async def previous_agent(session: AsyncSession, customer_id: int) -> int | None:
-    """The customer's most recent agent on any conversation (the relationship)."""
-    return (await session.execute(_previous_agent_query(customer_id))).scalar()
-
-
 @cache
 def _lock_statement(for_update: bool) -> Any:
     """Built once (the decision path should not pay for building it each time)."""
-    previous = _previous_agent_query(Conversation.customer_id).scalar_subquery()
+    # The customer's most recent agent (``routing.history.previous_agents``, for one).
+    previous = (
+        select(Assignment.member_id)
+        .where(
+            Assignment.customer_id == Conversation.customer_id,
+            Assignment.member_id.is_not(None),  # type: ignore[union-attr]
+        )
+        .order_by(Assignment.id.desc())  # type: ignore[union-attr]
+        .limit(1)
+        .scalar_subquery()
+    )
     waiting = exists().where(RoutingWait.conversation_id == Conversation.id)
     c = Customer
     stmt = (
@@ -131,68 +132,6 @@ async def customer_of(session: AsyncSession, locked: Locked) -> CustomerView:
     if locked.customer is not None:
         return locked.customer
     return CustomerView.of(await get_customer(session, locked.conversation.customer_id))
-
-
-async def history(session: AsyncSession, conversation_id: int) -> list[Assignment]:
-    rows = await session.execute(
-        select(Assignment)
-        .where(Assignment.conversation_id == conversation_id)
-        .order_by(Assignment.id)  # type: ignore[arg-type]
-    )
-    return list(rows.scalars().all())
-
-
-async def record(
-    session: AsyncSession,
-    conversation: Conversation,
-    member_id: int | None,
-    kind: str,
-    reason: str,
-    *,
-    now: datetime | None = None,
-    by_member_id: int | None = None,
-    stamp_member: bool = True,
-    waiting: bool = True,
-) -> Assignment:
-    """Change the owner (None: back to the queue), write the history row, publish
-    ``conversation.assigned``. The caller holds the conversation's lock and commits.
-    ``stamp_member`` False: the caller has set the member's ``last_assigned_at``.
-    ``waiting`` False: the caller knows it has no queue wait to end (``Locked``)."""
-    now = now or utcnow()
-    previous = set_assignee(conversation, member_id, now)
-    fields = {
-        "conversation_id": conversation.id,
-        "customer_id": conversation.customer_id,
-        "member_id": member_id,
-        "previous_member_id": previous,
-        "kind": kind,
-        "by_member_id": by_member_id,
-        "reason": reason,
-        "at": now,
-    }
-    # Core INSERT ... RETURNING: the decision path's cheapest way to a history row.
-    inserted = await session.execute(insert(Assignment).values(**fields).returning(Assignment.id))
-    row = Assignment(id=inserted.scalar_one(), **fields)
-    if member_id is not None:
-        if waiting:
-            await session.execute(
-                delete(RoutingWait).where(RoutingWait.conversation_id == conversation.id)  # type: ignore[arg-type]
-            )
-        if stamp_member:
-            await _stamp(session, member_id, now)
-    await jobs.publish(
-        session,
-        "conversation.assigned",
-        {
-            "conversation_id": conversation.id,
-            "assignment_id": row.id,
-            "member_id": member_id,
-            "previous_member_id": previous,
-            "kind": kind,
-            "reason": reason,
-        },
-    )
-    return row
 
 
 async def _stamp(session: AsyncSession, member_id: int, now: datetime) -> None:
@@ -305,11 +244,11 @@ async def wanted_for(
             else get_customer(session, conversation.customer_id)
         )
         language = customer.language
-    previous = (
-        known.previous_member_id
-        if known is not None
-        else await previous_agent(session, conversation.customer_id)
-    )
+    if known is not None:
+        previous = known.previous_member_id
+    else:
+        customer_id = conversation.customer_id
+        previous = (await previous_agents(session, [customer_id])).get(customer_id)
     return Wanted.build(
         conversation.channel,
         language,

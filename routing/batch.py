@@ -4,8 +4,10 @@ change (thousands of conversations at a shift boundary).
 Per batch, not per conversation: one forced team-version check, one read (PostgreSQL:
 ``FOR UPDATE``, in id order) of the members on duty, one exact GROUP BY of their loads,
 one read of the customers' previous agents; then the policy runs in memory, each choice
-updating the loads it counts on; then one multi-row INSERT of history, one DELETE of
-queue waits, one UPDATE of ``last_assigned_at``, and the conversations' own UPDATEs.
+updating the loads it counts on; then the changes are written together
+(``routing.history.record_many``: one multi-row INSERT of history, one DELETE of queue
+waits, one UPDATE of ``last_assigned_at``, one INSERT of ``conversation.assigned`` jobs,
+and the conversations' own UPDATEs).
 With the members locked (PostgreSQL) or the write lock held (SQLite), the counts stay
 exact for the whole batch, so capacity holds without a per-conversation confirm.
 """
@@ -13,36 +15,21 @@ exact for the whole batch, so capacity holds without a per-conversation confirm.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from datetime import datetime
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from crm_core.identity import get_customer
-from heliograph import jobs
 from heliograph.db import utcnow
-from inbox.assignment import open_loads, set_assignee
+from inbox.assignment import open_loads
 from inbox.models import Conversation
 from routing.assignment import Routed
-from routing.models import Assignment, RoutingWait, TeamMember
+from routing.history import OwnerChange, previous_agents, record_many
+from routing.models import TeamMember
 from routing.policy import PolicyConfig, Wanted, why_nobody
 from routing.snapshot import TeamSnapshot, recheck, team_snapshot
-
-
-async def previous_agents(session: AsyncSession, customer_ids: Iterable[int]) -> dict[int, int]:
-    """Each customer's most recent agent (the relationship), in one query."""
-    ids = list(set(customer_ids))
-    if not ids:
-        return {}
-    latest = (
-        select(func.max(Assignment.id))
-        .where(Assignment.customer_id.in_(ids), Assignment.member_id.is_not(None))  # type: ignore[attr-defined, union-attr]
-        .group_by(Assignment.customer_id)
-    )
-    rows = await session.execute(
-        select(Assignment.customer_id, Assignment.member_id).where(Assignment.id.in_(latest))  # type: ignore[union-attr]
-    )
-    return {customer_id: member_id for customer_id, member_id in rows.all()}
 
 
 async def _hold_duty(
@@ -108,7 +95,7 @@ async def assign_batch(
     changed = await _hold_duty(session, snapshot, now, config)
     previous = await previous_agents(session, (c.customer_id for c in conversations))
     results: list[Routed] = []
-    rows: list[dict[str, object]] = []
+    changes: list[OwnerChange] = []
     for conversation in conversations:
         wanted = Wanted.build(
             conversation.channel,
@@ -130,68 +117,14 @@ async def assign_batch(
         if member_id == conversation.assignee_id:
             results.append(Routed(conversation.id, member_id, reason, None, member_id))  # type: ignore[arg-type]
             continue
-        before = set_assignee(conversation, member_id, now)
+        before = conversation.assignee_id
         snapshot.moved(member_id, before, conversation.channel)
         choice.member.last_assigned_at = now
-        rows.append(
-            {
-                "conversation_id": conversation.id,
-                "customer_id": conversation.customer_id,
-                "member_id": member_id,
-                "previous_member_id": before,
-                "kind": kind,
-                "reason": reason,
-                "at": now,
-            }
-        )
+        changes.append(OwnerChange(conversation, member_id, reason))
         results.append(Routed(conversation.id, member_id, reason, None, before))  # type: ignore[arg-type]
-    if rows:
-        results = await _write(session, rows, results, kind, now)
-    return results
-
-
-async def _write(
-    session: AsyncSession,
-    rows: list[dict[str, object]],
-    results: list[Routed],
-    kind: str,
-    now: datetime,
-) -> list[Routed]:
-    inserted = await session.execute(
-        insert(Assignment).returning(Assignment.id, sort_by_parameter_order=True), rows
-    )
-    assignment_ids = dict(
-        zip([r["conversation_id"] for r in rows], inserted.scalars(), strict=True)
-    )
-    await session.execute(
-        delete(RoutingWait).where(RoutingWait.conversation_id.in_(list(assignment_ids)))  # type: ignore[attr-defined]
-    )
-    members = list({r["member_id"] for r in rows})
-    await session.execute(
-        update(TeamMember).where(TeamMember.id.in_(members)).values(last_assigned_at=now)  # type: ignore[union-attr]
-    )
-    final = []
-    for result in results:
-        assignment_id = assignment_ids.get(result.conversation_id)
-        if assignment_id is not None:
-            result = Routed(
-                result.conversation_id,
-                result.member_id,
-                result.reason,
-                assignment_id,
-                result.previous_member_id,
-            )
-            await jobs.publish(
-                session,
-                "conversation.assigned",
-                {
-                    "conversation_id": result.conversation_id,
-                    "assignment_id": assignment_id,
-                    "member_id": result.member_id,
-                    "previous_member_id": result.previous_member_id,
-                    "kind": kind,
-                    "reason": result.reason,
-                },
-            )
-        final.append(result)
-    return final
+    written = await record_many(session, changes, kind, now=now)
+    ids = {change.conversation.id: i for change, i in zip(changes, written, strict=True)}
+    return [
+        replace(r, assignment_id=ids[r.conversation_id]) if r.conversation_id in ids else r
+        for r in results
+    ]

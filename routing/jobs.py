@@ -13,8 +13,6 @@ on what is still true (assigned conversations stay put; a notice goes once per w
 
 from __future__ import annotations
 
-from typing import Any
-
 from sqlalchemy import delete
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -22,59 +20,62 @@ from heliograph import jobs
 from heliograph.db import Database, get_db
 from heliograph.scheduler import every
 from inbox import translation
+from inbox.bus import (
+    CONVERSATION_STATUS_CHANGED,
+    MESSAGE_RECEIVED,
+    ConversationStatusChanged,
+    MessageReceived,
+)
 from inbox.conversations import get_conversation
+from routing.bus import DRAIN, ROUTE, STATUS_CHANGED, Drain
 from routing.models import RoutingWait, TeamMember
 from routing.queue import drain_queue, reroute_unanswered, route_conversation
 
-ROUTE = "routing.route"
-STATUS_CHANGED = "routing.status_changed"
-DRAIN = "routing.drain"
-
 
 @jobs.handler(ROUTE)
-async def route(payload: dict[str, Any]) -> None:
+async def route(payload: MessageReceived) -> None:
     db = get_db()
     async with db.session() as session:
         await route_conversation(
             session,
-            payload["conversation_id"],
-            message_id=payload.get("message_id"),
-            reopened=bool(payload.get("reopened")),
+            payload.conversation_id,
+            message_id=payload.message_id,
+            reopened=payload.reopened,
         )
         await session.commit()
     jobs.wake_workers()
 
 
 @jobs.handler(STATUS_CHANGED)
-async def status_changed(payload: dict[str, Any]) -> None:
+async def status_changed(payload: ConversationStatusChanged) -> None:
     db = get_db()
-    if payload.get("to") == "resolved":
+    if payload.to == "resolved":
         async with db.session() as session:
-            conversation = await get_conversation(session, payload["conversation_id"])
+            conversation = await get_conversation(session, payload.conversation_id)
             freed = conversation.assignee_id is not None
             # A resolved conversation no longer waits; a later reopen is a new wait.
             await session.execute(
                 delete(RoutingWait).where(
-                    RoutingWait.conversation_id == payload["conversation_id"]  # type: ignore[arg-type]
+                    RoutingWait.conversation_id == payload.conversation_id  # type: ignore[arg-type]
                 )
             )
             await session.commit()
         if freed:  # its agent has room for one more now
             await drain_queue(db)
-    elif payload.get("from") == "resolved":
+    elif payload.from_ == "resolved":
         async with db.session() as session:
-            await route_conversation(session, payload["conversation_id"], reopened=True)
+            await route_conversation(session, payload.conversation_id, reopened=True)
             await session.commit()
         jobs.wake_workers()
 
 
 @jobs.handler(DRAIN)
-async def drain(_: dict[str, Any]) -> None:
+async def drain(_: Drain) -> None:
     await drain_queue(get_db())
 
 
-jobs.subscribe("message.received", ROUTE)
-jobs.subscribe("conversation.status_changed", STATUS_CHANGED)
+jobs.subscribe(MESSAGE_RECEIVED, ROUTE)
+jobs.subscribe(CONVERSATION_STATUS_CHANGED, STATUS_CHANGED)
 
 
 @every(30)

@@ -32,11 +32,12 @@ from routing.assignment import (
     assign_best,
     customer_of,
     lock_for_routing,
-    record,
     set_availability,
     wanted_for,
 )
 from routing.batch import assign_batch
+from routing.bus import CONVERSATION_REROUTED, DRAIN, ConversationRerouted, Drain
+from routing.history import record
 from routing.models import RoutingWait, TeamMember
 from routing.policy import NobodyFree, PolicyConfig, Wanted, answers_customers, nobody_free
 from routing.schedule import next_start_for
@@ -150,8 +151,8 @@ async def wait_in_queue(
         if wait.promised_at is not None:
             await jobs.enqueue(
                 session,
-                "routing.drain",
-                {"reason": "promised shift start"},
+                DRAIN,
+                Drain(reason="promised shift start"),
                 run_at=wait.promised_at,
                 dedupe_key=f"routing.drain:{wait.promised_at.isoformat()}",
             )
@@ -377,13 +378,13 @@ async def _reroute_one(
         await set_availability(session, first_id, "away", auto=True, now=now)
     await jobs.publish(
         session,
-        "conversation.rerouted",
-        {
-            "conversation_id": conversation_id,
-            "from_member_id": first_id,
-            "to_member_id": routed.member_id,
-            "assignment_id": routed.assignment_id,
-            "reason": routed.reason,
-        },
+        CONVERSATION_REROUTED,
+        ConversationRerouted(
+            conversation_id=conversation_id,
+            from_member_id=first_id,
+            to_member_id=routed.member_id,
+            assignment_id=routed.assignment_id,
+            reason=routed.reason,
+        ),
     )
     return 1

@@ -14,14 +14,12 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from heliograph import jobs
 from heliograph.db import utcnow
 from heliograph.models import AuditEvent
+from routing.bus import RELEASE_MEMBER, ReleaseMember
 from routing.models import AVAILABILITY, ROLES, WEEKDAYS, TeamMember
 from routing.snapshot import recheck
 from routing.tokens import authenticate as authenticate  # callers import it from here
 from routing.tokens import issue_token
 
-# The job (``routing.access``) that puts a deactivated member's open conversations back
-# in the queue.
-RELEASE_JOB = "routing.release_member"
 _HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$|^24:00$")
 
 
@@ -210,8 +208,9 @@ async def set_active(
 ) -> bool:
     """Give a member access back, or take it away: a deactivated member's tokens, Slack
     and Telegram stop working at their next request (each checks ``active``), routing
-    passes them over, and their open conversations go back to the queue (``RELEASE_JOB``).
-    Audited. False when the member was so already (nothing written)."""
+    passes them over, and their open conversations go back to the queue
+    (``routing.bus.RELEASE_MEMBER``). Audited. False when the member was so already
+    (nothing written)."""
     if member.active == active:
         return False
     now = utcnow()
@@ -227,7 +226,7 @@ async def set_active(
         )
     )
     if not active:
-        await jobs.enqueue(session, RELEASE_JOB, {"member_id": member.id})
+        await jobs.enqueue(session, RELEASE_MEMBER, ReleaseMember(member_id=member.id))
     await session.flush()
     recheck()
     return True

@@ -30,7 +30,7 @@ def main() -> None:
     args = parser.parse_args()
     _exit_with_parent()
     uvicorn.run(
-        "sandbox.app:create_app",
+        "channels.registry:sandbox_app",  # the shell with every channel package's fakes
         factory=True,
         host=args.host,
         port=args.port,

@@ -1,32 +1,23 @@
-"""The sandbox server: ``python -m sandbox`` or ``create_app()``."""
+"""The sandbox server's shell: ``create_app(fakes)`` mounts the control routes, the page,
+the LibreTranslate fake and the provider fakes it is given. Which fakes there are is the
+channel registry's to say (``channels.registry.sandbox_app``, what ``python -m sandbox``
+serves); the shell imports no part of the service."""
 
 from __future__ import annotations
 
-import importlib
+from collections.abc import Iterable
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 
-from sandbox import page
+from sandbox import libretranslate, page
 from sandbox.core import control
 
-# One module per provider fake; each exposes ``router``.
-PROVIDERS = (
-    "channels.api.fake",
-    "channels.email.fake",
-    "channels.telegram.fake",
-    "channels.slack.fake",
-    "channels.slack.fake_team",
-    "channels.slack.fake_responses",
-    "channels.twilio.fake",
-    "channels.whatsapp_cloud.fake",
-    "sandbox.libretranslate",
-)
 
-
-def create_app() -> FastAPI:
+def create_app(fakes: Iterable[APIRouter] = ()) -> FastAPI:
     app = FastAPI(title="Heliograph provider sandbox")
     app.include_router(control)
     app.include_router(page.router)
-    for name in PROVIDERS:
-        app.include_router(importlib.import_module(name).router)
+    for router in fakes:
+        app.include_router(router)
+    app.include_router(libretranslate.router)
     return app

@@ -43,7 +43,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = get_settings()
     _setup_logging()  # again: the settings may have changed above
     uvicorn.run(
-        "web.app:create_app",
+        "service.app:create_app",
         factory=True,
         host=args.host or settings.host,
         port=args.port or settings.port,
@@ -88,9 +88,11 @@ def cmd_worker(args: argparse.Namespace) -> int:
 def _run_in_session(fn, tables_only: bool = True):  # type: ignore[no-untyped-def]
     async def main():  # type: ignore[no-untyped-def]
         from heliograph.db import close_db, get_db
-        from service.components import load_components
 
-        load_components(tables_only=tables_only)
+        if tables_only:  # the tables alone: no provider SDK to load for a quick command
+            import service.tables
+        else:
+            import service.components  # noqa: F401
         try:
             async with get_db().session() as session:
                 result = await fn(session)
@@ -215,50 +217,24 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
-DEMO_ENV = {
-    "HELIOGRAPH_DEMO_MODE": "1",
-    "HELIOGRAPH_API_INBOUND_SECRET": "demo-api-secret",
-    "HELIOGRAPH_TELEGRAM_BOT_TOKEN": "123456:DEMO-telegram-token",
-    "HELIOGRAPH_TELEGRAM_WEBHOOK_SECRET": "demo-telegram-secret",
-    "HELIOGRAPH_SLACK_BOT_TOKEN": "xoxb-demo-slack-token",
-    "HELIOGRAPH_SLACK_SIGNING_SECRET": "demo-slack-signing-secret",
-    "HELIOGRAPH_TWILIO_ACCOUNT_SID": "AC00000000000000000000000000000000",
-    "HELIOGRAPH_TWILIO_AUTH_TOKEN": "demo-twilio-auth-token",
-    "HELIOGRAPH_TWILIO_SMS_FROM": "+15005550006",
-    "HELIOGRAPH_TWILIO_WHATSAPP_FROM": "+14155238886",
-    "HELIOGRAPH_WHATSAPP_ACCESS_TOKEN": "demo-whatsapp-token",
-    "HELIOGRAPH_WHATSAPP_PHONE_NUMBER_ID": "106540352242922",
-    "HELIOGRAPH_WHATSAPP_APP_SECRET": "demo-whatsapp-app-secret",
-    "HELIOGRAPH_WHATSAPP_VERIFY_TOKEN": "demo-whatsapp-verify",
-    "HELIOGRAPH_EMAIL_ADDRESS": "support@heliograph.example",
-    "HELIOGRAPH_EMAIL_WEBHOOK_SECRET": "demo-email-webhook-secret",
-}
-
-
 def cmd_demo(args: argparse.Namespace) -> int:
     """The service with every provider pointed at the local sandbox (what `make run` runs)."""
     import subprocess
 
+    from channels import registry
     from heliograph.settings import reset_settings
 
     host, port, sandbox_port = args.host, args.port, args.sandbox_port
     sandbox = f"http://127.0.0.1:{sandbox_port}"
     defaults = {
-        **DEMO_ENV,
+        "HELIOGRAPH_DEMO_MODE": "1",  # the channels' demo secrets are placeholders
         "HELIOGRAPH_PUBLIC_URL": f"http://{host}:{port}",
         "HELIOGRAPH_SANDBOX_URL": sandbox,
         "HELIOGRAPH_LOG_FORMAT": "text",  # a person reads this terminal
-        "HELIOGRAPH_API_OUTBOUND_URL": f"{sandbox}/api-receiver/replies",
-        "HELIOGRAPH_TELEGRAM_API_BASE": f"{sandbox}/telegram",
-        "HELIOGRAPH_SLACK_API_BASE": f"{sandbox}/slack/api/",
         "HELIOGRAPH_TRANSLATION_PROVIDER": "libre",
         "HELIOGRAPH_TRANSLATION_URL": f"{sandbox}/libretranslate",
-        "HELIOGRAPH_TWILIO_API_BASE": f"{sandbox}/twilio",
-        "HELIOGRAPH_WHATSAPP_API_BASE": f"{sandbox}/whatsapp",
-        # The sandbox's SMTP sink receives outbound mail; customers' mail comes in on 2525.
-        "HELIOGRAPH_SMTP_HOST": "127.0.0.1",
-        "HELIOGRAPH_SMTP_PORT": str(sandbox_port + 25),
-        "HELIOGRAPH_SMTP_LISTEN_PORT": "2525",
+        # Every channel package's demo values, its provider pointed at its sandbox fake.
+        **registry.demo_env(sandbox),
     }
     for key, value in defaults.items():
         os.environ.setdefault(key, value)

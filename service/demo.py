@@ -15,13 +15,15 @@ from sqlalchemy import func, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from crm_core import events, interventions, programs
-from crm_core.bulk import chunks
+from crm_core.bus import SEND_INTERVENTION
 from crm_core.identity import SenderProfile
 from crm_core.models import Customer, Identity, Intervention
+from heliograph.bulk import chunks
 from heliograph.db import utcnow
 from heliograph.models import Job
 from inbox import conversations
-from inbox.ingest import InboundMessage, accept_in
+from inbox.bus import DELIVER_REPLY
+from inbox.ingest import AcceptResult, InboundMessage, store_batch
 from inbox.models import Conversation, Message
 from routing.models import RoutingWait, TeamMember
 from routing.team import import_team
@@ -126,7 +128,7 @@ async def seed_demo(session: AsyncSession, customers: int = 300, seed: int = 7) 
             language=language,
             timezone=tz,
         )
-        result = await accept_in(
+        result = await _store(
             session,
             InboundMessage(
                 channel="api",
@@ -156,6 +158,15 @@ async def seed_demo(session: AsyncSession, customers: int = 300, seed: int = 7) 
         f"{replied} answered, {resolved} resolved; {crm}; {settled} outbound messages kept "
         "as history, none queued"
     )
+
+
+async def _store(session: AsyncSession, msg: InboundMessage) -> AcceptResult:
+    """``msg`` as a batch of one in the demo's transaction (the intake's path, less its
+    commit: the whole demo is one transaction)."""
+    await session.flush()  # the Core statements below see what the session changed
+    (result,) = await session.run_sync(lambda s: store_batch(s.connection(), [msg]))
+    assert isinstance(result, AcceptResult)
+    return result
 
 
 async def _demo_customers(session: AsyncSession) -> list[int]:
@@ -192,7 +203,7 @@ async def _as_history(session: AsyncSession) -> int:
     pending = await session.execute(
         select(Job).where(
             Job.status == "pending",
-            Job.kind.in_(("outbox.deliver", interventions.SEND_JOB)),  # type: ignore[attr-defined]
+            Job.kind.in_((DELIVER_REPLY.name, SEND_INTERVENTION.name)),  # type: ignore[attr-defined]
         )
     )
     now, messages = utcnow(), set(queued)

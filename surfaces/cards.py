@@ -19,7 +19,7 @@ from crm_core.interventions import InterventionFilter, list_interventions
 from handoff.context import customer_line
 from heliograph.db import utcnow
 from inbox.conversations import get_conversation
-from routing.models import TeamMember
+from routing import reads as routing_reads
 
 CHANNEL_NAMES = {
     "whatsapp": "WhatsApp",
@@ -94,11 +94,7 @@ async def customer_card(
     conversation = await get_conversation(session, conversation_id)
     customer = await get_customer(session, conversation.customer_id)
     line = customer_line(customer, now or utcnow())
-    assignee = (
-        await session.get(TeamMember, conversation.assignee_id)
-        if conversation.assignee_id
-        else None
-    )
+    assignee = await routing_reads.member(session, conversation.assignee_id)
     opened = await list_interventions(
         session, InterventionFilter(state="open", customer_id=customer.id, limit=5)
     )

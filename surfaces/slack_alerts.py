@@ -16,7 +16,13 @@ from typing import Any
 from sqlalchemy import select
 
 from channels.slack import escape as slack_escape
-from crm_core.rule_failures import ALERT_EVENT
+from crm_core.bus import (
+    INTERVENTION_OPENED,
+    INTERVENTION_RULE_FAILED,
+    InterventionOpened,
+    RuleFailed,
+)
+from handoff.bus import HANDOFF_CREATED, HANDOFF_ESCALATED, HandoffCreated, HandoffEscalated
 from handoff.models import Handoff
 from heliograph import jobs
 from heliograph.db import get_db
@@ -32,17 +38,15 @@ from surfaces.slack_threads import (
     thread_of,
 )
 
-HANDOFF, ESCALATED, INTERVENTION, RULE_FAILED = (
-    "slack_agents.handoff",
-    "slack_agents.escalated",
-    "slack_agents.intervention",
-    "slack_agents.rule_failed",
-)
-LISTENERS = (
-    ("handoff.created", HANDOFF),
-    ("handoff.escalated", ESCALATED),
-    ("intervention.opened", INTERVENTION),
-    (ALERT_EVENT, RULE_FAILED),
+HANDOFF = jobs.JobKind("slack_agents.handoff", HandoffCreated)
+ESCALATED = jobs.JobKind("slack_agents.escalated", HandoffEscalated)
+INTERVENTION = jobs.JobKind("slack_agents.intervention", InterventionOpened)
+RULE_FAILED = jobs.JobKind("slack_agents.rule_failed", RuleFailed)
+LISTENERS: tuple[tuple[jobs.Event[Any], jobs.JobKind[Any]], ...] = (
+    (HANDOFF_CREATED, HANDOFF),
+    (HANDOFF_ESCALATED, ESCALATED),
+    (INTERVENTION_OPENED, INTERVENTION),
+    (INTERVENTION_RULE_FAILED, RULE_FAILED),
 )
 
 
@@ -85,18 +89,18 @@ def handoff_blocks(text: str, handoff_id: int, acknowledged_by: str | None) -> l
 
 
 @jobs.handler(HANDOFF)
-async def on_handoff(payload: dict[str, Any]) -> None:
+async def on_handoff(payload: HandoffCreated) -> None:
     """The receiver reads the context package in their thread and acknowledges there."""
-    if not enabled() or payload.get("to_member_id") is None:
+    if not enabled() or payload.to_member_id is None:
         return
-    conversation_id, receiver = int(payload["conversation_id"]), int(payload["to_member_id"])
+    conversation_id, receiver = payload.conversation_id, payload.to_member_id
     if await target_channel(receiver) is None:
         return  # the receiver does not work from Slack
     async with get_db().read_session() as session:
         thread = await thread_of(session, conversation_id, receiver)
         if thread is None or thread.ts is None:
             raise jobs.RetryLater("the receiver's thread is not posted yet")
-        row = await session.get(Handoff, int(payload["handoff_id"]))
+        row = await session.get(Handoff, payload.handoff_id)
         if row is None:
             return
         names = await member_names(session, {row.from_member_id} if row.from_member_id else set())
@@ -111,47 +115,47 @@ async def on_handoff(payload: dict[str, Any]) -> None:
 
 
 @jobs.handler(ESCALATED)
-async def on_escalated(payload: dict[str, Any]) -> None:
+async def on_escalated(payload: HandoffEscalated) -> None:
     if not enabled():
         return
     async with get_db().read_session() as session:
-        threads = await current_threads(session, int(payload["conversation_id"]))
-    reason = slack_escape(str(payload.get("reason") or "not acknowledged"))
-    minutes = int(float(payload.get("waited_s") or 0) // 60)
+        threads = await current_threads(session, payload.conversation_id)
+    reason = slack_escape(payload.reason or "not acknowledged")
+    minutes = int(payload.waited_s // 60)
     for thread in threads:
         if thread.ts:
             await post_once(
-                f"escalated:{payload['handoff_id']}:{thread.id}",
+                f"escalated:{payload.handoff_id}:{thread.id}",
                 thread.channel,
-                f":rotating_light: Handoff #{payload['handoff_id']} escalated after "
+                f":rotating_light: Handoff #{payload.handoff_id} escalated after "
                 f"{minutes} min: {reason}",
                 thread_ts=thread.ts,
             )
 
 
-def intervention_text(payload: dict[str, Any]) -> str:
-    title = payload.get("title") or str(payload.get("rule", "")).replace("_", " ")
+def intervention_text(payload: InterventionOpened) -> str:
+    title = payload.title or payload.rule.replace("_", " ")
     lines = [
         f":bell: *Intervention: {slack_escape(title)}* for "
-        f"{slack_escape(payload.get('customer_name') or 'the customer')}",
-        slack_escape(str(payload.get("reason") or "")),
-        f"Suggested: “{slack_escape(str(payload.get('suggested_message') or ''))}”",
+        f"{slack_escape(payload.customer_name or 'the customer')}",
+        slack_escape(payload.reason),
+        f"Suggested: “{slack_escape(payload.suggested_message)}”",
     ]
-    if payload.get("auto_send"):
-        lines.append(f"Goes out automatically after {payload.get('send_after') or 'now'}.")
+    if payload.auto_send:
+        lines.append(f"Goes out automatically after {payload.send_after or 'now'}.")
     return "\n".join(line for line in lines if line)
 
 
 @jobs.handler(INTERVENTION)
-async def on_intervention(payload: dict[str, Any]) -> None:
+async def on_intervention(payload: InterventionOpened) -> None:
     """In the thread of each open conversation with the customer, else the owner's DM."""
     if not enabled():
         return
-    text, key = intervention_text(payload), f"intervention:{payload['intervention_id']}"
+    text, key = intervention_text(payload), f"intervention:{payload.intervention_id}"
     async with get_db().read_session() as session:
         open_ids = await session.execute(
             select(Conversation.id).where(  # type: ignore[call-overload]
-                Conversation.customer_id == int(payload["customer_id"]),  # type: ignore[arg-type]
+                Conversation.customer_id == payload.customer_id,  # type: ignore[arg-type]
                 Conversation.status != "resolved",  # type: ignore[arg-type]
             )
         )
@@ -164,25 +168,25 @@ async def on_intervention(payload: dict[str, Any]) -> None:
     for thread in threads:
         await post_once(f"{key}:{thread.id}", thread.channel, text, thread_ts=thread.ts)
         await refresh_card(thread.conversation_id)
-    user = None if threads else await member_slack_id(payload.get("owner_id"))
+    user = None if threads else await member_slack_id(payload.owner_id)
     if user is not None:
         await post_once(f"{key}:dm", await open_dm(user), text)
 
 
-def rule_failed_text(payload: dict[str, Any]) -> str:
-    rule = str(payload.get("rule", ""))
-    title = slack_escape(str(payload.get("title") or rule))
+def rule_failed_text(payload: RuleFailed) -> str:
+    rule = payload.rule
+    title = slack_escape(payload.title or rule)
     return (
         f":warning: *Intervention rule “{title}” (`{slack_escape(rule)}`) failed and was "
         "skipped*; the other rules ran.\n"
-        f"> {slack_escape(str(payload.get('reason') or 'no reason given'))}\n"
+        f"> {slack_escape(payload.reason or 'no reason given')}\n"
         f"Every pass tries it again. Fix its setting with `PATCH /api/v1/intervention-rules/"
         f"{slack_escape(rule)}`; the next alert about it comes an hour from now at the earliest."
     )
 
 
 @jobs.handler(RULE_FAILED)
-async def on_rule_failed(payload: dict[str, Any]) -> None:
+async def on_rule_failed(payload: RuleFailed) -> None:
     """Each active admin who is in the workspace reads it in their DM with the app."""
     if not enabled():
         return
@@ -198,7 +202,7 @@ async def on_rule_failed(payload: dict[str, Any]) -> None:
     for member_id in admin_ids:
         user = await member_slack_id(member_id)
         if user is not None:
-            key = f"rule-failed:{payload.get('rule')}:{payload.get('at')}:{member_id}"
+            key = f"rule-failed:{payload.rule}:{payload.at}:{member_id}"
             await post_once(key, await open_dm(user), text)
 
 

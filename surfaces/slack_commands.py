@@ -1,7 +1,7 @@
 """``/hg``: the team leads' Slack slash command (queue, who, assign, handoff, customer,
 sla, stats, help).
 
-Requests reach here verified (``web/routes/slack.py``: 403 on a bad signature) and bolt
+Requests reach here verified (``channels/slack/routes.py``: 403 on a bad signature) and bolt
 runs with ``process_before_response=True``, so Slack gets its HTTP answer when this
 listener returns. Slack wants it within 3 seconds
 (https://docs.slack.dev/interactivity/implementing-slash-commands/#responding_basic_receipt):
@@ -31,7 +31,6 @@ from typing import Any
 
 import httpx
 from slack_bolt.async_app import AsyncApp
-from sqlalchemy import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from channels.base import shutdown_hooks
@@ -43,6 +42,7 @@ from inbox.assignment import open_conversations_of
 from inbox.conversations import ConversationNotFound, InvalidRequest
 from inbox.outbox import DeliveryRefused, DeliveryRetry
 from reporting import insights
+from routing import reads as routing_reads
 from routing.assignment import assign_to
 from routing.models import TeamMember
 from routing.policy import city_of
@@ -276,7 +276,7 @@ def _channel(name: str) -> str:
 
 
 async def _name(session: AsyncSession, member_id: int | None) -> str:
-    member = await session.get(TeamMember, member_id) if member_id else None
+    member = await routing_reads.member(session, member_id)
     return member.name if member is not None else "the queue"
 
 
@@ -324,10 +324,7 @@ async def find_member(session: AsyncSession, ref: str) -> TeamMember:
 
 
 async def member_by_slack_id(session: AsyncSession, slack_user_id: str) -> TeamMember | None:
-    found = await session.execute(
-        select(TeamMember).where(TeamMember.slack_user_id == slack_user_id)  # type: ignore[arg-type]
-    )
-    return found.scalar_one_or_none()
+    return await routing_reads.member_by_slack_id(session, slack_user_id)
 
 
 # --- running one command ----------------------------------------------------------------------
@@ -347,7 +344,7 @@ async def answer(request: Request, now: datetime | None = None) -> Answer:
     # change has a person waiting for it, so it goes ahead of background writers.
     db = get_db()
     async with db.session(priority=True) if changes else db.read_session() as session:
-        asker = await session.get(TeamMember, found.id) if found is not None else None
+        asker = await routing_reads.member(session, found.id if found is not None else None)
         if asker is None or not asker.active:
             log.warning(
                 "refused %s %s from Slack user %s: not an active team member",

@@ -31,12 +31,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from channels import slack
+from channels.slack.settings import SlackSettings
 from handoff.models import Handoff
 from handoff.service import acknowledge, handoff_manual
 from heliograph import jobs
 from heliograph.db import get_db, utcnow
-from heliograph.settings import get_settings
 from inbox.conversations import InvalidRequest, add_note, reply, set_status
+from routing import reads as routing_reads
 from routing.assignment import assign_to, touch
 from routing.models import TeamMember
 from surfaces.models import SlackAgentEvent, SlackAgentPost, SlackAgentThread
@@ -47,7 +48,26 @@ from surfaces.slack_threads import agent_dm, enabled
 log = logging.getLogger(__name__)
 
 NOTE_PREFIX = "note:"
-SAY, ACKNOWLEDGED = "slack_agents.say", "slack_agents.acknowledged"
+
+
+class Say(jobs.Payload):
+    """A word to one member, shown to them alone (``chat.postEphemeral``)."""
+
+    channel: str
+    thread_ts: str | None
+    user: str
+    text: str
+
+
+class Acknowledged(jobs.Payload):
+    """A handoff notice to show as acknowledged, and by whom."""
+
+    handoff_id: int
+    by: str
+
+
+SAY = jobs.JobKind("slack_agents.say", Say)
+ACKNOWLEDGED = jobs.JobKind("slack_agents.acknowledged", Acknowledged)
 
 
 # --- who is writing -------------------------------------------------------------------
@@ -70,8 +90,7 @@ async def member_for(user: str) -> TeamMember | None:
     """The active team member behind a Slack user, or None (not on the team). The one
     place Slack finds its member: a deactivated one raises ``MemberDeactivated``."""
     async with get_db().read_session() as session:
-        found = await session.execute(select(TeamMember).where(TeamMember.slack_user_id == user))  # type: ignore[arg-type]
-        member = found.scalar_one_or_none()
+        member = await routing_reads.member_by_slack_id(session, user)
     if member is not None:
         if not member.active:
             raise MemberDeactivated(member)
@@ -112,7 +131,7 @@ async def acting_member(
 
 
 async def is_agent_side(channel: str) -> bool:
-    inbox = get_settings().slack_inbox_channel
+    inbox = SlackSettings.get().slack_inbox_channel
     return bool(channel) and (channel == inbox or await agent_dm(channel))
 
 
@@ -191,12 +210,7 @@ async def say_to(user: str, channel: str, thread_ts: str | None, text: str, key:
         await jobs.enqueue(
             session,
             SAY,
-            {
-                "channel": channel,
-                "thread_ts": thread_ts,
-                "user": user,
-                "text": text,
-            },
+            Say(channel=channel, thread_ts=thread_ts, user=user, text=text),
             dedupe_key=f"slack-tell:{key}",
         )
         await session.commit()
@@ -204,10 +218,8 @@ async def say_to(user: str, channel: str, thread_ts: str | None, text: str, key:
 
 
 @jobs.handler(SAY)
-async def say(payload: dict[str, Any]) -> None:
-    args = {k: payload[k] for k in ("channel", "user", "text") if payload.get(k)}
-    if payload.get("thread_ts"):
-        args["thread_ts"] = payload["thread_ts"]
+async def say(payload: Say) -> None:
+    args = {k: v for k, v in payload.model_dump().items() if v}  # no thread_ts: the channel
     # An ephemeral message has no ts to look up; a lost answer may show it twice.
     await slack.api_call(slack.web_client().chat_postEphemeral, **args)
 
@@ -301,7 +313,7 @@ def setup(app: AsyncApp) -> None:
             await jobs.enqueue(
                 session,
                 ACKNOWLEDGED,
-                {"handoff_id": row.id, "by": member.name},
+                Acknowledged(handoff_id=row.id, by=member.name),  # type: ignore[arg-type]
                 dedupe_key=f"slack-ack:{row.id}",
             )
 
@@ -309,9 +321,9 @@ def setup(app: AsyncApp) -> None:
 
 
 @jobs.handler(ACKNOWLEDGED)
-async def acknowledged(payload: dict[str, Any]) -> None:
+async def acknowledged(payload: Acknowledged) -> None:
     """The notice shows who acknowledged, in place of its button."""
-    handoff_id = int(payload["handoff_id"])
+    handoff_id = payload.handoff_id
     async with get_db().read_session() as session:
         post = await session.get(SlackAgentPost, f"handoff:{handoff_id}")
         row = await session.get(Handoff, handoff_id)
@@ -325,9 +337,7 @@ async def acknowledged(payload: dict[str, Any]) -> None:
     if not post.ts:
         raise jobs.RetryLater("the notice is being posted; update it afterwards")
     text = handoff_text(row, sender.name if sender else "the queue")
-    await update_message(
-        post.channel, post.ts, text, handoff_blocks(text, handoff_id, payload["by"])
-    )
+    await update_message(post.channel, post.ts, text, handoff_blocks(text, handoff_id, payload.by))
 
 
 slack.listener_setups.append(setup)

@@ -25,6 +25,7 @@ from channels import slack
 from heliograph import jobs
 from heliograph.db import get_db, utcnow
 from heliograph.settings import get_settings
+from routing import reads as routing_reads
 from routing.models import TeamMember
 from surfaces.models import SlackAgentPost
 
@@ -162,7 +163,7 @@ async def member_slack_id(member_id: int | None) -> str | None:
     if member_id is None:
         return None
     async with get_db().read_session() as session:
-        member = await session.get(TeamMember, member_id)
+        member = await routing_reads.member(session, member_id)
     if member is None or member.slack_user_id:
         return member.slack_user_id if member else None
     try:

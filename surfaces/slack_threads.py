@@ -23,11 +23,23 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from channels import slack
+from channels.slack.settings import SlackSettings
 from heliograph import jobs
 from heliograph.db import get_db, utcnow
-from heliograph.settings import get_settings
+from inbox.bus import (
+    ATTACHMENT_TRANSCRIBED,
+    CONVERSATION_STATUS_CHANGED,
+    MESSAGE_EDITED,
+    MESSAGE_RECEIVED,
+    MESSAGE_SENT,
+    MESSAGE_TRANSLATED,
+    ConversationMessage,
+    ConversationRef,
+    MessageRef,
+)
 from inbox.models import Conversation, Message
 from inbox.translation import words
+from routing.bus import CONVERSATION_ASSIGNED, ConversationAssigned
 from routing.models import TeamMember
 from surfaces.cards import customer_card, slack_blocks, slack_escape
 from surfaces.models import SlackAgentEvent, SlackAgentPost, SlackAgentThread
@@ -38,20 +50,18 @@ log = logging.getLogger(__name__)
 BACKLOG = 10  # messages a new thread starts with
 BATCH = 50
 
-ASSIGNED, SYNC, REFRESH_LINE, REFRESH_CARD = (
-    "slack_agents.assigned",
-    "slack_agents.sync",
-    "slack_agents.refresh_line",
-    "slack_agents.refresh_card",
-)
-LISTENERS = (
-    ("conversation.assigned", ASSIGNED),
-    ("message.received", SYNC),
-    ("message.sent", SYNC),
-    ("message.translated", REFRESH_LINE),
-    ("message.edited", REFRESH_LINE),
-    ("attachment.transcribed", REFRESH_LINE),
-    ("conversation.status_changed", REFRESH_CARD),
+ASSIGNED = jobs.JobKind("slack_agents.assigned", ConversationAssigned)
+SYNC = jobs.JobKind("slack_agents.sync", ConversationMessage)  # received or sent
+REFRESH_LINE = jobs.JobKind("slack_agents.refresh_line", MessageRef)  # changed after it
+REFRESH_CARD = jobs.JobKind("slack_agents.refresh_card", ConversationRef)
+LISTENERS: tuple[tuple[jobs.Event[Any], jobs.JobKind[Any]], ...] = (
+    (CONVERSATION_ASSIGNED, ASSIGNED),
+    (MESSAGE_RECEIVED, SYNC),
+    (MESSAGE_SENT, SYNC),
+    (MESSAGE_TRANSLATED, REFRESH_LINE),
+    (MESSAGE_EDITED, REFRESH_LINE),
+    (ATTACHMENT_TRANSCRIBED, REFRESH_LINE),
+    (CONVERSATION_STATUS_CHANGED, REFRESH_CARD),
 )
 
 
@@ -65,7 +75,7 @@ def listen() -> None:
 
 
 def enabled() -> bool:
-    s = get_settings()
+    s = SlackSettings.get()
     if not slack.adapter.enabled() or s.slack_agent_threads == "off":
         return False
     return s.slack_agent_threads == "dm" or bool(s.slack_inbox_channel)
@@ -76,7 +86,7 @@ def enabled() -> bool:
 
 async def target_channel(member_id: int | None) -> str | None:
     """Where this member's conversation threads are posted, or None (not in Slack)."""
-    settings = get_settings()
+    settings = SlackSettings.get()
     if settings.slack_agent_threads == "channel":
         return settings.slack_inbox_channel or None
     user = await member_slack_id(member_id)
@@ -88,7 +98,7 @@ async def thread_of(
 ) -> SlackAgentThread | None:
     """The conversation's thread that ``member_id`` works in: in channel mode the one in
     the inbox channel (whoever holds it), in DM mode the one in that member's DM."""
-    settings = get_settings()
+    settings = SlackSettings.get()
     mine = (
         SlackAgentThread.channel == settings.slack_inbox_channel
         if settings.slack_agent_threads == "channel"
@@ -167,10 +177,10 @@ async def _thread_for(conversation_id: int, channel: str, member_id: int | None)
 
 
 @jobs.handler(ASSIGNED)
-async def on_assigned(payload: dict[str, Any]) -> None:
+async def on_assigned(payload: ConversationAssigned) -> None:
     if not enabled():
         return
-    conversation_id, member_id = int(payload["conversation_id"]), payload.get("member_id")
+    conversation_id, member_id = payload.conversation_id, payload.member_id
     channel = await target_channel(member_id)
     if channel is None:
         return  # this member does not work from Slack
@@ -190,11 +200,11 @@ async def on_assigned(payload: dict[str, Any]) -> None:
             await session.commit()
     else:
         await update_message(channel, ts, text, blocks)
-    if payload.get("assignment_id"):  # why, in the assignment's own words
+    if payload.assignment_id:  # why, in the assignment's own words
         what = ":twisted_rightwards_arrows: Assigned" if member_id else ":inbox_tray: Queued"
-        reason = slack_escape(str(payload.get("reason") or ""))
+        reason = slack_escape(payload.reason)
         await post_once(
-            f"assigned:{thread_id}:{payload['assignment_id']}",
+            f"assigned:{thread_id}:{payload.assignment_id}",
             channel,
             f"{what}: {reason}",
             thread_ts=ts,
@@ -293,24 +303,24 @@ async def sync_thread(thread_id: int) -> None:
 
 
 @jobs.handler(SYNC)
-async def on_message(payload: dict[str, Any]) -> None:
+async def on_message(payload: ConversationMessage) -> None:
     if not enabled():
         return
-    conversation_id = int(payload["conversation_id"])
+    conversation_id = payload.conversation_id
     async with get_db().read_session() as session:
         threads = await current_threads(session, conversation_id)
     for thread in threads:
         await sync_thread(thread.id)  # type: ignore[arg-type]
-    if payload.get("reopened") and threads:
+    if payload.reopened and threads:
         await refresh_card(conversation_id)  # "resolved" no more: the buttons come back
 
 
 @jobs.handler(REFRESH_LINE)
-async def on_message_changed(payload: dict[str, Any]) -> None:
+async def on_message_changed(payload: MessageRef) -> None:
     """A translation, transcript or edit came after the line was mirrored: update it."""
-    if not enabled() or not payload.get("message_id"):
+    if not enabled():
         return
-    message_id = int(payload["message_id"])
+    message_id = payload.message_id
     async with get_db().read_session() as session:
         message = await session.get(Message, message_id)
         if message is None:
@@ -334,9 +344,9 @@ async def on_message_changed(payload: dict[str, Any]) -> None:
 
 
 @jobs.handler(REFRESH_CARD)
-async def on_status_changed(payload: dict[str, Any]) -> None:
+async def on_status_changed(payload: ConversationRef) -> None:
     if enabled():
-        await refresh_card(int(payload["conversation_id"]))
+        await refresh_card(payload.conversation_id)
 
 
 async def refresh_card(conversation_id: int) -> None:

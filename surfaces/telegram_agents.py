@@ -43,6 +43,7 @@ from heliograph import jobs, ratelimit
 from heliograph.db import get_db, is_unique_violation, utcnow
 from heliograph.models import AuditEvent
 from inbox import conversations as conv
+from routing import reads as routing_reads
 from routing.assignment import assign_to, touch
 from routing.models import TeamMember
 from routing.team import MemberNotFound
@@ -103,10 +104,7 @@ DEACTIVATED = (
 
 async def member_of_chat(session: AsyncSession, chat_id: str) -> TeamMember | None:
     """The member this chat is linked to, active or not (``take`` refuses an inactive one)."""
-    found = await session.execute(
-        select(TeamMember).where(TeamMember.telegram_chat_id == chat_id)  # type: ignore[arg-type]
-    )
-    return found.scalar()
+    return await routing_reads.member_of_chat(session, chat_id)
 
 
 async def _first_time(session: AsyncSession, row: TelegramAgentUpdate) -> bool:
@@ -352,7 +350,7 @@ async def _handoff(ask: Ask) -> str:
     row = await handoff_manual(
         ask.session, conversation_id, ask.member, note=note or None, now=ask.now
     )
-    receiver = await ask.session.get(TeamMember, row.to_member_id) if row.to_member_id else None
+    receiver = await routing_reads.member(ask.session, row.to_member_id)
     to = receiver.name if receiver else "the queue"
     return f"🤝 #{conversation_id} handed to {to}: {row.reason}"
 

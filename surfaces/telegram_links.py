@@ -17,6 +17,7 @@ from sqlalchemy import select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from heliograph.db import utcnow
+from routing import reads as routing_reads
 from routing.models import TeamMember
 from surfaces.telegram_models import TelegramLinkCode
 
@@ -62,7 +63,7 @@ async def link_chat(session: AsyncSession, chat_id: str, code: str, now: datetim
             "That code is not valid: it may be mistyped, used already or older than 15 "
             "minutes. Ask for a new one (POST /api/v1/team-members/me/telegram-link)."
         )
-    member = await session.get(TeamMember, row.member_id)
+    member = await routing_reads.member(session, row.member_id)
     if member is None or not member.active:
         raise LinkRefused("That code's team member is no longer active.")
     row.used_at, row.used_by_chat = now, chat_id

@@ -101,7 +101,7 @@ async def pg_database(pg_url: str) -> AsyncIterator[Database]:
 @pytest.fixture
 async def client(database: Database) -> AsyncIterator[httpx.AsyncClient]:
     """The app in-process (no background workers: tests drain jobs with ``run_jobs``)."""
-    from web.app import create_app
+    from service.app import create_app
 
     app = create_app()
     transport = httpx.ASGITransport(app=app)

@@ -51,7 +51,7 @@ async def test_import_team_and_create_token_as_separate_processes(
     sqlite_database: Database, sqlite_url: str, tmp_path: Path
 ) -> None:
     from routing.team import import_team
-    from web.app import create_app
+    from service.app import create_app
 
     async with sqlite_database.session() as session:  # Tom was imported before
         await import_team(session, "members: [{name: Tom, email: tom@team.example}]")
@@ -115,14 +115,21 @@ def test_import_team_updates_and_names_errors(
     assert captured.err.startswith("error: ") and "missing.yaml" in captured.err
 
 
+class Order(jobs.Payload):
+    order: int
+
+
+NO_HANDLER = jobs.JobKind("no.such.kind", Order)  # declared, never handled
+
+
 def test_jobs_dead_lists_and_retry_requeues(
     sqlite_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     async def two_dead_jobs() -> None:
         database = Database(get_settings())
         async with database.session() as session:
-            await jobs.enqueue(session, "no.such.kind", {"order": 17})
-            await jobs.enqueue(session, "no.such.kind", {"order": 18})
+            await jobs.enqueue(session, NO_HANDLER, Order(order=17))
+            await jobs.enqueue(session, NO_HANDLER, Order(order=18))
             await session.commit()
         assert await run_jobs(database) == {"dead": 2}
         await database.dispose()

@@ -20,7 +20,7 @@ def who_am_i(token: str) -> tuple[int, str]:
 
     async def ask() -> tuple[int, str]:
         from heliograph.db import close_db
-        from web.app import create_app
+        from service.app import create_app
 
         transport = httpx.ASGITransport(app=create_app())
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:

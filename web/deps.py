@@ -1,4 +1,6 @@
-"""Request dependencies: sessions, the authenticated member, role checks, the raw body."""
+"""Request dependencies: sessions, the authenticated member, role checks.
+
+(A webhook's raw body is read by its channel's routes: ``channels.base.Hook``.)"""
 
 from __future__ import annotations
 
@@ -10,7 +12,6 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from heliograph.db import get_db
-from heliograph.settings import get_settings
 from routing.models import TeamMember
 from routing.tokens import TokenRefused, check_token
 from web.token_use import USED_TOKEN
@@ -76,26 +77,3 @@ def require_role(*roles: str):  # type: ignore[no-untyped-def]
 AgentDep = Annotated[TeamMember, Depends(require_role(*WRITE_ROLES))]
 LeadDep = Annotated[TeamMember, Depends(require_role("lead", "admin"))]
 AdminDep = Annotated[TeamMember, Depends(require_role("admin"))]
-
-
-async def raw_body(request: Request) -> bytes:
-    """The body, read up to the configured limit; larger bodies get 413 without being read."""
-    limit = get_settings().max_body_bytes
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise HTTPException(
-            status.HTTP_413_CONTENT_TOO_LARGE, f"the body is over the limit of {limit} bytes"
-        )
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise HTTPException(
-                status.HTTP_413_CONTENT_TOO_LARGE, f"the body is over the limit of {limit} bytes"
-            )
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-RawBody = Annotated[bytes, Depends(raw_body)]

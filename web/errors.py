@@ -11,6 +11,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from channels.base import InvalidFields, WebhookError
 from crm_core.identity import CustomerNotFound, MergeError
+from heliograph.db import CommitFailed
 from inbox.conversations import ConversationNotFound, InvalidRequest
 from routing.team import MemberNotFound
 
@@ -29,6 +30,16 @@ def install(app: FastAPI) -> None:
         if isinstance(exc, InvalidFields) and exc.errors:
             body["fields"] = exc.errors
         return JSONResponse(body, status_code=exc.status_code)
+
+    @app.exception_handler(CommitFailed)
+    async def _not_stored(_: Request, exc: CommitFailed) -> JSONResponse:
+        # Nothing of it is known to be on disk: never a 200; the provider retries (and a
+        # retry of what was stored after all is a replay, a no-op).
+        return JSONResponse(
+            {"error": f"the message was not stored, try again: {exc}"},
+            status_code=503,
+            headers={"Retry-After": "1"},
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -19,6 +19,7 @@ import httpx
 import pytz
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from channels.api.settings import ApiSettings
 from channels.base import (
     ChannelAdapter,
     InvalidFields,
@@ -26,6 +27,7 @@ from channels.base import (
     check_hmac_header,
     hmac_sha256_hex,
     register,
+    shutdown_hooks,
 )
 from crm_core.identity import SenderProfile
 from heliograph.bounds import UtcDatetime
@@ -107,9 +109,8 @@ class ApiChannel(ChannelAdapter):
     name = "api"
 
     async def verify(self, request: WebhookRequest) -> None:
-        check_hmac_header(
-            get_settings().api_inbound_secret, request.body, request.headers.get(SIGNATURE_HEADER)
-        )
+        secret = ApiSettings.get().api_inbound_secret
+        check_hmac_header(secret, request.body, request.headers.get(SIGNATURE_HEADER))
 
     def parse(self, request: WebhookRequest) -> list[InboundMessage | InboundEdit]:
         data = request.json(strip_nul=False)  # refused: 422
@@ -141,7 +142,7 @@ class ApiChannel(ChannelAdapter):
         ]
 
     async def send(self, message: OutboundMessage) -> DeliveryResult:
-        settings = get_settings()
+        settings = ApiSettings.get()
         if not settings.api_outbound_url:
             raise DeliveryRefused("HELIOGRAPH_API_OUTBOUND_URL is not set")
         body = json.dumps(
@@ -197,4 +198,6 @@ async def close_client() -> None:
         _http = None
 
 
-register(ApiChannel())
+channel = ApiChannel()
+register(channel)
+shutdown_hooks.append(close_client)

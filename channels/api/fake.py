@@ -13,6 +13,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
+from channels.api.settings import ApiSettings
 from heliograph.settings import get_settings
 from sandbox.core import SAY_CHANNELS, state
 
@@ -45,6 +46,7 @@ class SayIn(BaseModel):
 async def say(body: SayIn) -> JSONResponse:
     """Act as an outside platform: sign a message and post it to Heliograph's API channel."""
     settings = get_settings()
+    secret = ApiSettings.get().api_inbound_secret
     payload = json.dumps(
         {
             "message_id": f"sandbox-{uuid.uuid4().hex}",
@@ -52,10 +54,7 @@ async def say(body: SayIn) -> JSONResponse:
             "text": body.text,
         }
     ).encode()
-    signature = (
-        "sha256="
-        + hmac.new(settings.api_inbound_secret.encode(), payload, hashlib.sha256).hexdigest()
-    )
+    signature = "sha256=" + hmac.new(secret.encode(), payload, hashlib.sha256).hexdigest()
     async with httpx.AsyncClient(timeout=10) as client:
         response = await client.post(
             f"{settings.public_url}/api/v1/inbound",

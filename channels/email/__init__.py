@@ -2,7 +2,7 @@
 
 Inbound, both ways end in ``receive(raw)``: parse (``parse.py``), drop automatic mail
 (RFC 3834) and bounces (RFC 3464, which mark our failed reply instead), keep the
-attachments' bytes under ``media_dir``, find the thread, then ``inbox.ingest.accept``.
+attachments' bytes under ``media_dir``, find the thread, then ``inbox.intake.receive``.
 The dedupe key is the Message-ID; the sender is channel ``email``, external id the
 lower-cased address, with ``SenderProfile.email`` so a customer known by that address on
 another channel is the same customer.
@@ -46,20 +46,21 @@ from channels.base import BadSignature, ChannelAdapter, WebhookRequest, register
 from channels.email import unverified
 from channels.email.auth import SenderCheck, check_sender
 from channels.email.parse import MailAttachment, ParsedEmail, parse_email
+from channels.email.settings import EmailSettings
 from channels.email.text import is_reply_subject, normalize_subject
 from crm_core.identity import SenderProfile
 from heliograph import jobs
 from heliograph.db import get_db, utcnow
-from heliograph.settings import Settings, get_settings
+from heliograph.settings import get_settings
+from inbox import intake
 from inbox.edits import InboundEdit
-from inbox.ingest import AcceptResult, InboundAttachment, InboundMessage, accept
+from inbox.ingest import AcceptResult, InboundAttachment, InboundMessage
 from inbox.media import FetchedMedia, MediaRef, media_dir, register_fetcher
 from inbox.outbox import (
     DeliveryRefused,
     DeliveryResult,
     DeliveryRetry,
     OutboundMessage,
-    record_status,
 )
 from inbox.threads import thread_key_by_subject, thread_key_of
 
@@ -70,7 +71,7 @@ _OUR_ID_PREFIX = "<heliograph."
 MAX_SENT_REFERENCES = 20  # RFC 5322 lets a long References list lose its middle
 
 
-def our_domain(settings: Settings) -> str:
+def our_domain(settings: EmailSettings) -> str:
     if settings.email_domain:
         return settings.email_domain
     if "@" in settings.email_address:
@@ -78,7 +79,7 @@ def our_domain(settings: Settings) -> str:
     return "heliograph.invalid"
 
 
-def outbound_message_id(message: OutboundMessage, settings: Settings) -> str:
+def outbound_message_id(message: OutboundMessage, settings: EmailSettings) -> str:
     """Derived from the reply's row alone, so every try of one reply has the same id; the
     hash keeps ids apart across databases (a restored or second installation)."""
     seed = f"{message.message_id}|{message.conversation_id}|{message.recipient_id}|{message.text}"
@@ -97,7 +98,7 @@ class EmailOutcome:
 
 
 def _parse(raw: bytes, envelope_from: str | None) -> ParsedEmail:
-    settings = get_settings()
+    settings = EmailSettings.get()
     own = tuple(a.lower() for a in (settings.email_address,) if a)
     parsed = parse_email(raw, envelope_from, own)
     if parsed.dropped is None and parsed.message_id.startswith(_OUR_ID_PREFIX):
@@ -193,12 +194,12 @@ async def _record_bounce(parsed: ParsedEmail) -> None:
     """A delivery report about one of our replies marks it failed, with the server's reason."""
     if not parsed.bounced_ids:
         return
-    async with get_db().session() as session:
-        for message_id in parsed.bounced_ids:
-            reason = f"bounced: {parsed.bounce_reason or 'the recipient server refused it'}"
-            if await record_status(session, CHANNEL, message_id, "failed", reason[:500]):
-                log.info("email reply %s bounced: %s", message_id, parsed.bounce_reason)
-        await session.commit()
+    reason = f"bounced: {parsed.bounce_reason or 'the recipient server refused it'}"
+    updates = [intake.StatusUpdate(CHANNEL, i, "failed", reason) for i in parsed.bounced_ids]
+    outcome = await intake.receive(updates)
+    for message_id in parsed.bounced_ids:
+        if message_id not in outcome.unknown_statuses:
+            log.info("email reply %s bounced: %s", message_id, parsed.bounce_reason)
 
 
 async def receive(raw: bytes, envelope_from: str | None = None) -> EmailOutcome:
@@ -217,29 +218,30 @@ async def receive(raw: bytes, envelope_from: str | None = None) -> EmailOutcome:
         if parsed.dropped == "bounce":
             await _record_bounce(parsed)
         return EmailOutcome(None, parsed.dropped, parsed.message_id)
-    check = await asyncio.to_thread(check_sender, raw, parsed.address, get_settings())
+    check = await asyncio.to_thread(check_sender, raw, parsed.address, EmailSettings.get())
     if check.verified:
         thread_key = unverified.verified_key(await _thread_key(parsed, parsed.address))
-        await asyncio.to_thread(_keep_bytes, parsed.attachments)
-        result = await accept(get_db(), _inbound(parsed, thread_key, check))
-        return EmailOutcome(result, None, parsed.message_id)
-    # Not authenticated: never into the profile or thread of the address it claims.
-    apart_id = unverified.unverified_key(parsed.address)
-    thread_key = await _thread_key(parsed, apart_id)
+        msg = _inbound(parsed, thread_key, check)
+    else:
+        # Not authenticated: never into the profile or thread of the address it claims.
+        apart_id = unverified.unverified_key(parsed.address)
+        thread_key = await _thread_key(parsed, apart_id)
+        async with get_db().read_session() as session:
+            msg = await unverified.kept_apart_with_note(
+                session, _inbound(parsed, thread_key, check), parsed.address, check
+            )
+        log.info(
+            "email %s from %s kept apart: %s", parsed.message_id, parsed.address, check.summary
+        )
     await asyncio.to_thread(_keep_bytes, parsed.attachments)
-    msg = unverified.kept_apart(_inbound(parsed, thread_key, check))
-    log.info("email %s from %s kept apart: %s", parsed.message_id, parsed.address, check.summary)
-    result = await get_db().run_session(
-        lambda session: unverified.accept_unverified(session, msg, parsed.address, check),
-        priority=True,
-    )
+    (result,) = (await intake.receive([msg])).accepted  # committed when it returns
     return EmailOutcome(result, None, parsed.message_id)
 
 
 # --- outbound ---------------------------------------------------------------------------------
 
 
-def compose(message: OutboundMessage, settings: Settings) -> EmailMessage:
+def compose(message: OutboundMessage, settings: EmailSettings) -> EmailMessage:
     """The reply as a mail that threads under the customer's latest message."""
     context = message.reply_context or {}
     parent = context.get("message_id")
@@ -287,12 +289,12 @@ class EmailChannel(ChannelAdapter):
     name = CHANNEL
 
     def enabled(self) -> bool:
-        settings = get_settings()
+        settings = EmailSettings.get()
         return bool(settings.email_address and settings.smtp_host)
 
     async def verify(self, request: WebhookRequest) -> None:
         """``Authorization: Bearer <HELIOGRAPH_EMAIL_WEBHOOK_SECRET>``; closed when unset."""
-        secret = get_settings().email_webhook_secret
+        secret = EmailSettings.get().email_webhook_secret
         if not secret:
             raise BadSignature(
                 "HELIOGRAPH_EMAIL_WEBHOOK_SECRET is not set, so /webhooks/email accepts nothing"
@@ -312,7 +314,7 @@ class EmailChannel(ChannelAdapter):
         return [_inbound(parsed, parsed.header_root or parsed.message_id)]
 
     async def send(self, message: OutboundMessage) -> DeliveryResult:
-        settings = get_settings()
+        settings = EmailSettings.get()
         if not settings.smtp_host:
             raise DeliveryRefused("HELIOGRAPH_SMTP_HOST is not set: email cannot be sent")
         if not settings.email_address:
@@ -328,7 +330,7 @@ class EmailChannel(ChannelAdapter):
                 password=settings.smtp_password or None,
                 use_tls=implicit_tls,
                 start_tls=settings.smtp_starttls and not implicit_tls,
-                timeout=settings.outbound_timeout_s,
+                timeout=get_settings().outbound_timeout_s,
             )
         except aiosmtplib.SMTPException as exc:
             raise _classify(exc) from exc

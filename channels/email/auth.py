@@ -39,7 +39,7 @@ from email.policy import compat32
 import authres  # type: ignore[import-untyped]
 import dkim  # type: ignore[import-untyped]
 
-from heliograph.settings import Settings
+from channels.email.settings import EmailSettings
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ class SenderCheck:
 
 
 def check_sender(
-    raw: bytes, from_address: str, settings: Settings, dns_txt: DnsTxt | None = None
+    raw: bytes, from_address: str, settings: EmailSettings, dns_txt: DnsTxt | None = None
 ) -> SenderCheck:
     """The verdict on one raw mail (blocking: ``verify`` asks DNS; run it in a thread)."""
     if settings.email_auth == "off":

@@ -39,6 +39,7 @@ from fastapi import APIRouter, FastAPI
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
+from channels.email.settings import EmailSettings
 from heliograph.settings import get_settings
 from sandbox.core import SAY_CHANNELS, state
 
@@ -164,7 +165,7 @@ def customer_mail(body: SayIn, to: str) -> EmailMessage:
 
 @router.post("/_sandbox/say/email", include_in_schema=False)
 async def say(body: SayIn) -> JSONResponse:
-    settings = get_settings()
+    settings = EmailSettings.get()
     to = settings.email_address or "support@heliograph.example"
     mail = customer_mail(body, to)
     message_id = str(mail["Message-ID"])
@@ -178,7 +179,7 @@ async def say(body: SayIn) -> JSONResponse:
         return JSONResponse({"via": "smtp", "message_id": message_id, "answer": answer})
     async with httpx.AsyncClient(timeout=30) as client:
         response = await client.post(
-            f"{settings.public_url}/webhooks/email",
+            f"{get_settings().public_url}/webhooks/email",
             content=mail.as_bytes(),
             headers={
                 "Content-Type": "message/rfc822",

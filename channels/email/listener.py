@@ -21,7 +21,7 @@ from typing import Any
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from channels.base import WebhookError, shutdown_hooks, startup_hooks
-from heliograph.settings import get_settings
+from channels.email.settings import EmailSettings
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ async def start_listener(host: str, port: int, limit: int) -> asyncio.AbstractSe
             handler,
             data_size_limit=limit,
             enable_SMTPUTF8=True,
-            hostname=our_domain(get_settings()),  # not socket.getfqdn(): it may block on DNS
+            hostname=our_domain(EmailSettings.get()),  # not socket.getfqdn(): it may block on DNS
             ident="Heliograph ESMTP",
             loop=loop,
         )
@@ -73,7 +73,7 @@ async def start_listener(host: str, port: int, limit: int) -> asyncio.AbstractSe
 
 async def _on_startup() -> None:
     global _server
-    settings = get_settings()
+    settings = EmailSettings.get()
     if settings.smtp_listen_port <= 0 or _server is not None:
         return
     try:

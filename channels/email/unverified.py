@@ -5,7 +5,9 @@ with no contact point, so it never finds the profile that owns the address (by i
 or by contact) and never gives its address to a new profile; a second mail from it joins
 the same apart profile. Its thread key carries the same prefix, so it never joins a
 verified thread either, even one it names in In-Reply-To. The conversation is marked
-``unverified_sender`` and each such mail adds a note saying what failed.
+``unverified_sender`` and each such mail adds a note saying what failed: the message carries
+the note (``InboundMessage.unverified_note``) and ``inbox.intake`` stores both with it, in
+one transaction, when the mail is new.
 
 An agent who decides it is really the customer merges the two profiles
 (``POST /api/v1/customers/{id}/merge``): the conversation moves, still marked, and later
@@ -17,15 +19,13 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from sqlalchemy import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from channels.email.auth import SenderCheck
-from crm_core.identity import SenderProfile
-from crm_core.models import ContactPoint, Identity
-from inbox.ingest import AcceptResult, InboundMessage, accept_in
-from inbox.models import Conversation, Note
+from crm_core.identity import SenderProfile, owner_of
+from inbox.ingest import InboundMessage
 
+CHANNEL = "email"
 PREFIX = "unverified:"
 MAX_KEY = 255  # identity.external_id and conversation.thread_key widths
 
@@ -59,29 +59,21 @@ def kept_apart(msg: InboundMessage) -> InboundMessage:
     )
 
 
-async def accept_unverified(
+async def kept_apart_with_note(
     session: AsyncSession, msg: InboundMessage, address: str, check: SenderCheck
-) -> AcceptResult:
-    """Store ``msg`` (already ``kept_apart``) in the caller's transaction, marked and noted."""
-    result = await accept_in(session, msg)
-    if result.duplicate:
-        return result
-    conversation = await session.get(Conversation, result.conversation_id)
-    assert conversation is not None
-    conversation.unverified_sender = True
-    owner = await _owner_of(session, address)
-    session.add(
-        Note(
-            conversation_id=result.conversation_id,
-            author_id=None,
-            text=note_text(address, check, owner, result.customer_id),
-        )
-    )
-    await session.flush()
-    return result
+) -> InboundMessage:
+    """``msg`` kept apart, carrying the note the intake adds (with the ``unverified_sender``
+    mark) when it is stored new. The note is worked out before storing: whose address the
+    mail claims, and whether the apart profile was merged into them already."""
+    apart = kept_apart(msg)
+    owner = await owner_of(session, CHANNEL, address, ("email", address))
+    customer = await owner_of(session, CHANNEL, apart.sender.external_id)
+    return replace(apart, unverified_note=note_text(address, check, owner, customer))
 
 
-def note_text(address: str, check: SenderCheck, owner: int | None, customer_id: int) -> str:
+def note_text(address: str, check: SenderCheck, owner: int | None, customer_id: int | None) -> str:
+    """What the agent is told. ``customer_id``: the apart profile's customer (``None`` for
+    the first mail from the address, whose profile is new and so is nobody's owner yet)."""
     why = check.summary if check.checked else "no Authentication-Results header"
     text = f"Unverified sender: {why}. This mail says it is from {address}, but "
     if owner is None:
@@ -93,22 +85,3 @@ def note_text(address: str, check: SenderCheck, owner: int | None, customer_id: 
         f"{owner}, who has this address. If it is really them, merge this conversation's "
         "customer into theirs."
     )
-
-
-async def _owner_of(session: AsyncSession, address: str) -> int | None:
-    """The customer who has ``address``: by their email identity, or a contact point."""
-    by_identity = await session.execute(
-        select(Identity.customer_id).where(  # type: ignore[call-overload]
-            Identity.channel == "email", Identity.external_id == address
-        )
-    )
-    found = by_identity.scalar()
-    if found is not None:
-        return int(found)
-    by_contact = await session.execute(
-        select(ContactPoint.customer_id).where(  # type: ignore[call-overload]
-            ContactPoint.kind == "email", ContactPoint.value == address
-        )
-    )
-    owner = by_contact.scalar()
-    return int(owner) if owner is not None else None

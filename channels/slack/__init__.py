@@ -8,10 +8,10 @@ in a shared (Slack Connect) channel the app is in (``message.channels``,
 Inbound, https://docs.slack.dev/apis/events-api/ : every request is verified here with
 slack_sdk's ``SignatureVerifier`` *before* bolt sees it, so a bad or stale signature is a
 403 like on every other channel (bolt's own answer would be 401). Events are stored by
-``parse`` + ``inbox.ingest.accept`` before the answer; bolt then answers the
-url_verification challenge and acknowledges. Slash commands and interactions go to bolt
-listeners only: ``listener_setups`` is where the lead commands will plug in, ahead of the
-fallbacks that acknowledge and log.
+``parse`` + ``inbox.intake.receive`` (channels/slack/routes.py) before the answer; bolt
+then answers the url_verification challenge and acknowledges. Slash commands and
+interactions go to bolt listeners only: ``listener_setups`` is where the lead commands
+will plug in, ahead of the fallbacks that acknowledge and log.
 
 The dedupe key of a message is ``{channel}:{ts}``, Slack's own identity for a message, so
 a retry (``X-Slack-Retry-Num``), a repeated event_id, and the ``app_mention`` +
@@ -34,7 +34,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs
@@ -48,6 +48,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from channels import signatures
 from channels.base import BadPayload, BadSignature, ChannelAdapter, WebhookRequest, register
+from channels.slack.settings import SlackSettings
 from crm_core.identity import SenderProfile
 from heliograph.settings import get_settings
 from inbox.edits import InboundEdit
@@ -87,7 +88,7 @@ class SlackChannel(ChannelAdapter):
     max_text_length = 3_900
 
     def enabled(self) -> bool:
-        settings = get_settings()
+        settings = SlackSettings.get()
         return bool(settings.slack_bot_token and settings.slack_signing_secret)
 
     async def verify(self, request: WebhookRequest) -> None:
@@ -103,7 +104,7 @@ class SlackChannel(ChannelAdapter):
             raise BadSignature("X-Slack-Request-Timestamp and X-Slack-Signature are required")
         if abs(time.time() - int(timestamp)) > SIGNATURE_WINDOW_S:
             raise BadSignature("the request timestamp is more than 5 minutes off (a replay?)")
-        verifier = SignatureVerifier(get_settings().slack_signing_secret)
+        verifier = SignatureVerifier(SlackSettings.get().slack_signing_secret)
         expected = verifier.generate_signature(timestamp=timestamp, body=request.body)
         if not signatures.matches(signature, expected):
             raise BadSignature("the X-Slack-Signature does not match the body")
@@ -160,12 +161,8 @@ class SlackChannel(ChannelAdapter):
 
     def check_interaction(self, request: WebhookRequest) -> dict[str, Any]:
         """An interaction is a form whose ``payload`` is a JSON object with a type."""
-        payload = WebhookRequest(
-            request.method,
-            request.url,
-            request.headers,
-            _form(request.body).get("payload", "").encode(),
-        ).json()
+        field = _form(request.body).get("payload", "").encode()
+        payload = replace(request, body=field).json()  # parsed as a body is: bounded
         if not isinstance(payload, dict) or not payload.get("type"):
             raise BadPayload("an interaction needs a payload JSON object with a type")
         return payload
@@ -202,7 +199,7 @@ def _customer_channel(body: dict[str, Any], event: dict[str, Any]) -> bool:
     customer's voice. When the flag is absent (older payloads) the channel is taken as
     shared, since the app is only invited to customer channels.
     """
-    inbox = get_settings().slack_inbox_channel
+    inbox = SlackSettings.get().slack_inbox_channel
     if inbox and event.get("channel") == inbox:
         return False
     if event.get("channel_type") == "im":
@@ -364,9 +361,10 @@ _built: dict[tuple[_Config, tuple[Any, ...]], tuple[AsyncApp, AsyncWebClient]] =
 
 
 def _config() -> _Config:
-    s = get_settings()
+    s = SlackSettings.get()
     base = s.slack_api_base if s.slack_api_base.endswith("/") else s.slack_api_base + "/"
-    return _Config(s.slack_bot_token, s.slack_signing_secret, base, s.outbound_timeout_s)
+    timeout = get_settings().outbound_timeout_s
+    return _Config(s.slack_bot_token, s.slack_signing_secret, base, timeout)
 
 
 def _build() -> tuple[AsyncApp, AsyncWebClient]:

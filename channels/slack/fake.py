@@ -33,6 +33,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from slack_sdk.signature import SignatureVerifier
 
+from channels.slack.settings import SlackSettings
 from heliograph.settings import get_settings
 from sandbox.core import SAY_CHANNELS, read_params, state
 
@@ -74,7 +75,7 @@ def _authed(request: Request) -> JSONResponse | None:
     token = header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else ""
     if not token:
         return _error("not_authed")
-    expected = get_settings().slack_bot_token
+    expected = SlackSettings.get().slack_bot_token
     if expected and token != expected:
         return _error("invalid_auth")
     return None
@@ -398,7 +399,7 @@ def event_envelope(event: dict[str, Any], *, shared: bool = False) -> dict[str, 
 def _signed_headers(payload: bytes, content_type: str) -> dict[str, str]:
     """Slack's v0 signature of the body, the way Slack calls a request URL."""
     timestamp = str(int(time.time()))
-    secret = get_settings().slack_signing_secret or "-"
+    secret = SlackSettings.get().slack_signing_secret or "-"
     signature = SignatureVerifier(secret).generate_signature(timestamp=timestamp, body=payload)
     return {
         "Content-Type": content_type,

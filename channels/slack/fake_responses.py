@@ -26,6 +26,7 @@ from pydantic import BaseModel, Field
 from slack_sdk.signature import SignatureVerifier
 
 from channels.slack.fake import APP_ID, TEAM_ID
+from channels.slack.settings import SlackSettings
 from heliograph.settings import get_settings
 from sandbox.core import state
 
@@ -84,9 +85,8 @@ async def command(body: CommandIn, request: Request) -> JSONResponse:
     settings = get_settings()
     timestamp = str(int(time.time()))
     raw = urlencode(form).encode()
-    signature = SignatureVerifier(settings.slack_signing_secret or "-").generate_signature(
-        timestamp=timestamp, body=raw
-    )
+    verifier = SignatureVerifier(SlackSettings.get().slack_signing_secret or "-")
+    signature = verifier.generate_signature(timestamp=timestamp, body=raw)
     async with httpx.AsyncClient(timeout=10) as client:
         answered = await client.post(
             f"{settings.public_url}/webhooks/slack/commands",

@@ -7,7 +7,8 @@
   command): those go to the ``diverters`` (surfaces/telegram_agents.py) instead.
   Text, captions, edits, photos, documents, voice and audio notes, videos; every other
   update (callbacks, channel posts, reactions, ...) is acknowledged and ignored.
-- Long polling (``heliograph serve --telegram-polling``) feeds the same parse and store path.
+- Long polling (``heliograph serve --telegram-polling``) feeds the same parse path and the
+  same intake (``inbox.intake.receive``).
 - Outbound: ``sendMessage`` through aiogram's ``Bot`` pointed at HELIOGRAPH_TELEGRAM_API_BASE,
   split at 4,096 characters, each part's success recorded before the next is sent;
   ``send_text`` is the same path for the team's chats (one message, optionally a reply).
@@ -53,12 +54,14 @@ from channels.base import (
     shutdown_hooks,
     startup_hooks,
 )
+from channels.telegram.settings import TelegramSettings
 from crm_core.identity import SenderProfile, mark_unreachable
 from heliograph import jobs
 from heliograph.db import get_db
 from heliograph.settings import get_settings
-from inbox.edits import InboundEdit, apply_edit
-from inbox.ingest import InboundAttachment, InboundMessage, accept
+from inbox import intake
+from inbox.edits import InboundEdit
+from inbox.ingest import InboundAttachment, InboundMessage
 from inbox.media import FetchedMedia, MediaRef, register_fetcher
 from inbox.outbox import (
     DeliveryRefused,
@@ -168,10 +171,10 @@ class TelegramChannel(ChannelAdapter):
     max_text_length = 4096  # https://core.telegram.org/bots/api#sendmessage
 
     def enabled(self) -> bool:
-        return bool(get_settings().telegram_bot_token)
+        return bool(TelegramSettings.get().telegram_bot_token)
 
     async def verify(self, request: WebhookRequest) -> None:
-        settings = get_settings()
+        settings = TelegramSettings.get()
         if not settings.telegram_bot_token:
             raise BadSignature("the Telegram channel is off (HELIOGRAPH_TELEGRAM_BOT_TOKEN unset)")
         secret = settings.telegram_webhook_secret
@@ -315,18 +318,19 @@ _bot_key: tuple[Any, ...] = ()
 async def get_bot() -> Bot:
     """The Bot for the current settings; its HTTP session belongs to the running loop."""
     global _bot, _bot_key
-    settings = get_settings()
+    settings = TelegramSettings.get()
+    timeout = get_settings().outbound_timeout_s
     if not settings.telegram_bot_token:
         raise DeliveryRefused("HELIOGRAPH_TELEGRAM_BOT_TOKEN is not set")
     loop = asyncio.get_running_loop()
-    key = (settings.telegram_bot_token, settings.telegram_api_base, settings.outbound_timeout_s)
+    key = (settings.telegram_bot_token, settings.telegram_api_base, timeout)
     if _bot is not None and _bot_key == (*key, loop):
         return _bot
     if _bot is not None and _bot_key[-1] is loop:
         await _bot.session.close()  # settings changed: the old session is ours to close
     session = AiohttpSession(
         api=TelegramAPIServer.from_base(settings.telegram_api_base),
-        timeout=settings.outbound_timeout_s,
+        timeout=timeout,
     )
     try:
         _bot = Bot(settings.telegram_bot_token, session=session)
@@ -374,16 +378,6 @@ channel = TelegramChannel()
 _tasks: set[asyncio.Task[Any]] = set()
 
 
-async def store(items: list[Item]) -> None:
-    """What the webhook route does with parsed items, for updates fetched by polling."""
-    db = get_db()
-    for item in items:
-        if isinstance(item, InboundEdit):
-            await apply_edit(db, item.channel, item.provider_message_id, item.text, item.edited_at)
-        else:
-            await accept(db, item)
-
-
 async def _with_retries(what: str, call: Callable[[], Awaitable[Any]], tries: int) -> bool:
     for attempt in range(tries):
         try:
@@ -407,11 +401,11 @@ async def _with_retries(what: str, call: Callable[[], Awaitable[Any]], tries: in
 
 async def set_webhook(tries: int = 6) -> bool:
     """Point Telegram at ``{HELIOGRAPH_PUBLIC_URL}/webhooks/telegram`` with our secret."""
-    settings = get_settings()
+    settings = TelegramSettings.get()
     if not settings.telegram_webhook_secret:
         log.error("not calling setWebhook: HELIOGRAPH_TELEGRAM_WEBHOOK_SECRET is not set")
         return False
-    url = f"{settings.public_url.rstrip('/')}/webhooks/telegram"
+    url = f"{get_settings().public_url.rstrip('/')}/webhooks/telegram"
 
     async def call() -> None:
         bot = await get_bot()
@@ -461,7 +455,8 @@ async def poll_updates() -> None:
 
 
 async def _take(update: Update) -> int:
-    """Store one polled update; returns the next offset."""
+    """Store one polled update through the intake; returns the next offset. A failed commit
+    (``CommitFailed``) propagates: the offset stays, and the poller fetches it again."""
     data = update.model_dump(mode="json", by_alias=True, exclude_none=True)
     try:
         if await divert(data):
@@ -470,7 +465,7 @@ async def _take(update: Update) -> int:
     except WebhookError as exc:  # the provider's own data: retrying cannot fix it
         log.error("skipping Telegram update %s: %s", update.update_id, exc)
         return update.update_id + 1
-    await store(items)
+    await intake.receive(items)
     return update.update_id + 1
 
 
@@ -481,12 +476,12 @@ def _start(coro: Coroutine[Any, Any, Any], name: str) -> None:
 
 
 async def _on_startup() -> None:
-    settings = get_settings()
+    settings = TelegramSettings.get()
     if not settings.telegram_bot_token:
         return
     if settings.telegram_polling:
         _start(poll_updates(), "telegram-polling")
-    elif settings.public_url:
+    elif get_settings().public_url:
         # In the background, so a slow or absent Bot API never holds up start-up.
         _start(set_webhook(), "telegram-set-webhook")
 

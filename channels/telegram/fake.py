@@ -38,6 +38,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
+from channels.telegram.settings import TelegramSettings
 from heliograph.settings import get_settings
 from sandbox.core import SAY_CHANNELS, read_params, state
 
@@ -273,7 +274,7 @@ async def bot_method(token: str, method: str, request: Request) -> Response:
     failing = await _outage()
     if failing is not None:
         return failing
-    expected = get_settings().telegram_bot_token
+    expected = TelegramSettings.get().telegram_bot_token
     if not _TOKEN.match(token) or (expected and token != expected):
         return _error(401, "Unauthorized")
     found = _METHODS.get(method.lower())  # Bot API method names are case-insensitive
@@ -423,7 +424,7 @@ async def say(body: SayIn) -> JSONResponse:
     url, secret = fake.webhook_url, fake.webhook_secret
     if url is None and not fake.polling and settings.public_url:
         url = f"{settings.public_url.rstrip('/')}/webhooks/telegram"
-        secret = settings.telegram_webhook_secret
+        secret = TelegramSettings.get().telegram_webhook_secret
     if url is None:
         fake.pending.append(update)
         fake.arrived.set()

@@ -42,7 +42,8 @@ from channels.base import (
     register,
     shutdown_hooks,
 )
-from channels.messaging import StatusUpdate, Template, consent_change, media_kind, parse_template
+from channels.messaging import Template, consent_change, media_kind, parse_template
+from channels.twilio.settings import TwilioSettings
 from crm_core.identity import SenderProfile, set_opt_out
 from crm_core.normalize import InvalidContact, normalize_phone
 from heliograph import jobs
@@ -50,6 +51,7 @@ from heliograph.db import get_db
 from heliograph.settings import get_settings
 from inbox.edits import InboundEdit
 from inbox.ingest import InboundAttachment, InboundMessage
+from inbox.intake import StatusUpdate
 from inbox.media import FetchedMedia, MediaRef, register_fetcher
 from inbox.outbox import (
     DeliveryRefused,
@@ -194,7 +196,7 @@ def is_twilio_context(context: dict[str, Any]) -> bool:
 
 
 def whatsapp_enabled() -> bool:
-    settings = get_settings()
+    settings = TwilioSettings.get()
     return bool(
         settings.twilio_account_sid and settings.twilio_auth_token and settings.twilio_whatsapp_from
     )
@@ -207,11 +209,11 @@ class TwilioChannel(ChannelAdapter):
     max_text_length = MAX_BODY
 
     def enabled(self) -> bool:
-        settings = get_settings()
+        settings = TwilioSettings.get()
         return bool(settings.twilio_account_sid and settings.twilio_auth_token)
 
     async def verify(self, request: WebhookRequest) -> None:
-        settings = get_settings()
+        settings = TwilioSettings.get()
         if not self.enabled():
             raise BadSignature(
                 "the Twilio channel is off (HELIOGRAPH_TWILIO_ACCOUNT_SID or _AUTH_TOKEN unset)"
@@ -225,6 +227,7 @@ class TwilioChannel(ChannelAdapter):
             raise BadSignature(f"the {SIGNATURE_HEADER} is not Twilio's signature of {url}")
 
     def parse(self, request: WebhookRequest) -> list[InboundMessage | InboundEdit]:
+        """A message webhook as the message, with its STOP / START consent change."""
         form = read_form(request)
         missing = [name for name in ("MessageSid", "From") if not form.get(name)]
         if missing:
@@ -237,16 +240,16 @@ class TwilioChannel(ChannelAdapter):
         sender = SenderProfile(
             channel=channel, external_id=phone, name=form.get("ProfileName") or None, phone=phone
         )
-        return [
-            InboundMessage(
-                channel=channel,
-                provider_message_id=form["MessageSid"],
-                sender=sender,
-                text=text,
-                attachments=attachments,
-                raw=form,
-            )
-        ]
+        message = InboundMessage(
+            channel=channel,
+            provider_message_id=form["MessageSid"],
+            sender=sender,
+            text=text,
+            attachments=attachments,
+            raw=form,
+        )
+        message.consent = consent_of(message)
+        return [message]
 
     def parse_status(self, request: WebhookRequest) -> StatusUpdate | None:
         """A status callback as an update of the reply it names (``None``: nothing new)."""
@@ -282,7 +285,7 @@ class TwilioChannel(ChannelAdapter):
 
 
 def _sender(channel: str) -> str:
-    settings = get_settings()
+    settings = TwilioSettings.get()
     if channel == "sms":
         if not settings.twilio_sms_from:
             raise DeliveryRefused("HELIOGRAPH_TWILIO_SMS_FROM is not set: no number to send from")
@@ -364,7 +367,7 @@ _client_key: tuple[Any, ...] = ()
 async def get_client() -> Client:
     """A Client on the aiohttp-based async HTTP client, its base URL the configured one."""
     global _client, _client_key
-    settings = get_settings()
+    settings = TwilioSettings.get()
     if not (settings.twilio_account_sid and settings.twilio_auth_token):
         raise DeliveryRefused("HELIOGRAPH_TWILIO_ACCOUNT_SID and _AUTH_TOKEN are not set")
     loop = asyncio.get_running_loop()
@@ -390,22 +393,22 @@ async def close_client() -> None:
 
 def _is_twilio_host(url: str) -> bool:
     host = urlsplit(url).hostname or ""
-    base = urlsplit(get_settings().twilio_api_base).hostname
+    base = urlsplit(TwilioSettings.get().twilio_api_base).hostname
     return host == "twilio.com" or host.endswith(".twilio.com") or host == base
 
 
 async def fetch_media(ref: MediaRef) -> FetchedMedia:
     """Media URLs need the account's credentials (basic auth) unless the account opted out;
     Twilio then redirects to its CDN, where httpx drops the credentials (another origin)."""
-    settings = get_settings()
+    account = TwilioSettings.get()
     if not ref.url:
         raise jobs.PermanentFailure("the attachment has no Twilio media URL")
     if not _is_twilio_host(ref.url):
         raise jobs.PermanentFailure(f"{ref.url} is not a Twilio URL: no credentials go there")
-    auth = (settings.twilio_account_sid, settings.twilio_auth_token)
+    auth = (account.twilio_account_sid, account.twilio_auth_token)
     try:
         async with httpx.AsyncClient(
-            timeout=settings.outbound_timeout_s, follow_redirects=True
+            timeout=get_settings().outbound_timeout_s, follow_redirects=True
         ) as http:
             response = await http.get(ref.url, auth=auth)
     except httpx.HTTPError as exc:

@@ -27,10 +27,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import itertools
 import secrets
-import struct
-import zlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import format_datetime
@@ -42,9 +39,10 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from twilio.request_validator import RequestValidator
 
-from channels.telegram.fake import silent_voice_note
+from channels.twilio.settings import TwilioSettings
 from heliograph.settings import get_settings
 from sandbox.core import SAY_CHANNELS, read_params, state
+from sandbox.samples import sandbox_phone, silent_voice_note, tiny_png
 
 router = APIRouter(tags=["twilio"])
 SAY_CHANNELS.extend(["sms", "whatsapp"])
@@ -74,7 +72,6 @@ class TwilioFake:
 
 fake = TwilioFake()
 _tasks: set[asyncio.Task[Any]] = set()
-_numbers = itertools.count(1)
 
 
 def _sid(prefix: str) -> str:
@@ -106,7 +103,7 @@ async def _outage() -> Response | None:
 
 
 def _credentials_ok(request: Request, account_sid: str) -> bool:
-    settings = get_settings()
+    settings = TwilioSettings.get()
     header = request.headers.get("authorization", "")
     if not header.lower().startswith("basic "):
         return False
@@ -122,7 +119,7 @@ def _credentials_ok(request: Request, account_sid: str) -> bool:
 
 def sign(url: str, params: dict[str, str]) -> str:
     """What Twilio puts in X-Twilio-Signature for a POST of ``params`` to ``url``."""
-    return RequestValidator(get_settings().twilio_auth_token).compute_signature(url, params)
+    return RequestValidator(TwilioSettings.get().twilio_auth_token).compute_signature(url, params)
 
 
 async def _post_signed(url: str, params: dict[str, str]) -> httpx.Response:
@@ -280,29 +277,6 @@ def _unknown(answer: httpx.Response) -> list[str]:
 # --- acting as a customer -----------------------------------------------------------------
 
 
-def tiny_png() -> bytes:
-    """A valid 1x1 PNG (one white pixel), built here so the sandbox needs no image files."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return (
-            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-        )
-
-    header = struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0)
-    pixels = zlib.compress(b"\x00\xff\xff\xff")
-    return (
-        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
-    )
-
-
-def sandbox_phone(sender: str) -> str:
-    """``+447700900123`` stays; a bare id like ``1001`` becomes a US 555 number."""
-    if sender.startswith("+"):
-        return sender
-    digits = "".join(c for c in sender if c.isdigit()) or str(next(_numbers))
-    return "+1555" + digits[-7:].zfill(7)
-
-
 class SayIn(BaseModel):
     text: str = Field(default="", max_length=MAX_BODY)
     sender: str = Field(default="+15550001001", alias="from", max_length=20)
@@ -311,7 +285,7 @@ class SayIn(BaseModel):
 
 
 def _inbound_form(body: SayIn, channel: str, request: Request) -> dict[str, str]:
-    settings = get_settings()
+    settings = TwilioSettings.get()
     account = settings.twilio_account_sid or "AC" + "0" * 32
     phone = sandbox_phone(body.sender)
     ours = settings.twilio_sms_from if channel == "sms" else settings.twilio_whatsapp_from
@@ -403,7 +377,7 @@ async def script(body: ScriptIn) -> dict[str, Any]:
 @router.post("/_sandbox/twilio/media", include_in_schema=False)
 async def add_media(body: MediaIn, request: Request) -> dict[str, Any]:
     """Keep a file as Twilio keeps a customer's MMS media; answers its MediaUrl."""
-    account = get_settings().twilio_account_sid or "AC" + "0" * 32
+    account = TwilioSettings.get().twilio_account_sid or "AC" + "0" * 32
     message_sid, media_sid = _sid("MM"), _sid("ME")
     fake.media[media_sid] = StoredMedia(base64.b64decode(body.data_b64), body.content_type)
     base = str(request.base_url).rstrip("/")

@@ -6,7 +6,8 @@ store on "whatsapp", and this module picks the provider for each reply: the one 
 last wrote through (it is their business number they expect the answer from, and its
 24-hour window that is open), found from the reply's context, the stored payload of their
 latest message. When that provider is no longer configured (say after moving the number from
-Twilio to the Cloud API), the configured one answers. Nothing outside ``bots/`` needs to know.
+Twilio to the Cloud API), the configured one answers. Nothing outside ``channels/`` needs to
+know.
 """
 
 from __future__ import annotations

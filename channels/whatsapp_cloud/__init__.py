@@ -38,13 +38,14 @@ from channels.base import (
     register,
     shutdown_hooks,
 )
-from channels.messaging import StatusUpdate, Template, media_kind, parse_template
+from channels.messaging import Template, consent_change, media_kind, parse_template
+from channels.whatsapp_cloud.settings import WhatsAppCloudSettings
 from crm_core.identity import SenderProfile
 from crm_core.normalize import InvalidContact, normalize_phone
 from heliograph import jobs
 from heliograph.settings import get_settings
-from inbox.edits import InboundEdit
 from inbox.ingest import InboundAttachment, InboundMessage
+from inbox.intake import StatusUpdate
 from inbox.media import FetchedMedia, MediaRef
 from inbox.outbox import (
     DeliveryRefused,
@@ -240,6 +241,16 @@ def describe_errors(errors: list[dict[str, Any]]) -> str:
     return f"WhatsApp error {first.get('code')} ({title}){': ' + details if details else ''}"
 
 
+def _status_updates(value: Value) -> list[StatusUpdate]:
+    updates: list[StatusUpdate] = []
+    for status in value.statuses:
+        if status.status not in ("sent", "delivered", "read", "failed"):
+            continue  # e.g. "deleted", "warning"
+        error = describe_errors(status.errors) if status.status == "failed" else None
+        updates.append(StatusUpdate(CHANNEL, status.id, status.status, error))
+    return updates
+
+
 class WhatsAppCloudChannel(ChannelAdapter):
     """Meta's webhooks; the customers behind them write on the "whatsapp" channel."""
 
@@ -247,12 +258,12 @@ class WhatsAppCloudChannel(ChannelAdapter):
     max_text_length = MAX_TEXT
 
     def enabled(self) -> bool:
-        settings = get_settings()
+        settings = WhatsAppCloudSettings.get()
         return bool(settings.whatsapp_access_token and settings.whatsapp_phone_number_id)
 
     def verify_subscription(self, query: Mapping[str, str]) -> str:
         """The GET handshake: the challenge to echo, or BadSignature (403)."""
-        token = get_settings().whatsapp_verify_token
+        token = WhatsAppCloudSettings.get().whatsapp_verify_token
         if not token:
             raise BadSignature("HELIOGRAPH_WHATSAPP_VERIFY_TOKEN is not set: nothing is verified")
         if query.get("hub.mode") != "subscribe":
@@ -267,7 +278,9 @@ class WhatsAppCloudChannel(ChannelAdapter):
 
     async def verify(self, request: WebhookRequest) -> None:
         check_hmac_header(
-            get_settings().whatsapp_app_secret, request.body, request.headers.get(SIGNATURE_HEADER)
+            WhatsAppCloudSettings.get().whatsapp_app_secret,
+            request.body,
+            request.headers.get(SIGNATURE_HEADER),
         )
 
     def _changes(self, request: WebhookRequest) -> list[tuple[Entry, dict[str, Any], Value]]:
@@ -275,7 +288,7 @@ class WhatsAppCloudChannel(ChannelAdapter):
         notification = _validate(Notification, request.json(), "webhook")
         if notification.object != "whatsapp_business_account":
             return []
-        ours = get_settings().whatsapp_phone_number_id
+        ours = WhatsAppCloudSettings.get().whatsapp_phone_number_id
         found = []
         for entry in notification.entry:
             for change in entry.changes:
@@ -287,8 +300,10 @@ class WhatsAppCloudChannel(ChannelAdapter):
                 found.append((entry, change.value, value))
         return found
 
-    def parse(self, request: WebhookRequest) -> list[InboundMessage | InboundEdit]:
-        items: list[InboundMessage | InboundEdit] = []
+    def parse(self, request: WebhookRequest) -> list[InboundMessage | StatusUpdate]:
+        """The notification's messages (each with its STOP / START consent change) and the
+        status updates of our replies, read from one parse of the body."""
+        items: list[InboundMessage | StatusUpdate] = []
         for entry, raw_value, value in self._changes(request):
             contacts = {c.wa_id: c for c in value.contacts}
             raw_contacts = {str(c.get("wa_id")): c for c in raw_value.get("contacts") or []}
@@ -303,28 +318,19 @@ class WhatsAppCloudChannel(ChannelAdapter):
                     raise InvalidFields(f"{msg.sender!r} is not a WhatsApp number") from exc
                 contact = contacts.get(msg.sender)
                 name = contact.profile.get("name") if contact is not None else None
-                items.append(
-                    InboundMessage(
-                        channel=CHANNEL,
-                        provider_message_id=msg.id,
-                        sender=SenderProfile(CHANNEL, phone, name=name or None, phone=phone),
-                        text=text,
-                        sent_at=datetime.fromtimestamp(int(msg.timestamp), UTC),
-                        attachments=attachments,
-                        raw=_envelope(entry, raw_value, raw_contacts.get(msg.sender), raw),
-                    )
+                message = InboundMessage(
+                    channel=CHANNEL,
+                    provider_message_id=msg.id,
+                    sender=SenderProfile(CHANNEL, phone, name=name or None, phone=phone),
+                    text=text,
+                    sent_at=datetime.fromtimestamp(int(msg.timestamp), UTC),
+                    attachments=attachments,
+                    raw=_envelope(entry, raw_value, raw_contacts.get(msg.sender), raw),
                 )
+                message.consent = consent_change(message)
+                items.append(message)
+            items.extend(_status_updates(value))
         return items
-
-    def status_updates(self, request: WebhookRequest) -> list[StatusUpdate]:
-        updates: list[StatusUpdate] = []
-        for _, _, value in self._changes(request):
-            for status in value.statuses:
-                if status.status not in ("sent", "delivered", "read", "failed"):
-                    continue  # e.g. "deleted", "warning"
-                error = describe_errors(status.errors) if status.status == "failed" else None
-                updates.append(StatusUpdate(CHANNEL, status.id, status.status, error))
-        return updates
 
     async def send(self, message: OutboundMessage) -> DeliveryResult:
         template = parse_template(message.text)
@@ -340,12 +346,12 @@ class WhatsAppCloudChannel(ChannelAdapter):
 
 
 def _graph_url(*path: str) -> str:
-    settings = get_settings()
+    settings = WhatsAppCloudSettings.get()
     return "/".join([settings.whatsapp_api_base.rstrip("/"), settings.whatsapp_api_version, *path])
 
 
 def _auth() -> dict[str, str]:
-    settings = get_settings()
+    settings = WhatsAppCloudSettings.get()
     if not (settings.whatsapp_access_token and settings.whatsapp_phone_number_id):
         raise DeliveryRefused(
             "HELIOGRAPH_WHATSAPP_ACCESS_TOKEN and HELIOGRAPH_WHATSAPP_PHONE_NUMBER_ID are not set"
@@ -355,7 +361,7 @@ def _auth() -> dict[str, str]:
 
 async def _post(message: OutboundMessage, payload: dict[str, Any]) -> str:
     headers = _auth()
-    url = _graph_url(get_settings().whatsapp_phone_number_id, "messages")
+    url = _graph_url(WhatsAppCloudSettings.get().whatsapp_phone_number_id, "messages")
     body = {
         "messaging_product": "whatsapp",
         "recipient_type": "individual",

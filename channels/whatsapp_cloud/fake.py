@@ -40,10 +40,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
-from channels.telegram.fake import silent_voice_note
-from channels.twilio.fake import sandbox_phone, tiny_png
+from channels.whatsapp_cloud.settings import WhatsAppCloudSettings
 from heliograph.settings import get_settings
 from sandbox.core import SAY_CHANNELS, state
+from sandbox.samples import sandbox_phone, silent_voice_note, tiny_png
 
 router = APIRouter(tags=["whatsapp cloud"])
 SAY_CHANNELS.append("whatsapp_cloud")
@@ -103,7 +103,7 @@ async def _outage() -> Response | None:
 
 
 def _token_ok(request: Request) -> bool:
-    expected = get_settings().whatsapp_access_token
+    expected = WhatsAppCloudSettings.get().whatsapp_access_token
     given = request.headers.get("authorization", "")
     if not given.startswith("Bearer ") or len(given) <= 7:
         return False
@@ -115,7 +115,7 @@ def _bad_token() -> JSONResponse:
 
 
 def _signed(body: bytes) -> dict[str, str]:
-    secret = get_settings().whatsapp_app_secret.encode()
+    secret = WhatsAppCloudSettings.get().whatsapp_app_secret.encode()
     digest = hmac.new(secret, body, hashlib.sha256).hexdigest()
     return {"Content-Type": "application/json", "X-Hub-Signature-256": f"sha256={digest}"}
 
@@ -154,7 +154,7 @@ def _start(coro: Any) -> None:
 
 
 def _refusal(phone_number_id: str, body: dict[str, Any]) -> JSONResponse | None:
-    ours = get_settings().whatsapp_phone_number_id
+    ours = WhatsAppCloudSettings.get().whatsapp_phone_number_id
     if ours and phone_number_id != ours:
         return _error(
             400,
@@ -347,7 +347,7 @@ async def say(body: SayIn) -> JSONResponse:
     message = _inbound(body, wa_id)
     fake.last_inbound[wa_id] = time.time()
     contact = {"profile": {"name": body.name}, "wa_id": wa_id}
-    phone_number_id = get_settings().whatsapp_phone_number_id or "106540352242922"
+    phone_number_id = WhatsAppCloudSettings.get().whatsapp_phone_number_id or "106540352242922"
     payload = _notification(phone_number_id, {"contacts": [contact], "messages": [message]})
     try:
         answer = await _deliver(payload)

@@ -1,19 +1,35 @@
-"""Alembic environment: async engine from HELIOGRAPH_DATABASE_URL, metadata from SQLModel."""
+"""Alembic environment: async engine from HELIOGRAPH_DATABASE_URL.
+
+The migrations are written out, so an upgrade needs no models. Comparing the models with
+the database (``revision --autogenerate``, ``check``) needs every table, and the kernel
+names no package above it, not even in a string: the composition root hands the tables in,
+from code (``heliograph.migrate.alembic_config(metadata=...)``) or on the command line as
+``-x tables=MODULE``, a module with a ``metadata`` attribute (the composition root's tables
+module; docs/cli.md has the command).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import importlib
 
 from alembic import context
+from sqlalchemy import MetaData
 from sqlalchemy.engine import Connection
-from sqlmodel import SQLModel
 
 from heliograph.db import Database
 from heliograph.settings import get_settings
-from service.components import load_components
 
-load_components()
-target_metadata = SQLModel.metadata
+
+def _target_metadata() -> MetaData | None:
+    given = context.config.attributes.get("target_metadata")
+    if given is None:
+        module = context.get_x_argument(as_dictionary=True).get("tables")
+        given = importlib.import_module(module).metadata if module else None
+    return given  # type: ignore[no-any-return]
+
+
+target_metadata = _target_metadata()
 
 
 def _run(connection: Connection) -> None:

@@ -15,9 +15,9 @@ import pytest
 
 from channels.email import compose
 from channels.email.auth import check_sender
+from channels.email.settings import EmailSettings
 from crm_core.models import ContactPoint, Identity
 from heliograph.db import Database
-from heliograph.settings import Settings, get_settings
 from inbox.models import Conversation, Message, Note
 from inbox.outbox import OutboundMessage
 from tests.channels.test_email_inbound import (
@@ -170,8 +170,8 @@ async def test_without_authentication_results_mail_joins_unless_required(
     assert note.text.startswith("Unverified sender: no Authentication-Results header.")
 
 
-def settings(**values: Any) -> Settings:
-    return get_settings().model_copy(update=values)
+def settings(**values: Any) -> EmailSettings:
+    return EmailSettings.get().model_copy(update=values)
 
 
 def test_only_our_mtas_header_is_believed() -> None:

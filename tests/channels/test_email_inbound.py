@@ -74,7 +74,7 @@ def email_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, **extra: str
 
 
 async def app_client() -> AsyncIterator[httpx.AsyncClient]:
-    from web.app import create_app
+    from service.app import create_app
 
     transport = httpx.ASGITransport(app=create_app())
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
@@ -396,9 +396,9 @@ async def test_whatsapp_then_email_from_an_address_on_the_profile_is_one_custome
 
     whatsapp = inbound("SM-wa-1", "+5511912345678", "Oi! Tenho uma dúvida", channel="whatsapp")
     whatsapp.sender.phone = "+5511912345678"
-    from inbox.ingest import accept
+    from tests.utils.factories import store
 
-    first = await accept(sqlite_database, whatsapp)
+    first = await store(sqlite_database, whatsapp)
     _, auth = await member_with_token(sqlite_database)
     stored = await mail.post(
         f"/api/v1/customers/{first.customer_id}/contacts",
@@ -420,7 +420,7 @@ async def test_whatsapp_then_email_from_an_address_on_the_profile_is_one_custome
     }
     assert opened == {first.conversation_id, via_mail["conversation_id"]}
     # The same address cannot be put on a second customer: that is a merge.
-    other = await accept(sqlite_database, inbound("api-x", "someone-else"))
+    other = await store(sqlite_database, inbound("api-x", "someone-else"))
     taken = await mail.post(
         f"/api/v1/customers/{other.customer_id}/contacts",
         json={"kind": "email", "value": "jane.doe@gmail.com"},

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
+from typing import Any
 
 import aiosmtplib
 import pytest
@@ -18,12 +19,13 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
-import channels.email as email_channel
 from channels.email import channel, compose, listener, outbound_message_id, receive
+from channels.email.settings import EmailSettings
 from heliograph.db import Database
-from heliograph.settings import get_settings
+from inbox import intake
 from inbox.conversations import reply
-from inbox.ingest import AcceptResult, InboundMessage
+from inbox.ingest import InboundMessage
+from inbox.intake import IntakeOutcome
 from inbox.models import Message
 from inbox.outbox import DeliveryRefused, DeliveryRetry, OutboundMessage
 from tests.channels.test_email_inbound import GMAIL_FIRST_ID, SUPPORT, email_settings, load
@@ -248,7 +250,7 @@ async def test_a_refused_recipient_is_a_permanent_failure(configured: Database) 
 async def test_an_unreachable_server_is_retried(
     configured: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(get_settings(), "smtp_port", free_port())  # nothing listens there
+    monkeypatch.setattr(EmailSettings.get(), "smtp_port", free_port())  # nothing listens there
     with pytest.raises(DeliveryRetry, match="could not"):
         await channel.send(outbound())
 
@@ -256,13 +258,13 @@ async def test_an_unreachable_server_is_retried(
 async def test_without_an_smtp_host_nothing_can_be_sent(
     configured: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(get_settings(), "smtp_host", "")
+    monkeypatch.setattr(EmailSettings.get(), "smtp_host", "")
     with pytest.raises(DeliveryRefused, match="HELIOGRAPH_SMTP_HOST"):
         await channel.send(outbound())
 
 
 def test_the_message_id_depends_on_the_reply_alone(configured: Database) -> None:
-    settings = get_settings()
+    settings = EmailSettings.get()
     one, again = compose(outbound(), settings), compose(outbound(), settings)
     assert one["Message-ID"] == again["Message-ID"] == outbound_message_id(outbound(), settings)
     assert str(one["Message-ID"]).endswith("@heliograph.example>")
@@ -306,16 +308,16 @@ async def test_the_listener_answers_250_once_the_mail_is_stored(
 async def test_a_storage_failure_is_451_and_the_retry_stores_it(
     listening: int, configured: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_accept = email_channel.accept
+    real_receive = intake.receive
     tries: list[str] = []
 
-    async def down_once(database: Database, message: InboundMessage) -> AcceptResult:
-        tries.append(message.provider_message_id)
+    async def down_once(items: list[InboundMessage], **options: Any) -> IntakeOutcome:
+        tries.extend(item.provider_message_id for item in items)
         if len(tries) == 1:
             raise OperationalError("INSERT", {}, Exception("database is locked"))
-        return await real_accept(database, message)
+        return await real_receive(items, **options)
 
-    monkeypatch.setattr(email_channel, "accept", down_once)
+    monkeypatch.setattr(intake, "receive", down_once)
     with pytest.raises(aiosmtplib.SMTPDataError) as refused:
         await smtp_send(listening, load("gmail_first"))
     assert refused.value.code == 451

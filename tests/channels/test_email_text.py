@@ -73,6 +73,23 @@ REPLY = "Yes, Thursday works for us."
             "M\u00e4rz 2024 11:20\nAn: Tom\nBetreff: Lieferung\n\nPasst Donnerstag?",
             "Outlook, German",
         ),
+        (
+            "Den tis 5 mars 2024 kl 11:20 skrev Heliograph Support <support@heliograph.example>:"
+            "\n\n> Passar torsdag?",
+            "Gmail, Swedish",
+        ),
+        (
+            "De: Heliograph Support <support@heliograph.example>\nEnviada em: ter\u00e7a-feira, "
+            "5 de mar\u00e7o de 2024 11:20\nPara: Tom\nAssunto: Entrega\n\nQuinta-feira serve?",
+            "Outlook, Portuguese",
+        ),
+        (
+            "\u041e\u0442: Heliograph Support <support@heliograph.example>\n"
+            "\u041e\u0442\u043f\u0440\u0430\u0432\u043b\u0435\u043d\u043e: 5 \u043c\u0430\u0440"
+            "\u0442\u0430 2024 \u0433. 11:20\n\u041a\u043e\u043c\u0443: Tom\n\n"
+            "\u0427\u0435\u0442\u0432\u0435\u0440\u0433?",
+            "Outlook, Russian",
+        ),
         ("> Would Thursday work?\n>\n> Ana", "bare quote"),
     ],
 )

@@ -42,7 +42,7 @@ async def sqlite_client(
     sqlite_database: Database, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[httpx.AsyncClient]:
     """Negative paths: one engine is enough, they never reach the database code."""
-    from web.app import create_app
+    from service.app import create_app
 
     slack_env(monkeypatch, "http://127.0.0.1:9/api/")
     transport = httpx.ASGITransport(app=create_app())

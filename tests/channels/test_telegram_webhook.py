@@ -58,7 +58,7 @@ async def sqlite_tg(
     sqlite_database: Database, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[httpx.AsyncClient]:
     """The same over SQLite only, for refusals that never reach the database."""
-    from web.app import create_app
+    from service.app import create_app
 
     enable_telegram(monkeypatch)
     transport = httpx.ASGITransport(app=create_app())

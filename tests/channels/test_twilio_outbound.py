@@ -18,17 +18,17 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from channels import messaging, twilio
+from channels import twilio
 from channels.base import WebhookRequest
-from channels.twilio.fake import tiny_png
 from crm_core.models import Identity
 from heliograph import jobs
 from heliograph.db import Database
 from heliograph.settings import reset_settings
+from inbox import intake
 from inbox.conversations import reply
-from inbox.ingest import InboundMessage
 from inbox.media import MediaRef
 from inbox.models import Attachment, Message
+from sandbox.samples import tiny_png
 from tests.conftest import run_jobs
 from tests.utils.processes import free_port, start_sandbox
 
@@ -108,9 +108,8 @@ async def customer_writes(form: dict[str, str]) -> int:
     """What the webhook does with Twilio's form (signature checks are the webhook tests')."""
     body = urlencode(form).encode()
     hook = WebhookRequest("POST", "http://x/", {"content-type": twilio.FORM_TYPE}, body)
-    items = [i for i in twilio.channel.parse(hook) if isinstance(i, InboundMessage)]
-    (stored,) = await messaging.store(items, twilio.consent_of)
-    return stored.result.conversation_id
+    (stored,) = (await intake.receive(twilio.channel.parse(hook))).accepted
+    return stored.conversation_id
 
 
 async def agent_says(database: Database, conversation_id: int, text: str) -> int:

@@ -19,14 +19,14 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from channels import messaging, twilio, whatsapp_cloud
+from channels import twilio, whatsapp_cloud
 from channels.base import WebhookRequest
-from channels.twilio.fake import tiny_png
 from heliograph.db import Database
 from heliograph.settings import reset_settings
+from inbox import intake
 from inbox.conversations import reply
-from inbox.ingest import InboundMessage
 from inbox.models import Attachment, Message
+from sandbox.samples import tiny_png
 from tests.conftest import run_jobs
 from tests.utils.processes import free_port, start_sandbox
 
@@ -118,9 +118,8 @@ def load(name: str, written_ago_s: float | None = 60) -> dict[str, Any]:
 async def customer_writes(payload: dict[str, Any]) -> int:
     body = json.dumps(payload).encode()
     hook = WebhookRequest("POST", "http://x/", {"content-type": "application/json"}, body)
-    items = [i for i in whatsapp_cloud.channel.parse(hook) if isinstance(i, InboundMessage)]
-    (stored,) = await messaging.store(items)
-    return stored.result.conversation_id
+    (stored,) = (await intake.receive(whatsapp_cloud.channel.parse(hook))).accepted
+    return stored.conversation_id
 
 
 async def customer_writes_through_twilio() -> int:
@@ -134,9 +133,8 @@ async def customer_writes_through_twilio() -> int:
     }
     body = urlencode(form).encode()
     hook = WebhookRequest("POST", "http://x/", {"content-type": twilio.FORM_TYPE}, body)
-    items = [i for i in twilio.channel.parse(hook) if isinstance(i, InboundMessage)]
-    (stored,) = await messaging.store(items)
-    return stored.result.conversation_id
+    (stored,) = (await intake.receive(twilio.channel.parse(hook))).accepted
+    return stored.conversation_id
 
 
 async def agent_says(database: Database, conversation_id: int, text: str) -> int:

@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from sqlalchemy import text
 
-from crm_core.bulk import upsert
 from crm_core.models import Customer, CustomerScore
+from heliograph.bulk import upsert
 from heliograph.db import Database
 
 SCORE_COLUMNS = [c.name for c in CustomerScore.__table__.c]  # type: ignore[attr-defined]
@@ -79,8 +79,8 @@ async def test_a_naive_timestamp_is_refused_by_the_bulk_path_too(database: Datab
 
 
 async def test_a_bulk_insert_fills_the_defaults_a_row_leaves_out(database: Database) -> None:
-    from crm_core.bulk import insert_ignore
     from crm_core.models import Enrollment, Program
+    from heliograph.bulk import insert_ignore
 
     async with database.session() as session:
         customer = Customer(display_name="Defaults")

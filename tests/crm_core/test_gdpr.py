@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 
 import httpx
 import pytest
 
-from crm_core.interventions import OPENED_EVENT
+from crm_core.bus import INTERVENTION_OPENED, InterventionOpened
 from crm_core.models import (
     ActivityEvent,
     ContactPoint,
@@ -26,6 +27,15 @@ from inbox.models import Message, Note
 from routing.models import Assignment
 from tests.crm_core.crm_world import API, count, ev, ingest, make_programs, rows
 from tests.utils.factories import member_with_token, receive
+from tests.utils.jobs import listening
+
+SURFACE = jobs.JobKind("test.surface", InterventionOpened)  # a card with a name
+
+
+@pytest.fixture
+def surface() -> Iterator[None]:
+    with listening(INTERVENTION_OPENED, SURFACE, alone=True):
+        yield
 
 
 async def a_customer_with_history(database: Database) -> int:
@@ -93,9 +103,8 @@ async def test_the_export_holds_everything_in_one_document(
 
 
 async def test_erasure_removes_the_person_and_keeps_an_audit_row(
-    client: httpx.AsyncClient, database: Database, monkeypatch: pytest.MonkeyPatch
+    client: httpx.AsyncClient, database: Database, surface: None
 ) -> None:
-    monkeypatch.setitem(jobs._subscribers, OPENED_EVENT, ["test.surface"])  # a card with a name
     customer_id = await a_customer_with_history(database)
     assert await count(database, Job, Job.kind == "test.surface") == 1
     _, lead = await member_with_token(database, "lead", "Leo Lead")

@@ -20,9 +20,8 @@ from crm_core.normalize import InvalidContact, normalize_email, normalize_phone
 from heliograph.db import Database
 from heliograph.models import AuditEvent
 from inbox.conversations import messages_of
-from inbox.ingest import accept
 from inbox.models import Conversation, Message
-from tests.utils.factories import inbound, receive
+from tests.utils.factories import inbound, receive, store
 
 
 async def count(database: Database, model: type) -> int:
@@ -72,7 +71,7 @@ def test_emails_are_lower_cased_and_bad_ones_rejected() -> None:
 
 async def test_same_email_on_another_channel_is_the_same_customer(database: Database) -> None:
     first = await receive(database, "m1", "api-rosa", email="Rosa@Example.com", name="Rosa Costa")
-    second = await accept(
+    second = await store(
         database, inbound("tg-1", "777001", channel="telegram", email=" rosa@example.COM")
     )
     assert second.customer_id == first.customer_id
@@ -90,7 +89,7 @@ async def test_same_email_on_another_channel_is_the_same_customer(database: Data
 
 async def test_same_phone_in_another_format_is_the_same_customer(database: Database) -> None:
     first = await receive(database, "m1", "api-ivan", phone="+44 20 7946 0958")
-    second = await accept(
+    second = await store(
         database, inbound("wa-1", "wa-ivan", channel="whatsapp", phone="whatsapp:+442079460958")
     )
     other = await receive(database, "m2", "api-olga", phone="+44 20 7946 0000")
@@ -117,7 +116,7 @@ async def test_profile_fields_are_filled_but_never_overwritten(database: Databas
 async def test_concurrent_first_messages_make_one_customer(pg_database: Database) -> None:
     results = await asyncio.gather(
         *(
-            accept(pg_database, inbound(f"burst-{i}", "racer", f"part {i}", email="r@x.example"))
+            store(pg_database, inbound(f"burst-{i}", "racer", f"part {i}", email="r@x.example"))
             for i in range(20)
         )
     )
@@ -138,7 +137,7 @@ async def _two_customers(database: Database) -> tuple[int, int, dict[str, int]]:
     """Rosa on api (+ email); her duplicate 'R. Costa' on api and telegram (same phone)."""
     a = await receive(database, "a1", "rosa-api", name="Rosa Costa", email="rosa@example.com")
     b = await receive(database, "b1", "rc-api", name="R. Costa", phone="+351 912 345 678")
-    b_tg = await accept(
+    b_tg = await store(
         database, inbound("b2", "555", "olá", channel="telegram", phone="+351912345678")
     )
     assert b_tg.customer_id == b.customer_id

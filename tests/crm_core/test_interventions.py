@@ -3,6 +3,7 @@ consent and the customer's quiet hours allow."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -11,6 +12,12 @@ import pytest
 from sqlalchemy import delete, event, update
 
 from crm_core import interventions
+from crm_core.bus import (
+    INTERVENTION_OPENED,
+    SEND_INTERVENTION,
+    InterventionOpened,
+    InterventionRef,
+)
 from crm_core.models import Customer, Identity, Intervention
 from crm_core.profile import update_profile
 from heliograph import jobs
@@ -20,6 +27,9 @@ from inbox.interventions import send_intervention
 from inbox.models import Conversation, Message
 from tests.crm_core.crm_world import count, days_ago, ev, evaluate, ingest, make_programs, rows
 from tests.utils.factories import make_member, receive
+from tests.utils.jobs import listening
+
+SURFACE = jobs.JobKind("test.surface", InterventionOpened)
 
 
 def by_rule(found: list[Intervention]) -> dict[str, list[Intervention]]:
@@ -33,6 +43,12 @@ def lessons(prefix: str, days: list[float], who: str = "ana@example.com") -> lis
     return [
         ev("lesson_completed", f"{prefix}{d}", who, at=days_ago(d), program="mind-1") for d in days
     ]
+
+
+@pytest.fixture
+def surface() -> Iterator[None]:
+    with listening(INTERVENTION_OPENED, SURFACE, alone=True):
+        yield
 
 
 async def sending(database: Database, *rules: str) -> None:
@@ -59,7 +75,7 @@ async def test_a_week_without_course_activity_gets_one_gentle_nudge(database: Da
     assert nudge.reason.startswith("no course activity for 10 days")
     assert "we've missed you in Mindful Mornings" in nudge.suggested_message
     assert not nudge.auto_send and nudge.send_status is None  # a suggestion by default
-    assert await count(database, Job, Job.kind == interventions.SEND_JOB) == 0
+    assert await count(database, Job, Job.kind == SEND_INTERVENTION.name) == 0
 
     assert (await evaluate(database)).by_rule.get("inactivity_nudge") is None  # not twice
     await ingest(database, lessons("back", [0]))  # they came back...
@@ -69,7 +85,7 @@ async def test_a_week_without_course_activity_gets_one_gentle_nudge(database: Da
     assert later.by_rule == {"inactivity_nudge": 1}
     first_nudge, second_nudge = by_rule(await rows(database, Intervention))["inactivity_nudge"]
     assert (first_nudge.send_status, second_nudge.send_status) == (None, "scheduled")
-    assert await count(database, Job, Job.kind == interventions.SEND_JOB) == 1
+    assert await count(database, Job, Job.kind == SEND_INTERVENTION.name) == 1
 
 
 async def test_every_rule_only_suggests_until_an_admin_turns_it_to_send(
@@ -82,7 +98,7 @@ async def test_every_rule_only_suggests_until_an_admin_turns_it_to_send(
     await ingest(database, [ev("milestone_reported", "ms", milestone="first month")])
     (found,) = await rows(database, Intervention)
     assert (found.auto_send, found.send_status, found.send_after) == (False, None, None)
-    assert await count(database, Job, Job.kind == interventions.SEND_JOB) == 0
+    assert await count(database, Job, Job.kind == SEND_INTERVENTION.name) == 0
 
 
 async def test_no_nudge_without_an_active_enrollment_or_after_a_month(
@@ -235,9 +251,8 @@ async def test_the_pass_is_set_based(sqlite_database: Database) -> None:
 
 
 async def test_it_is_published_for_the_chat_surfaces_with_its_owner(
-    database: Database, monkeypatch: pytest.MonkeyPatch
+    database: Database, surface: None
 ) -> None:
-    monkeypatch.setitem(jobs._subscribers, interventions.OPENED_EVENT, ["test.surface"])
     await make_programs(database)
     await sending(database, "milestone_celebration")
     conv = await receive(database, "m1", "cust-1", email="ana@example.com", name="Ana Silva")
@@ -274,7 +289,7 @@ async def test_automatic_messages_wait_for_the_end_of_quiet_hours(database: Data
     await ingest(database, [{**milestone, "idempotency_key": "n1"}], now=night)
     (found,) = await rows(database, Intervention)
     assert found.send_after == datetime(2026, 6, 15, 23, 0, tzinfo=UTC)  # 08:00 in Tokyo
-    (job,) = [j for j in await rows(database, Job) if j.kind == interventions.SEND_JOB]
+    (job,) = [j for j in await rows(database, Job) if j.kind == SEND_INTERVENTION.name]
     assert job.run_at == found.send_after and job.payload == {"intervention_id": found.id}
 
     noon = datetime(2026, 6, 16, 3, 0, tzinfo=UTC)  # 12:00 in Tokyo: no waiting
@@ -304,7 +319,7 @@ async def customer_with_milestone(database: Database, **profile: Any) -> tuple[i
 
 async def test_a_message_goes_out_on_the_customers_channel(database: Database) -> None:
     _, intervention_id = await customer_with_milestone(database)
-    await send_intervention({"intervention_id": intervention_id})
+    await send_intervention(InterventionRef(intervention_id=intervention_id))
     (found,) = await rows(database, Intervention)
     assert (found.state, found.send_status, found.resolved_by) == ("done", "sent", "auto")
     sent = await rows(database, Message, Message.direction == "out")
@@ -313,7 +328,7 @@ async def test_a_message_goes_out_on_the_customers_channel(database: Database) -
     ]
     assert sent[0].text.startswith("Hi Ana! Congratulations")
     assert any(j.kind == "outbox.deliver" for j in await rows(database, Job))
-    await send_intervention({"intervention_id": intervention_id})  # a replayed job
+    await send_intervention(InterventionRef(intervention_id=intervention_id))  # a replayed job
     assert await count(database, Message, Message.direction == "out") == 1
 
 
@@ -327,7 +342,7 @@ async def test_nothing_is_sent_inside_quiet_hours(sqlite_database: Database) -> 
     (found,) = await rows(sqlite_database, Intervention)
     assert found.send_after is not None and found.send_after > utcnow() + timedelta(minutes=50)
     with pytest.raises(jobs.Defer) as deferred:
-        await send_intervention({"intervention_id": intervention_id})
+        await send_intervention(InterventionRef(intervention_id=intervention_id))
     assert 50 * 60 < deferred.value.delay_s <= 61 * 60
     assert await count(sqlite_database, Message, Message.direction == "out") == 0
 
@@ -337,7 +352,7 @@ async def test_nothing_is_sent_to_an_opted_out_channel(database: Database) -> No
     async with database.session() as session:
         await session.execute(update(Identity).values(opted_out=True))
         await session.commit()
-    await send_intervention({"intervention_id": intervention_id})
+    await send_intervention(InterventionRef(intervention_id=intervention_id))
     (found,) = await rows(database, Intervention)
     assert (found.state, found.send_status) == ("open", "skipped")  # an agent still sees it
     assert found.send_note == "opted out of api, the preferred channel"
@@ -349,7 +364,7 @@ async def test_a_dismissed_intervention_is_not_sent(sqlite_database: Database) -
     async with sqlite_database.session() as session:
         await interventions.resolve(session, intervention_id, "dismissed", "member:1")
         await session.commit()
-    await send_intervention({"intervention_id": intervention_id})
+    await send_intervention(InterventionRef(intervention_id=intervention_id))
     (found,) = await rows(sqlite_database, Intervention)
     assert (found.state, found.send_status) == ("dismissed", "cancelled")
     assert await count(sqlite_database, Message, Message.direction == "out") == 0

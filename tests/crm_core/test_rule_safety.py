@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -14,15 +15,24 @@ from sqlalchemy import text
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from crm_core import interventions, triggers
+from crm_core.bus import INTERVENTION_RULE_FAILED, RuleFailed
 from crm_core.models import Intervention, InterventionRule
-from crm_core.rule_failures import ALERT_EVENT, failures_by_rule
+from crm_core.rule_failures import failures_by_rule
 from heliograph import jobs
 from heliograph.db import Database
 from heliograph.models import Job
 from tests.crm_core.crm_world import API, count, days_ago, ev, evaluate, ingest, make_programs, rows
 from tests.utils.factories import member_with_token
+from tests.utils.jobs import listening
 
-ALERT_KIND = "test.admin_alert"
+ALERT = jobs.JobKind("test.admin_alert", RuleFailed)
+ALERT_KIND = ALERT.name
+
+
+@pytest.fixture
+def admin_alerts() -> Iterator[None]:
+    with listening(INTERVENTION_RULE_FAILED, ALERT, alone=True):
+        yield
 
 
 def failures_in(metrics: str, rule: str) -> float:
@@ -107,10 +117,9 @@ async def two_causes(database: Database) -> None:
 async def test_a_stored_bad_setting_skips_its_rule_alone_and_is_reported_once(
     client: httpx.AsyncClient,
     database: Database,
-    monkeypatch: pytest.MonkeyPatch,
+    admin_alerts: None,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    monkeypatch.setitem(jobs._subscribers, ALERT_EVENT, [ALERT_KIND])
     await two_causes(database)
     await store_bad_row(database)
     before = failures_by_rule().get("inactivity_nudge", 0)
@@ -150,12 +159,11 @@ async def test_a_stored_bad_setting_skips_its_rule_alone_and_is_reported_once(
 
 
 async def test_a_rule_whose_query_fails_is_rolled_back_alone(
-    database: Database, monkeypatch: pytest.MonkeyPatch
+    database: Database, monkeypatch: pytest.MonkeyPatch, admin_alerts: None
 ) -> None:
     """A finder that wrote, then had its query refused by the database: its write is
     undone, and the rules after it (on PostgreSQL too, where an error aborts the
     transaction but for the savepoint) still run."""
-    monkeypatch.setitem(jobs._subscribers, ALERT_EVENT, [ALERT_KIND])
     await two_causes(database)
 
     async def refused(session: AsyncSession, *_: Any) -> list[triggers.Candidate]:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import timedelta
 
 import httpx
 import pytest
 from sqlalchemy import select, update
 
+from handoff.bus import HANDOFF_ESCALATED, HandoffEscalated
 from handoff.service import acknowledge, escalate_unacknowledged, handoff_manual, shift_end_pass
 from heliograph import jobs
 from heliograph.db import Database
@@ -18,6 +20,9 @@ from routing.models import TeamMember
 from tests.handoff.world import AFTER, AIKO, BEFORE, OLIVER, SAM, conversation_of, handoffs
 from tests.routing.world import ALWAYS, assignments, conversation, customer_writes, route, team
 from tests.utils.factories import member_with_token
+from tests.utils.jobs import listening
+
+ESCALATED = jobs.JobKind("test.handoff_escalated", HandoffEscalated)
 
 
 async def _member(database: Database, member_id: int) -> TeamMember:
@@ -61,13 +66,14 @@ async def test_agent_may_not_hand_over_someone_elses(sqlite_database: Database) 
 
 
 @pytest.fixture
-def escalations(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(jobs._subscribers, "handoff.escalated", ["test.handoff_escalated"])
+def escalations() -> Iterator[None]:
+    with listening(HANDOFF_ESCALATED, ESCALATED, alone=True):
+        yield
 
 
 async def _escalated_events(database: Database) -> list[dict[str, object]]:
     async with database.read_session() as session:
-        rows = await session.execute(select(Job).where(Job.kind == "test.handoff_escalated"))
+        rows = await session.execute(select(Job).where(Job.kind == ESCALATED.name))
         return [job.payload for job in rows.scalars().all()]
 
 

@@ -14,7 +14,6 @@ from sqlalchemy import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from crm_core import events, interventions
-from crm_core.bulk import insert_ignore
 from crm_core.models import (
     ActivityEvent,
     ContactPoint,
@@ -24,6 +23,7 @@ from crm_core.models import (
     Intervention,
     JourneyChange,
 )
+from heliograph.bulk import insert_ignore
 from heliograph.db import Database
 from heliograph.migrate import upgrade
 from heliograph.settings import Settings

@@ -8,6 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from pydantic import ConfigDict
 from sqlalchemy import select, update
 
 from heliograph import jobs
@@ -20,9 +21,22 @@ ran: list[dict[str, Any]] = []
 gave_up: list[tuple[dict[str, Any], str]] = []
 
 
-@jobs.handler("test.task")
-async def _task(payload: dict[str, Any]) -> None:
+class Script(jobs.Payload):
+    """Whatever a test writes into a job: it scripts the job's fate."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+
+TASK = jobs.JobKind("test.task", Script)
+NO_HANDLER = jobs.JobKind("test.no_handler", Script)  # declared, never handled
+HAPPENED = jobs.Event("test.happened", Script)
+NOBODY_LISTENS = jobs.Event("test.nobody.listens", Script)
+
+
+@jobs.handler(TASK)
+async def _task(script: Script) -> None:
     """Does what its payload says, so each test can script a job's fate."""
+    payload = script.model_dump()
     ran.append(payload)
     what = payload.get("do", "ok")
     tries = sum(1 for p in ran if p.get("n") == payload.get("n"))
@@ -38,9 +52,9 @@ async def _task(payload: dict[str, Any]) -> None:
         await asyncio.sleep(payload["sleep"])
 
 
-@jobs.on_dead("test.task")
-async def _dead(payload: dict[str, Any], error: str) -> None:
-    gave_up.append((payload, error))
+@jobs.on_dead(TASK)
+async def _dead(script: Script, error: str) -> None:
+    gave_up.append((script.model_dump(), error))
 
 
 @pytest.fixture(autouse=True)
@@ -49,9 +63,9 @@ def _clean() -> None:
     gave_up.clear()
 
 
-async def add(database: Database, kind: str = "test.task", **kw: Any) -> int:
+async def add(database: Database, kind: jobs.JobKind[Script] = TASK, **kw: Any) -> int:
     async with database.session() as session:
-        job = await jobs.enqueue(session, kind, kw.pop("payload", {}), **kw)
+        job = await jobs.enqueue(session, kind, Script(**kw.pop("payload", {})), **kw)
         await session.commit()
     assert job is not None and job.id is not None
     return job.id
@@ -144,11 +158,11 @@ async def test_deferring_does_not_use_up_attempts(database: Database) -> None:
 
 
 async def test_an_unknown_kind_goes_dead_with_a_clear_error(database: Database) -> None:
-    job_id = await add(database, kind="no.such.kind", payload={"x": 1})
+    job_id = await add(database, kind=NO_HANDLER, payload={"x": 1})
     assert await run_jobs(database) == {"dead": 1}
     row = await job_row(database, job_id)
     assert row.status == "dead"
-    assert row.last_error == "no handler registered for job kind 'no.such.kind'"
+    assert row.last_error == "no handler registered for job kind 'test.no_handler'"
 
 
 async def test_an_operator_retry_puts_a_dead_job_back(database: Database) -> None:
@@ -218,14 +232,14 @@ async def test_dedupe_key_enqueues_once_and_publish_reaches_subscribers(
     database: Database,
 ) -> None:
     async with database.session() as session:
-        assert await jobs.enqueue(session, "test.task", {"n": 1}, dedupe_key="k1") is not None
+        assert await jobs.enqueue(session, TASK, Script(n=1), dedupe_key="k1") is not None
         await session.commit()
     async with database.session() as session:
-        assert await jobs.enqueue(session, "test.task", {"n": 1}, dedupe_key="k1") is None
-        jobs.subscribe("test.happened", "test.task")
-        jobs.subscribe("test.happened", "test.task")  # subscribing twice is one subscription
-        assert await jobs.publish(session, "test.happened", {"n": 2}) == 1
-        assert await jobs.publish(session, "test.nobody.listens", {"n": 3}) == 0
+        assert await jobs.enqueue(session, TASK, Script(n=1), dedupe_key="k1") is None
+        jobs.subscribe(HAPPENED, TASK)
+        jobs.subscribe(HAPPENED, TASK)  # subscribing twice is one subscription
+        assert await jobs.publish(session, HAPPENED, Script(n=2)) == 1
+        assert await jobs.publish(session, NOBODY_LISTENS, Script(n=3)) == 0
         await session.commit()
     async with database.read_session() as session:
         payloads = (await session.execute(select(Job.payload).order_by(Job.id))).scalars().all()

@@ -11,7 +11,6 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -20,35 +19,35 @@ from sqlalchemy import select
 from heliograph import jobs, logs
 from heliograph.db import Database, get_db
 from heliograph.models import Job
+from inbox.bus import MESSAGE_RECEIVED, MessageRef
 from tests.conftest import run_jobs
+from tests.utils.jobs import listening
 from tests.utils.signing import inbound_body, signed_headers
 
 ROOT = Path(__file__).resolve().parents[2]
-SEEN = "test.logs.seen"  # a listener of message.received that logs, then queues FOLLOW_UP
-FOLLOW_UP = "test.logs.follow_up"
+# A listener of message.received that logs, then queues FOLLOW_UP.
+SEEN = jobs.JobKind("test.logs.seen", MessageRef)
+FOLLOW_UP = jobs.JobKind("test.logs.follow_up", MessageRef)
 log = logging.getLogger("tests.logs")
 
 
 @jobs.handler(SEEN)
-async def _seen(payload: dict[str, Any]) -> None:
-    log.info("message %s seen", payload["message_id"])
+async def _seen(payload: MessageRef) -> None:
+    log.info("message %s seen", payload.message_id)
     async with get_db().session() as session:
-        await jobs.enqueue(session, FOLLOW_UP, {"message_id": payload["message_id"]})
+        await jobs.enqueue(session, FOLLOW_UP, MessageRef(message_id=payload.message_id))
         await session.commit()
 
 
 @jobs.handler(FOLLOW_UP)
-async def _follow_up(payload: dict[str, Any]) -> None:
-    log.warning("follow-up for message %s", payload["message_id"])
+async def _follow_up(payload: MessageRef) -> None:
+    log.warning("follow-up for message %s", payload.message_id)
 
 
 @pytest.fixture
 def listener() -> Iterator[None]:
-    jobs.subscribe("message.received", SEEN)
-    try:
+    with listening(MESSAGE_RECEIVED, SEEN):
         yield
-    finally:
-        jobs._subscribers["message.received"].remove(SEEN)
 
 
 async def test_a_requests_id_is_in_the_json_lines_of_the_jobs_it_caused(
@@ -67,15 +66,15 @@ async def test_a_requests_id_is_in_the_json_lines_of_the_jobs_it_caused(
     await run_jobs(database)
     async with database.read_session() as session:
         rows = (await session.execute(select(Job.kind, Job.request_id))).all()
-    assert (SEEN, "req-7f3a9c") in rows and (FOLLOW_UP, "req-7f3a9c") in rows
+    assert (SEEN.name, "req-7f3a9c") in rows and (FOLLOW_UP.name, "req-7f3a9c") in rows
     lines = [
         json.loads(logs.json_formatter().format(r))
         for r in caplog.records
         if r.name == "tests.logs"
     ]
     assert [(line["job_kind"], line["request_id"]) for line in lines] == [
-        (SEEN, "req-7f3a9c"),
-        (FOLLOW_UP, "req-7f3a9c"),
+        (SEEN.name, "req-7f3a9c"),
+        (FOLLOW_UP.name, "req-7f3a9c"),
     ]
     assert lines[1]["level"] == "WARNING" and lines[1]["message"].startswith("follow-up for")
     assert lines[1]["logger"] == "tests.logs" and "timestamp" in lines[1]

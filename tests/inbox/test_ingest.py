@@ -20,9 +20,8 @@ from inbox.conversations import (
     set_status,
     wake_snoozed,
 )
-from inbox.ingest import accept
 from inbox.models import Conversation
-from tests.utils.factories import inbound, receive
+from tests.utils.factories import inbound, receive, store
 
 
 async def conversation(database: Database, conversation_id: int) -> Conversation:
@@ -58,7 +57,7 @@ async def test_a_known_sender_threads_into_the_open_conversation(database: Datab
 
 async def test_a_replay_is_stored_once(database: Database) -> None:
     first = await receive(database, "m1", text="once")
-    again = await accept(database, inbound("m1", text="once, replayed with other text"))
+    again = await store(database, inbound("m1", text="once, replayed with other text"))
     assert again.duplicate and again.message_id == first.message_id
     assert await texts(database, first.conversation_id) == ["once"]
 

@@ -1,5 +1,5 @@
-"""Group commit of inbound messages (inbox/ingest_batch.py): concurrent ``accept()`` calls
-share one transaction, and each caller still hears exactly what happened to its message."""
+"""Group commit of inbound items (inbox/ingest_batch.py): concurrent ``intake.receive`` calls
+share one transaction, and each caller still hears exactly what happened to its item."""
 
 from __future__ import annotations
 
@@ -16,10 +16,12 @@ from heliograph import jobs
 from heliograph.db import Database, WriteLock
 from heliograph.models import Job
 from heliograph.settings import get_settings
-from inbox.ingest import AcceptResult, InboundMessage, accept
+from inbox import intake
+from inbox.bus import MESSAGE_RECEIVED
+from inbox.ingest import AcceptResult, InboundMessage, store_batch
 from inbox.ingest_batch import CommitFailed, writer_for
-from inbox.models import Conversation, Message
-from tests.utils.factories import inbound, receive
+from inbox.models import Conversation, Message, Note
+from tests.utils.factories import inbound, receive, store
 
 
 async def _count(database: Database, model: Any) -> int:
@@ -40,7 +42,7 @@ async def _together(
     writer = writer_for(database)
     kinds = ("batches", "fallbacks", "failures")
     before = {k: getattr(writer, k) for k in kinds}
-    answers = await asyncio.gather(*(accept(database, m) for m in msgs), return_exceptions=True)
+    answers = await asyncio.gather(*(store(database, m) for m in msgs), return_exceptions=True)
     after = {k: getattr(writer, k) for k in kinds}
     assert after == {**before, outcome: before[outcome] + 1}, "the messages shared one batch"
     return list(answers)
@@ -68,7 +70,7 @@ async def test_a_batch_with_replays_stores_each_message_once(database: Database)
         payloads = (await session.execute(select(Job.kind, Job.payload))).all()
     received = [p["message_id"] for kind, p in payloads if kind == "routing.route"]
     assert sorted(received) == sorted([first.message_id, second.message_id, third.message_id])
-    assert len(payloads) == 3 * len(jobs._subscribers["message.received"])
+    assert len(payloads) == 3 * len(jobs.subscribers(MESSAGE_RECEIVED))
 
 
 async def test_two_first_messages_from_one_new_sender_in_a_batch_make_one_customer(
@@ -129,7 +131,7 @@ async def test_one_bad_message_fails_alone_and_the_rest_of_its_batch_is_stored(
 
 
 async def test_a_cancelled_caller_does_not_take_its_message_out(database: Database) -> None:
-    waiting = asyncio.create_task(accept(database, inbound("c1", text="are you there?")))
+    waiting = asyncio.create_task(store(database, inbound("c1", text="are you there?")))
     await asyncio.sleep(0)  # queued, and the batch that takes it is on its way
     waiting.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -226,17 +228,24 @@ async def test_requests_go_ahead_of_background_writers_but_never_starve_them() -
     assert order == ["batch1", "job0", "batch2", "job1", "job2"]
 
 
+class _Count(jobs.Payload):
+    n: int
+
+
+_COUNT = jobs.JobKind("test.count", _Count)
+
+
 async def test_background_jobs_progress_while_webhooks_keep_arriving(
     sqlite_database: Database,
 ) -> None:
     done: list[int] = []
 
-    @jobs.handler("test.count")
-    async def count(payload: dict[str, Any]) -> None:
-        done.append(payload["n"])
+    @jobs.handler(_COUNT)
+    async def count(payload: _Count) -> None:
+        done.append(payload.n)
 
     async with sqlite_database.session() as session:
-        await jobs.enqueue_many(session, [("test.count", {"n": n}, None) for n in range(20)])
+        await jobs.enqueue_many(session, [(_COUNT, _Count(n=n), None) for n in range(20)])
         await session.commit()
     stop = asyncio.Event()
     worker = asyncio.create_task(
@@ -266,21 +275,92 @@ async def _event_of(database: Database, message_id: int) -> dict[str, Any]:
 async def test_a_reopened_conversation_is_announced_as_reopened_on_both_paths(
     database: Database,
 ) -> None:
+    """In a group commit and as a batch of one in its own transaction (the fallback)."""
     from inbox.conversations import set_status
-    from inbox.ingest import accept_in
 
     first = await receive(database, "r1", "cust-1")
-    for n, store in enumerate(("batch", "one by one")):
+    for n, path in enumerate(("group commit", "batch of one")):
         async with database.session() as session:
             await set_status(session, first.conversation_id, "resolved")
             await session.commit()
         msg = inbound(f"r{n + 2}", "cust-1", text="one more thing")
-        if store == "batch":
-            again = await accept(database, msg)
+        if path == "group commit":
+            again = await store(database, msg)
         else:
-            async with database.session() as session:
-                again = await accept_in(session, msg)
-                await session.commit()
+            (again,) = await database.run_transaction(lambda conn, m=msg: store_batch(conn, [m]))
+        assert isinstance(again, AcceptResult)
         assert again.conversation_id == first.conversation_id and not again.new_conversation
         event = await _event_of(database, again.message_id)
-        assert (event["reopened"], event["new_conversation"]) == (True, False), store
+        assert (event["reopened"], event["new_conversation"]) == (True, False), path
+
+
+async def test_one_receive_stores_messages_consent_notes_edits_and_statuses_in_one_batch(
+    database: Database,
+) -> None:
+    """What one webhook hands the intake shares one transaction, SMS consent included."""
+    sent = await receive(database, "s0", "+447700900001", channel="sms")
+    async with database.session() as session:  # a reply of ours the provider reports on
+        reply = Message(
+            conversation_id=sent.conversation_id,
+            customer_id=sent.customer_id,
+            channel="sms",
+            direction="out",
+            author_type="agent",
+            text="on its way",
+            external_id="SM-out-1",
+            delivery_status="sent",
+        )
+        session.add(reply)
+        await session.commit()
+    stop = inbound("s1", "+447700900001", text="STOP", channel="sms")
+    stop.consent = True
+    apart = inbound("e1", "unverified:eve@example.com", text="hi", channel="email")
+    apart.unverified_note = "Unverified sender: dkim=fail."
+    writer = writer_for(database)
+    batches = writer.batches
+
+    outcome = await intake.receive(
+        [
+            stop,
+            intake.InboundEdit("sms", "s1", "STOP please"),
+            intake.InboundEdit("sms", "never-seen", "?"),
+            intake.StatusUpdate("sms", "SM-out-1", "delivered"),
+            intake.StatusUpdate("sms", "SM-unknown", "read"),
+            apart,
+        ],
+        ignored=1,
+    )
+
+    assert writer.batches == batches + 1
+    assert outcome.stored == 2 and outcome.duplicates == 0
+    assert outcome.edited == [outcome.accepted[0].message_id] and outcome.ignored == 2
+    assert outcome.statuses_applied == 1 and outcome.unknown_statuses == ["SM-unknown"]
+    async with database.read_session() as session:
+        identity = (
+            await session.execute(select(Identity).where(Identity.external_id == "+447700900001"))
+        ).scalar_one()
+        edited = await session.get(Message, outcome.accepted[0].message_id)
+        delivered = await session.get(Message, reply.id)
+        marked = await session.get(Conversation, outcome.accepted[1].conversation_id)
+        notes = (await session.execute(select(Note.text, Note.author_id))).all()
+    assert identity.opted_out
+    assert edited is not None and edited.text == "STOP please"
+    assert edited.raw is not None and edited.raw["edits"][0]["text"] == "STOP"
+    assert delivered is not None and delivered.delivery_status == "delivered"
+    assert marked is not None and marked.unverified_sender
+    assert notes == [("Unverified sender: dkim=fail.", None)]
+
+    # A replay changes nothing: no second opt-out after a START, no second note.
+    start = inbound("s2", "+447700900001", text="START", channel="sms")
+    start.consent = False
+    await intake.receive([start])
+    replayed = await intake.receive([stop, apart])
+    assert replayed.duplicates == 2
+    async with database.read_session() as session:
+        opted_out = (
+            await session.execute(
+                select(Identity.opted_out).where(Identity.external_id == "+447700900001")
+            )
+        ).scalar_one()
+        assert not opted_out
+        assert len((await session.execute(select(Note.id))).all()) == 1

@@ -13,8 +13,9 @@ from sqlalchemy import select, update
 from heliograph.db import Database, utcnow
 from heliograph.models import AuditEvent, Job
 from inbox.models import Conversation
+from routing.bus import RELEASE_MEMBER
 from routing.models import ApiToken, Assignment, TeamMember
-from routing.team import RELEASE_JOB, create_token, import_team
+from routing.team import create_token, import_team
 from routing.tokens import AccessError
 from tests.conftest import run_jobs
 from tests.routing.world import team
@@ -170,7 +171,9 @@ async def test_a_member_left_out_of_the_team_file_is_deactivated(
         {"reason": "not in the team file"},
     )
     async with database.read_session() as session:
-        jobs = (await session.execute(select(Job.payload).where(Job.kind == RELEASE_JOB))).all()  # type: ignore[call-overload]
+        jobs = (
+            await session.execute(select(Job.payload).where(Job.kind == RELEASE_MEMBER.name))
+        ).all()  # type: ignore[call-overload]
     assert [j[0] for j in jobs] == [{"member_id": tom.id}]
 
     # Listed again, he stays deactivated until someone activates him on purpose.

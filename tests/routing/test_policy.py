@@ -16,7 +16,8 @@ from heliograph.settings import reset_settings
 from inbox.conversations import reply, set_status
 from inbox.models import Conversation, Message
 from routing import topics
-from routing.assignment import record
+from routing.bus import CONVERSATION_REROUTED, DRAIN, ConversationRerouted
+from routing.history import record
 from routing.models import RoutingWait, TeamMember
 from routing.queue import drain_queue, reroute_unanswered, route_conversation
 from tests.conftest import run_jobs
@@ -399,9 +400,7 @@ async def test_the_queue_drains_when_someone_comes_on_shift_and_the_customer_kne
             .all()
         )
         wait = await session.get(RoutingWait, sent.conversation_id)
-        drain_job = (
-            await session.execute(select(Job).where(Job.kind == "routing.drain"))
-        ).scalar_one()
+        drain_job = (await session.execute(select(Job).where(Job.kind == DRAIN.name))).scalar_one()
     # Oliver starts at 09:00 BST = 08:00 UTC = 05:00 in Sao Paulo.
     assert notice.text.endswith("we'll answer at 05:00 your time.")
     assert notice.direction == "out" and notice.delivery_status == "queued"
@@ -468,22 +467,26 @@ async def test_freed_capacity_drains_the_queue_at_once(database: Database) -> No
 # --- unanswered assignments move on ------------------------------------------------------------
 
 
+_REROUTED_SEEN = jobs.JobKind("test.rerouted", ConversationRerouted)
+_rerouted: list[ConversationRerouted] = []
+
+
+@jobs.handler(_REROUTED_SEEN)
+async def _seen(payload: ConversationRerouted) -> None:
+    _rerouted.append(payload)
+
+
 @pytest.fixture
-def rerouted_events() -> Iterator[list[dict[str, object]]]:
+def rerouted_events() -> Iterator[list[ConversationRerouted]]:
     """Record ``conversation.rerouted`` as the chat surfaces will hear it."""
-    seen: list[dict[str, object]] = []
-
-    @jobs.handler("test.rerouted")
-    async def _seen(payload: dict[str, object]) -> None:
-        seen.append(payload)
-
-    jobs.subscribe("conversation.rerouted", "test.rerouted")
-    yield seen
-    jobs._subscribers["conversation.rerouted"].remove("test.rerouted")
+    _rerouted.clear()
+    jobs.subscribe(CONVERSATION_REROUTED, _REROUTED_SEEN)
+    yield _rerouted
+    jobs.unsubscribe(CONVERSATION_REROUTED, _REROUTED_SEEN)
 
 
 async def test_an_unanswered_assignment_moves_after_n_minutes_and_the_agent_is_told(
-    sqlite_database: Database, rerouted_events: list[dict[str, object]]
+    sqlite_database: Database, rerouted_events: list[ConversationRerouted]
 ) -> None:
     ids = await team(sqlite_database, {"name": "Slow"}, {"name": "Quick"})
     sent = await customer_writes(sqlite_database, "m1", "c1")
@@ -512,10 +515,10 @@ async def test_an_unanswered_assignment_moves_after_n_minutes_and_the_agent_is_t
         slow = await session.get(TeamMember, ids["Slow"])
         assert slow is not None and (slow.availability, slow.availability_auto) == ("away", True)
     await run_jobs(sqlite_database)
-    assert [(e["from_member_id"], e["to_member_id"]) for e in rerouted_events] == [
+    assert [(e.from_member_id, e.to_member_id) for e in rerouted_events] == [
         (ids["Slow"], ids["Quick"])
     ]
-    assert rerouted_events[0]["reason"] == last.reason
+    assert rerouted_events[0].reason == last.reason
 
 
 async def test_capacity_can_count_per_channel(

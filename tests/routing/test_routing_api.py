@@ -10,6 +10,7 @@ from sqlalchemy import select, update
 from heliograph.db import Database
 from heliograph.models import Job
 from inbox.models import Conversation
+from routing.bus import DRAIN
 from routing.models import TeamMember
 from tests.routing.world import ALWAYS, add_member, customer_writes
 from tests.utils.factories import member_with_token
@@ -153,5 +154,5 @@ async def test_my_availability_and_coming_online_drains_the_queue(
     )
     assert online.status_code == 200 and online.json()["last_active_at"] is not None
     async with database.read_session() as session:
-        drains = (await session.execute(select(Job).where(Job.kind == "routing.drain"))).all()
+        drains = (await session.execute(select(Job).where(Job.kind == DRAIN.name))).all()
     assert len(drains) == 1

@@ -379,7 +379,7 @@ async def test_slow_database_still_acknowledged_within_3_seconds(
 ) -> None:
     """Another connection holds ACCESS EXCLUSIVE on team_member (the first table /hg reads)
     for 5 s: Slack gets "working on it" at once, the answer arrives at response_url later."""
-    from web.app import create_app
+    from service.app import create_app
 
     slack_env(monkeypatch, f"{sandbox}/slack/api/")
     await team(pg_database, {**LENA, "hours": ALWAYS, "slack_user_id": LEAD})

@@ -25,12 +25,12 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from crm_core.interventions import OPENED_EVENT, opened_payload
+from crm_core.bus import INTERVENTION_OPENED
+from crm_core.interventions import opened_payload
 from crm_core.models import Customer, Intervention
 from handoff.models import Handoff
 from heliograph import jobs
 from heliograph.db import Database, utcnow
-from inbox.edits import apply_edit
 from inbox.ingest import AcceptResult
 from inbox.models import Conversation, Message, Note
 from routing import snapshot
@@ -41,7 +41,7 @@ from surfaces.models import SlackAgentPost, SlackAgentThread
 from surfaces.slack_posts import post_once
 from tests.conftest import run_jobs
 from tests.routing.world import add_member
-from tests.utils.factories import receive
+from tests.utils.factories import edit, receive
 from tests.utils.processes import free_port, start_heliograph, start_sandbox
 from tests.utils.slack import BOT_TOKEN, SIGNING_SECRET, slack_env
 
@@ -100,13 +100,16 @@ def configure(monkeypatch: pytest.MonkeyPatch, url: str, **extra: str) -> None:
 @pytest.fixture
 def slack_agents(
     fake: httpx.AsyncClient, database: Database, monkeypatch: pytest.MonkeyPatch
-) -> httpx.AsyncClient:
+) -> Iterator[httpx.AsyncClient]:
     configure(monkeypatch, str(fake.base_url))
     # As at the start of a process with agent threads on; the subscriptions end with the test.
-    monkeypatch.setattr(jobs, "_subscribers", {e: list(k) for e, k in jobs._subscribers.items()})
+    pairs = [*slack_threads.LISTENERS, *slack_alerts.LISTENERS]
+    added = [(event, kind) for event, kind in pairs if kind not in jobs.subscribers(event)]
     slack_threads.listen()
     slack_alerts.listen()
-    return fake
+    yield fake
+    for event, kind in added:
+        jobs.unsubscribe(event, kind)
 
 
 # --- helpers ----------------------------------------------------------------------------
@@ -727,7 +730,7 @@ async def test_an_intervention_alert_arrives_in_the_thread_and_on_the_card(
         session.add(row)
         await session.flush()
         await jobs.publish(
-            session, OPENED_EVENT, opened_payload({**fields, "id": row.id}, customer)
+            session, INTERVENTION_OPENED, opened_payload({**fields, "id": row.id}, customer)
         )
         await session.commit()
     await run_jobs(database)
@@ -819,8 +822,8 @@ async def test_a_customers_edit_updates_their_line_in_the_thread(
     async with database.read_session() as session:
         message = await session.get(Message, result.message_id)
         assert message is not None and message.provider_message_id is not None
-    edited = await apply_edit(
-        database, "telegram", message.provider_message_id, "Where is my order #1243?", None
+    edited = await edit(
+        database, "telegram", message.provider_message_id, "Where is my order #1243?"
     )
     assert edited == result.message_id
     await run_jobs(database)

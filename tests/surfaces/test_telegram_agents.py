@@ -16,7 +16,8 @@ from aiogram.types import Update
 from sqlalchemy import select, update
 
 from channels import telegram
-from crm_core.interventions import OPENED_EVENT, opened_payload
+from crm_core.bus import INTERVENTION_OPENED
+from crm_core.interventions import opened_payload
 from crm_core.models import Customer, Intervention
 from handoff.models import Handoff
 from handoff.service import escalate_unacknowledged, handoff_manual
@@ -305,7 +306,7 @@ async def test_escalations_reach_the_leads_and_interventions_their_owner(
         payload = opened_payload(
             {**found.model_dump(), "details": {"title": "Gentle nudge"}}, customer
         )
-        await jobs.publish(session, OPENED_EVENT, payload)
+        await jobs.publish(session, INTERVENTION_OPENED, payload)
         await session.commit()
     await team_bot.settle()
     nudge = await team_bot.last("900071", "🔔")

@@ -21,11 +21,10 @@ from heliograph.models import Job
 from heliograph.settings import reset_settings
 from inbox import translation
 from inbox.conversations import reply
-from inbox.edits import apply_edit
 from inbox.models import Conversation, Message, Note
 from routing.models import TeamMember
 from tests.conftest import run_jobs
-from tests.utils.factories import inbound, make_member, member_with_token
+from tests.utils.factories import edit, inbound, make_member, member_with_token, store
 from tests.utils.processes import free_port, start_python
 from tests.utils.signing import SECRET
 from transcription.models import TranslationCache
@@ -94,10 +93,8 @@ async def fake(
 async def customer_says(
     database: Database, msg_id: str, text: str, sender: str = "c1", language: str | None = None
 ) -> Message:
-    from inbox.ingest import accept
-
     extra = {"language": language} if language else {}
-    result = await accept(database, inbound(msg_id, sender, text=text, **extra))
+    result = await store(database, inbound(msg_id, sender, text=text, **extra))
     return await message(database, result.message_id)
 
 
@@ -319,7 +316,7 @@ async def test_the_agent_corrects_the_language_and_switches_translation(
 async def test_an_edited_message_is_translated_again(database: Database, fake: Sandbox) -> None:
     sent = await customer_says(database, "m1", "Obrigado!", language="pt")
     await run_jobs(database)
-    await apply_edit(database, "api", "m1", "Onde está meu pedido?", None)
+    await edit(database, "api", "m1", "Onde está meu pedido?")
     edited = await message(database, sent.id)  # type: ignore[arg-type]
     assert edited.original_text == "Onde está meu pedido?"  # the new words, kept at once
     await run_jobs(database)

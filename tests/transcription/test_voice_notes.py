@@ -20,11 +20,11 @@ from heliograph.db import Database
 from heliograph.models import Job
 from heliograph.settings import reset_settings
 from inbox import media
-from inbox.ingest import InboundAttachment, InboundMessage, accept
+from inbox.ingest import InboundAttachment, InboundMessage
 from inbox.models import Attachment, Message
 from tests.conftest import run_jobs
 from tests.transcription.conftest import Clip, ffmpeg
-from tests.utils.factories import member_with_token
+from tests.utils.factories import member_with_token, store
 from tests.utils.wer import wer
 from transcription import engines
 from transcription.service import startup_check
@@ -54,7 +54,7 @@ def voice_channel(
 async def send_voice(
     database: Database, path: Path, text: str = "", msg_id: str = "v1", language: str | None = None
 ) -> int:
-    result = await accept(
+    result = await store(
         database,
         InboundMessage(
             channel=CHANNEL,

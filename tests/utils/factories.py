@@ -5,8 +5,9 @@ from __future__ import annotations
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from crm_core.identity import SenderProfile
-from heliograph.db import Database
-from inbox.ingest import AcceptResult, InboundMessage, accept
+from heliograph.db import Database, get_db
+from inbox import intake
+from inbox.ingest import AcceptResult, InboundMessage
 from routing.models import TeamMember
 from routing.team import create_token
 
@@ -22,10 +23,24 @@ def inbound(
     )
 
 
+async def store(database: Database, msg: InboundMessage) -> AcceptResult:
+    """One message through the intake (a batch of one, or part of a concurrent batch)."""
+    assert database is get_db(), "the intake stores into the application's database"
+    (result,) = (await intake.receive([msg])).accepted
+    return result
+
+
+async def edit(database: Database, channel: str, provider_message_id: str, text: str) -> int | None:
+    """A customer's edit through the intake: the message's id, None when it never reached us."""
+    assert database is get_db(), "the intake stores into the application's database"
+    outcome = await intake.receive([intake.InboundEdit(channel, provider_message_id, text)])
+    return outcome.edited[0] if outcome.edited else None
+
+
 async def receive(
     database: Database, message_id: str, sender_id: str = "cust-1", **kw: str
 ) -> AcceptResult:
-    return await accept(database, inbound(message_id, sender_id, **kw))
+    return await store(database, inbound(message_id, sender_id, **kw))
 
 
 async def make_member(

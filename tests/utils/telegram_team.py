@@ -136,11 +136,16 @@ async def team_bot(
     monkeypatch.setenv("HELIOGRAPH_ROUTING_TEAM_CHECK_S", "0")
     reset_settings()
     # As at the start of a process with Telegram on; the subscriptions end with the test.
-    monkeypatch.setattr(jobs, "_subscribers", {e: list(k) for e, k in jobs._subscribers.items()})
+    pairs = [(listener.event, listener.kind) for listener in telegram_send.LISTENERS]
+    added = [(event, kind) for event, kind in pairs if kind not in jobs.subscribers(event)]
     telegram_send.listen()
-    async with httpx.AsyncClient(base_url=sandbox_url, timeout=10) as sandbox:
-        await sandbox.delete("/_sandbox/calls")
-        await sandbox.delete("/_sandbox/telegram")
-        yield TeamBot(client, sandbox, database)
-        await sandbox.delete("/_sandbox/telegram")
+    try:
+        async with httpx.AsyncClient(base_url=sandbox_url, timeout=10) as sandbox:
+            await sandbox.delete("/_sandbox/calls")
+            await sandbox.delete("/_sandbox/telegram")
+            yield TeamBot(client, sandbox, database)
+            await sandbox.delete("/_sandbox/telegram")
+    finally:
+        for event, kind in added:
+            jobs.unsubscribe(event, kind)
     await close_bot()  # its HTTP session belongs to this test's event loop

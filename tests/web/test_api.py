@@ -13,11 +13,10 @@ from sqlalchemy import select, update
 from heliograph import jobs
 from heliograph.db import Database, utcnow
 from heliograph.models import Job
-from inbox.ingest import accept
 from inbox.models import Conversation, Message
 from routing.models import ApiToken, TeamMember
 from tests.conftest import run_jobs
-from tests.utils.factories import inbound, member_with_token, receive
+from tests.utils.factories import inbound, member_with_token, receive, store
 
 API = "/api/v1"
 
@@ -272,7 +271,7 @@ async def test_customers_search_and_get(client: httpx.AsyncClient, database: Dat
 async def test_merge_through_the_api(client: httpx.AsyncClient, database: Database) -> None:
     lead, auth = await member_with_token(database, "lead", "Leo Lead")
     a = await receive(database, "a1", "one", name="Maria Silva")
-    b = await accept(database, inbound("b1", "tg-2", channel="telegram"))
+    b = await store(database, inbound("b1", "tg-2", channel="telegram"))
     path = f"{API}/customers/{a.customer_id}/merge"
     merged = await client.post(path, json={"source_id": b.customer_id}, headers=auth)
     assert merged.status_code == 200 and merged.json()["display_name"] == "Maria Silva"

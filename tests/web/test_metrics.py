@@ -62,7 +62,7 @@ async def test_metrics_show_each_routes_latency_and_errors(
 
 
 async def test_refusals_are_counted_by_limit(client: httpx.AsyncClient, database: Database) -> None:
-    from web.app import create_app
+    from service.app import create_app
 
     # The operator's scraper, from another address than the one that gets locked out.
     scraper = httpx.AsyncClient(

@@ -37,7 +37,7 @@ async def app_with(**settings: str) -> AsyncIterator[httpx.AsyncClient]:
     for name, value in settings.items():
         os.environ[f"HELIOGRAPH_{name.upper()}"] = value
     reset_settings()
-    from web.app import create_app
+    from service.app import create_app
 
     transport = httpx.ASGITransport(app=create_app())
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:

@@ -13,7 +13,6 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy import select
 
 from channels import signatures
 from crm_core import events, gdpr, interventions, profile, programs
@@ -25,7 +24,7 @@ from heliograph.db import get_db
 from heliograph.settings import get_settings
 from inbox import timeline
 from inbox.timeline import TimelineEntry
-from routing.models import Assignment
+from routing import reads as routing_reads
 from routing.team import authenticate
 from web.api.crm_schemas import (
     ErasureOut,
@@ -281,10 +280,6 @@ async def delete_customer(customer_id: Id, session: SessionDep, admin: AdminDep)
 
 
 async def _assignment_entries(session: Any, customer_id: int, before: Any, limit: int) -> list[Any]:
-    stmt = select(Assignment).where(Assignment.customer_id == customer_id)
-    if before is not None:
-        stmt = stmt.where(Assignment.at < before)  # type: ignore[operator]
-    rows = await session.execute(stmt.order_by(Assignment.at.desc()).limit(limit))  # type: ignore[attr-defined]
     return [
         TimelineEntry(
             a.at,
@@ -293,15 +288,13 @@ async def _assignment_entries(session: Any, customer_id: int, before: Any, limit
             a.reason[:200],
             {"member_id": a.member_id, "previous_member_id": a.previous_member_id},
         )
-        for a in rows.scalars()
+        for a in await routing_reads.customer_assignments(session, customer_id, before, limit)
     ]
 
 
 async def _export_assignments(session: Any, customer_ids: list[int]) -> dict[str, Any]:
-    rows = await session.execute(
-        select(Assignment).where(Assignment.customer_id.in_(customer_ids)).order_by(Assignment.id)  # type: ignore[attr-defined]
-    )
-    return {"assignments": [gdpr.plain(a) for a in rows.scalars()]}
+    rows = await routing_reads.assignments_of_customers(session, customer_ids)
+    return {"assignments": [gdpr.plain(a) for a in rows]}
 
 
 def _register() -> None:

@@ -13,7 +13,8 @@ from heliograph import jobs
 from heliograph.db import utcnow
 from inbox.assignment import queue_size
 from inbox.conversations import get_conversation
-from routing import assignment, roster
+from routing import assignment, history, roster
+from routing.bus import DRAIN, Drain
 from routing.queue import queue_entries
 from routing.team import get_member
 from web.api.schemas import In, Out
@@ -179,7 +180,7 @@ async def assign(
     row = await assignment.assign_to(session, conversation_id, body.member_id, actor)
     await session.commit()
     if row is None:  # already theirs: the assignment that made it so
-        past = await assignment.history(session, conversation_id)
+        past = await history.history(session, conversation_id)
         if not past:
             raise assignment.AssignmentRefused("the conversation is already assigned to them")
         row = past[-1]
@@ -194,7 +195,7 @@ async def assign(
 )
 async def assignments(conversation_id: Id, session: ReadSessionDep, _: MemberDep) -> list[object]:
     await get_conversation(session, conversation_id)
-    return await assignment.history(session, conversation_id)  # type: ignore[return-value]
+    return await history.history(session, conversation_id)  # type: ignore[return-value]
 
 
 @router.patch("/me/availability", response_model=AvailabilityOut)
@@ -202,7 +203,7 @@ async def availability(body: AvailabilityIn, session: SessionDep, member: Member
     """Online, away or offline; coming online drains the queue right away."""
     updated = await assignment.set_availability(session, member.id, body.availability)  # type: ignore[arg-type]
     if body.availability == "online":
-        await jobs.enqueue(session, "routing.drain", {"reason": f"{member.name} came online"})
+        await jobs.enqueue(session, DRAIN, Drain(reason=f"{member.name} came online"))
     await session.commit()
     jobs.wake_workers()
     return updated

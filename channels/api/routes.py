@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 
-from web.deps import RawBody
-from web.routes.webhooks import handle_webhook
+from channels.api import channel
+from channels.base import Hook
+from inbox import intake
 
 router = APIRouter(tags=["channels"])
 
 
 @router.post("/api/v1/inbound", summary="Inject a customer message (HMAC-signed)")
-async def inbound(request: Request, body: RawBody) -> dict[str, object]:
-    outcome = await handle_webhook("api", request, body)
+async def inbound(hook: Hook) -> dict[str, object]:
+    await channel.verify(hook)  # before anything is parsed or stored
+    outcome = await intake.receive(channel.parse(hook))  # committed when it returns
     (result,) = outcome.accepted
     return {
         "message_id": result.provider_message_id,

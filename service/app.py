@@ -12,31 +12,21 @@ from heliograph import __version__
 from heliograph.db import close_db, get_db
 from heliograph.migrate import check_schema
 from heliograph.runtime import Background, settle_collector
-from heliograph.settings import get_settings
+from heliograph.settings import get_settings, sections
 from service.components import load_components
 
 load_components()
 
-import importlib  # noqa: E402
+from collections.abc import Sequence  # noqa: E402
 
-from channels import base as bots_base  # noqa: E402
-from channels.api import close_client  # noqa: E402
-from web import errors  # noqa: E402
+from channels import base as channels_base  # noqa: E402
+from channels import registry  # noqa: E402
+from channels.base import ChannelPackage  # noqa: E402
+from web import api, errors  # noqa: E402
 from web.boundary import BoundaryMiddleware  # noqa: E402
 from web.protection import ProtectionMiddleware  # noqa: E402
+from web.routes import health  # noqa: E402
 from web.token_use import TokenUseMiddleware  # noqa: E402
-
-# One router module per concern; a channel's webhook routes are one more line here.
-ROUTERS = (
-    "web.routes.health",
-    "web.routes.inbound",
-    "web.routes.email",
-    "web.api",
-    "web.routes.telegram",
-    "web.routes.slack",
-    "web.routes.twilio",
-    "web.routes.whatsapp",
-)
 
 log = logging.getLogger("heliograph")
 
@@ -44,10 +34,12 @@ log = logging.getLogger("heliograph")
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings = get_settings()
+    for section in sections():  # a placeholder secret of any channel fails here, at start
+        section.get()
     await check_schema(get_db().engine)
     background = Background(get_db(), settings)
     background.start(workers=settings.run_workers, scheduler=settings.run_scheduler)
-    for hook in bots_base.startup_hooks:
+    for hook in channels_base.startup_hooks:
         await hook()
     settle_collector()
     app.state.background = background
@@ -56,13 +48,14 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
     finally:
         await background.stop()
-        for hook in bots_base.shutdown_hooks:
+        for hook in channels_base.shutdown_hooks:
             await hook()
-        await close_client()
         await close_db()
 
 
-def create_app() -> FastAPI:
+def create_app(packages: Sequence[ChannelPackage] | None = None) -> FastAPI:
+    """The service's app: health, the REST API, and the webhook routes of every channel
+    package in ``packages`` (``channels.registry.PACKAGES`` unless given)."""
     app = FastAPI(
         title="Heliograph",
         version=__version__,
@@ -70,8 +63,11 @@ def create_app() -> FastAPI:
         lifespan=lifespan,
     )
     errors.install(app)
-    for name in ROUTERS:
-        app.include_router(importlib.import_module(name).router)
+    app.include_router(health.router)
+    for package in registry.PACKAGES if packages is None else packages:
+        if package.routes is not None:  # a channel's webhooks, e.g. /webhooks/telegram
+            app.include_router(package.routes)
+    app.include_router(api.router)
     # The innermost: an API token's last use is written once its route is done.
     app.add_middleware(TokenUseMiddleware)
     # NUL characters, JSON depth and numbers checked once for every route (400/422).

@@ -8,38 +8,20 @@ attachments is larger than any JSON webhook), the mail itself (400). 200 means c
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, Request, status
+from fastapi import APIRouter, Request
 
-from channels import email as email_channel
-from channels.base import WebhookRequest
-from heliograph.settings import get_settings
+from channels.base import WebhookRequest, read_body
+from channels.email import channel, receive
+from channels.email.settings import EmailSettings
 
 router = APIRouter(tags=["channels"])
 
 
-async def _read_mail(request: Request, limit: int) -> bytes:
-    too_large = HTTPException(
-        status.HTTP_413_CONTENT_TOO_LARGE, f"the mail is over the limit of {limit} bytes"
-    )
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise too_large
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise too_large
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 @router.post("/webhooks/email", summary="Receive one raw email (Bearer secret)")
 async def email_webhook(request: Request) -> dict[str, object]:
-    headers_only = WebhookRequest(request.method, str(request.url), request.headers, b"")
-    await email_channel.channel.verify(headers_only)
-    raw = await _read_mail(request, get_settings().max_email_bytes)
-    outcome = await email_channel.receive(raw)
+    await channel.verify(WebhookRequest.of(request))  # the headers suffice
+    raw = await read_body(request, EmailSettings.get().max_email_bytes, "the mail")
+    outcome = await receive(raw)  # committed (or deliberately dropped) when it returns
     result = outcome.accepted
     return {
         "message_id": outcome.message_id,

@@ -12,50 +12,45 @@ from fastapi import APIRouter, Request, Response
 from slack_bolt.adapter.fastapi.async_handler import AsyncSlackRequestHandler
 from starlette.types import Message
 
-from channels import slack
-from channels.base import WebhookRequest
-from web.deps import RawBody
-from web.routes.webhooks import handle_webhook
+from channels.base import Hook
+from channels.slack import adapter, bolt_app
+from inbox import intake
 
 router = APIRouter(prefix="/webhooks/slack", tags=["channels"])
 
 
 @router.post("/events", summary="Slack Events API (signed)")
-async def events(request: Request, body: RawBody) -> Response:
+async def events(request: Request, hook: Hook) -> Response:
     # verify -> parse -> store, committed. A retry (X-Slack-Retry-Num) goes the same way on
     # purpose: Slack retries when it did not get our 200, and the dedupe key makes a stored
     # message a no-op the second time.
-    await handle_webhook("slack", request, body)
-    return await _bolt(request, body)
+    await adapter.verify(hook)  # before anything is parsed or stored
+    items = adapter.parse(hook)
+    await intake.receive(items, ignored=int(not items))
+    return await _bolt(request, hook.body)
 
 
 @router.post("/commands", summary="Slack slash commands (signed)")
-async def commands(request: Request, body: RawBody) -> Response:
-    hook = _hook(request, body)
-    await slack.adapter.verify(hook)
-    slack.adapter.check_command(hook)
-    return await _bolt(request, body)
+async def commands(request: Request, hook: Hook) -> Response:
+    await adapter.verify(hook)
+    adapter.check_command(hook)
+    return await _bolt(request, hook.body)
 
 
 @router.post("/interactions", summary="Slack interactivity: buttons, modals (signed)")
-async def interactions(request: Request, body: RawBody) -> Response:
-    hook = _hook(request, body)
-    await slack.adapter.verify(hook)
-    slack.adapter.check_interaction(hook)
-    return await _bolt(request, body)
-
-
-def _hook(request: Request, body: bytes) -> WebhookRequest:
-    return WebhookRequest(request.method, str(request.url), request.headers, body)
+async def interactions(request: Request, hook: Hook) -> Response:
+    await adapter.verify(hook)
+    adapter.check_interaction(hook)
+    return await _bolt(request, hook.body)
 
 
 async def _bolt(request: Request, body: bytes) -> Response:
-    """Bolt reads the body again; RawBody consumed the stream, so replay what it read."""
+    """Bolt reads the body again; the Hook consumed the stream, so replay what it read."""
 
     async def replay() -> Message:
         return {"type": "http.request", "body": body, "more_body": False}
 
-    handler = AsyncSlackRequestHandler(slack.bolt_app())
+    handler = AsyncSlackRequestHandler(bolt_app())
     response = await handler.handle(Request(request.scope, replay))
     if response.status_code == 404:
         # Bolt has no listener for it (app_rate_limited, a new interaction type): verified,

@@ -1,4 +1,13 @@
-"""Set-based SQL that works the same on SQLite and PostgreSQL: insert-or-ignore, upsert.
+"""Set-based SQL, the same on SQLite and PostgreSQL: the kernel's one bulk-writing kit.
+
+- ``new_row`` and ``insert_ids``: rows for a Core multi-row INSERT (synchronous, on a
+  ``Connection``: the ingest writer), their new ids in order.
+- ``insert_ignore``, ``upsert``, ``update_rows`` (async, on a session): insert-or-ignore,
+  upsert and per-row updates.
+- ``among``, ``pairs_in``, ``chunks``: ``IN`` conditions and the batches they take.
+
+Every row written here gets the same defaults for the columns it leaves out
+(``_defaults``): the table's model's Python-side ones, as ``Model(**values)`` would have.
 
 Both engines speak ``INSERT ... ON CONFLICT (...) DO NOTHING / DO UPDATE`` (SQLite since
 3.24, https://www.sqlite.org/lang_upsert.html; PostgreSQL since 9.5) and ``RETURNING``
@@ -22,20 +31,25 @@ from typing import Any, TypeVar
 from sqlalchemy import (
     JSON,
     Boolean,
+    Connection,
     Integer,
     Numeric,
     String,
     Table,
     Text,
+    and_,
     bindparam,
     func,
+    insert,
     literal,
     literal_column,
+    or_,
     select,
 )
 from sqlalchemy import update as sa_update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlmodel.main import default_registry
 from sqlmodel.sql.sqltypes import AutoString, UTCDateTime
 
 from heliograph import jsoncodec
@@ -68,6 +82,88 @@ def among(session: AsyncSession, column: Any, values: Iterable[Any]) -> Any:
 def chunks(items: Sequence[T], size: int = IN_CHUNK) -> Iterator[Sequence[T]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+# --- defaults ----------------------------------------------------------------------------
+
+
+@functools.cache
+def _defaults(table: Table) -> tuple[tuple[str, Any, Callable[[], Any] | None], ...]:
+    """The Python-side defaults of ``table``'s columns: ``(name, value, factory)``, the
+    factory (called per row) or else the value. They are its model's field defaults
+    (``default=``, ``default_factory=``, None included, as ``Model(**values)`` has them,
+    even for a field declared with its own ``sa_column``); a table no model maps has its
+    columns' ``default=``."""
+    model = _model_of(table)
+    found: list[tuple[str, Any, Callable[[], Any] | None]] = []
+    for column in table.c:
+        if column.primary_key:
+            continue
+        field = model.model_fields.get(column.name) if model is not None else None
+        if field is not None:
+            if field.default_factory is not None:
+                found.append((column.name, None, field.default_factory))  # type: ignore[arg-type]
+            elif not field.is_required():
+                found.append((column.name, field.default, None))
+        elif column.default is not None and column.default.is_scalar:
+            found.append((column.name, column.default.arg, None))  # type: ignore[attr-defined]
+        elif column.default is not None and column.default.is_callable:
+            call = column.default.arg  # type: ignore[attr-defined]
+            found.append((column.name, None, lambda call=call: call(None)))
+    return tuple(found)
+
+
+def _model_of(table: Table) -> Any:
+    for mapper in default_registry.mappers:
+        if mapper.local_table is table:
+            return mapper.class_
+    return None
+
+
+def new_row(model: Any, **values: Any) -> dict[str, Any]:
+    """The values of a new ``model`` row for a Core (multi-row) INSERT: what the caller
+    gives over the model's Python-side defaults, as ``model(**values)`` would have them,
+    without building an ORM object."""
+    row = {
+        name: value if make is None else make()
+        for name, value, make in _defaults(model.__table__)
+        if name not in values
+    }
+    row.update(values)
+    return row
+
+
+# --- conditions ------------------------------------------------------------------------
+
+
+def pairs_in(group_col: Any, key_col: Any, pairs: Iterable[tuple[Any, Any]]) -> Any:
+    """``(group_col, key_col) IN pairs`` as one indexed ``IN`` per group (a channel, a
+    kind): portable, and each part an index seek on a ``(group, key)`` unique key."""
+    groups: dict[Any, list[Any]] = {}
+    for group, key in pairs:
+        groups.setdefault(group, []).append(key)
+    return or_(*(and_(group_col == g, key_col.in_(keys)) for g, keys in groups.items()))
+
+
+# --- synchronous Core writes (the ingest writer) ------------------------------------------
+
+
+def insert_ids(
+    conn: Connection, table: Any, rows: list[dict[str, Any]], key: Sequence[str] = ()
+) -> list[int]:
+    """INSERT ``rows`` into ``table``; the new ids in the order of ``rows``. With ``key``, the
+    columns of a key unique among the rows, it is one multi-row INSERT whose RETURNING rows
+    are matched back by that key (SQLite does not promise them in VALUES order). Without,
+    SQLAlchemy keeps the order itself, on SQLite by inserting row by row."""
+    if not key:
+        stmt = insert(table).returning(table.c.id, sort_by_parameter_order=True)
+        return list(conn.execute(stmt, rows).scalars())
+    stmt = insert(table).returning(table.c.id, *(table.c[name] for name in key))
+    ids = {tuple(row[1:]): row[0] for row in conn.execute(stmt, rows).all()}
+    return [ids[tuple(row[name] for name in key)] for row in rows]
+
+
+# --- async session writes ------------------------------------------------------------------
 
 
 def _insert(session: AsyncSession, table: Table) -> Any:
@@ -129,24 +225,21 @@ def _sqlite_columns(table: Table) -> dict[str, Callable[[Any], Any] | None] | No
     return found
 
 
-@functools.cache
-def _defaults(table: Table) -> tuple[tuple[str, Any], ...]:
-    return tuple((c.name, c.default) for c in table.c if c.default is not None)
-
-
-def _filled(
-    table: Table, names: tuple[str, ...], rows: list[dict[str, Any]]
-) -> tuple[tuple[str, ...], list[dict[str, Any]]]:
-    """The columns' Python-side defaults (``default=``, ``default_factory=``) for those
-    the rows leave out, each computed per row, as SQLAlchemy's INSERT would."""
-    missing = [(name, d) for name, d in _defaults(table) if name not in names]
-    if not missing:
-        return names, rows
-    filled = [
-        {**row, **{name: d.arg if d.is_scalar else d.arg(None) for name, d in missing}}
-        for row in rows
-    ]
-    return (*names, *(name for name, _ in missing)), filled
+def _complete(
+    table: Table, rows: list[dict[str, Any]]
+) -> Iterator[tuple[tuple[str, ...], list[dict[str, Any]]]]:
+    """``rows`` by the columns they name (``_grouped``), each group with the defaults it
+    leaves out (``_defaults``, each computed per row) and the columns it then names."""
+    for names, group in _grouped(rows).items():
+        missing = [d for d in _defaults(table) if d[0] not in names]
+        if not missing:
+            yield names, group
+            continue
+        filled = [
+            {**row, **{name: value if make is None else make() for name, value, make in missing}}
+            for row in group
+        ]
+        yield (*names, *(name for name, _, _ in missing)), filled
 
 
 def _sqlite_raw(session: AsyncSession, table: Table) -> dict[str, Any] | None:
@@ -155,6 +248,8 @@ def _sqlite_raw(session: AsyncSession, table: Table) -> dict[str, Any] | None:
 
 def _grouped(rows: list[dict[str, Any]]) -> dict[tuple[str, ...], list[dict[str, Any]]]:
     """Rows by the columns they name (usually all of them name the same)."""
+    if not rows:
+        return {}
     if all(row.keys() == rows[0].keys() for row in rows):
         return {tuple(rows[0]): rows}
     groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
@@ -225,34 +320,34 @@ async def insert_ignore(
 
     With ``returning``, the listed columns of the rows actually inserted come back.
     """
-    if not rows:
-        return []
     plan = _sqlite_raw(session, table)
-    if plan is not None and not any(plan[name] is not None for name in returning):
-        target = ", ".join(_quoted(session, conflict))
-        found: list[Any] = []
-        for names, group in _grouped(rows).items():
-            names, group = _filled(table, names, group)
-            values = _values(plan, names, group)
+    if plan is not None and any(plan[name] is not None for name in returning):
+        plan = None  # values to convert on the way back: SQLAlchemy's work
+    found: list[Any] = []
+    for names, group in _complete(table, rows):
+        if plan is None:
+            stmt = _insert(session, table).on_conflict_do_nothing(index_elements=list(conflict))
             if not returning:
-                sql = f"{_insert_sql(session, table, names)} ON CONFLICT ({target}) DO NOTHING"
-                await _sqlite_execute(session, sql, values)
+                await session.execute(stmt, group)
                 continue
-            back = ", ".join(_quoted(session, returning))
-            for part in chunks(values, _SQLITE_MAX_PARAMS // len(names)):
-                sql = (
-                    f"{_insert_sql(session, table, names, len(part))} "
-                    f"ON CONFLICT ({target}) DO NOTHING RETURNING {back}"
-                )
-                flat = tuple(v for row in part for v in row)
-                found.extend((await _sqlite_execute(session, sql, flat)).all())
-        return found
-    stmt = _insert(session, table).on_conflict_do_nothing(index_elements=list(conflict))
-    if not returning:
-        await session.execute(stmt, rows)
-        return []
-    result = await session.execute(stmt.returning(*(table.c[name] for name in returning)), rows)
-    return list(result.all())
+            back = stmt.returning(*(table.c[name] for name in returning))
+            found.extend((await session.execute(back, group)).all())
+            continue
+        target = ", ".join(_quoted(session, conflict))
+        values = _values(plan, names, group)
+        if not returning:
+            sql = f"{_insert_sql(session, table, names)} ON CONFLICT ({target}) DO NOTHING"
+            await _sqlite_execute(session, sql, values)
+            continue
+        back_sql = ", ".join(_quoted(session, returning))
+        for part in chunks(values, _SQLITE_MAX_PARAMS // len(names)):
+            sql = (
+                f"{_insert_sql(session, table, names, len(part))} "
+                f"ON CONFLICT ({target}) DO NOTHING RETURNING {back_sql}"
+            )
+            flat = tuple(v for row in part for v in row)
+            found.extend((await _sqlite_execute(session, sql, flat)).all())
+    return found
 
 
 async def upsert(
@@ -263,26 +358,20 @@ async def upsert(
     update: Iterable[str],
 ) -> None:
     """Insert ``rows``, or overwrite the ``update`` columns of the row already there."""
-    if not rows:
-        return
     update = list(update)
     plan = _sqlite_raw(session, table)
-    if plan is not None:
+    for names, group in _complete(table, rows):
+        if plan is None:
+            stmt = _insert(session, table)
+            stmt = stmt.on_conflict_do_update(
+                index_elements=list(conflict), set_={name: stmt.excluded[name] for name in update}
+            )
+            await session.execute(stmt, group)
+            continue
         target = ", ".join(_quoted(session, conflict))
         changes = ", ".join(f"{q} = excluded.{q}" for q in _quoted(session, update))
-        for names, group in _grouped(rows).items():
-            names, group = _filled(table, names, group)
-            sql = (
-                f"{_insert_sql(session, table, names)} "
-                f"ON CONFLICT ({target}) DO UPDATE SET {changes}"
-            )
-            await _sqlite_execute(session, sql, _values(plan, names, group))
-        return
-    stmt = _insert(session, table)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=list(conflict), set_={name: stmt.excluded[name] for name in update}
-    )
-    await session.execute(stmt, rows)
+        sql = f"{_insert_sql(session, table, names)} ON CONFLICT ({target}) DO UPDATE SET {changes}"
+        await _sqlite_execute(session, sql, _values(plan, names, group))
 
 
 async def update_rows(
