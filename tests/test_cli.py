@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
-import textwrap
 from pathlib import Path
 
 import httpx
@@ -16,19 +15,7 @@ from heliograph.settings import get_settings
 from service.cli import main
 from tests.conftest import run_jobs
 from tests.utils.processes import BIN, ROOT, child_env
-
-TEAM = textwrap.dedent(
-    """
-    members:
-      - name: Aisyah Rahman
-        email: aisyah@team.example
-        timezone: Asia/Kuala_Lumpur
-      - name: Tom Baker
-        email: tom@team.example
-        role: lead
-        timezone: Europe/London
-    """
-)
+from tests.utils.team_yaml import TEAM
 
 
 def start(url: str, *args: str) -> subprocess.Popen[str]:

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from service.cli import main
-from tests.test_cli import TEAM
+from tests.utils.team_yaml import TEAM
 
 ONLY_AISYAH = "members:\n  - name: Aisyah Rahman\n    email: aisyah@team.example\n"
 

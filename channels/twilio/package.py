@@ -10,5 +10,5 @@ PACKAGE = ChannelPackage(
     fakes=(fake.router,),
     settings=TwilioSettings,
     demo_env=demo_env,
-    docs="docs/channels/twilio.md",
+    docs="docs/channels/sms.md",
 )

@@ -10,5 +10,5 @@ PACKAGE = ChannelPackage(
     fakes=(fake.router,),
     settings=WhatsAppCloudSettings,
     demo_env=demo_env,
-    docs="docs/channels/whatsapp_cloud.md",
+    docs="docs/channels/whatsapp.md",
 )
