@@ -28,7 +28,6 @@ import base64
 import itertools
 import json
 import re
-import struct
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,6 +40,7 @@ from pydantic import BaseModel, Field
 from channels.telegram.settings import TelegramSettings
 from heliograph.settings import get_settings
 from sandbox.core import SAY_CHANNELS, read_params, state
+from sandbox.samples import silent_voice_note
 
 router = APIRouter(tags=["telegram"])
 SAY_CHANNELS.append("telegram")
@@ -302,43 +302,6 @@ async def download(token: str, file_path: str) -> Response:
             state.record("telegram", "download", {"file_path": file_path})
             return Response(stored.data, media_type=stored.content_type)
     return _error(404, "Not Found")
-
-
-# --- a voice note: one second of Ogg Opus silence, built here (no codec needed) -----------
-
-
-def _ogg_crc(data: bytes) -> int:
-    """CRC-32 of Ogg pages: polynomial 0x04C11DB7, not reflected, no init or final xor."""
-    crc = 0
-    for byte in data:
-        crc ^= byte << 24
-        for _ in range(8):
-            crc = ((crc << 1) ^ 0x04C11DB7) if crc & 0x80000000 else crc << 1
-            crc &= 0xFFFFFFFF
-    return crc
-
-
-def _ogg_page(packets: list[bytes], granule: int, seq: int, flags: int) -> bytes:
-    lacing: list[int] = []
-    for packet in packets:
-        lacing += [255] * (len(packet) // 255) + [len(packet) % 255]
-    header = struct.pack("<4sBBqIIIB", b"OggS", 0, flags, granule, 0x48454C49, seq, 0, len(lacing))
-    page = header + bytes(lacing) + b"".join(packets)
-    return page[:22] + struct.pack("<I", _ogg_crc(page)) + page[26:]
-
-
-def silent_voice_note(seconds: int = 1) -> bytes:
-    """A valid Ogg Opus file (RFC 7845) like Telegram's voice notes, a few hundred bytes."""
-    pre_skip, frames = 312, seconds * 50  # 20 ms frames at 48 kHz: 960 samples each
-    head = b"OpusHead" + struct.pack("<BBHIhB", 1, 1, pre_skip, 48000, 0, 0)
-    vendor = b"heliograph sandbox"
-    tags = b"OpusTags" + struct.pack("<I", len(vendor)) + vendor + struct.pack("<I", 0)
-    silence = b"\xf8\xff\xfe"  # one CELT-only fullband 20 ms frame that decodes to silence
-    return (
-        _ogg_page([head], 0, 0, 0x02)  # beginning of stream
-        + _ogg_page([tags], 0, 1, 0)
-        + _ogg_page([silence] * frames, pre_skip + frames * 960, 2, 0x04)  # end of stream
-    )
 
 
 # --- acting as a customer -----------------------------------------------------------------

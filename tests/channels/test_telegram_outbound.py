@@ -19,13 +19,13 @@ import pytest
 from sqlalchemy import select
 
 from channels.telegram import TelegramChannel, close_bot
-from channels.telegram.fake import _ogg_crc, silent_voice_note
 from crm_core.models import Identity
 from heliograph.db import Database, utcnow
 from heliograph.models import Job
 from heliograph.settings import reset_settings
 from inbox.conversations import reply
 from inbox.models import Attachment, Message
+from sandbox.samples import ogg_crc, silent_voice_note
 from tests.conftest import run_jobs
 from tests.utils.factories import receive
 from tests.utils.processes import free_port, start_sandbox
@@ -353,7 +353,7 @@ def test_the_sandbox_voice_note_is_a_well_formed_ogg_opus_file() -> None:
         body_len = sum(data[offset + 27 : offset + 27 + count])
         end = offset + 27 + count + body_len
         page = data[offset:end]
-        assert _ogg_crc(page[:22] + b"\0\0\0\0" + page[26:]) == crc
+        assert ogg_crc(page[:22] + b"\0\0\0\0" + page[26:]) == crc
         pages.append((flags, granule, seq, page[27 + count :]))
         offset = end
     assert [p[2] for p in pages] == [0, 1, 2]
