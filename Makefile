@@ -39,6 +39,11 @@ $(TEST_STAMP): $(RUN_STAMP)
 	command -v espeak-ng >/dev/null && ldconfig -p | grep -q libopencore-amrnb.so.0 || \
 	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 	    espeak-ng libopencore-amrnb0; }
+	# The web app's browser tests drive Debian's chromium (Playwright never downloads one);
+	# the CJK fonts draw the Mandarin interface.
+	test -x /usr/bin/chromium && fc-list | grep -qi "noto sans cjk" || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    chromium fonts-noto-cjk; }
 	$(BIN)/python -m pip install -q '$(TORCH)' $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX))
 	# openai-whisper's metadata pulls triton (~1 GB) that CPU inference never uses.
 	$(BIN)/python -m pip install -q --no-deps openai-whisper==20250625

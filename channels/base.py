@@ -101,20 +101,23 @@ class WebhookRequest:
 async def read_body(request: Request, limit: int, what: str = "the body") -> bytes:
     """The body, read up to ``limit`` bytes; a larger one is 413, without reading it all
     (nor any of it when its Content-Length already says so)."""
-    too_large = HTTPException(
-        status.HTTP_413_CONTENT_TOO_LARGE, f"{what} is over the limit of {limit} bytes"
-    )
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
-        raise too_large
+        raise _too_large(what, limit)
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise too_large
+            raise _too_large(what, limit)
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def _too_large(what: str, limit: int) -> HTTPException:
+    return HTTPException(
+        status.HTTP_413_CONTENT_TOO_LARGE, f"{what} is over the limit of {limit} bytes"
+    )
 
 
 async def webhook_request(request: Request) -> WebhookRequest:

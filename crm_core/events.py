@@ -18,10 +18,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from crm_core import enrollments, interventions, journey, scores
-from crm_core.bulk_identity import Who, resolve_many
+from crm_core.identity import Who, resolve_contacts
 from crm_core.models import EVENT_TYPES, ActivityEvent, Customer, CustomerScore, Program
 from crm_core.normalize import InvalidContact, normalize_email, normalize_phone
 from heliograph.bounds import DbId, TooDeep, UtcDatetime, check_depth, find_problem
@@ -128,6 +129,21 @@ def _who(c: EventCustomer) -> Who:
     email = normalize_email(c.email) if c.email else None
     phone = normalize_phone(c.phone) if c.phone else None
     return Who(c.id, email, phone, c.name, c.timezone, c.language, c.country and c.country.upper())
+
+
+async def _resolve(
+    session: AsyncSession, people: list[Who]
+) -> tuple[list[int | None], list[str | None], set[int]]:
+    """``resolve_contacts`` in a savepoint: a concurrent writer that founded the same
+    contact first makes it raise, and the run again finds the winner's customer."""
+    for attempt in range(3):
+        try:
+            async with session.begin_nested():
+                return await session.run_sync(lambda s: resolve_contacts(s.connection(), people))
+        except IntegrityError:
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
 
 
 def _row(
@@ -237,7 +253,7 @@ async def ingest(
             people.append((index, event, _who(event.customer)))
         except InvalidContact as exc:
             result.errors.append({"index": index, "error": f"customer: {exc}"})
-    ids, problems, new_customers = await resolve_many(session, [w for _, _, w in people])
+    ids, problems, new_customers = await _resolve(session, [w for _, _, w in people])
     rows: dict[str, dict[str, Any]] = {}
     for (index, event, _), cid, problem in zip(people, ids, problems, strict=True):
         if cid is None:

@@ -17,19 +17,21 @@ from __future__ import annotations
 
 import functools
 import re
+import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, and_, bindparam, case, func, insert, select, union_all, update
+from sqlalchemy.exc import IntegrityError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from crm_core.models import ContactPoint, Customer, Identity
 from crm_core.normalize import InvalidContact, normalize_email, normalize_phone, search_key
+from heliograph import audit
 from heliograph.bulk import insert_ids, new_row, pairs_in
-from heliograph.db import utcnow
-from heliograph.models import AuditEvent
+from heliograph.db import is_unique_violation, utcnow
 
 MergeHook = Callable[[AsyncSession, int, int], Awaitable[dict[str, int]]]
 merge_hooks: list[MergeHook] = []  # other packages move their rows (conversations, ...) here
@@ -52,6 +54,29 @@ class SenderProfile:
     phone: str | None = None
     language: str | None = None
     timezone: str | None = None
+    country: str | None = None
+
+
+@dataclass(frozen=True)
+class Who:
+    """A customer as a CRM event names them: by id, or by email and/or phone (already
+    normalised), with what a new profile starts from."""
+
+    id: int | None = None
+    email: str | None = None
+    phone: str | None = None
+    name: str | None = None
+    timezone: str | None = None
+    language: str | None = None
+    country: str | None = None
+
+    @property
+    def key(self) -> tuple[str, str] | None:
+        if self.email:
+            return ("email", self.email)
+        if self.phone:
+            return ("phone", self.phone)
+        return None
 
 
 def _contacts(sender: SenderProfile) -> list[tuple[str, str]]:
@@ -158,9 +183,16 @@ _FILL_PROFILE = (
 )
 
 
-def _live_rows(conn: Connection, ids: set[int]) -> dict[int, Any]:
-    """Customer rows by id, each id mapped to its surviving (unmerged) profile's row."""
-    cols = (_CUSTOMER.c.id, _CUSTOMER.c.merged_into_id, _CUSTOMER.c.language, _CUSTOMER.c.vip)
+def _live_rows(conn: Connection, ids: set[int], missing_ok: bool = False) -> dict[int, Any]:
+    """Customer rows by id, each id mapped to its surviving (unmerged) profile's row. An id
+    with no such customer raises ``CustomerNotFound``, or with ``missing_ok`` is left out."""
+    cols = (
+        _CUSTOMER.c.id,
+        _CUSTOMER.c.merged_into_id,
+        _CUSTOMER.c.language,
+        _CUSTOMER.c.vip,
+        _CUSTOMER.c.erased_at,
+    )
     found: dict[int, Any] = {}
     wanted = set(ids)
     for _ in range(10):
@@ -168,19 +200,22 @@ def _live_rows(conn: Connection, ids: set[int]) -> dict[int, Any]:
             break
         rows = (conn.execute(select(*cols).where(_CUSTOMER.c.id.in_(wanted)))).all()
         found.update({row.id: row for row in rows})
-        if len(rows) < len(wanted):
+        if len(rows) < len(wanted) and not missing_ok:
             raise CustomerNotFound(f"customers {sorted(wanted - set(found))} do not exist")
         wanted = {r.merged_into_id for r in rows if r.merged_into_id is not None} - set(found)
     live: dict[int, Any] = {}
     for start in ids:
-        row = found[start]
+        row = found.get(start)
         for _ in range(10):
-            if row.merged_into_id is None:
+            if row is None or row.merged_into_id is None:
                 break
-            row = found[row.merged_into_id]
+            row = found.get(row.merged_into_id)
         else:
+            row = None
+        if row is not None:
+            live[start] = row
+        elif not missing_ok:
             raise CustomerNotFound(f"customer {start}: merge chain too long")
-        live[start] = row
     return live
 
 
@@ -214,25 +249,13 @@ def resolve_senders(conn: Connection, senders: Sequence[SenderProfile]) -> list[
         | {owners[c] for key in new_keys for c in contacts[key] if c in owners},
     )
     now = utcnow()
-    # A new sender joins the live owner of its first known contact (also one a new sender
-    # before it brought); otherwise it founds a new customer, labelled by its own key.
-    owner_of: dict[tuple[str, str], int | tuple[str, str]] = {}
-    claimed: dict[tuple[str, str], int | tuple[str, str]] = {}
-    for key in new_keys:
-        owner: int | tuple[str, str] = key
-        for contact in contacts[key]:
-            if contact in owners or contact in claimed:
-                owner = live[owners[contact]].id if contact in owners else claimed[contact]
-                break
-        owner_of[key] = owner
-        for contact in contacts[key]:
-            claimed.setdefault(contact, owner)
+    owner_of = _join_or_found(new_keys, contacts, owners, live)
     # What the senders say fills each customer's blanks (the first sender with a detail).
     fills: dict[int | tuple[str, str], dict[str, Any]] = {}
     for key in keys:
         owner = owner_of.get(key) or live[known[key].customer_id].id
         _gather_fill(fills.setdefault(owner, _blank_fill()), first_of[key])
-    founded = _found_customers(conn, [o for o in fills if isinstance(o, tuple)], fills, now)
+    founded = _found_customers(conn, [o for o in fills if isinstance(o, tuple)], fills, now, now)
     customer_of = {key: live[row.customer_id].id for key, row in known.items()}
     for key, owner in owner_of.items():
         customer_of[key] = founded[owner] if isinstance(owner, tuple) else owner
@@ -248,19 +271,7 @@ def resolve_senders(conn: Connection, senders: Sequence[SenderProfile]) -> list[
     if existing:
         conn.execute(_FILL_PROFILE, existing)
     # Contact points nobody owns yet go to the sender's customer (first come, first served).
-    adds: dict[tuple[str, str], int] = {}
-    for key in keys:
-        for contact in contacts[key]:
-            if contact not in owners:
-                adds.setdefault(contact, customer_of[key])
-    if adds:
-        conn.execute(
-            insert(_CONTACT),
-            [
-                {"customer_id": c, "kind": k, "value": v, "created_at": now}
-                for (k, v), c in adds.items()
-            ],
-        )
+    _add_contacts(conn, keys, contacts, owners, customer_of, now)
     language = {
         row.id: row.language or fills.get(row.id, {}).get("language") for row in live.values()
     }
@@ -297,11 +308,121 @@ def _contact_owners(
     return {(r.kind, r.value): r.customer_id for r in rows.all()}
 
 
+Label = tuple[str, str]  # a new customer before it has an id: the key of who founds it
+
+
+def _join_or_found(
+    new_keys: list[Label],
+    contacts: dict[Label, list[tuple[str, str]]],
+    owners: dict[tuple[str, str], int],
+    live: dict[int, Any],
+) -> dict[Label, int | Label]:
+    """Who each newcomer belongs to: the live owner of its first known contact (also one a
+    newcomer before it in the list brought), else a new customer it founds, labelled by
+    its own key. One rule for a sender's first message and a CRM event's new contact."""
+    owner_of: dict[Label, int | Label] = {}
+    claimed: dict[tuple[str, str], int | Label] = {}
+    for key in new_keys:
+        owner: int | Label = key
+        for contact in contacts[key]:
+            if contact in owners or contact in claimed:
+                owner = live[owners[contact]].id if contact in owners else claimed[contact]
+                break
+        owner_of[key] = owner
+        for contact in contacts[key]:
+            claimed.setdefault(contact, owner)
+    return owner_of
+
+
+def _add_contacts(
+    conn: Connection,
+    keys: Sequence[Label],
+    contacts: dict[Label, list[tuple[str, str]]],
+    owners: dict[tuple[str, str], int],
+    customer_of: dict[Label, int],
+    now: datetime,
+) -> None:
+    """Contact points nobody owns yet go to their newcomer's customer (first come, first
+    served). A concurrent writer taking one first makes the INSERT raise ``IntegrityError``."""
+    adds: dict[tuple[str, str], int] = {}
+    for key in keys:
+        for contact in contacts[key]:
+            if contact not in owners:
+                adds.setdefault(contact, customer_of[key])
+    if adds:
+        conn.execute(
+            insert(_CONTACT),
+            [
+                {"customer_id": c, "kind": k, "value": v, "created_at": now}
+                for (k, v), c in adds.items()
+            ],
+        )
+
+
+def resolve_contacts(
+    conn: Connection, people: Sequence[Who]
+) -> tuple[list[int | None], list[str | None], set[int]]:
+    """The customer each CRM event names, in the caller's transaction, set-based like
+    ``resolve_senders`` and by the same rule for a new contact (``_join_or_found``): by id,
+    following merges; else the live owner of the email (then the phone); else one new
+    customer per email (else phone), which an entry later in the list with the same
+    contact joins. No channel identity is made and a known customer's profile is left as
+    it is (an event is not the customer speaking). Per entry, the customer id or why
+    there is none; and the ids of the customers founded here (no history yet). A clash
+    with a concurrent writer raises ``IntegrityError``: the caller runs it again
+    (``crm_core.events``), finding the winner's rows."""
+    first_of: dict[Label, Who] = {}
+    contacts: dict[Label, list[tuple[str, str]]] = {}
+    for who in people:
+        if who.id is None and who.key is not None:
+            first_of.setdefault(who.key, who)
+            found = contacts.setdefault(who.key, [who.key])
+            found += [c for c in (("email", who.email), ("phone", who.phone)) if c[1]]  # type: ignore[misc]
+    contacts = {key: list(dict.fromkeys(found)) for key, found in contacts.items()}
+    owners = _contact_owners(conn, [c for found in contacts.values() for c in found])
+    ids = {who.id for who in people if who.id is not None}
+    live = _live_rows(conn, ids | set(owners.values()), missing_ok=True)
+    keys = list(first_of)
+    owner_of = _join_or_found(keys, contacts, owners, live)
+    fills: dict[int | Label, dict[str, Any]] = {}
+    for key in keys:
+        if isinstance(owner_of[key], tuple):
+            _gather_fill(fills.setdefault(owner_of[key], _blank_fill()), first_of[key])
+    founded = _found_customers(conn, list(fills), fills, utcnow(), None)
+    customer_of = {
+        key: founded[owner] if isinstance(owner, tuple) else owner
+        for key, owner in owner_of.items()
+    }
+    newcomers = [key for key in keys if isinstance(owner_of[key], tuple)]
+    _add_contacts(conn, newcomers, contacts, owners, customer_of, utcnow())
+    new_ids = set(founded.values())
+    result: list[int | None] = []
+    errors: list[str | None] = []
+    for who in people:
+        if who.id is not None:
+            row = live.get(who.id)
+            cid, missing = (row.id if row else None), f"customer {who.id} does not exist"
+        else:
+            cid = customer_of.get(who.key) if who.key else None
+            row = live.get(cid) if cid is not None else None
+            missing = "the customer needs an id, an email or a phone"
+        if cid is None:
+            result.append(None)
+            errors.append(missing)
+        elif row is not None and row.erased_at is not None:
+            result.append(None)
+            errors.append(f"customer {cid} was erased")
+        else:
+            result.append(cid)
+            errors.append(None)
+    return result, errors, new_ids
+
+
 def _blank_fill() -> dict[str, Any]:
-    return {"name": None, "key": None, "language": None, "timezone": None}
+    return {"name": None, "key": None, "language": None, "timezone": None, "country": None}
 
 
-def _gather_fill(fill: dict[str, Any], sender: SenderProfile) -> None:
+def _gather_fill(fill: dict[str, Any], sender: SenderProfile | Who) -> None:
     """``_fill_profile``'s rule for a set-based UPDATE: the first sender with a detail gives it."""
     if sender.name and fill["name"] is None:
         fill["name"], fill["key"] = sender.name[:200], search_key(sender.name)
@@ -309,31 +430,48 @@ def _gather_fill(fill: dict[str, Any], sender: SenderProfile) -> None:
         fill["language"] = sender.language[:16]
     if sender.timezone and fill["timezone"] is None:
         fill["timezone"] = sender.timezone[:64]
+    if sender.country and fill["country"] is None:
+        fill["country"] = sender.country[:2]
 
 
 def _found_customers(
     conn: Connection,
-    labels: list[tuple[str, str]],
-    fills: dict[int | tuple[str, str], dict[str, Any]],
+    labels: list[Label],
+    fills: dict[int | Label, dict[str, Any]],
     now: datetime,
-) -> dict[tuple[str, str], int]:
-    """Insert the customers that new senders found (one multi-row INSERT); label -> id."""
+    seen: datetime | None,
+) -> dict[Label, int]:
+    """Insert the customers that newcomers found, in one multi-row INSERT; label -> id.
+    SQLite does not promise RETURNING rows in VALUES order, so each row carries a one-off
+    marker in ``search_name`` that is read back with its id and then replaced."""
     if not labels:
         return {}
+    tag = uuid.uuid4().hex
     rows = []
-    for label in labels:
+    for n, label in enumerate(labels):
         fill = fills[label]
         rows.append(
             new_row(
                 Customer,
                 display_name=fill["name"] or "",
-                search_name=fill["key"] or "",
+                search_name=f"\x01{tag}:{n}",
                 language=fill["language"],
                 timezone=fill["timezone"],
-                last_seen_at=now,
+                country=fill["country"],
+                last_seen_at=seen,
+                created_at=now,
+                updated_at=now,
             )
         )
-    return dict(zip(labels, insert_ids(conn, _CUSTOMER, rows), strict=True))
+    ids = insert_ids(conn, _CUSTOMER, rows, key=("search_name",))
+    conn.execute(
+        update(_CUSTOMER).where(_CUSTOMER.c.id == bindparam("b_id")),
+        [
+            {"b_id": cid, "search_name": fills[label]["key"] or ""}
+            for cid, label in zip(ids, labels, strict=True)
+        ],
+    )
+    return dict(zip(labels, ids, strict=True))
 
 
 def _add_identities(
@@ -481,14 +619,13 @@ async def merge_customers(
     target.updated_at = utcnow()
     source.merged_into_id = target.id
     source.search_name = ""
-    session.add(
-        AuditEvent(
-            actor=actor,
-            action="customer.merge",
-            subject_type="customer",
-            subject_id=target.id,  # type: ignore[arg-type]
-            details={"source_id": source.id, "target_id": target.id, "moved": moved},
-        )
+    audit.record(
+        session,
+        actor=actor,
+        action="customer.merge",
+        subject_type="customer",
+        subject_id=target.id,
+        details={"source_id": source.id, "target_id": target.id, "moved": moved},
     )
     await session.flush()
     return target
@@ -555,3 +692,20 @@ async def add_contact(session: AsyncSession, customer_id: int, kind: str, raw: s
     session.add(contact)
     await session.flush()
     return contact
+
+
+async def add_identity(
+    session: AsyncSession, customer_id: int, channel: str, external_id: str
+) -> Identity | None:
+    """A new channel identity on a profile, in a savepoint; None when ``(channel,
+    external_id)`` is taken already (another profile's: not this one's to use)."""
+    try:
+        async with session.begin_nested():
+            found = Identity(customer_id=customer_id, channel=channel, external_id=external_id)
+            session.add(found)
+            await session.flush()
+            return found
+    except IntegrityError as exc:
+        if not is_unique_violation(exc):
+            raise
+        return None

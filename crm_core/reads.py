@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from crm_core.models import ContactPoint, Customer, Intervention, JourneyChange
+from crm_core.models import ContactPoint, Customer, Identity, Intervention, JourneyChange
 
 
 def label(customer_id: int, display_name: str | None) -> str:
@@ -105,3 +106,34 @@ async def most_valuable_at_risk(session: AsyncSession, limit: int) -> list[Custo
         .limit(limit)
     )
     return list(rows.scalars().all())
+
+
+async def identities_by_id(
+    session: AsyncSession, identity_ids: Iterable[int | None]
+) -> dict[int, Identity]:
+    """``{id: identity}`` of the identities that exist (None ids are skipped)."""
+    ids = {i for i in identity_ids if i is not None}
+    if not ids:
+        return {}
+    rows = await session.execute(select(Identity).where(Identity.id.in_(ids)))  # type: ignore[union-attr]
+    return {i.id: i for i in rows.scalars().all()}  # type: ignore[misc]
+
+
+def identity_id(channel: str, external_id: str) -> Any:
+    """The id of the identity ``(channel, external_id)`` as a scalar subquery (NULL: none),
+    for another owner's statement to compare its identity column with."""
+    return (
+        select(Identity.id)  # type: ignore[call-overload]
+        .where(Identity.channel == channel, Identity.external_id == external_id)
+        .scalar_subquery()
+    )
+
+
+def with_customer(stmt: Select[Any], customer_id: Any) -> Select[Any]:
+    """``stmt`` with the customer whose id is the column ``customer_id`` outer-joined and
+    their ``id, vip, language, timezone, merged_into_id`` added to its columns (NULLs: no
+    such customer): another owner's statement reads the profile without a second query."""
+    c = Customer
+    return stmt.add_columns(c.id, c.vip, c.language, c.timezone, c.merged_into_id).outerjoin(  # type: ignore[arg-type]
+        c, c.id == customer_id
+    )

@@ -20,13 +20,12 @@ import threading
 from collections import Counter
 from datetime import timedelta
 
-from sqlalchemy import insert, select
+from sqlalchemy import insert
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from crm_core.bus import INTERVENTION_RULE_FAILED, RuleFailed
 from heliograph import jobs
 from heliograph.db import utcnow
-from heliograph.models import Job
 
 log = logging.getLogger(__name__)
 
@@ -50,15 +49,7 @@ async def record(session: AsyncSession, rule: str, title: str, reason: str) -> b
     with _lock:
         _failures[rule] += 1
     now = utcnow()  # the wall clock, whatever time the pass evaluates rules at
-    recent = await session.execute(
-        select(Job.id)
-        .where(
-            Job.dedupe_key.like(f"{ALERT_KEY}:{rule}:%"),  # type: ignore[union-attr]
-            Job.created_at >= now - ALERT_EVERY,  # type: ignore[operator]
-        )
-        .limit(1)
-    )
-    if recent.first() is not None:
+    if await jobs.keyed_since(session, f"{ALERT_KEY}:{rule}:", now - ALERT_EVERY):
         return False
     payload = RuleFailed(rule=rule, title=title, reason=reason, at=now.isoformat())
     rows = jobs.published(INTERVENTION_RULE_FAILED, [payload])

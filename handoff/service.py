@@ -27,6 +27,7 @@ from routing.batch import assign_batch
 from routing.history import record
 from routing.models import TeamMember
 from routing.policy import answers_customers
+from routing.reads import active_members
 from routing.schedule import is_on_shift, next_start_for, shifts_between
 from routing.team import get_member
 
@@ -227,11 +228,7 @@ async def shift_end_pass(
     """Every active member whose shift ended in the window and who has not been handed
     off for that end yet, in one batch. Returns how many conversations were handed over."""
     now = now or utcnow()
-    members = (
-        (await session.execute(select(TeamMember).where(TeamMember.active.is_(True))))  # type: ignore[attr-defined]
-        .scalars()
-        .all()
-    )
+    members = await active_members(session)
     due = [(m, end) for m in members if (end := last_shift_end(m, now, lookback)) is not None]
     if not due:
         return 0
@@ -252,11 +249,7 @@ async def shift_end_pass(
 async def _next_on_shift(
     session: AsyncSession, conversation: Conversation, exclude: set[int], now: datetime
 ) -> TeamMember | None:
-    members = (
-        (await session.execute(select(TeamMember).where(TeamMember.active.is_(True))))  # type: ignore[attr-defined]
-        .scalars()
-        .all()
-    )
+    members = await active_members(session)
     candidates = [m for m in members if m.id not in exclude and answers_customers(m)]
     found = next_start_for(candidates, now, conversation.language) or next_start_for(
         candidates, now

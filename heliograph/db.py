@@ -423,6 +423,13 @@ def get_db() -> Database:
     return _db
 
 
+def use_db(database: Database | None) -> None:
+    """Make ``database`` the process's database (``None``: build one from the settings on
+    the next ``get_db()``). For whoever owns the connection's life: tests, tools."""
+    global _db
+    _db = database
+
+
 async def close_db() -> None:
     global _db
     if _db is not None:

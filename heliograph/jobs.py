@@ -480,6 +480,20 @@ async def _rest(stop: asyncio.Event, seconds: float) -> None:
         pass
 
 
+async def keyed_since(session: AsyncSession, key_prefix: str, since: datetime) -> bool:
+    """Whether a job whose dedupe key starts with ``key_prefix`` (a LIKE pattern: ``%`` and
+    ``_`` in it match any text) was enqueued at or after ``since``, whatever its status."""
+    found = await session.execute(
+        select(Job.id)
+        .where(
+            Job.dedupe_key.like(f"{key_prefix}%"),  # type: ignore[union-attr]
+            Job.created_at >= since,  # type: ignore[operator]
+        )
+        .limit(1)
+    )
+    return found.first() is not None
+
+
 async def dead_jobs(session: AsyncSession, limit: int = 100) -> list[Job]:
     rows = await session.exec(  # type: ignore[call-overload]
         select(Job).where(Job.status == "dead").order_by(Job.id.desc()).limit(limit)  # type: ignore[union-attr]
@@ -509,3 +523,13 @@ async def purge_done(session: AsyncSession, older_than: timedelta) -> int:
         delete(Job).where(Job.status == "done", Job.finished_at < utcnow() - older_than)
     )
     return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def retry_dead_keyed(session: AsyncSession, dedupe_key: str) -> bool:
+    """``retry_dead`` for the dead job enqueued with ``dedupe_key`` (e.g. ``deliver:<id>``)."""
+    result = await session.execute(
+        update(Job)
+        .where(Job.dedupe_key == dedupe_key, Job.status == "dead")  # type: ignore[arg-type]
+        .values(status="pending", attempts=0, run_at=utcnow(), finished_at=None)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]

@@ -88,6 +88,13 @@ def _current() -> _Limiter:
     return _limiter
 
 
+def reset() -> None:
+    """Forget the limiter, so the next check builds a fresh one: what a new process starts
+    with (its counts in memory are gone; a shared store such as Redis keeps them)."""
+    global _limiter
+    _limiter = None
+
+
 def enabled(name: str) -> bool:
     return bool(_current().items[name])
 

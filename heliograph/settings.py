@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Self
@@ -307,6 +309,17 @@ class Section(BaseSettings):
 def sections() -> list[type[Section]]:
     """Every settings section declared by a package imported so far."""
     return list(Section._sections)
+
+
+@contextmanager
+def sections_declared_meanwhile() -> Iterator[None]:
+    """Sections declared inside the block (a test's toy package, say) are taken out of
+    ``sections()`` again when it ends, so nothing after it sees them."""
+    before = list(Section._sections)
+    try:
+        yield
+    finally:
+        Section._sections[:] = before
 
 
 def check_secrets(settings: BaseSettings, names: tuple[str, ...], demo_mode: bool) -> None:

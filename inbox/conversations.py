@@ -9,9 +9,10 @@ from sqlalchemy import func, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from crm_core import identity
-from heliograph import jobs
+from heliograph import jobs, live
 from heliograph.db import utcnow
-from inbox import translation
+from inbox import attachments_out, listing, translation
+from inbox.attachments_out import OutgoingFile
 from inbox.bus import (
     CONVERSATION_STATUS_CHANGED,
     DELIVER_REPLY,
@@ -47,10 +48,27 @@ class ConversationFilter:
     customer_id: int | None = None
     before_id: int | None = None  # keyset pagination: newest first
     limit: int = 50
+    # The inbox (issue #16, inbox/listing.py): a view (mine needs member_id), filters, search.
+    view: str | None = None
+    member_id: int | None = None
+    language: str | None = None
+    priority: str | None = None
+    tag: str | None = None
+    q: str | None = None
 
 
 async def list_conversations(session: AsyncSession, f: ConversationFilter) -> list[Conversation]:
     stmt = select(Conversation)
+    for condition in listing.view_conditions(f.view, f.member_id):
+        stmt = stmt.where(condition)
+    if f.language:
+        stmt = stmt.where(Conversation.language == f.language)
+    if f.priority:
+        stmt = stmt.where(Conversation.priority == f.priority)
+    if f.tag:
+        stmt = stmt.where(listing.tag_condition(f.tag))
+    for condition in await listing.search_conditions(session, f.q):
+        stmt = stmt.where(condition)
     if f.status:
         stmt = stmt.where(Conversation.status == f.status)
     if f.assignee_id is not None:
@@ -101,11 +119,17 @@ async def reply(
     text: str,
     author_id: int | None,
     author_type: str = "agent",
+    attachments: list[OutgoingFile] | None = None,
 ) -> Message:
-    """Store an outgoing message and its outbox job in the caller's transaction."""
-    if not text.strip():
+    """Store an outgoing message and its outbox job in the caller's transaction.
+
+    ``attachments`` are checked against the channel's limits first (``AttachmentRefused``,
+    nothing stored); a reply with a file may have no text."""
+    files = list(attachments or ())
+    if not text.strip() and not files:
         raise InvalidRequest("a reply needs some text")
     conversation = await get_conversation(session, conversation_id)
+    attachments_out.check(conversation.channel, files)
     now = utcnow()
     message = Message(
         conversation_id=conversation.id,  # type: ignore[arg-type]
@@ -119,6 +143,8 @@ async def reply(
     )
     session.add(message)
     await session.flush()
+    if files:
+        await attachments_out.store(session, message.id, files)  # type: ignore[arg-type]
     await translation.prepare_reply(session, conversation, message)
     if author_type == "agent":
         conversation.first_response_at = conversation.first_response_at or now
@@ -141,6 +167,7 @@ async def reply(
             author_id=author_id,
         ),
     )
+    _live(session, conversation.id)  # type: ignore[arg-type]
     return message
 
 
@@ -154,6 +181,7 @@ async def add_note(
     session.add(note)
     conversation.updated_at = utcnow()
     await session.flush()
+    _live(session, conversation.id)  # type: ignore[arg-type]
     return note
 
 
@@ -193,7 +221,15 @@ async def set_status(
                 to=status,
             ),
         )
+    _live(session, conversation.id)  # type: ignore[arg-type]
     return conversation
+
+
+def _live(session: AsyncSession, conversation_id: int) -> None:
+    """Once the caller commits: the open pages of the inbox and of this thread refresh."""
+    data = {"conversation_id": conversation_id}
+    live.after_commit(session, "inbox", data)
+    live.after_commit(session, f"conversation-{conversation_id}", data)
 
 
 async def _ensure_no_other_active(session: AsyncSession, conversation: Conversation) -> None:
@@ -273,3 +309,43 @@ async def count_by_status(session: AsyncSession) -> dict[str, int]:
         select(Conversation.status, func.count()).group_by(Conversation.status)
     )
     return {status: count for status, count in rows.all()}
+
+
+PRIORITIES = ("low", "normal", "high", "urgent")
+
+
+async def set_priority(session: AsyncSession, conversation_id: int, priority: str) -> Conversation:
+    if priority not in PRIORITIES:
+        raise InvalidRequest(f"priority must be one of {', '.join(PRIORITIES)}")
+    conversation = await get_conversation(session, conversation_id)
+    conversation.priority = priority
+    conversation.updated_at = utcnow()
+    await session.flush()
+    return conversation
+
+
+async def set_tags(session: AsyncSession, conversation_id: int, tags: list[str]) -> Conversation:
+    """Replace the conversation's tags (trimmed, lower case, no duplicates, order kept)."""
+    clean: list[str] = []
+    for t in tags:
+        t = t.strip().lower()[:40]
+        if t and t not in clean:
+            clean.append(t)
+    conversation = await get_conversation(session, conversation_id)
+    conversation.topic_tags = clean
+    conversation.updated_at = utcnow()
+    await session.flush()
+    return conversation
+
+
+async def retry_delivery(session: AsyncSession, message_id: int) -> bool:
+    """A failed reply goes back to the outbox: its dead delivery job is queued again
+    (``jobs.retry_dead_keyed``, as the admin's retry) and the message shows queued."""
+    message = await session.get(Message, message_id)
+    if message is None or message.direction != "out" or message.delivery_status != "failed":
+        return False
+    if not await jobs.retry_dead_keyed(session, f"deliver:{message_id}"):
+        return False
+    message.delivery_status, message.delivery_error = "queued", None
+    await session.flush()
+    return True

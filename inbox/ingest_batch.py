@@ -31,7 +31,7 @@ from collections.abc import Sequence
 
 from sqlalchemy.exc import IntegrityError
 
-from heliograph import jobs, logs
+from heliograph import jobs, live, logs
 from heliograph.db import CommitFailed, Database, is_unique_violation
 from inbox.ingest import AcceptResult, Item, Stored, store_batch
 
@@ -108,6 +108,7 @@ class IngestWriter:
         self.messages += len(items)
         if any(_new(r) for r in results):
             jobs.wake_workers()
+        _publish(results)
         for waiter, result in zip(batch, results, strict=True):
             _answer(waiter, result)
 
@@ -131,6 +132,7 @@ class IngestWriter:
                 else:
                     if _new(result):
                         jobs.wake_workers()
+                    _publish([result])
                     _answer(waiter, result)
                 break
 
@@ -138,6 +140,15 @@ class IngestWriter:
 def _new(result: Stored) -> bool:
     """Did storing it give the workers something to do?"""
     return (isinstance(result, AcceptResult) and not result.duplicate) or type(result) is int
+
+
+def _publish(results: Sequence[Stored]) -> None:
+    """Live events for the open pages: each conversation that got a new message."""
+    for conversation_id in dict.fromkeys(
+        r.conversation_id for r in results if isinstance(r, AcceptResult) and not r.duplicate
+    ):
+        live.publish("inbox", {"conversation_id": conversation_id})
+        live.publish(f"conversation-{conversation_id}", {"conversation_id": conversation_id})
 
 
 def _answer(waiter: Waiter, outcome: Stored | Exception) -> None:

@@ -77,11 +77,13 @@ async def receive(items: Sequence[Item], *, ignored: int = 0) -> IntakeOutcome:
     if not items:
         return outcome
     futures = writer_for(get_db()).submit(items)
-    # Shielded: a cancelled caller leaves its items queued (they are committed regardless).
-    results = await asyncio.shield(asyncio.gather(*futures, return_exceptions=True))
-    for item, result in zip(items, results, strict=True):
-        if isinstance(result, BaseException):
-            raise result
+    # ``wait`` cancels nothing: a cancelled caller leaves its items queued (they are
+    # committed regardless).
+    await asyncio.wait(futures)
+    for item, future in zip(items, futures, strict=True):
+        if (error := future.exception()) is not None:
+            raise error
+        result = future.result()
         if isinstance(item, InboundMessage):
             assert isinstance(result, AcceptResult)
             outcome.accepted.append(result)

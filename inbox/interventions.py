@@ -25,9 +25,10 @@ from crm_core.bus import (
     InterventionRef,
     InterventionResolved,
 )
-from crm_core.identity import contacts_of, identities_of
+from crm_core.identity import add_identity, contacts_of, identities_of
 from crm_core.models import Customer, Identity, Intervention
 from crm_core.profile import choose_identity, quiet_until
+from crm_core.reads import customers_by_id
 from heliograph import jobs
 from heliograph.db import get_db, is_unique_violation, utcnow
 from inbox import conversations, outbox, timeline
@@ -50,16 +51,8 @@ async def _email_identity(session: AsyncSession, customer: Customer) -> Identity
     )  # type: ignore[arg-type]
     if email is None:
         return None
-    try:
-        async with session.begin_nested():
-            found = Identity(customer_id=customer.id, channel="email", external_id=email)  # type: ignore[arg-type]
-            session.add(found)
-            await session.flush()
-            return found
-    except IntegrityError as exc:
-        if not is_unique_violation(exc):
-            raise
-        return None  # the address belongs to another profile's identity: not ours to use
+    # None: the address belongs to another profile's identity, not ours to use.
+    return await add_identity(session, customer.id, "email", email)  # type: ignore[arg-type]
 
 
 async def _recipient(session: AsyncSession, customer: Customer) -> Identity:
@@ -135,10 +128,13 @@ async def _send(session: AsyncSession, found: Intervention, customer: Customer) 
 async def send_intervention(payload: InterventionRef) -> None:
     intervention_id = payload.intervention_id
     async with get_db().session() as session:
-        found = await session.get(Intervention, intervention_id)
-        if found is None or found.state != "open" or found.send_status != "scheduled":
-            return  # done, dismissed, sent already (a replayed job) or erased
-        customer = await session.get(Customer, found.customer_id)
+        try:
+            found = await crm.get_intervention(session, intervention_id)
+        except crm.InterventionNotFound:
+            return  # erased
+        if found.state != "open" or found.send_status != "scheduled":
+            return  # done, dismissed or sent already (a replayed job)
+        customer = (await customers_by_id(session, [found.customer_id])).get(found.customer_id)
         if customer is None or customer.erased_at is not None:
             return
         now = utcnow()
@@ -180,3 +176,19 @@ async def crm_timeline_entries(
 
 crm.owner_resolvers.append(latest_agents)
 timeline.timeline_sources.append(crm_timeline_entries)
+
+
+class NoChannel(ValueError):
+    """No channel may carry a message to the customer (the message says why)."""
+
+
+async def conversation_to_write(session: AsyncSession, customer: Customer) -> Conversation:
+    """Where an agent writes to a customer by hand: the channel an intervention would take
+    (preferred channel, consent, reachability), in the open conversation there or a new one
+    (``pending``). Raises ``NoChannel`` with the reason when there is none."""
+    try:
+        to = await _recipient(session, customer)
+    except _Skip as exc:
+        raise NoChannel(str(exc)) from exc
+    conversation, _created = await _conversation(session, customer, to)
+    return conversation

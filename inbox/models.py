@@ -107,6 +107,8 @@ class Attachment(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     message_id: int = Field(foreign_key="message.id", index=True)
+    # "in": the customer sent it (fetched from the provider); "out": an agent sent it (#16).
+    direction: str = Field(default="in", max_length=4, sa_column_kwargs={"server_default": "in"})
     kind: str = Field(max_length=16)  # image, audio, video, file
     content_type: str | None = Field(default=None, max_length=100)
     filename: str | None = Field(default=None, max_length=255)
@@ -132,3 +134,23 @@ class Note(SQLModel, table=True):
     author_id: int | None = Field(default=None, foreign_key="team_member.id")
     text: str = Field(sa_column=Column(Text, nullable=False))
     created_at: datetime = Field(default_factory=utcnow)
+
+
+class CannedResponse(SQLModel, table=True):
+    """A saved reply (issue #16): team-wide (``owner_member_id`` None) or one member's own."""
+
+    __tablename__ = "canned_response"
+    __table_args__ = (
+        # Unique per owner scope; team-wide rows (owner NULL) are kept unique by the service.
+        UniqueConstraint("owner_member_id", "shortcut", name="uq_canned_owner_shortcut"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    shortcut: str = Field(max_length=64, index=True)
+    title: str = Field(max_length=200)
+    text: str = Field(sa_column=Column(Text, nullable=False))
+    language: str | None = Field(default=None, max_length=16)  # None: any language
+    owner_member_id: int | None = Field(default=None, foreign_key="team_member.id", index=True)
+    created_by: int | None = Field(default=None, foreign_key="team_member.id")
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)

@@ -16,11 +16,12 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from crm_core.models import Identity
-from heliograph import jobs
+from crm_core.reads import identities_by_id
+from heliograph import jobs, live
 from heliograph.bulk import pairs_in
 from heliograph.db import get_db, utcnow
 from inbox import translation
+from inbox.attachments_out import SentFile, outgoing_of
 from inbox.bus import DELIVER_REPLY, MessageRef
 from inbox.models import DELIVERY_DONE, Conversation, Message
 
@@ -38,6 +39,8 @@ class OutboundMessage:
     # channel needs to answer in place (Slack thread_ts, email Message-ID, WhatsApp context).
     reply_context: dict[str, Any] | None = None
     author_type: str = "agent"  # "system" for automatic messages (RFC 3834 marks those)
+    # Files an agent attached (#16): each sender sends them the way its provider documents.
+    attachments: tuple[SentFile, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -80,15 +83,19 @@ async def _earlier_pending(session: AsyncSession, message: Message) -> bool:
 
 async def _mark(message_id: int, **values: object) -> None:
     async with get_db().session() as session:
-        await session.execute(
+        result = await session.execute(
             update(Message)
             .where(
                 Message.id == message_id,
                 Message.delivery_status.not_in(DELIVERY_DONE),  # type: ignore[attr-defined]
             )
             .values(**values)
+            .returning(Message.conversation_id)
         )
+        conversation_id = result.scalar()
         await session.commit()
+    if conversation_id is not None:  # the thread's page shows the reply's delivery status
+        live.publish(f"conversation-{conversation_id}", {"conversation_id": conversation_id})
 
 
 async def _prepare(message_id: int) -> OutboundMessage | None:
@@ -103,11 +110,8 @@ async def _prepare(message_id: int) -> OutboundMessage | None:
         awaits_translation = message.translation_status == "pending"
         conversation = await session.get(Conversation, message.conversation_id)
         assert conversation is not None
-        recipient = (
-            await session.get(Identity, conversation.identity_id)
-            if conversation.identity_id
-            else None
-        )
+        identity_id = conversation.identity_id
+        recipient = (await identities_by_id(session, [identity_id])).get(identity_id)  # type: ignore[arg-type]
         reply_context = (
             await session.execute(
                 select(Message.raw)
@@ -116,6 +120,7 @@ async def _prepare(message_id: int) -> OutboundMessage | None:
                 .limit(1)
             )
         ).scalar()
+        files = await outgoing_of(session, message_id)
     if awaits_translation:
         await translation.hold_reply(message)  # defers, or lets it go out as written
     if recipient is None:
@@ -134,6 +139,7 @@ async def _prepare(message_id: int) -> OutboundMessage | None:
         subject=conversation.subject,
         reply_context=reply_context,
         author_type=message.author_type,
+        attachments=tuple(files),
     )
 
 
@@ -258,3 +264,29 @@ async def save_delivery_progress(message_id: int, progress: dict[str, Any]) -> N
             return
         message.raw = {**(message.raw or {}), "delivery": progress}
         await session.commit()
+
+
+async def send_with_files(
+    message: OutboundMessage,
+    send_text: Callable[[], Awaitable[DeliveryResult]],
+    send_file: Callable[[SentFile], Awaitable[str]],
+) -> DeliveryResult:
+    """A reply with attachments (#16): its text (if any) through ``send_text``, then each
+    file through ``send_file`` (which returns the provider's id). What went out is noted in
+    the delivery progress, so a retry never sends the text or a file twice."""
+    progress = await delivery_progress(message.message_id)
+    external_id = progress.get("text_id")
+    if message.text.strip() and "text_id" not in progress:
+        external_id = (await send_text()).external_id
+        progress = {**await delivery_progress(message.message_id), "text_id": external_id}
+        await save_delivery_progress(message.message_id, progress)
+    files_sent: dict[str, str] = dict(progress.get("files", {}))
+    for sent_file in message.attachments:
+        key = str(sent_file.attachment_id)
+        if key in files_sent:
+            continue
+        files_sent[key] = await send_file(sent_file)
+        progress = {**progress, "files": files_sent}
+        await save_delivery_progress(message.message_id, progress)
+    first_file = next(iter(files_sent.values()), None)
+    return DeliveryResult(external_id=external_id or first_file, status="sent")

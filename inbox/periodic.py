@@ -4,13 +4,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import delete
-
-from heliograph import jobs
-from heliograph.db import Database, utcnow
-from heliograph.models import IdempotencyRecord
+from heliograph import idempotency, jobs
+from heliograph.db import Database
 from heliograph.scheduler import every
-from heliograph.settings import get_settings
 from inbox.conversations import wake_snoozed
 
 
@@ -33,10 +29,7 @@ async def purge_finished_jobs(db: Database) -> int:
 @every(3600)
 async def purge_idempotency_records(db: Database) -> int:
     """Idempotency-Key answers past HELIOGRAPH_IDEMPOTENCY_TTL_HOURS (web/idempotency.py)."""
-    ttl = timedelta(hours=get_settings().idempotency_ttl_hours)
     async with db.session() as session:
-        result = await session.execute(
-            delete(IdempotencyRecord).where(IdempotencyRecord.created_at < utcnow() - ttl)  # type: ignore[arg-type]
-        )
+        purged = await idempotency.purge_expired(session)
         await session.commit()
-    return int(result.rowcount)  # type: ignore[attr-defined]
+    return purged

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import and_, func, literal, or_, select
+from sqlalchemy import Select, and_, bindparam, func, literal, or_, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from inbox.models import Conversation, Message, Note
@@ -200,3 +200,60 @@ async def notes_of(session: AsyncSession, conversation_ids: list[int]) -> dict[i
     for n in rows.scalars().all():
         found.setdefault(n.conversation_id, []).append(n)
     return found
+
+
+async def conversation(session: AsyncSession, conversation_id: int | None) -> Conversation | None:
+    """The conversation with this id (None: no id, or no such conversation)."""
+    return await session.get(Conversation, conversation_id) if conversation_id else None
+
+
+async def message(session: AsyncSession, message_id: int | None) -> Message | None:
+    """The message with this id (None: no id, or no such message)."""
+    return await session.get(Message, message_id) if message_id else None
+
+
+async def messages_after(
+    session: AsyncSession, conversation_id: int, after_id: int, limit: int
+) -> list[Message]:
+    """The conversation's first ``limit`` messages after the message ``after_id``, oldest
+    first (a mirror catching up)."""
+    rows = await session.execute(
+        select(Message)
+        .where(
+            Message.conversation_id == conversation_id,  # type: ignore[arg-type]
+            Message.id > after_id,  # type: ignore[arg-type, operator]
+        )
+        .order_by(Message.id)  # type: ignore[arg-type]
+        .limit(limit)
+    )
+    return list(rows.scalars().all())
+
+
+Beside = Callable[[Select[Any], Any, Any], Select[Any]]  # (select, id column, customer_id column)
+
+
+def lock_statement(beside: Beside, for_update: bool) -> Select[Any]:
+    """``inbox.assignment.lock_conversation``'s read for a caller that reads more in the
+    same statement (routing's decision): ``beside`` gets ``select(Conversation)`` with the
+    conversation's ``id`` and ``customer_id`` columns and adds its owners' columns and
+    joins over them. The bind parameter ``conversation_id`` picks the conversation; with
+    ``for_update`` its row (only its row) is locked. Rows are re-read (populate_existing)."""
+    stmt = beside(select(Conversation), Conversation.id, Conversation.customer_id).where(
+        Conversation.id == bindparam("conversation_id")
+    )
+    if for_update:
+        stmt = stmt.with_for_update(of=Conversation)  # type: ignore[arg-type]
+    return stmt.execution_options(populate_existing=True)
+
+
+async def last_inbound_at(session: AsyncSession, conversation_id: int) -> datetime | None:
+    """When the customer last wrote in this conversation: the provider's time of their
+    latest message, else when we stored it (None: they never wrote)."""
+    found = await session.execute(
+        select(Message.sent_at, Message.created_at)  # type: ignore[call-overload]
+        .where(Message.conversation_id == conversation_id, Message.direction == "in")
+        .order_by(Message.id.desc())  # type: ignore[union-attr]
+        .limit(1)
+    )
+    row = found.first()
+    return None if row is None else row[0] or row[1]

@@ -11,7 +11,7 @@ from __future__ import annotations
 from sqlalchemy import or_, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from crm_core.models import Identity
+from crm_core.reads import identity_id
 from inbox.models import Conversation, Message
 
 
@@ -48,10 +48,8 @@ async def thread_key_by_subject(
         return None
     row = await session.execute(
         select(Conversation.thread_key)  # type: ignore[call-overload]
-        .join(Identity, Identity.id == Conversation.identity_id)  # type: ignore[arg-type]
         .where(
-            Identity.channel == channel,
-            Identity.external_id == external_id,
+            Conversation.identity_id == identity_id(channel, external_id),
             Conversation.channel == channel,
             Conversation.subject == subject[:300],
         )

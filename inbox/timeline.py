@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from heliograph.models import AuditEvent
+from heliograph import audit
 from inbox.models import Conversation, Message, Note
 
 
@@ -79,14 +79,7 @@ async def customer_timeline(
                     n.created_at, "note", n.conversation_id, n.text[:200], {"note_id": n.id}
                 )
             )
-    audits = await session.execute(
-        select(AuditEvent).where(
-            AuditEvent.subject_type == "customer",
-            AuditEvent.subject_id == customer_id,
-            older(AuditEvent.at),
-        )
-    )
-    for a in audits.scalars():
+    for a in await audit.events_of(session, "customer", customer_id, before=before):
         entries.append(TimelineEntry(a.at, a.action, None, a.actor, a.details))
     for source in timeline_sources:
         entries.extend(await source(session, customer_id, before, limit))

@@ -19,15 +19,17 @@ from functools import cache
 from typing import Any
 
 import pytz
-from sqlalchemy import bindparam, exists, or_, select, update
+from sqlalchemy import Select, exists, or_, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from crm_core.identity import get_customer
 from crm_core.models import Customer
+from crm_core.reads import with_customer
 from heliograph.db import utcnow
 from inbox.assignment import lock_conversation, open_load, open_load_query
 from inbox.conversations import ConversationNotFound, InvalidRequest
 from inbox.models import Conversation
+from inbox.reads import lock_statement
 from routing.history import previous_agents, record
 from routing.models import Assignment, RoutingWait, TeamMember
 from routing.policy import (
@@ -86,31 +88,28 @@ class Locked:
     waiting: bool  # it has a RoutingWait row (in the queue)
 
 
-@cache
-def _lock_statement(for_update: bool) -> Any:
-    """Built once (the decision path should not pay for building it each time)."""
-    # The customer's most recent agent (``routing.history.previous_agents``, for one).
+def _beside(stmt: Select[Any], conversation_id: Any, customer_id: Any) -> Select[Any]:
+    """What the decision reads beside the conversation: its customer (crm_core's join),
+    the customer's most recent agent (``routing.history.previous_agents``, for one) and
+    whether it waits in the queue."""
     previous = (
         select(Assignment.member_id)
         .where(
-            Assignment.customer_id == Conversation.customer_id,
+            Assignment.customer_id == customer_id,
             Assignment.member_id.is_not(None),  # type: ignore[union-attr]
         )
         .order_by(Assignment.id.desc())  # type: ignore[union-attr]
         .limit(1)
         .scalar_subquery()
     )
-    waiting = exists().where(RoutingWait.conversation_id == Conversation.id)
-    c = Customer
-    stmt = (
-        select(Conversation, c.id, c.vip, c.language, c.timezone, c.merged_into_id)  # type: ignore[call-overload]
-        .add_columns(previous, waiting)
-        .outerjoin(c, c.id == Conversation.customer_id)
-        .where(Conversation.id == bindparam("conversation_id"))
-    )
-    if for_update:
-        stmt = stmt.with_for_update(of=Conversation)  # type: ignore[arg-type]
-    return stmt.execution_options(populate_existing=True)
+    waiting = exists().where(RoutingWait.conversation_id == conversation_id)
+    return with_customer(stmt, customer_id).add_columns(previous, waiting)
+
+
+@cache
+def _lock_statement(for_update: bool) -> Any:
+    """Built once (the decision path should not pay for building it each time)."""
+    return lock_statement(_beside, for_update)
 
 
 async def lock_for_routing(session: AsyncSession, conversation_id: int) -> Locked:

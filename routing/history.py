@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import delete, func, insert, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from heliograph import jobs
+from heliograph import jobs, live
 from heliograph.db import utcnow
 from inbox.assignment import set_assignee
 from inbox.models import Conversation
@@ -93,6 +93,10 @@ async def _write(
         await session.execute(
             delete(RoutingWait).where(RoutingWait.conversation_id.in_(ended))  # type: ignore[attr-defined]
         )
+    for conversation_id in dict.fromkeys(c.conversation.id for c in changes):
+        data = {"conversation_id": conversation_id}  # the open pages refresh once committed
+        live.after_commit(session, "inbox", data)
+        live.after_commit(session, f"conversation-{conversation_id}", data)
     members = list(dict.fromkeys(c.member_id for c in changes if c.member_id is not None))
     if stamp and members:
         await session.execute(

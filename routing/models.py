@@ -48,6 +48,13 @@ class TeamMember(SQLModel, table=True):
     last_active_at: datetime | None = None
     # True when the inactivity rule set the availability (it lifts when they act again).
     availability_auto: bool = False
+    # The web app (issue #16): interface language, theme, and the Argon2 password hash.
+    # ``session_version`` grows with a password change or a deactivation: it ends every
+    # web session signed in before (web.ui.session checks it on each request).
+    ui_language: str | None = Field(default=None, max_length=8)
+    ui_theme: str = Field(default="system", max_length=8)
+    password_hash: str | None = Field(default=None, max_length=255)
+    session_version: int = 0
     created_at: datetime = Field(default_factory=utcnow)
     # Indexed: routing reads count(*) and max(updated_at) as the team's version each decision.
     updated_at: datetime = Field(default_factory=utcnow, index=True)
@@ -66,6 +73,21 @@ class ApiToken(SQLModel, table=True):
     last_used_at: datetime | None = None
     expires_at: datetime | None = None  # None: until revoked
     revoked_at: datetime | None = None
+
+
+class MemberInvite(SQLModel, table=True):
+    """A sign-up link an admin made: only the SHA-256 of its token is stored; used once,
+    it expires after 7 days."""
+
+    __tablename__ = "member_invite"
+
+    id: int | None = Field(default=None, primary_key=True)
+    member_id: int = Field(foreign_key="team_member.id", index=True)
+    token_hash: str = Field(max_length=64, unique=True)
+    created_by: int | None = Field(default=None, foreign_key="team_member.id")
+    created_at: datetime = Field(default_factory=utcnow)
+    expires_at: datetime
+    used_at: datetime | None = None
 
 
 ASSIGNMENT_KINDS = ("policy", "reroute", "manual", "claim", "queued", "handoff")

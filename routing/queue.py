@@ -24,7 +24,8 @@ from heliograph.db import Database, utcnow
 from heliograph.settings import get_settings
 from inbox import assignment as inbox_assignment
 from inbox.conversations import reply
-from inbox.models import Conversation, Message
+from inbox.models import Conversation
+from inbox.reads import last_inbound_at
 from routing.assignment import (
     CustomerView,
     Locked,
@@ -176,16 +177,9 @@ async def _just_wrote(
     window = config.wait_notice_window_minutes
     if not window:
         return True
-    sent = await session.execute(
-        select(Message.sent_at, Message.created_at)
-        .where(Message.conversation_id == conversation.id, Message.direction == "in")  # type: ignore[arg-type]
-        .order_by(Message.id.desc())  # type: ignore[union-attr]
-        .limit(1)
-    )
-    row = sent.first()
-    if row is None:
+    last = await last_inbound_at(session, conversation.id)  # type: ignore[arg-type]
+    if last is None:
         return True
-    last = row[0] or row[1]
     last = last if last.tzinfo is not None else last.replace(tzinfo=UTC)
     return (now - last).total_seconds() <= window * 60
 

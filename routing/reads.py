@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from routing.models import Assignment, TeamMember
@@ -79,3 +79,22 @@ async def member_of_chat(session: AsyncSession, chat_id: str) -> TeamMember | No
         select(TeamMember).where(TeamMember.telegram_chat_id == chat_id)  # type: ignore[arg-type]
     )
     return found.scalar()
+
+
+async def member_by_email_any_case(session: AsyncSession, email: str) -> TeamMember | None:
+    """The member whose email is ``email``, compared in lower case (None: none)."""
+    found = await session.execute(
+        select(TeamMember).where(func.lower(TeamMember.email) == email.lower())  # type: ignore[arg-type]
+    )
+    return found.scalar_one_or_none()
+
+
+async def active_members(
+    session: AsyncSession, roles: Iterable[str] | None = None
+) -> list[TeamMember]:
+    """The active members (with one of ``roles``, if given), by id."""
+    query = select(TeamMember).where(TeamMember.active.is_(True))  # type: ignore[attr-defined]
+    if roles is not None:
+        query = query.where(TeamMember.role.in_(tuple(roles)))  # type: ignore[attr-defined]
+    rows = await session.execute(query.order_by(TeamMember.id))  # type: ignore[arg-type]
+    return list(rows.scalars().all())

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from typing import Any, NamedTuple
 
 import pytz
 import yaml
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, ValidationError, field_validator
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from heliograph import jobs
+from heliograph import audit, jobs
 from heliograph.db import utcnow
-from heliograph.models import AuditEvent
 from routing.bus import RELEASE_MEMBER, ReleaseMember
 from routing.models import AVAILABILITY, ROLES, WEEKDAYS, TeamMember
 from routing.snapshot import recheck
@@ -215,15 +215,14 @@ async def set_active(
         return False
     now = utcnow()
     member.active, member.updated_at = active, now  # updated_at: the team's version
-    session.add(
-        AuditEvent(
-            actor=actor,
-            action="member.activated" if active else "member.deactivated",
-            subject_type="team_member",
-            subject_id=member.id,  # type: ignore[arg-type]
-            details={"reason": reason} if reason else {},
-            at=now,
-        )
+    audit.record(
+        session,
+        actor=actor,
+        action="member.activated" if active else "member.deactivated",
+        subject_type="team_member",
+        subject_id=member.id,
+        details={"reason": reason} if reason else {},
+        at=now,
     )
     if not active:
         await jobs.enqueue(session, RELEASE_MEMBER, ReleaseMember(member_id=member.id))
@@ -267,3 +266,25 @@ async def create_token(
         session, member, label, expires_in_days=expires_in_days, actor=actor
     )
     return secret
+
+
+async def store_slack_id(session: AsyncSession, member_id: int, slack_user_id: str) -> None:
+    """Keep the Slack user id found for a member on first use; one they have stays."""
+    await session.execute(
+        update(TeamMember)
+        .where(TeamMember.id == member_id, TeamMember.slack_user_id.is_(None))  # type: ignore[arg-type, union-attr]
+        .values(slack_user_id=slack_user_id, updated_at=utcnow())
+    )
+
+
+async def link_telegram_chat(
+    session: AsyncSession, member: TeamMember, chat_id: str, now: datetime
+) -> None:
+    """Link ``chat_id`` to ``member``; a former member (inactive) who still held the chat
+    lets go of it."""
+    await session.execute(
+        update(TeamMember)
+        .where(TeamMember.telegram_chat_id == chat_id, TeamMember.id != member.id)  # type: ignore[arg-type]
+        .values(telegram_chat_id=None)
+    )
+    member.telegram_chat_id, member.updated_at = chat_id, now

@@ -17,8 +17,8 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from heliograph import audit
 from heliograph.db import CommitFailed, get_db, utcnow
-from heliograph.models import AuditEvent
 from routing.models import ApiToken, TeamMember
 
 log = logging.getLogger(__name__)
@@ -56,14 +56,13 @@ def _when(at: datetime) -> str:
 
 def _audit_token(session: AsyncSession, token: ApiToken, action: str, actor: str) -> None:
     details = {"member_id": token.member_id, "label": token.label}
-    session.add(
-        AuditEvent(
-            actor=actor,
-            action=action,
-            subject_type="api_token",
-            subject_id=token.id,  # type: ignore[arg-type]
-            details=details,
-        )
+    audit.record(
+        session,
+        actor=actor,
+        action=action,
+        subject_type="api_token",
+        subject_id=token.id,
+        details=details,
     )
 
 

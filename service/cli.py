@@ -191,6 +191,66 @@ def cmd_set_active(args: argparse.Namespace) -> int:
     return 0
 
 
+def _read_password(args: argparse.Namespace) -> str | None:
+    import getpass
+
+    if args.stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    first = getpass.getpass("New password: ")
+    if first != getpass.getpass("Again: "):
+        print("error: the two passwords differ", file=sys.stderr)
+        return None
+    return first
+
+
+def cmd_set_password(args: argparse.Namespace) -> int:
+    """Set a member's web-app password (every web session of theirs ends)."""
+    from routing.credentials import PasswordRefused, member_by_email, set_password
+
+    password = _read_password(args)
+    if password is None:
+        return 2
+
+    async def change(session):  # type: ignore[no-untyped-def]
+        member = await member_by_email(session, args.email)
+        if member is None:
+            return False
+        await set_password(session, member, password)
+        return True
+
+    try:
+        found = _run_in_session(change)
+    except PasswordRefused as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if not found:
+        print(f"error: no team member has the email {args.email}", file=sys.stderr)
+        return 2
+    print(f"password set for {args.email}: they can sign in to the web app")
+    return 0
+
+
+def cmd_invite(args: argparse.Namespace) -> int:
+    """Print a single-use sign-up link (7 days) for a member of the team."""
+    from heliograph.settings import get_settings
+    from routing.credentials import create_invite, member_by_email
+    from web.ui.auth import invite_url
+
+    async def make(session):  # type: ignore[no-untyped-def]
+        member = await member_by_email(session, args.email)
+        if member is None or not member.active:
+            return None
+        return await create_invite(session, member)
+
+    token = _run_in_session(make)
+    if token is None:
+        print(f"error: no active team member has the email {args.email}", file=sys.stderr)
+        return 2
+    base = args.base_url or get_settings().public_url or "http://localhost:8000"
+    print(invite_url(base, token))
+    return 0
+
+
 def cmd_seed_demo(args: argparse.Namespace) -> int:
     import importlib
 
@@ -223,6 +283,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     from channels import registry
     from heliograph.settings import reset_settings
+    from web.ui import settings as web_settings
 
     host, port, sandbox_port = args.host, args.port, args.sandbox_port
     sandbox = f"http://127.0.0.1:{sandbox_port}"
@@ -235,6 +296,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         "HELIOGRAPH_TRANSLATION_URL": f"{sandbox}/libretranslate",
         # Every channel package's demo values, its provider pointed at its sandbox fake.
         **registry.demo_env(sandbox),
+        **web_settings.demo_env(),  # the web app's session key
     }
     for key, value in defaults.items():
         os.environ.setdefault(key, value)
@@ -332,6 +394,14 @@ def build_parser() -> argparse.ArgumentParser:
         access = sub.add_parser(verb, help=what)
         access.add_argument("email")
         access.set_defaults(fn=cmd_set_active)
+    setpw = sub.add_parser("set-password", help="set a member's web-app password")
+    setpw.add_argument("email")
+    setpw.add_argument("--stdin", action="store_true", help="read the password from stdin")
+    setpw.set_defaults(fn=cmd_set_password)
+    invite = sub.add_parser("invite", help="print a single-use sign-up link (7 days)")
+    invite.add_argument("email")
+    invite.add_argument("--base-url", help="default: HELIOGRAPH_PUBLIC_URL")
+    invite.set_defaults(fn=cmd_invite)
     jobs_cmd = sub.add_parser("jobs", help="list dead jobs or retry one")
     jobs_sub = jobs_cmd.add_subparsers(dest="action", required=True)
     jobs_sub.add_parser("dead")

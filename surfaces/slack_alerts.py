@@ -13,8 +13,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
-
 from channels.slack import escape as slack_escape
 from crm_core.bus import (
     INTERVENTION_OPENED,
@@ -22,17 +20,17 @@ from crm_core.bus import (
     InterventionOpened,
     RuleFailed,
 )
+from handoff import reads as handoff_reads
 from handoff.bus import HANDOFF_CREATED, HANDOFF_ESCALATED, HandoffCreated, HandoffEscalated
 from handoff.models import Handoff
 from heliograph import jobs
 from heliograph.db import get_db
-from inbox.models import Conversation
-from routing.models import TeamMember
+from inbox import reads as inbox_reads
+from routing import reads as routing_reads
 from surfaces.slack_posts import member_slack_id, open_dm, post_once
 from surfaces.slack_threads import (
     current_threads,
     enabled,
-    member_names,
     refresh_card,
     target_channel,
     thread_of,
@@ -100,10 +98,12 @@ async def on_handoff(payload: HandoffCreated) -> None:
         thread = await thread_of(session, conversation_id, receiver)
         if thread is None or thread.ts is None:
             raise jobs.RetryLater("the receiver's thread is not posted yet")
-        row = await session.get(Handoff, payload.handoff_id)
+        row = await handoff_reads.handoff(session, payload.handoff_id)
         if row is None:
             return
-        names = await member_names(session, {row.from_member_id} if row.from_member_id else set())
+        names = await routing_reads.member_names(
+            session, {row.from_member_id} if row.from_member_id else set()
+        )
         text = handoff_text(row, names.get(row.from_member_id or 0, "the queue"))
     await post_once(
         f"handoff:{row.id}",
@@ -153,18 +153,13 @@ async def on_intervention(payload: InterventionOpened) -> None:
         return
     text, key = intervention_text(payload), f"intervention:{payload.intervention_id}"
     async with get_db().read_session() as session:
-        open_ids = await session.execute(
-            select(Conversation.id).where(  # type: ignore[call-overload]
-                Conversation.customer_id == payload.customer_id,  # type: ignore[arg-type]
-                Conversation.status != "resolved",  # type: ignore[arg-type]
-            )
-        )
-        threads = [
-            t
-            for cid in open_ids.scalars().all()
-            for t in await current_threads(session, cid)
-            if t.ts
-        ]
+        found = await inbox_reads.open_conversations_of(session, [payload.customer_id])
+        threads = []
+        for conversation, _ in sorted(found[payload.customer_id], key=lambda f: f[0].id or 0):
+            # where its assignee works on it now (as slack_threads.current_threads)
+            thread = await thread_of(session, conversation.id, conversation.assignee_id)  # type: ignore[arg-type]
+            if thread is not None and thread.ts:
+                threads.append(thread)
     for thread in threads:
         await post_once(f"{key}:{thread.id}", thread.channel, text, thread_ts=thread.ts)
         await refresh_card(thread.conversation_id)
@@ -191,13 +186,8 @@ async def on_rule_failed(payload: RuleFailed) -> None:
     if not enabled():
         return
     async with get_db().read_session() as session:
-        admins = await session.execute(
-            select(TeamMember.id).where(  # type: ignore[call-overload]
-                TeamMember.role == "admin",  # type: ignore[arg-type]
-                TeamMember.active.is_(True),  # type: ignore[attr-defined]
-            )
-        )
-        admin_ids = list(admins.scalars().all())
+        admins = await routing_reads.active_members(session, ("admin",))
+        admin_ids = [m.id for m in admins]
     text = rule_failed_text(payload)
     for member_id in admin_ids:
         user = await member_slack_id(member_id)

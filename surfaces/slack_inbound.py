@@ -26,16 +26,17 @@ from datetime import timedelta
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from channels import slack
 from channels.slack.settings import SlackSettings
-from handoff.models import Handoff
+from handoff import reads as handoff_reads
 from handoff.service import acknowledge, handoff_manual
 from heliograph import jobs
 from heliograph.db import get_db, utcnow
+from inbox import canned
 from inbox.conversations import InvalidRequest, add_note, reply, set_status
 from routing import reads as routing_reads
 from routing.assignment import assign_to, touch
@@ -100,10 +101,7 @@ async def member_for(user: str) -> TeamMember | None:
     if not email:
         return None
     async with get_db().read_session() as session:
-        found = await session.execute(
-            select(TeamMember).where(func.lower(TeamMember.email) == email)  # type: ignore[arg-type]
-        )
-        member = found.scalar_one_or_none()
+        member = await routing_reads.member_by_email_any_case(session, email)
     if member is None or member.slack_user_id not in (None, user):
         return None
     if not member.active:
@@ -176,6 +174,8 @@ async def act(thread: SlackAgentThread, member: TeamMember, key: str, text: str)
     """The agent's reply or note, stored with the event's key in one transaction."""
     cid = thread.conversation_id
     is_note = text.lstrip().lower().startswith(NOTE_PREFIX)
+    shortcut = canned.command_shortcut(text)  # "/canned refund": the canned text goes
+    unknown: list[str] = []
     try:
         async with get_db().session(priority=True) as session:
             if await session.get(SlackAgentEvent, key) is not None:
@@ -185,15 +185,23 @@ async def act(thread: SlackAgentThread, member: TeamMember, key: str, text: str)
                 words = text.lstrip()[len(NOTE_PREFIX) :].strip()
                 row.kind, row.note_id = "note", (await add_note(session, cid, words, member.id)).id
             else:
+                if shortcut is not None:
+                    filled = await canned.command_text(session, member, cid, shortcut)
+                    text, unknown = filled.text, filled.unknown
                 row.message_id = (await reply(session, cid, text, member.id)).id
             session.add(row)
             await touch(session, member.id)  # type: ignore[arg-type]
             await session.commit()
     except IntegrityError:
         return  # the same event, acted on by a parallel delivery
-    except InvalidRequest as exc:
+    except (InvalidRequest, canned.CannedNotFound) as exc:
         await tell(member, thread.channel, thread.ts, f"Not sent: {exc}", key)
         return
+    if unknown:
+        left = ", ".join("{{" + name + "}}" for name in unknown)
+        await tell(
+            member, thread.channel, thread.ts, f"Sent; unknown placeholders as written: {left}", key
+        )
     jobs.wake_workers()
 
 
@@ -326,12 +334,8 @@ async def acknowledged(payload: Acknowledged) -> None:
     handoff_id = payload.handoff_id
     async with get_db().read_session() as session:
         post = await session.get(SlackAgentPost, f"handoff:{handoff_id}")
-        row = await session.get(Handoff, handoff_id)
-        sender = (
-            await session.get(TeamMember, row.from_member_id)
-            if row and row.from_member_id
-            else None
-        )
+        row = await handoff_reads.handoff(session, handoff_id)
+        sender = await routing_reads.member(session, row.from_member_id) if row else None
     if post is None or row is None:
         return
     if not post.ts:

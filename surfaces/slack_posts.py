@@ -26,7 +26,7 @@ from heliograph import jobs
 from heliograph.db import get_db, utcnow
 from heliograph.settings import get_settings
 from routing import reads as routing_reads
-from routing.models import TeamMember
+from routing import team
 from surfaces.models import SlackAgentPost
 
 log = logging.getLogger(__name__)
@@ -177,11 +177,7 @@ async def member_slack_id(member_id: int | None) -> str | None:
 
 async def store_slack_id(member_id: int, user: str) -> None:
     async with get_db().session() as session:
-        await session.execute(
-            update(TeamMember)
-            .where(TeamMember.id == member_id, TeamMember.slack_user_id.is_(None))  # type: ignore[arg-type, union-attr]
-            .values(slack_user_id=user, updated_at=utcnow())
-        )
+        await team.store_slack_id(session, member_id, user)
         await session.commit()
 
 

@@ -26,6 +26,7 @@ from channels import slack
 from channels.slack.settings import SlackSettings
 from heliograph import jobs
 from heliograph.db import get_db, utcnow
+from inbox import reads as inbox_reads
 from inbox.bus import (
     ATTACHMENT_TRANSCRIBED,
     CONVERSATION_STATUS_CHANGED,
@@ -37,10 +38,10 @@ from inbox.bus import (
     ConversationRef,
     MessageRef,
 )
-from inbox.models import Conversation, Message
+from inbox.models import Message
 from inbox.translation import words
+from routing import reads as routing_reads
 from routing.bus import CONVERSATION_ASSIGNED, ConversationAssigned
-from routing.models import TeamMember
 from surfaces.cards import customer_card, slack_blocks, slack_escape
 from surfaces.models import SlackAgentEvent, SlackAgentPost, SlackAgentThread
 from surfaces.slack_posts import member_slack_id, open_dm, post_once, update_message
@@ -115,7 +116,7 @@ async def thread_of(
 
 async def current_threads(session: AsyncSession, conversation_id: int) -> list[SlackAgentThread]:
     """The thread (none or one) where the conversation's assignee works on it now."""
-    conversation = await session.get(Conversation, conversation_id)
+    conversation = await inbox_reads.conversation(session, conversation_id)
     if conversation is None:
         return []
     thread = await thread_of(session, conversation_id, conversation.assignee_id)
@@ -156,13 +157,8 @@ async def _thread_for(conversation_id: int, channel: str, member_id: int | None)
         )
         thread = found.scalar_one_or_none()
         if thread is None:
-            recent = await session.execute(
-                select(Message.id)  # type: ignore[call-overload]
-                .where(Message.conversation_id == conversation_id)  # type: ignore[arg-type]
-                .order_by(Message.id.desc())  # type: ignore[union-attr]
-                .limit(BACKLOG + 1)
-            )
-            ids = list(recent.scalars().all())
+            recent = await inbox_reads.last_messages(session, [conversation_id], BACKLOG + 1)
+            ids: list[int] = [m.id for m in reversed(recent.get(conversation_id, []))]  # type: ignore[misc]
             start = ids[BACKLOG] if len(ids) > BACKLOG else 0
             thread = SlackAgentThread(
                 conversation_id=conversation_id, channel=channel, mirrored_to=start
@@ -215,15 +211,6 @@ async def on_assigned(payload: ConversationAssigned) -> None:
 # --- mirrored messages ----------------------------------------------------------------
 
 
-async def member_names(session: AsyncSession, ids: set[int]) -> dict[int, str]:
-    if not ids:
-        return {}
-    rows = await session.execute(
-        select(TeamMember.id, TeamMember.name).where(TeamMember.id.in_(ids))  # type: ignore[call-overload, union-attr]
-    )
-    return {int(i): str(n) for i, n in rows.all()}
-
-
 def render_line(message: Message, customer: str, author: str | None) -> str:
     """One message as the agent reads it: in their language, the customer's own words below."""
     text = slack_escape(message.text or "(no text)")
@@ -242,7 +229,9 @@ async def _rendered(session: AsyncSession, messages: list[Message]) -> dict[int,
     if not messages:
         return {}
     card = await customer_card(session, messages[0].conversation_id)
-    names = await member_names(session, {m.author_id for m in messages if m.author_id})
+    names = await routing_reads.member_names(
+        session, {m.author_id for m in messages if m.author_id}
+    )
     return {
         m.id: render_line(m, card.name, names.get(m.author_id or 0))  # type: ignore[misc]
         for m in messages
@@ -258,16 +247,9 @@ async def sync_thread(thread_id: int) -> None:
                 return
             if thread.ts is None:
                 raise jobs.RetryLater("the thread's parent message is not posted yet")
-            rows = await session.execute(
-                select(Message)
-                .where(
-                    Message.conversation_id == thread.conversation_id,  # type: ignore[arg-type]
-                    Message.id > thread.mirrored_to,  # type: ignore[arg-type, operator]
-                )
-                .order_by(Message.id)  # type: ignore[arg-type]
-                .limit(BATCH)
+            messages = await inbox_reads.messages_after(
+                session, thread.conversation_id, thread.mirrored_to, BATCH
             )
-            messages = list(rows.scalars().all())
             from_slack = set(
                 (
                     await session.execute(
@@ -322,7 +304,7 @@ async def on_message_changed(payload: MessageRef) -> None:
         return
     message_id = payload.message_id
     async with get_db().read_session() as session:
-        message = await session.get(Message, message_id)
+        message = await inbox_reads.message(session, message_id)
         if message is None:
             return
         threads = await session.execute(

@@ -37,11 +37,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from channels import telegram
-from crm_core.models import Customer
+from crm_core import reads as crm_reads
 from handoff.service import HandoffNotFound, acknowledge, handoff_manual
-from heliograph import jobs, ratelimit
+from heliograph import audit, jobs, ratelimit
 from heliograph.db import get_db, is_unique_violation, utcnow
-from heliograph.models import AuditEvent
+from inbox import canned
 from inbox import conversations as conv
 from routing import reads as routing_reads
 from routing.assignment import assign_to, touch
@@ -64,6 +64,7 @@ AGENT_HELP = (
     "/reply 42 text · /note 42 text (private, never sent)\n"
     "/claim 42 · /resolve 42 · /handoff 42 [note]\n"
     "/ack 7: acknowledge handoff 7\n"
+    "/canned 42 refund: send your canned response /refund\n"
     "In a reply to one of my messages the id can be left out."
 )
 
@@ -129,14 +130,13 @@ async def _first_time(session: AsyncSession, row: TelegramAgentUpdate) -> bool:
 
 async def _audit(session: AsyncSession, row: TelegramAgentUpdate, action: str, why: str) -> None:
     log.warning("telegram chat %s: %s refused (%s)", row.chat_id, row.command, why)
-    session.add(
-        AuditEvent(
-            actor=f"telegram:{row.chat_id}",
-            action=action,
-            subject_type="telegram_update",
-            subject_id=row.id,  # type: ignore[arg-type]
-            details={"chat_id": row.chat_id, "command": row.command, "member_id": row.member_id},
-        )
+    audit.record(
+        session,
+        actor=f"telegram:{row.chat_id}",
+        action=action,
+        subject_type="telegram_update",
+        subject_id=row.id,
+        details={"chat_id": row.chat_id, "command": row.command, "member_id": row.member_id},
     )
 
 
@@ -284,8 +284,8 @@ async def _target(ask: Ask, usage: str) -> tuple[int, str]:
 
 async def _customer_of(session: AsyncSession, conversation_id: int) -> tuple[str, str]:
     conversation = await conv.get_conversation(session, conversation_id)
-    customer = await session.get(Customer, conversation.customer_id)
-    name = (customer.display_name if customer else None) or f"customer {conversation.customer_id}"
+    cid = conversation.customer_id
+    name = (await crm_reads.customer_names(session, [cid])).get(cid) or crm_reads.label(cid, None)
     return name, channel_name(conversation.channel)
 
 
@@ -320,6 +320,23 @@ async def _reply(ask: Ask) -> str:
     await _send_reply(ask, conversation_id, text)
     name, channel = await _customer_of(ask.session, conversation_id)
     return f"↩️ Sent to {name} on {channel} (#{conversation_id})."
+
+
+async def _canned(ask: Ask) -> str:
+    """``/canned [42] <shortcut>``: the canned response, filled, goes to the customer."""
+    conversation_id, rest = await _target(ask, "/canned 42 refund")
+    shortcut = canned.command_shortcut(f"/canned {rest}")
+    try:
+        filled = await canned.command_text(ask.session, ask.member, conversation_id, shortcut or "")
+    except canned.CannedNotFound as exc:
+        raise Refused(f"Not sent: {exc}.") from exc
+    await _send_reply(ask, conversation_id, filled.text)
+    name, channel = await _customer_of(ask.session, conversation_id)
+    sent = f"↩️ Sent /{shortcut} to {name} on {channel} (#{conversation_id})."
+    if filled.unknown:
+        left = ", ".join("{{" + key + "}}" for key in filled.unknown)
+        sent += f"\n⚠️ Unknown placeholders were sent as written: {left}"
+    return sent
 
 
 async def _note(ask: Ask) -> str:
@@ -397,6 +414,7 @@ async def _help(_: Ask) -> str:
 _COMMANDS: dict[str, Callable[[Ask], Awaitable[str | None]]] = {
     "reply": lambda ask: _reply(ask) if ask.command else _reply_to(ask),
     "note": _note,
+    "canned": _canned,
     "claim": _claim,
     "resolve": _resolve,
     "handoff": _handoff,

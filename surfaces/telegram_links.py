@@ -18,6 +18,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from heliograph.db import utcnow
 from routing import reads as routing_reads
+from routing import team
 from routing.models import TeamMember
 from surfaces.telegram_models import TelegramLinkCode
 
@@ -68,11 +69,6 @@ async def link_chat(session: AsyncSession, chat_id: str, code: str, now: datetim
         raise LinkRefused("That code's team member is no longer active.")
     row.used_at, row.used_by_chat = now, chat_id
     # A former member (inactive) may still hold the chat: it is this member's now.
-    await session.execute(
-        update(TeamMember)
-        .where(TeamMember.telegram_chat_id == chat_id, TeamMember.id != member.id)  # type: ignore[arg-type]
-        .values(telegram_chat_id=None)
-    )
-    member.telegram_chat_id, member.updated_at = chat_id, now
+    await team.link_telegram_chat(session, member, chat_id, now)
     await session.flush()
     return member

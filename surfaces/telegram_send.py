@@ -33,14 +33,17 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from channels import telegram
 from channels.telegram.settings import TelegramSettings
+from crm_core import reads as crm_reads
 from crm_core.bus import INTERVENTION_OPENED, InterventionOpened
-from crm_core.models import Customer
+from handoff import reads as handoff_reads
 from handoff.bus import HANDOFF_CREATED, HANDOFF_ESCALATED, HandoffCreated, HandoffEscalated
 from heliograph import jobs
 from heliograph.db import get_db, is_unique_violation, utcnow
+from inbox import reads as inbox_reads
 from inbox.assignment import open_loads
 from inbox.bus import MESSAGE_RECEIVED, MESSAGE_SENT, ConversationMessage
 from inbox.models import Conversation, Message
+from routing import reads as routing_reads
 from routing.bus import CONVERSATION_ASSIGNED, ConversationAssigned
 from routing.models import TeamMember
 from routing.schedule import is_on_shift
@@ -129,7 +132,7 @@ async def send(payload: TeamSend) -> None:
         if done.first() is not None:
             return  # it went out before this job ran again
         member_id, kind = payload.member_id, payload.kind
-        member = await session.get(TeamMember, member_id) if member_id else None
+        member = await routing_reads.member(session, member_id)
         about_customers = bool(payload.conversation_id or payload.message_id)
         if member is not None and not member.active and (about_customers or kind != "answer"):
             return  # deactivated since it was queued: no customer's words reach their chat
@@ -168,9 +171,7 @@ async def to_member(
 
 
 async def linked(session: AsyncSession, member_id: int | None) -> TeamMember | None:
-    if member_id is None:
-        return None
-    member = await session.get(TeamMember, member_id)
+    member = await routing_reads.member(session, member_id)
     if member is None or not member.active or not member.telegram_chat_id:
         return None
     return member
@@ -178,19 +179,12 @@ async def linked(session: AsyncSession, member_id: int | None) -> TeamMember | N
 
 async def linked_members(session: AsyncSession, roles: tuple[str, ...]) -> list[TeamMember]:
     """Active members with these roles and a linked chat."""
-    rows = await session.execute(
-        select(TeamMember).where(
-            TeamMember.role.in_(roles),  # type: ignore[attr-defined]
-            TeamMember.active.is_(True),  # type: ignore[attr-defined]
-            TeamMember.telegram_chat_id.is_not(None),  # type: ignore[union-attr]
-        )
-    )
-    return list(rows.scalars().all())
+    return [m for m in await routing_reads.active_members(session, roles) if m.telegram_chat_id]
 
 
 async def _customer_name(session: AsyncSession, customer_id: int) -> str:
-    customer = await session.get(Customer, customer_id)
-    return (customer.display_name if customer else None) or f"customer {customer_id}"
+    names = await crm_reads.customer_names(session, [customer_id])
+    return names.get(customer_id) or crm_reads.label(customer_id, None)
 
 
 def mirror_text(message: Message, conversation: Conversation, customer: str) -> str:
@@ -200,9 +194,14 @@ def mirror_text(message: Message, conversation: Conversation, customer: str) -> 
 
 
 async def mirror(
-    session: AsyncSession, message: Message, conversation: Conversation, member: TeamMember
+    session: AsyncSession,
+    message: Message,
+    conversation: Conversation,
+    member: TeamMember,
+    name: str | None = None,
 ) -> None:
-    name = await _customer_name(session, conversation.customer_id)
+    """``name``: the customer's, when the caller has it (a backlog reads it once)."""
+    name = name or await _customer_name(session, conversation.customer_id)
     await to_member(
         session,
         member,
@@ -236,8 +235,8 @@ async def _in_session(work: Work[P], payload: P) -> None:
 
 
 async def _mirror_received(session: AsyncSession, payload: ConversationMessage) -> None:
-    message = await session.get(Message, payload.message_id)
-    conversation = await session.get(Conversation, payload.conversation_id)
+    message = await inbox_reads.message(session, payload.message_id)
+    conversation = await inbox_reads.conversation(session, payload.conversation_id)
     if message is None or conversation is None:
         return
     member = await linked(session, conversation.assignee_id)
@@ -249,21 +248,11 @@ async def _mirror_assigned(session: AsyncSession, payload: ConversationAssigned)
     if payload.kind == "handoff":
         return  # the handoff notice (with its context package) says it instead
     member = await linked(session, payload.member_id)
-    conversation = await session.get(Conversation, payload.conversation_id)
+    conversation = await inbox_reads.conversation(session, payload.conversation_id)
     if member is None or conversation is None or conversation.assignee_id != member.id:
         return
-    recent = (
-        (
-            await session.execute(
-                select(Message)
-                .where(Message.conversation_id == conversation.id)  # type: ignore[arg-type]
-                .order_by(Message.id.desc())  # type: ignore[union-attr]
-                .limit(50)
-            )
-        )
-        .scalars()
-        .all()
-    )
+    last = await inbox_reads.last_messages(session, [conversation.id], 50)  # type: ignore[list-item]
+    recent = list(reversed(last.get(conversation.id, [])))  # type: ignore[arg-type]
     unanswered: list[Message] = []
     for message in recent:  # newest first, back to the last answer
         if message.direction == "out":
@@ -278,8 +267,9 @@ async def _mirror_assigned(session: AsyncSession, payload: ConversationAssigned)
         "card",
         conversation_id=conversation.id,
     )
+    name = await _customer_name(session, conversation.customer_id) if unanswered else None
     for message in reversed(unanswered[:MIRROR_BACKLOG]):
-        await mirror(session, message, conversation, member)
+        await mirror(session, message, conversation, member, name)
 
 
 async def _from_telegram(session: AsyncSession, message_id: int) -> bool:
@@ -293,14 +283,14 @@ async def _from_telegram(session: AsyncSession, message_id: int) -> bool:
 
 async def _mirror_reply(session: AsyncSession, payload: ConversationMessage) -> None:
     """A reply written on the web, in Slack or by the system, shown to a linked assignee."""
-    message = await session.get(Message, payload.message_id)
-    conversation = await session.get(Conversation, payload.conversation_id)
+    message = await inbox_reads.message(session, payload.message_id)
+    conversation = await inbox_reads.conversation(session, payload.conversation_id)
     if message is None or conversation is None or await _from_telegram(session, message.id):  # type: ignore[arg-type]
         return
     member = await linked(session, conversation.assignee_id)
     if member is None:
         return
-    author = await session.get(TeamMember, message.author_id) if message.author_id else None
+    author = await routing_reads.member(session, message.author_id)
     who = author.name if author else "Heliograph"
     customer = await _customer_name(session, conversation.customer_id)
     text = f"↪️ #{conversation.id} {who} to {customer}:\n{message.text}"
@@ -337,13 +327,11 @@ def handoff_text(payload: HandoffCreated, context: dict[str, Any], giver: str, z
 
 
 async def _notify_handoff(session: AsyncSession, payload: HandoffCreated) -> None:
-    from handoff.models import Handoff
-
     member = await linked(session, payload.to_member_id)
-    row = await session.get(Handoff, payload.handoff_id)
+    row = await handoff_reads.handoff(session, payload.handoff_id)
     if member is None or row is None:
         return
-    giver = await session.get(TeamMember, row.from_member_id) if row.from_member_id else None
+    giver = await routing_reads.member(session, row.from_member_id)
     text = handoff_text(payload, row.context, giver.name if giver else "the queue", member.timezone)
     await to_member(
         session, member, text, f"handoff:{row.id}", "handoff", conversation_id=row.conversation_id
@@ -352,7 +340,7 @@ async def _notify_handoff(session: AsyncSession, payload: HandoffCreated) -> Non
 
 async def _alert_escalated(session: AsyncSession, payload: HandoffEscalated) -> None:
     leads = await linked_members(session, ("lead", "admin"))
-    receiver = await session.get(TeamMember, payload.member_id) if payload.member_id else None
+    receiver = await routing_reads.member(session, payload.member_id)
     minutes = int(payload.waited_s // 60)
     text = (
         f"⚠️ Handoff #{payload.handoff_id} of #{payload.conversation_id} to "

@@ -13,7 +13,7 @@ from heliograph import jobs
 from heliograph.db import Database
 from heliograph.settings import get_settings
 from service.cli import main
-from tests.conftest import run_jobs
+from tests.utils.jobs import run_jobs
 from tests.utils.processes import BIN, ROOT, child_env
 from tests.utils.team_yaml import TEAM
 

@@ -27,6 +27,7 @@ from heliograph.db import Database
 from heliograph.models import Job
 from inbox.conversations import reply
 from inbox.models import Conversation, Message
+from tests.utils.db import count, result_rows, scalars
 from tests.utils.factories import member_with_token, receive
 from tests.utils.processes import Service, free_port, start_heliograph, start_python
 from tests.utils.signing import SECRET, inbound_body, signed_headers
@@ -45,22 +46,6 @@ def _env(database_url: str, **extra: str) -> dict[str, str]:
 def _fail(what: str, *services: Service) -> str:
     logs = "\n".join(f"--- {s.log_path.name}\n{s.log()[-3000:]}" for s in services)
     return f"{what}\n{logs}"
-
-
-async def _count(database: Database, model: Any, *where: Any) -> int:
-    async with database.read_session() as session:
-        stmt = select(func.count()).select_from(model).where(*where)
-        return int((await session.execute(stmt)).scalar_one())
-
-
-async def _scalars(database: Database, stmt: Any) -> list[Any]:
-    async with database.read_session() as session:
-        return list((await session.execute(stmt)).scalars().all())
-
-
-async def _rows(database: Database, stmt: Any) -> list[Any]:
-    async with database.read_session() as session:
-        return list((await session.execute(stmt)).all())
 
 
 def _start_receiver(tmp_path: Path, delay_ms: float = 0.0) -> Service:
@@ -102,7 +87,7 @@ def server(database_url: str, tmp_path: Path) -> Iterator[Service]:
         service.stop()
 
 
-async def _post_all(server: Service, bodies: list[bytes]) -> list[httpx.Response]:
+async def _inbound_all_at_once(server: Service, bodies: list[bytes]) -> list[httpx.Response]:
     """Every body at once, each on its own connection."""
     limits = httpx.Limits(max_connections=len(bodies), max_keepalive_connections=0)
     async with httpx.AsyncClient(base_url=server.url, timeout=60, limits=limits) as client:
@@ -116,7 +101,7 @@ async def test_replaying_one_message_100_times_at_once_stores_it_once(
 ) -> None:
     body = inbound_body("replayed-1", "cust-replay", "where is my order?", name="Rosa Costa")
 
-    responses = await _post_all(server, [body] * 100)
+    responses = await _inbound_all_at_once(server, [body] * 100)
 
     statuses = Counter(r.status_code for r in responses)
     assert statuses == {200: 100}, _fail(f"answers: {statuses}", server)
@@ -125,10 +110,10 @@ async def test_replaying_one_message_100_times_at_once_stores_it_once(
     assert len({a["conversation_id"] for a in answers}) == 1
     assert len({a["customer_id"] for a in answers}) == 1
     assert {a["message_id"] for a in answers} == {"replayed-1"}
-    assert await _count(database, Message) == 1
-    assert await _count(database, Customer) == 1
-    assert await _count(database, Identity) == 1
-    assert await _count(database, Conversation) == 1
+    assert await count(database, Message) == 1
+    assert await count(database, Customer) == 1
+    assert await count(database, Identity) == 1
+    assert await count(database, Conversation) == 1
 
 
 async def test_twenty_first_messages_from_one_new_sender_make_one_customer_and_thread(
@@ -136,7 +121,7 @@ async def test_twenty_first_messages_from_one_new_sender_make_one_customer_and_t
 ) -> None:
     bodies = [inbound_body(f"burst-{i}", "cust-burst", f"part {i}") for i in range(20)]
 
-    responses = await _post_all(server, bodies)
+    responses = await _inbound_all_at_once(server, bodies)
 
     statuses = Counter(r.status_code for r in responses)
     assert statuses == {200: 20}, _fail(f"answers: {statuses}", server)
@@ -144,11 +129,11 @@ async def test_twenty_first_messages_from_one_new_sender_make_one_customer_and_t
     assert all(a["duplicate"] is False for a in answers)
     assert len({a["customer_id"] for a in answers}) == 1, "one sender, one customer"
     assert len({a["conversation_id"] for a in answers}) == 1, "one sender, one thread"
-    assert await _count(database, Customer) == 1
-    assert await _count(database, Identity) == 1
-    conversations = await _scalars(database, select(Conversation))
+    assert await count(database, Customer) == 1
+    assert await count(database, Identity) == 1
+    conversations = await scalars(database, select(Conversation))
     assert [c.status for c in conversations] == ["open"]
-    stored = await _scalars(
+    stored = await scalars(
         database,
         select(col(Message.provider_message_id)).where(
             Message.conversation_id == conversations[0].id
@@ -202,7 +187,7 @@ async def test_two_workers_deliver_2000_replies_each_exactly_once(
                 for conversation_id in conversation_ids:
                     await reply(session, conversation_id, "on it", author_id=None)
             await session.commit()
-        replies = await _rows(
+        replies = await result_rows(
             pg_database,
             select(col(Message.id), col(Message.conversation_id)).where(
                 col(Message.direction) == "out"
@@ -212,7 +197,7 @@ async def test_two_workers_deliver_2000_replies_each_exactly_once(
 
         async def drained() -> bool:
             return (
-                await _count(
+                await count(
                     pg_database,
                     Message,
                     Message.direction == "out",
@@ -234,12 +219,12 @@ async def test_two_workers_deliver_2000_replies_each_exactly_once(
             arrived.setdefault(call["conversation_id"], []).append(call["message_id"])
         assert all(ids == sorted(ids) for ids in arrived.values()), "replies out of order"
 
-        assert await _count(pg_database, Job, Job.status == "dead") == 0
+        assert await count(pg_database, Job, Job.status == "dead") == 0
         # The worker that completes a job stays in ``locked_by`` (completion only clears
         # the lease): each delivery was finished by one of our two processes, and both
         # carried a real share of the load.
         finished_by = dict(
-            await _rows(
+            await result_rows(
                 pg_database,
                 select(col(Job.locked_by), func.count())
                 .where(col(Job.kind) == "outbox.deliver", col(Job.status) == "done")
@@ -374,7 +359,7 @@ async def test_kill_9_under_load_loses_no_acknowledged_message_and_no_queued_rep
         # have reached the receiver without being recorded as delivered, so the only ones
         # that may be sent again (delivery is at-least-once, keyed by the message id).
         in_flight_at_kill.append(
-            await _count(database, Job, Job.kind == "outbox.deliver", Job.status == "running")
+            await count(database, Job, Job.kind == "outbox.deliver", Job.status == "running")
         )
         servers.append(await asyncio.to_thread(start_heliograph, ["serve"], env, log, port))
 
@@ -384,7 +369,7 @@ async def test_kill_9_under_load_loses_no_acknowledged_message_and_no_queued_rep
 
         async def drained() -> bool:
             undelivered = Message.delivery_status.not_in(("delivered", "failed"))  # type: ignore[attr-defined]
-            return await _count(database, Message, Message.direction == "out", undelivered) == 0
+            return await count(database, Message, Message.direction == "out", undelivered) == 0
 
         await _wait_until("every reply delivered", drained, 60, servers[-1], receiver)
 
@@ -392,15 +377,15 @@ async def test_kill_9_under_load_loses_no_acknowledged_message_and_no_queued_rep
         # Every acknowledged message is on disk exactly once (the client retried to 200).
         assert len(client.acked) == MESSAGES
         stored = Counter(
-            await _scalars(
+            await scalars(
                 database,
                 select(col(Message.provider_message_id)).where(col(Message.direction) == "in"),
             )
         )
         assert set(stored) == set(client.acked)
         assert [m for m, n in stored.items() if n > 1] == []
-        assert await _count(database, Customer) == SENDERS
-        assert await _count(database, Conversation) == SENDERS
+        assert await count(database, Customer) == SENDERS
+        assert await count(database, Conversation) == SENDERS
         assert client.server_errors == [], _fail(str(client.server_errors[:5]), servers[-1])
 
         # Every reply that got 202 reached the receiver; repeats only from the kill.
@@ -413,7 +398,7 @@ async def test_kill_9_under_load_loses_no_acknowledged_message_and_no_queued_rep
         assert repeats <= in_flight_at_kill[0], (repeats, in_flight_at_kill)
         # Every reply stored (those with a 202, and any whose answer the kill cut off) went out.
         out = dict(
-            await _rows(
+            await result_rows(
                 database,
                 select(col(Message.id), col(Message.delivery_status)).where(
                     col(Message.direction) == "out"
@@ -423,7 +408,7 @@ async def test_kill_9_under_load_loses_no_acknowledged_message_and_no_queued_rep
         assert set(client.replies_accepted) <= set(out)
         assert Counter(out.values()) == {"delivered": len(out)}
         assert set(out) == set(times), "the receiver got exactly the stored replies"
-        assert await _count(database, Job, Job.status == "dead") == 0
+        assert await count(database, Job, Job.status == "dead") == 0
     finally:
         await client.http.aclose()
         for server in servers:

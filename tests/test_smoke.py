@@ -5,8 +5,8 @@ from __future__ import annotations
 import httpx
 
 from heliograph.db import Database
-from tests.conftest import run_jobs
 from tests.utils.factories import member_with_token
+from tests.utils.jobs import run_jobs
 from tests.utils.signing import inbound_body, signed_headers
 
 

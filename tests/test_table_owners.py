@@ -46,31 +46,7 @@ ALLOWED: dict[str, set[str]] = {
 }
 # Known offences still to move (issue #15), by the package's owner: a new offence fails the
 # test, and so does an entry here that no longer offends (delete it: the list only shrinks).
-PENDING: dict[str, set[str]] = {
-    # the kernel's audit log, job table and idempotency records: need kernel functions
-    "crm_core/identity.py": {"AuditEvent"},
-    "crm_core/rule_failures.py": {"Job"},
-    "inbox/periodic.py": {"IdempotencyRecord"},
-    "inbox/timeline.py": {"AuditEvent"},
-    "routing/team.py": {"AuditEvent"},
-    "routing/tokens.py": {"AuditEvent"},
-    "surfaces/telegram_agents.py": {"AuditEvent", "Customer"},
-    "web/idempotency.py": {"IdempotencyRecord"},
-    # domain packages (inbox, routing, handoff): reads of crm_core, inbox and routing rows
-    "handoff/service.py": {"TeamMember"},
-    "inbox/interventions.py": {"Customer", "Identity", "Intervention"},
-    "inbox/outbox.py": {"Identity"},
-    "inbox/threads.py": {"Identity"},
-    "routing/assignment.py": {"Conversation", "Customer"},
-    "routing/queue.py": {"Message"},
-    # the agents' surfaces
-    "surfaces/slack_alerts.py": {"Conversation", "Handoff", "TeamMember"},
-    "surfaces/slack_inbound.py": {"Handoff", "TeamMember"},
-    "surfaces/slack_posts.py": {"TeamMember"},
-    "surfaces/slack_threads.py": {"Conversation", "Message", "TeamMember"},
-    "surfaces/telegram_links.py": {"TeamMember"},
-    "surfaces/telegram_send.py": {"Conversation", "Customer", "Handoff", "Message", "TeamMember"},
-}
+PENDING: dict[str, set[str]] = {}
 
 
 @dataclass(frozen=True, order=True)

@@ -6,7 +6,7 @@ import logging
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from channels.base import InvalidFields, WebhookError
@@ -14,15 +14,50 @@ from crm_core.identity import CustomerNotFound, MergeError
 from heliograph.db import CommitFailed
 from inbox.conversations import ConversationNotFound, InvalidRequest
 from routing.team import MemberNotFound
+from web.ui.session import SignInRequired, sign_in_url
+
+_NOT_APP = ("/api/", "/webhooks/", "/healthz", "/metrics", "/openapi.json", "/docs", "/redoc")
+
+
+def _wants_page(request: Request) -> bool:
+    """A browser asking for a web app page (not the API, not an htmx fragment)."""
+    return (
+        not request.url.path.startswith(_NOT_APP)
+        and "text/html" in request.headers.get("accept", "")
+        and "hx-request" not in request.headers
+    )
+
+
+def _error_page(request: Request, status_code: int, message: str) -> Response:
+    from web.ui.render import page  # the templates load only when a page is shown
+
+    member = getattr(request.state, "member", None)
+    titles = {403: "Not allowed", 404: "Not found", 429: "Too many attempts"}
+    title = titles.get(status_code, "Something is wrong" if status_code < 500 else "Error")
+    return page(
+        request, "error.html", member, status_code=status_code, title=title, message=message
+    )
+
 
 log = logging.getLogger(__name__)
 
 
 def install(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        if _wants_page(request):
+            return _error_page(request, exc.status_code, str(exc.detail))
         # One error shape for every status: {"error": "..."} (not FastAPI's {"detail": ...}).
         return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(SignInRequired)
+    async def _sign_in(request: Request, exc: SignInRequired) -> Response:
+        target = sign_in_url(exc.next_url)
+        if "hx-request" in request.headers:  # htmx follows this header with a full page load
+            return Response(status_code=204, headers={"HX-Redirect": target})
+        if not _wants_page(request):
+            return JSONResponse({"error": "sign in first"}, status_code=401)
+        return RedirectResponse(target, status_code=303)
 
     @app.exception_handler(WebhookError)
     async def _webhook(_: Request, exc: WebhookError) -> JSONResponse:

@@ -8,18 +8,11 @@ The habits of Stripe's API and the IETF draft "The Idempotency-Key HTTP Header F
   never meet.
 - The first request's method, path and body are fingerprinted (SHA-256); the same key
   with another request is refused (422), never answered with the other request's result.
-- The record is inserted first, in the request's own transaction, and its answer written
-  before the COMMIT. So a crash can never leave a reply without its record (or a record
-  without its reply), and concurrent duplicates settle on the unique key (scope, key):
-  on PostgreSQL the second INSERT waits for the first transaction and then fails, and
-  the loser reads the winner's committed answer; on SQLite writers are serialised
-  (``BEGIN IMMEDIATE`` and the write lock), so the second finds the record at once.
-  A record seen with no answer yet (``status_code`` 0) is answered 409, as Stripe does.
-- Only successes are kept: a request that fails stores nothing (its transaction rolls
-  back), so its retry runs again and gets the error of the moment.
-- Records expire after ``HELIOGRAPH_IDEMPOTENCY_TTL_HOURS`` (default 24): an expired one
-  no longer answers, and the scheduler deletes them hourly
-  (``inbox.periodic.purge_idempotency_records``).
+- Storing and replaying answers is the kernel's (``heliograph.idempotency``): the record
+  is written in the request's own transaction, so concurrent duplicates settle on the
+  unique key (scope, key); a record seen with no answer yet is answered 409, as Stripe
+  does. Only successes are kept, and records expire after
+  ``HELIOGRAPH_IDEMPOTENCY_TTL_HOURS`` (default 24).
 
 A route takes ``idem: IdempotencyDep`` and hands its work to ``idem.run``, which commits.
 """
@@ -30,19 +23,14 @@ import hashlib
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import Depends, Header, HTTPException, Request, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from heliograph.db import is_unique_violation, utcnow
-from heliograph.models import IdempotencyRecord
-from heliograph.settings import get_settings
+from heliograph import idempotency as kept
 from web.deps import MemberDep
 
 HEADER = "Idempotency-Key"
@@ -69,56 +57,21 @@ class Idempotency:
 
     async def run(self, session: AsyncSession, work: Work) -> JSONResponse:
         """``work()`` in ``session``'s transaction, committed here; with a key, at most once."""
-        if self.key is None:
-            outcome = await work()
-            await session.commit()
-            return _answer(outcome.status_code, _dump(outcome.body))
-        stored = await self._stored(session)
-        if stored is not None:
-            return stored
-        record = IdempotencyRecord(scope=self.scope, key=self.key, fingerprint=self.fingerprint)
-        session.add(record)
-        try:
-            await session.flush()  # takes the key: a concurrent twin waits here, then fails
-        except IntegrityError as exc:
-            if not is_unique_violation(exc):
-                raise
-            await session.rollback()
-            return await self._stored(session) or _in_flight()
-        outcome = await work()
-        record.status_code, record.response = outcome.status_code, _dump(outcome.body)
-        record.customer_id = outcome.customer_id
-        await session.commit()
-        return _answer(record.status_code, record.response)
 
-    async def _stored(self, session: AsyncSession) -> JSONResponse | None:
-        """The answer kept for this key; None when there is none (or it expired)."""
-        found = (
-            await session.execute(
-                select(IdempotencyRecord).where(
-                    IdempotencyRecord.scope == self.scope,  # type: ignore[arg-type]
-                    IdempotencyRecord.key == self.key,  # type: ignore[arg-type]
-                )
-            )
-        ).scalar()
-        if found is None:
-            return None
-        if found.created_at < utcnow() - _ttl():
-            await session.delete(found)  # expired: the key is free again
-            await session.flush()
-            return None
-        if found.fingerprint != self.fingerprint:
+        async def done() -> kept.Done:
+            outcome = await work()
+            return kept.Done(outcome.status_code, _dump(outcome.body), outcome.customer_id)
+
+        try:
+            answer = await kept.run_once(session, self.scope, self.key, self.fingerprint, done)
+        except kept.KeyReused:
             raise HTTPException(
                 status.HTTP_422_UNPROCESSABLE_CONTENT,
                 f"this {HEADER} was used for a different request; use a new key",
-            )
-        if found.status_code == 0:
+            ) from None
+        if answer.in_flight:
             return _in_flight()
-        return _answer(found.status_code, found.response, replayed=True)
-
-
-def _ttl() -> timedelta:
-    return timedelta(hours=get_settings().idempotency_ttl_hours)
+        return _answer(answer.status_code, answer.body, replayed=answer.replayed)
 
 
 def _dump(body: BaseModel) -> dict[str, Any]:

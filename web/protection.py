@@ -40,6 +40,15 @@ _DOCS_CSP = (
     b"https://cdn.jsdelivr.net; connect-src 'self'; worker-src blob:; frame-ancestors 'none'"
 )
 _DOCS_PATHS = ("/docs", "/redoc")
+# The web app (web/ui): its own scripts and styles only (vendored htmx, no inline script),
+# its live stream, images and voice notes of its own origin.
+_APP_CSP = (
+    b"default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+    b"media-src 'self' blob:; connect-src 'self'; font-src 'self'; form-action 'self'; "
+    b"base-uri 'none'; frame-ancestors 'none'"
+)
+# What is not the web app: the API, webhooks, health and metrics, the docs.
+_NOT_APP = ("/api/", "/webhooks/", "/healthz", "/metrics", "/openapi.json")
 _COMMON = (
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
@@ -96,7 +105,12 @@ class ProtectionMiddleware:
                     await ratelimit.record("failed_auth", _client_ip(scope))
 
     def _headers(self, path: str, request_id: str) -> list[tuple[bytes, bytes]]:
-        csp = _DOCS_CSP if path.startswith(_DOCS_PATHS) else _API_CSP
+        if path.startswith(_DOCS_PATHS):
+            csp = _DOCS_CSP
+        elif path.startswith(_NOT_APP):
+            csp = _API_CSP
+        else:
+            csp = _APP_CSP
         out = [*_COMMON, (b"content-security-policy", csp), (b"x-request-id", request_id.encode())]
         if self.hsts:
             out.append(_HSTS)

@@ -145,14 +145,23 @@ class ApiChannel(ChannelAdapter):
         settings = ApiSettings.get()
         if not settings.api_outbound_url:
             raise DeliveryRefused("HELIOGRAPH_API_OUTBOUND_URL is not set")
-        body = json.dumps(
-            {
-                "conversation_id": message.conversation_id,
-                "message_id": message.message_id,
-                "recipient": {"id": message.recipient_id},
-                "text": message.text,
-            }
-        ).encode()
+        payload: dict[str, object] = {
+            "conversation_id": message.conversation_id,
+            "message_id": message.message_id,
+            "recipient": {"id": message.recipient_id},
+            "text": message.text,
+        }
+        if message.attachments:  # #16: each file as a signed URL on us, valid for 1 h
+            payload["attachments"] = [
+                {
+                    "filename": f.filename,
+                    "content_type": f.content_type,
+                    "size": f.size,
+                    "url": f.url,
+                }
+                for f in message.attachments
+            ]
+        body = json.dumps(payload).encode()
         headers = {
             "Content-Type": "application/json",
             SIGNATURE_HEADER: "sha256=" + hmac_sha256_hex(settings.outbound_secret, body),

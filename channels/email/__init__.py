@@ -266,6 +266,14 @@ def compose(message: OutboundMessage, settings: EmailSettings) -> EmailMessage:
             references = [references[0], *references[-(MAX_SENT_REFERENCES - 1) :]]
         mail["References"] = " ".join(references)
     mail.set_content(message.text)
+    for sent in message.attachments:  # #16: each file a MIME part (multipart/mixed)
+        maintype, _, subtype = sent.content_type.partition("/")
+        mail.add_attachment(
+            sent.read(),
+            maintype=maintype or "application",
+            subtype=subtype or "octet-stream",
+            filename=sent.filename,
+        )
     return mail
 
 

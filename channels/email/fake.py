@@ -92,6 +92,14 @@ def _summary(raw: bytes, envelope: Envelope) -> dict[str, Any]:
         "date": str(mail.get("Date", "")),
         "text": text.replace("\r\n", "\n").strip(),
         "size": len(raw),
+        "attachments": [
+            {
+                "filename": part.get_filename(),
+                "content_type": part.get_content_type(),
+                "size": len(part.get_payload(decode=True) or b""),
+            }
+            for part in (mail.iter_attachments() if isinstance(mail, EmailMessage) else ())
+        ],
     }
 
 

@@ -39,7 +39,7 @@ from aiogram.exceptions import (
     TelegramRetryAfter,
     TelegramServerError,
 )
-from aiogram.types import Message, ReplyParameters, Update
+from aiogram.types import BufferedInputFile, Message, ReplyParameters, Update
 from aiogram.utils.token import TokenValidationError
 from pydantic import ValidationError
 
@@ -60,6 +60,7 @@ from heliograph import jobs
 from heliograph.db import get_db
 from heliograph.settings import get_settings
 from inbox import intake
+from inbox.attachments_out import SentFile
 from inbox.edits import InboundEdit
 from inbox.ingest import InboundAttachment, InboundMessage
 from inbox.media import FetchedMedia, MediaRef, register_fetcher
@@ -68,6 +69,7 @@ from inbox.outbox import (
     DeliveryResult,
     DeliveryRetry,
     OutboundMessage,
+    send_with_files,
 )
 
 log = logging.getLogger(__name__)
@@ -268,7 +270,27 @@ class TelegramChannel(ChannelAdapter):
                 await _delivery_failed(exc, message.recipient_id)
             return _external_id(result.chat.id, result.message_id)
 
+        if message.attachments:
+            return await send_with_files(
+                message,
+                lambda: self.send_in_parts(message, send_part),
+                lambda f: _send_file(bot, message.recipient_id, f),
+            )
         return await self.send_in_parts(message, send_part)
+
+
+async def _send_file(bot: Bot, chat_id: str, sent: SentFile) -> str:
+    """``sendPhoto`` for an image Telegram shows as a photo, else ``sendDocument`` (the
+    file uploaded as multipart, aiogram ``BufferedInputFile``)."""
+    upload = BufferedInputFile(sent.read(), filename=sent.filename)
+    try:
+        if sent.kind == "image":
+            result = await bot.send_photo(chat_id=chat_id, photo=upload)
+        else:
+            result = await bot.send_document(chat_id=chat_id, document=upload)
+    except AiogramError as exc:
+        await _delivery_failed(exc, chat_id)
+    return _external_id(result.chat.id, result.message_id)
 
 
 async def send_text(chat_id: str, text: str, reply_to_message_id: int | None = None) -> int:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import itertools
 import json
 import re
@@ -145,6 +146,63 @@ def _chat(chat_id: int) -> dict[str, Any]:
 # --- Bot API methods ------------------------------------------------------------------------
 
 
+# sendPhoto 10 MB, sendDocument 50 MB (https://core.telegram.org/bots/api#sending-files).
+_FILE_METHODS = {
+    "sendPhoto": ("photo", 10 * 1024 * 1024),
+    "sendDocument": ("document", 50 * 1024 * 1024),
+}
+
+
+def _send_file(name: str) -> Any:
+    """``sendPhoto``/``sendDocument`` with the file uploaded as multipart (InputFile)."""
+    field_name, cap = _FILE_METHODS[name]
+
+    def answer(params: dict[str, Any]) -> JSONResponse:
+        upload = params.get("_upload")
+        try:
+            chat_id = int(params.get("chat_id") or "")
+        except ValueError:
+            return _error(400, "Bad Request: chat not found")
+        if not upload:
+            return _error(400, f"Bad Request: there is no {field_name} in the request")
+        if upload["size"] > cap:
+            return _error(400, "Bad Request: file is too big")
+        if chat_id in fake.blocked:
+            return _error(403, "Forbidden: bot was blocked by the user")
+        message: dict[str, Any] = {
+            "message_id": _next_message_id(chat_id),
+            "from": BOT_USER,
+            "chat": _chat(chat_id),
+            "date": int(time.time()),
+        }
+        file_id = f"{field_name}-{upload['sha256'][:16]}"
+        if field_name == "photo":
+            message["photo"] = [
+                {
+                    "file_id": file_id,
+                    "file_unique_id": file_id,
+                    "width": 1,
+                    "height": 1,
+                    "file_size": upload["size"],
+                }
+            ]
+        else:
+            message["document"] = {
+                "file_id": file_id,
+                "file_unique_id": file_id,
+                "file_name": upload["filename"],
+                "mime_type": upload["content_type"],
+                "file_size": upload["size"],
+            }
+        if params.get("caption"):
+            message["caption"] = params["caption"]
+        state.record("telegram", name, {**params, "message_id": message["message_id"]})
+        fake.sent.setdefault(chat_id, []).append(message)
+        return _ok(message)
+
+    return answer
+
+
 def _send_message(params: dict[str, Any]) -> JSONResponse:
     text = str(params.get("text") or "")
     try:
@@ -261,6 +319,8 @@ def _plain(method: str, result: Any) -> Any:
 _METHODS: dict[str, Any] = {
     "getme": ("getMe", _plain("getMe", BOT_USER)),
     "sendmessage": ("sendMessage", _send_message),
+    "sendphoto": ("sendPhoto", _send_file("sendPhoto")),
+    "senddocument": ("sendDocument", _send_file("sendDocument")),
     "getfile": ("getFile", _get_file),
     "setwebhook": ("setWebhook", _set_webhook),
     "deletewebhook": ("deleteWebhook", _delete_webhook),
@@ -282,6 +342,21 @@ async def bot_method(token: str, method: str, request: Request) -> Response:
         return _error(404, "Not Found")
     name, handler = found
     params = await read_params(request)
+    if name in _FILE_METHODS and "form" in request.headers.get("content-type", ""):
+        # The file is a multipart part of its own: the field holds "attach://<part name>"
+        # (aiogram), or is the part itself.
+        field_name = _FILE_METHODS[name][0]
+        reference = str(params.get(field_name) or "")
+        part = reference.removeprefix("attach://") if reference.startswith("attach://") else None
+        upload = (await request.form()).get(part or field_name)
+        if upload is not None and not isinstance(upload, str):
+            data = await upload.read()
+            params["_upload"] = {
+                "filename": upload.filename,
+                "content_type": upload.content_type,
+                "size": len(data),
+                "sha256": hashlib.sha256(data).hexdigest(),
+            }
     script = fake.scripts.get(name)
     if script:
         canned = _canned(script.pop(0))

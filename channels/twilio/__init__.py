@@ -49,6 +49,7 @@ from crm_core.normalize import InvalidContact, normalize_phone
 from heliograph import jobs
 from heliograph.db import get_db
 from heliograph.settings import get_settings
+from inbox.attachments_out import SentFile
 from inbox.edits import InboundEdit
 from inbox.ingest import InboundAttachment, InboundMessage
 from inbox.intake import StatusUpdate
@@ -59,6 +60,7 @@ from inbox.outbox import (
     DeliveryRetry,
     OutboundMessage,
     register_sender,
+    send_with_files,
 )
 
 SIGNATURE_HEADER = "X-Twilio-Signature"
@@ -281,6 +283,14 @@ class TwilioChannel(ChannelAdapter):
         async def send_part(part: str) -> str:
             return await _create(message, from_=sender, body=part)
 
+        async def send_file(sent: SentFile) -> str:
+            # Twilio fetches MediaUrl itself: a signed link on us, valid for an hour.
+            return await _create(message, from_=sender, media_url=[sent.url])
+
+        if message.attachments:
+            return await send_with_files(
+                message, lambda: self.send_in_parts(message, send_part), send_file
+            )
         return await self.send_in_parts(message, send_part)
 
 

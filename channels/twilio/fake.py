@@ -201,6 +201,10 @@ async def create_message(account_sid: str, request: Request) -> Response:
     if not _credentials_ok(request, account_sid):
         return _error(401, 20003, "Authenticate")
     params = await read_params(request)
+    if "form" in request.headers.get("content-type", ""):
+        urls = (await request.form()).getlist("MediaUrl")  # repeated: up to ten media
+        if len(urls) > 1:
+            params["MediaUrls"] = [str(u) for u in urls]
     scripted = _scripted()
     if scripted is not None:
         return scripted

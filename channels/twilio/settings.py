@@ -1,7 +1,7 @@
 """Twilio's settings (HELIOGRAPH_TWILIO_*) and its demo values.
 
 SMS and WhatsApp through Twilio are on when the account SID and auth token are set
-(docs/channels/twilio.md says where the console shows them).
+(docs/channels/sms.md and whatsapp.md say where the console shows them).
 """
 
 from __future__ import annotations

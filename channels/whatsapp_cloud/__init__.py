@@ -44,6 +44,7 @@ from crm_core.identity import SenderProfile
 from crm_core.normalize import InvalidContact, normalize_phone
 from heliograph import jobs
 from heliograph.settings import get_settings
+from inbox.attachments_out import SentFile
 from inbox.ingest import InboundAttachment, InboundMessage
 from inbox.intake import StatusUpdate
 from inbox.media import FetchedMedia, MediaRef
@@ -52,6 +53,7 @@ from inbox.outbox import (
     DeliveryResult,
     DeliveryRetry,
     OutboundMessage,
+    send_with_files,
 )
 
 SIGNATURE_HEADER = "X-Hub-Signature-256"
@@ -342,7 +344,40 @@ class WhatsAppCloudChannel(ChannelAdapter):
             payload = {"type": "text", "text": {"preview_url": False, "body": part}}
             return await _post(message, payload)
 
+        async def send_file(sent: SentFile) -> str:
+            media_id = await _upload(sent)
+            kind = "image" if sent.kind == "image" else "document"
+            media: dict[str, Any] = {"id": media_id}
+            if kind == "document":
+                media["filename"] = sent.filename
+            return await _post(message, {"type": kind, kind: media})
+
+        if message.attachments:
+            return await send_with_files(
+                message, lambda: self.send_in_parts(message, send_part), send_file
+            )
         return await self.send_in_parts(message, send_part)
+
+
+async def _upload(sent: SentFile) -> str:
+    """``POST /{phone-number-id}/media`` (multipart): the media id a message then names."""
+    headers = _auth()
+    url = _graph_url(WhatsAppCloudSettings.get().whatsapp_phone_number_id, "media")
+    try:
+        response = await (await _client()).post(
+            url,
+            data={"messaging_product": "whatsapp", "type": sent.content_type},
+            files={"file": (sent.filename, sent.read(), sent.content_type)},
+            headers=headers,
+        )
+    except httpx.HTTPError as exc:
+        raise DeliveryRetry(f"could not reach the WhatsApp Cloud API: {exc!r}") from exc
+    if not response.is_success:
+        _delivery_failed(response)
+    try:
+        return str(response.json()["id"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise DeliveryRetry(f"the media upload answered no id: {response.text[:200]}") from exc
 
 
 def _graph_url(*path: str) -> str:

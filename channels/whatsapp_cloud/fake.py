@@ -176,7 +176,46 @@ def _refusal(phone_number_id: str, body: dict[str, Any]) -> JSONResponse | None:
     elif kind == "template":
         if not (body.get("template") or {}).get("name"):
             return _error(400, 100, "The parameter template['name'] is required.")
+    elif kind in ("image", "document"):
+        media = body.get(kind) or {}
+        if not (media.get("id") or media.get("link")):
+            return _error(400, 100, f"The parameter {kind}['id'] or {kind}['link'] is required.")
+        if media.get("id") and str(media["id"]) not in fake.media:
+            return _error(400, 131053, "Media upload error", f"unknown media id {media['id']}")
     return None
+
+
+# Uploads: images (jpeg, png) up to 5 MB, documents up to 100 MB (Cloud API media reference).
+_UPLOAD_LIMITS = {"image/jpeg": 5 * 1024 * 1024, "image/png": 5 * 1024 * 1024}
+_DOCUMENT_MAX = 100 * 1024 * 1024
+
+
+@router.post("/whatsapp/{version}/{phone_number_id}/media")
+async def upload_media(version: str, phone_number_id: str, request: Request) -> Response:
+    """``POST /{phone-number-id}/media`` (multipart: messaging_product, type, file)."""
+    failing = await _outage()
+    if failing is not None:
+        return failing
+    if not _token_ok(request):
+        return _bad_token()
+    form = await request.form()
+    upload = form.get("file")
+    if form.get("messaging_product") != "whatsapp":
+        return _error(400, 100, "The parameter messaging_product is required.")
+    if upload is None or isinstance(upload, str):
+        return _error(400, 100, "The parameter file is required.")
+    data = await upload.read()
+    mime = str(form.get("type") or upload.content_type or "application/octet-stream")
+    if len(data) > _UPLOAD_LIMITS.get(mime, _DOCUMENT_MAX):
+        return _error(400, 131053, "Media upload error", "file is too big")
+    media_id = str(secrets.randbelow(10**15) + 10**15)
+    fake.media[media_id] = StoredMedia(data, mime)
+    state.record(
+        "whatsapp",
+        "media.upload",
+        {"id": media_id, "type": mime, "filename": upload.filename, "size": len(data)},
+    )
+    return JSONResponse({"id": media_id})
 
 
 @router.post("/whatsapp/{version}/{phone_number_id}/messages")

@@ -29,7 +29,10 @@ class WhatsAppCloudSettings(Section):
     whatsapp_api_base: str = Field(
         default="https://graph.facebook.com", description="Graph API base (the sandbox in tests)."
     )
-    whatsapp_api_version: str = Field(default="v21.0", description="Graph API version.")
+    whatsapp_api_version: str = Field(
+        default="v24.0",
+        description="Graph API version (Meta keeps each for about two years).",
+    )
 
 
 def demo_env(sandbox_url: str) -> dict[str, str]:

@@ -20,17 +20,11 @@ from crm_core.models import ContactPoint, Identity
 from heliograph.db import Database
 from inbox.models import Conversation, Message, Note
 from inbox.outbox import OutboundMessage
-from tests.channels.test_email_inbound import (
-    FIXTURES,
-    GMAIL_FIRST_ID,
-    app_client,
-    email_settings,
-    load,
-    post,
-    rows,
-    with_headers,
-)
+from tests.utils.db import rows
 from tests.utils.factories import member_with_token
+from tests.utils.http import post_email
+from tests.utils.mail import GMAIL_FIRST_ID, app_client, email_settings, with_headers
+from tests.utils.samples import FIXTURES, email_sample
 
 API = "/api/v1"
 FAILED = (
@@ -49,7 +43,7 @@ async def mail_any(
 
 
 async def stored(http: httpx.AsyncClient, raw: bytes) -> dict[str, Any]:
-    answer = await post(http, raw)
+    answer = await post_email(http, raw)
     assert answer.status_code == 200, answer.text
     body: dict[str, Any] = answer.json()
     assert body["stored"] == 1, body
@@ -65,8 +59,8 @@ async def conversation(http: httpx.AsyncClient, auth: dict[str, str], cid: int) 
 async def test_a_spoofed_reply_is_kept_apart_and_the_agent_sees_why(
     mail_any: httpx.AsyncClient, database: Database
 ) -> None:
-    jane = await stored(mail_any, load("gmail_first"))
-    spoof = await stored(mail_any, load("spoofed_reply"))
+    jane = await stored(mail_any, email_sample("gmail_first"))
+    spoof = await stored(mail_any, email_sample("spoofed_reply"))
     _, auth = await member_with_token(database, "lead", "Leo Lead")
 
     assert spoof["customer_id"] != jane["customer_id"]
@@ -91,7 +85,7 @@ async def test_a_spoofed_reply_is_kept_apart_and_the_agent_sees_why(
     assert [c.customer_id for c in await rows(database, ContactPoint)] == [jane["customer_id"]]
 
     # A passing reply in the same thread joins Jane's conversation as before.
-    real = await stored(mail_any, load("gmail_reply"))
+    real = await stored(mail_any, email_sample("gmail_reply"))
     assert (real["customer_id"], real["conversation_id"]) == (
         jane["customer_id"],
         jane["conversation_id"],
@@ -111,10 +105,10 @@ async def test_a_spoofed_reply_is_kept_apart_and_the_agent_sees_why(
 async def test_a_second_unverified_mail_joins_the_apart_thread_not_janes(
     mail_any: httpx.AsyncClient, database: Database
 ) -> None:
-    jane = await stored(mail_any, load("gmail_first"))
-    spoof = await stored(mail_any, load("spoofed_reply"))
+    jane = await stored(mail_any, email_sample("gmail_first"))
+    spoof = await stored(mail_any, email_sample("spoofed_reply"))
     again = with_headers(
-        load("spoofed_reply"),
+        email_sample("spoofed_reply"),
         drop=("message-id", "in-reply-to", "references"),
         Message_ID="<20240305221500.77AA@mail.bulk-sender.example>",
         In_Reply_To="<20240305220208.4F1A2B3C4D@mail.bulk-sender.example>",
@@ -132,7 +126,9 @@ async def test_a_new_sender_that_fails_gets_a_marked_profile_without_the_address
     mail_any: httpx.AsyncClient, database: Database
 ) -> None:
     failing = with_headers(
-        load("outlook_reply"), drop=("authentication-results",), Authentication_Results=FAILED
+        email_sample("outlook_reply"),
+        drop=("authentication-results",),
+        Authentication_Results=FAILED,
     )
     first = await stored(mail_any, failing)
     (conv,) = await rows(database, Conversation)
@@ -140,7 +136,7 @@ async def test_a_new_sender_that_fails_gets_a_marked_profile_without_the_address
     assert await rows(database, ContactPoint) == []  # the address is not given to it
 
     # The real Tom, authenticated, gets a profile of his own, and the address with it.
-    real = await stored(mail_any, load("outlook_html_only"))
+    real = await stored(mail_any, email_sample("outlook_html_only"))
     assert real["customer_id"] != first["customer_id"]
     (contact,) = await rows(database, ContactPoint)
     assert (contact.customer_id, contact.value) == (
@@ -153,10 +149,10 @@ async def test_without_authentication_results_mail_joins_unless_required(
     sqlite_database: Database, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     """No header: the MTA checked nothing, so there is no verdict (auth.py says why)."""
-    bare_reply = with_headers(load("gmail_reply"), drop=("authentication-results",))
+    bare_reply = with_headers(email_sample("gmail_reply"), drop=("authentication-results",))
     email_settings(monkeypatch, tmp_path)
     async for http in app_client():
-        jane = await stored(http, load("gmail_first"))
+        jane = await stored(http, email_sample("gmail_first"))
         assert (await stored(http, bare_reply))["conversation_id"] == jane["conversation_id"]
 
     email_settings(monkeypatch, tmp_path, email_auth_required="true")
@@ -177,7 +173,7 @@ def settings(**values: Any) -> EmailSettings:
 def test_only_our_mtas_header_is_believed() -> None:
     """A header the sender wrote (another authserv-id, below ours) counts for nothing."""
     forged = with_headers(
-        load("spoofed_reply"),
+        email_sample("spoofed_reply"),
         drop=("authentication-results",),
         Authentication_Results="mx.google.com; dmarc=pass header.from=gmail.com",
     )
@@ -220,8 +216,8 @@ def test_the_verdict_follows_dmarc_then_aligned_passes(results: str, verified: b
 
 
 def test_verify_checks_dkim_here_and_ignores_headers_in_the_mail() -> None:
-    key = (FIXTURES / "dkim_test_key.pem").read_bytes()
-    record = (FIXTURES / "dkim_test_key.txt").read_bytes().strip()
+    key = (FIXTURES / "email" / "dkim_test_key.pem").read_bytes()
+    record = (FIXTURES / "email" / "dkim_test_key.txt").read_bytes().strip()
     body = (
         b"From: Ann <ann@shop.example>\r\nTo: support@heliograph.example\r\n"
         b"Subject: invoice\r\nMessage-ID: <inv-1@shop.example>\r\n\r\nPlease find it attached.\r\n"

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,43 +22,26 @@ from sqlalchemy import select
 
 from heliograph.db import Database
 from inbox.models import Message
-from tests.channels.test_email_inbound import GMAIL_FIRST_ID, SECRET, SUPPORT, load
 from tests.utils.factories import member_with_token
-from tests.utils.processes import Service, free_port, start_heliograph, start_sandbox
+from tests.utils.mail import GMAIL_FIRST_ID, SECRET, SUPPORT
+from tests.utils.processes import Service, free_port, start_heliograph
+from tests.utils.samples import email_sample
 
 pytestmark = pytest.mark.slow
 
 
+PORTS = {"sink": free_port(), "listen": free_port()}  # the sandbox's SMTP sink, serve's listener
+SANDBOX_ENV = {
+    "HELIOGRAPH_SANDBOX_SMTP_PORT": str(PORTS["sink"]),
+    "HELIOGRAPH_SMTP_LISTEN_PORT": str(PORTS["listen"]),
+    "HELIOGRAPH_EMAIL_ADDRESS": SUPPORT,
+}
+SANDBOX_RESETS = ("/_sandbox/fail?provider=email",)
+
+
 @pytest.fixture(scope="module")
 def ports() -> dict[str, int]:
-    return {"sink": free_port(), "listen": free_port()}
-
-
-@pytest.fixture(scope="module")
-def sandbox_service(
-    tmp_path_factory: pytest.TempPathFactory, ports: dict[str, int]
-) -> Iterator[Service]:
-    port = free_port()
-    service = start_sandbox(
-        port,
-        {
-            "HELIOGRAPH_SANDBOX_SMTP_PORT": str(ports["sink"]),
-            "HELIOGRAPH_SMTP_LISTEN_PORT": str(ports["listen"]),
-            "HELIOGRAPH_EMAIL_ADDRESS": SUPPORT,
-        },
-        tmp_path_factory.mktemp("sandbox") / "sandbox.log",
-    )
-    yield service
-    service.stop()
-
-
-@pytest.fixture
-async def sandbox(sandbox_service: Service) -> AsyncIterator[httpx.AsyncClient]:
-    base_url = sandbox_service.url.removesuffix("/_sandbox")
-    async with httpx.AsyncClient(base_url=base_url, timeout=30) as http:
-        await http.delete("/_sandbox/calls")
-        yield http
-        await http.delete("/_sandbox/fail", params={"provider": "email"})
+    return PORTS
 
 
 def serve(tmp_path: Path, database_url: str, ports: dict[str, int]) -> Service:
@@ -134,7 +117,9 @@ async def test_mail_in_over_smtp_reply_out_threaded_and_the_answer_threads_back(
     try:
         _, auth = await member_with_token(sqlite_database)
         async with aiosmtplib.SMTP(hostname="127.0.0.1", port=ports["listen"]) as smtp:
-            _, answer = await smtp.sendmail("jane.doe@gmail.com", [SUPPORT], load("gmail_first"))
+            _, answer = await smtp.sendmail(
+                "jane.doe@gmail.com", [SUPPORT], email_sample("gmail_first")
+            )
         assert answer.startswith("2.0.0 Stored")
         (first,) = await inbound(sqlite_database)  # committed before the 250
         assert first.provider_message_id == GMAIL_FIRST_ID

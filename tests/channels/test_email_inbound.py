@@ -16,69 +16,28 @@ import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import func, select
 
 from crm_core.models import ContactPoint, Customer, Identity
 from heliograph.db import Database
-from heliograph.settings import reset_settings
 from inbox.conversations import reply
 from inbox.models import Attachment, Conversation, Message
-from tests.conftest import run_jobs
+from tests.utils.db import count, rows
 from tests.utils.factories import member_with_token
+from tests.utils.http import post_email, post_email_twice
+from tests.utils.jobs import run_jobs
+from tests.utils.mail import (
+    GMAIL_FIRST_ID,
+    app_client,
+    email_settings,
+    file_bytes,
+    nothing_stored,
+    with_headers,
+)
+from tests.utils.samples import email_sample
 from tests.utils.signing import inbound_body, signed_headers
-
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "email"
-SECRET = "test-email-webhook-secret-0123456789"
-SUPPORT = "support@heliograph.example"
-AUTH = {"Authorization": f"Bearer {SECRET}", "Content-Type": "message/rfc822"}
-GMAIL_FIRST_ID = "<CAJa8qF1vZ3QbZkUr6cUo5Jj9Q0mo5wTqW9D3xE7gH2y4bA@mail.gmail.com>"
-
-
-def load(name: str) -> bytes:
-    return (FIXTURES / f"{name}.eml").read_bytes()
-
-
-def with_headers(raw: bytes, drop: tuple[str, ...] = (), **add: str) -> bytes:
-    """The mail with the ``drop`` headers (and their folded lines) removed and ``add`` put
-    first (``Auto_Submitted`` -> ``Auto-Submitted``)."""
-    head, sep, body = raw.partition(b"\n\n")
-    kept: list[bytes] = []
-    dropping = False
-    for line in head.split(b"\n"):
-        if line[:1] in (b" ", b"\t"):  # a folded continuation of the previous header
-            if not dropping:
-                kept.append(line)
-            continue
-        dropping = line.split(b":", 1)[0].decode().lower() in drop
-        if not dropping:
-            kept.append(line)
-    extra = [f"{k.replace('_', '-')}: {v}".encode() for k, v in add.items()]
-    return b"\n".join(extra + kept) + sep + body
-
-
-def file_bytes(path: str) -> bytes:
-    return Path(path).read_bytes()
-
-
-def email_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, **extra: str) -> None:
-    monkeypatch.setenv("HELIOGRAPH_EMAIL_ADDRESS", SUPPORT)
-    monkeypatch.setenv("HELIOGRAPH_EMAIL_WEBHOOK_SECRET", SECRET)
-    monkeypatch.setenv("HELIOGRAPH_MEDIA_DIR", str(tmp_path / "media"))
-    for key, value in extra.items():
-        monkeypatch.setenv(f"HELIOGRAPH_{key.upper()}", value)
-    reset_settings()
-
-
-async def app_client() -> AsyncIterator[httpx.AsyncClient]:
-    from service.app import create_app
-
-    transport = httpx.ASGITransport(app=create_app())
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
-        yield http
 
 
 @pytest.fixture
@@ -89,35 +48,6 @@ async def mail(
     email_settings(monkeypatch, tmp_path)
     async for http in app_client():
         yield http
-
-
-async def post(http: httpx.AsyncClient, raw: bytes, **headers: str) -> httpx.Response:
-    return await http.post("/webhooks/email", content=raw, headers={**AUTH, **headers})
-
-
-async def post_twice(http: httpx.AsyncClient, raw: bytes) -> list[dict[str, Any]]:
-    answers = [await post(http, raw), await post(http, raw)]
-    assert [a.status_code for a in answers] == [200, 200], [a.text for a in answers]
-    first, second = (a.json() for a in answers)
-    assert (first["stored"], first["duplicate"]) == (1, False)
-    assert (second["stored"], second["duplicate"]) == (0, True)
-    assert first["conversation_id"] == second["conversation_id"]
-    return [first, second]
-
-
-async def rows(database: Database, model: Any, *where: Any) -> list[Any]:
-    async with database.read_session() as session:
-        stmt = select(model).where(*where).order_by(model.id)
-        return list((await session.execute(stmt)).scalars().all())
-
-
-async def count(database: Database, model: Any) -> int:
-    async with database.read_session() as session:
-        return int((await session.execute(select(func.count()).select_from(model))).scalar_one())
-
-
-async def nothing_stored(database: Database) -> bool:
-    return [await count(database, m) for m in (Message, Customer, Conversation)] == [0, 0, 0]
 
 
 async def inbound_of(database: Database, provider_id: str) -> Message:
@@ -131,7 +61,7 @@ async def inbound_of(database: Database, provider_id: str) -> Message:
 async def test_gmail_new_mail_opens_a_conversation_without_the_signature(
     mail: httpx.AsyncClient, sqlite_database: Database
 ) -> None:
-    await post_twice(mail, load("gmail_first"))
+    await post_email_twice(mail, email_sample("gmail_first"))
 
     message = await inbound_of(sqlite_database, GMAIL_FIRST_ID)
     assert message.text == (
@@ -162,8 +92,8 @@ async def test_gmail_new_mail_opens_a_conversation_without_the_signature(
 async def test_gmail_reply_joins_the_first_mails_conversation_without_the_quote(
     mail: httpx.AsyncClient, sqlite_database: Database
 ) -> None:
-    first = (await post(mail, load("gmail_first"))).json()
-    second, _ = await post_twice(mail, load("gmail_reply"))
+    first = (await post_email(mail, email_sample("gmail_first"))).json()
+    second, _ = await post_email_twice(mail, email_sample("gmail_reply"))
 
     assert second["conversation_id"] == first["conversation_id"]
     message = await inbound_of(sqlite_database, second["message_id"])
@@ -181,7 +111,7 @@ async def test_gmail_reply_joins_the_first_mails_conversation_without_the_quote(
 async def test_outlook_reply_is_cut_at_its_from_sent_block(
     mail: httpx.AsyncClient, sqlite_database: Database
 ) -> None:
-    answer, _ = await post_twice(mail, load("outlook_reply"))
+    answer, _ = await post_email_twice(mail, email_sample("outlook_reply"))
 
     message = await inbound_of(sqlite_database, answer["message_id"])
     assert message.text == (
@@ -204,7 +134,7 @@ async def test_outlook_reply_is_cut_at_its_from_sent_block(
 async def test_outlook_html_only_mail_becomes_readable_text_and_keeps_its_inline_image(
     mail: httpx.AsyncClient, sqlite_database: Database
 ) -> None:
-    answer, _ = await post_twice(mail, load("outlook_html_only"))
+    answer, _ = await post_email_twice(mail, email_sample("outlook_html_only"))
 
     message = await inbound_of(sqlite_database, answer["message_id"])
     assert message.text == (
@@ -227,7 +157,7 @@ async def test_outlook_html_only_mail_becomes_readable_text_and_keeps_its_inline
 async def test_apple_mail_reply_is_cut_at_sent_from_my_iphone(
     mail: httpx.AsyncClient, sqlite_database: Database
 ) -> None:
-    answer, _ = await post_twice(mail, load("apple_mail_reply"))
+    answer, _ = await post_email_twice(mail, email_sample("apple_mail_reply"))
 
     message = await inbound_of(sqlite_database, answer["message_id"])
     assert message.text == "Perfect, obrigada! I can see the refund in my account now."
@@ -241,7 +171,7 @@ async def test_apple_mail_reply_is_cut_at_sent_from_my_iphone(
 async def test_attachments_are_stored_on_disk_and_not_in_the_message_row(
     mail: httpx.AsyncClient, sqlite_database: Database
 ) -> None:
-    answer, _ = await post_twice(mail, load("multipart_attachment"))
+    answer, _ = await post_email_twice(mail, email_sample("multipart_attachment"))
 
     message = await inbound_of(sqlite_database, answer["message_id"])
     assert message.text == (
@@ -266,7 +196,7 @@ async def test_an_out_of_office_reply_is_acknowledged_and_not_stored(
     mail: httpx.AsyncClient, sqlite_database: Database
 ) -> None:
     for _ in range(2):
-        answer = await post(mail, load("auto_reply"))
+        answer = await post_email(mail, email_sample("auto_reply"))
         assert answer.status_code == 200, answer.text
         assert answer.json()["dropped"] == "auto-reply"
     assert await nothing_stored(sqlite_database)
@@ -284,10 +214,10 @@ async def sent_reply(database: Database, conversation_id: int) -> None:
 async def test_a_bounce_marks_our_reply_failed_and_opens_nothing(
     mail: httpx.AsyncClient, sqlite_database: Database
 ) -> None:
-    first = (await post(mail, load("gmail_first"))).json()
+    first = (await post_email(mail, email_sample("gmail_first"))).json()
     await sent_reply(sqlite_database, first["conversation_id"])
 
-    answer = await post(mail, load("bounce"))
+    answer = await post_email(mail, email_sample("bounce"))
 
     assert answer.status_code == 200 and answer.json()["dropped"] == "bounce"
     (bounced,) = await rows(sqlite_database, Message, Message.direction == "out")
@@ -301,11 +231,11 @@ async def test_a_bounce_marks_our_reply_failed_and_opens_nothing(
 async def test_a_delay_notice_is_dropped_without_failing_the_reply(
     mail: httpx.AsyncClient, sqlite_database: Database
 ) -> None:
-    first = (await post(mail, load("gmail_first"))).json()
+    first = (await post_email(mail, email_sample("gmail_first"))).json()
     await sent_reply(sqlite_database, first["conversation_id"])
-    delayed = load("bounce").replace(b"Action: failed", b"Action: delayed")
+    delayed = email_sample("bounce").replace(b"Action: failed", b"Action: delayed")
 
-    answer = await post(mail, delayed)
+    answer = await post_email(mail, delayed)
 
     assert answer.status_code == 200 and answer.json()["dropped"] == "bounce"
     (still,) = await rows(sqlite_database, Message, Message.direction == "out")
@@ -318,19 +248,19 @@ async def test_a_delay_notice_is_dropped_without_failing_the_reply(
 async def test_a_reply_without_threading_headers_is_matched_by_its_subject(
     mail: httpx.AsyncClient, sqlite_database: Database
 ) -> None:
-    first = (await post(mail, load("gmail_first"))).json()
+    first = (await post_email(mail, email_sample("gmail_first"))).json()
     bare = with_headers(
-        load("gmail_first"),
+        email_sample("gmail_first"),
         drop=("message-id", "subject"),
         Message_ID="<reply-no-headers@mail.example>",
         Subject="Re: AW: Order 1234 hasn't  arrived",
     )
     fresh = with_headers(
-        load("gmail_first"), drop=("message-id",), Message_ID="<same-subject@mail.example>"
+        email_sample("gmail_first"), drop=("message-id",), Message_ID="<same-subject@mail.example>"
     )
 
-    again = (await post(mail, bare)).json()
-    other = (await post(mail, fresh)).json()
+    again = (await post_email(mail, bare)).json()
+    other = (await post_email(mail, fresh)).json()
 
     assert again["conversation_id"] == first["conversation_id"]
     # The same subject without "Re:" is a new mail, so a new thread.
@@ -343,7 +273,7 @@ async def test_a_customer_known_by_email_elsewhere_is_one_customer_with_both_thr
     body = inbound_body("api-1", "crm-77", "Hi from the app", email="Jane.Doe@gmail.com")
     via_api = await mail.post("/api/v1/inbound", content=body, headers=signed_headers(body))
     assert via_api.status_code == 200, via_api.text
-    via_mail = (await post(mail, load("gmail_first"))).json()
+    via_mail = (await post_email(mail, email_sample("gmail_first"))).json()
 
     assert via_mail["customer_id"] == via_api.json()["customer_id"]
     assert await count(sqlite_database, Customer) == 1
@@ -378,11 +308,11 @@ async def mail_any(
 async def test_a_replayed_mail_is_stored_once_and_threads_on_both_engines(
     mail_any: httpx.AsyncClient, database: Database
 ) -> None:
-    first, _ = await post_twice(mail_any, load("gmail_first"))
-    second, _ = await post_twice(mail_any, load("gmail_reply"))
+    first, _ = await post_email_twice(mail_any, email_sample("gmail_first"))
+    second, _ = await post_email_twice(mail_any, email_sample("gmail_reply"))
     assert second["conversation_id"] == first["conversation_id"]
-    no_id = with_headers(load("multipart_attachment"), drop=("message-id",))
-    third, _ = await post_twice(mail_any, no_id)
+    no_id = with_headers(email_sample("multipart_attachment"), drop=("message-id",))
+    third, _ = await post_email_twice(mail_any, no_id)
     assert third["message_id"].startswith("<sha256.")  # synthesised from the bytes: stable
     assert await count(database, Message) == 3
     assert await count(database, Attachment) == 2
@@ -408,7 +338,7 @@ async def test_whatsapp_then_email_from_an_address_on_the_profile_is_one_custome
     assert stored.status_code == 201, stored.text
     assert stored.json() == {"kind": "email", "value": "jane.doe@gmail.com"}
 
-    via_mail = (await post(mail, load("gmail_first"))).json()
+    via_mail = (await post_email(mail, email_sample("gmail_first"))).json()
 
     assert via_mail["customer_id"] == first.customer_id
     assert await count(sqlite_database, Customer) == 1

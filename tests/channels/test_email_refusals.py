@@ -14,21 +14,20 @@ import pytest
 from heliograph.db import Database
 from heliograph.settings import get_settings, reset_settings
 from inbox.models import Attachment, Message
-from tests.channels.test_email_inbound import (
+from tests.utils.db import count, rows
+from tests.utils.http import post_email
+from tests.utils.jobs import run_jobs
+from tests.utils.mail import (
     AUTH,
     SECRET,
     SUPPORT,
     app_client,
-    count,
     email_settings,
     file_bytes,
-    load,
     nothing_stored,
-    post,
-    rows,
     with_headers,
 )
-from tests.conftest import run_jobs
+from tests.utils.samples import email_sample
 
 
 @pytest.fixture
@@ -59,8 +58,8 @@ async def mail(
 async def test_automatic_mail_is_dropped_by_its_headers(
     mail: httpx.AsyncClient, sqlite_database: Database, headers: dict[str, str], dropped: str | None
 ) -> None:
-    raw = with_headers(load("gmail_first"), drop=("return-path",), **headers)
-    answer = await post(mail, raw)
+    raw = with_headers(email_sample("gmail_first"), drop=("return-path",), **headers)
+    answer = await post_email(mail, raw)
     assert answer.status_code == 200 and answer.json()["dropped"] == dropped
     assert await count(sqlite_database, Message) == (0 if dropped else 1)
 
@@ -68,14 +67,14 @@ async def test_automatic_mail_is_dropped_by_its_headers(
 async def test_our_own_mail_coming_back_is_a_loop_and_not_stored(
     mail: httpx.AsyncClient, sqlite_database: Database
 ) -> None:
-    from_us = with_headers(load("gmail_first"), drop=("from",), From=f"Support <{SUPPORT}>")
+    from_us = with_headers(email_sample("gmail_first"), drop=("from",), From=f"Support <{SUPPORT}>")
     our_id = with_headers(
-        load("gmail_first"),
+        email_sample("gmail_first"),
         drop=("message-id",),
         Message_ID="<heliograph.7.0123456789abcdef@heliograph.example>",
     )
     for raw in (from_us, our_id):
-        answer = await post(mail, raw)
+        answer = await post_email(mail, raw)
         assert answer.status_code == 200 and answer.json()["dropped"] == "loop"
     assert await nothing_stored(sqlite_database)
 
@@ -93,7 +92,9 @@ async def test_a_missing_or_wrong_secret_is_403(
     headers = {"Content-Type": "message/rfc822"}
     if authorization is not None:
         headers["Authorization"] = authorization
-    answer = await mail.post("/webhooks/email", content=load("gmail_first"), headers=headers)
+    answer = await mail.post(
+        "/webhooks/email", content=email_sample("gmail_first"), headers=headers
+    )
     assert answer.status_code == 403
     assert "secret" in answer.json()["error"].lower()
     assert await nothing_stored(sqlite_database)
@@ -105,7 +106,7 @@ async def test_without_a_configured_secret_nothing_is_accepted(
     monkeypatch.setenv("HELIOGRAPH_EMAIL_WEBHOOK_SECRET", "")
     reset_settings()
     answer = await mail.post(
-        "/webhooks/email", content=load("gmail_first"), headers={"Authorization": "Bearer "}
+        "/webhooks/email", content=email_sample("gmail_first"), headers={"Authorization": "Bearer "}
     )
     assert answer.status_code == 403
     assert "HELIOGRAPH_EMAIL_WEBHOOK_SECRET is not set" in answer.json()["error"]
@@ -115,7 +116,7 @@ async def test_without_a_configured_secret_nothing_is_accepted(
 async def test_an_oversized_mail_is_413_and_nothing_is_stored(
     mail: httpx.AsyncClient, sqlite_database: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    raw = load("gmail_first")
+    raw = email_sample("gmail_first")
     monkeypatch.setenv("HELIOGRAPH_MAX_EMAIL_BYTES", str(len(raw) - 1))
     reset_settings()
 
@@ -123,7 +124,7 @@ async def test_an_oversized_mail_is_413_and_nothing_is_stored(
         for i in range(0, len(raw), 500):
             yield raw[i : i + 500]
 
-    declared = await post(mail, raw)
+    declared = await post_email(mail, raw)
     streamed = await mail.post("/webhooks/email", content=chunked(), headers=AUTH)
 
     for answer in (declared, streamed):
@@ -144,7 +145,7 @@ async def test_mail_has_its_own_size_limit_above_the_webhooks_one(
     raw = big.as_bytes()
     assert len(raw) > get_settings().max_body_bytes  # what every JSON webhook is held to
 
-    answer = await post(mail, raw)
+    answer = await post_email(mail, raw)
 
     assert answer.status_code == 200, answer.text
     await run_jobs(sqlite_database)
@@ -165,7 +166,7 @@ async def test_mail_has_its_own_size_limit_above_the_webhooks_one(
 async def test_what_is_not_a_mail_is_400(
     mail: httpx.AsyncClient, sqlite_database: Database, body: bytes, problem: str
 ) -> None:
-    answer = await post(mail, body)
+    answer = await post_email(mail, body)
     assert answer.status_code == 400
     assert problem in answer.json()["error"]
     assert await nothing_stored(sqlite_database)

@@ -28,9 +28,10 @@ from inbox.ingest import InboundMessage
 from inbox.intake import IntakeOutcome
 from inbox.models import Message
 from inbox.outbox import DeliveryRefused, DeliveryRetry, OutboundMessage
-from tests.channels.test_email_inbound import GMAIL_FIRST_ID, SUPPORT, email_settings, load
-from tests.conftest import run_jobs
+from tests.utils.jobs import run_jobs
+from tests.utils.mail import GMAIL_FIRST_ID, SUPPORT, email_settings
 from tests.utils.processes import free_port
+from tests.utils.samples import email_sample
 
 
 @dataclass
@@ -102,7 +103,7 @@ async def agent_reply(database: Database, conversation_id: int, text: str) -> in
 async def test_an_agent_reply_lands_in_the_customers_thread(
     configured: Database, relay: RecordingServer
 ) -> None:
-    first = await receive(load("gmail_first"))
+    first = await receive(email_sample("gmail_first"))
     assert first.accepted is not None
     reply_id = await agent_reply(configured, first.accepted.conversation_id, "It ships today.")
 
@@ -125,7 +126,7 @@ async def test_an_automatic_message_is_marked_auto_submitted(
     configured: Database, relay: RecordingServer
 ) -> None:
     """RFC 3834: mail no person wrote says so, so the customer's responder won't answer it."""
-    first = await receive(load("gmail_first"))
+    first = await receive(email_sample("gmail_first"))
     assert first.accepted is not None
     async with configured.session() as session:
         await reply(
@@ -140,7 +141,7 @@ async def test_an_automatic_message_is_marked_auto_submitted(
 
     # Jane answers from Gmail: References carry her first mail and our reply.
     answer = (
-        load("gmail_first")
+        email_sample("gmail_first")
         .replace(GMAIL_FIRST_ID.encode(), b"<jane-second@mail.gmail.com>")
         .replace(
             b"Subject: Order 1234",
@@ -170,7 +171,7 @@ async def test_an_automatic_message_is_marked_auto_submitted(
 async def test_a_reply_naming_only_our_message_id_threads_by_it(
     configured: Database, relay: RecordingServer
 ) -> None:
-    first = await receive(load("outlook_reply"))
+    first = await receive(email_sample("outlook_reply"))
     assert first.accepted is not None
     await agent_reply(configured, first.accepted.conversation_id, "Thursday it is.")
     await run_jobs(configured)
@@ -193,7 +194,7 @@ async def test_a_reply_naming_only_our_message_id_threads_by_it(
 async def test_a_retry_after_451_sends_the_same_message_id(
     configured: Database, relay: RecordingServer
 ) -> None:
-    first = await receive(load("gmail_first"))
+    first = await receive(email_sample("gmail_first"))
     assert first.accepted is not None
     relay.answers = ["451 4.3.0 Temporary local problem", "421 4.7.0 Try again later"]
     await agent_reply(configured, first.accepted.conversation_id, "On its way.")
@@ -216,7 +217,7 @@ async def test_a_retry_after_451_sends_the_same_message_id(
 async def test_a_5xx_answer_fails_the_reply_with_the_servers_words(
     configured: Database, relay: RecordingServer
 ) -> None:
-    first = await receive(load("gmail_first"))
+    first = await receive(email_sample("gmail_first"))
     assert first.accepted is not None
     relay.answers = ["554 5.7.1 Message rejected: spam score too high"]
     await agent_reply(configured, first.accepted.conversation_id, "Hello")
@@ -298,10 +299,10 @@ async def inbound_ids(database: Database) -> list[str | None]:
 async def test_the_listener_answers_250_once_the_mail_is_stored(
     listening: int, configured: Database
 ) -> None:
-    answer = await smtp_send(listening, load("gmail_first"))
+    answer = await smtp_send(listening, email_sample("gmail_first"))
     assert f"Stored as {GMAIL_FIRST_ID}" in answer
     assert await inbound_ids(configured) == [GMAIL_FIRST_ID]  # on disk when 250 came
-    await smtp_send(listening, load("gmail_first"))  # the MTA's retry: a duplicate
+    await smtp_send(listening, email_sample("gmail_first"))  # the MTA's retry: a duplicate
     assert await inbound_ids(configured) == [GMAIL_FIRST_ID]
 
 
@@ -319,17 +320,19 @@ async def test_a_storage_failure_is_451_and_the_retry_stores_it(
 
     monkeypatch.setattr(intake, "receive", down_once)
     with pytest.raises(aiosmtplib.SMTPDataError) as refused:
-        await smtp_send(listening, load("gmail_first"))
+        await smtp_send(listening, email_sample("gmail_first"))
     assert refused.value.code == 451
     assert await inbound_ids(configured) == []
 
-    assert "Stored" in await smtp_send(listening, load("gmail_first"))  # the MTA tries again
+    assert "Stored" in await smtp_send(
+        listening, email_sample("gmail_first")
+    )  # the MTA tries again
     assert await inbound_ids(configured) == [GMAIL_FIRST_ID]
     assert tries == [GMAIL_FIRST_ID] * 2
 
 
 async def test_an_oversized_mail_is_552(listening: int, configured: Database) -> None:
-    huge = load("gmail_first") + b"x" * 30_000
+    huge = email_sample("gmail_first") + b"x" * 30_000
     with pytest.raises(aiosmtplib.SMTPResponseException) as refused:
         await smtp_send(listening, huge)
     assert refused.value.code == 552
@@ -345,7 +348,7 @@ async def test_the_envelope_decides_what_is_a_bounce_and_who_wrote(
     assert "no From address" in refused.value.message
 
     # A delivery report comes from the null sender, MAIL FROM:<>: 250, and nothing stored.
-    answer = await smtp_send(listening, load("bounce"), sender="")
+    answer = await smtp_send(listening, email_sample("bounce"), sender="")
     assert "discarded (bounce)" in answer
     assert await inbound_ids(configured) == []
 

@@ -22,39 +22,28 @@ from heliograph.db import Database, utcnow
 from heliograph.models import Job
 from heliograph.settings import reset_settings
 from inbox.models import Conversation, Message
-from tests.conftest import run_jobs
 from tests.utils.factories import member_with_token
-from tests.utils.processes import free_port, start_heliograph, start_sandbox
+from tests.utils.jobs import run_jobs
+from tests.utils.processes import free_port, start_heliograph
 from tests.utils.slack import BOT_TOKEN, SIGNING_SECRET, fixture, post_event, slack_env
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
-    """One fake Slack for the module; it sends customers' DMs to the port the e2e service
-    will listen on."""
-    port, service_port = free_port(), free_port()
-    service = start_sandbox(
-        port,
-        {
-            "HELIOGRAPH_SLACK_BOT_TOKEN": BOT_TOKEN,
-            "HELIOGRAPH_SLACK_SIGNING_SECRET": SIGNING_SECRET,
-            "HELIOGRAPH_PUBLIC_URL": f"http://127.0.0.1:{service_port}",
-        },
-        tmp_path_factory.mktemp("slack") / "sandbox.log",
-    )
-    try:
-        yield f"http://127.0.0.1:{port}", service_port
-    finally:
-        service.stop()
+SERVICE_PORT = free_port()  # where the e2e test's ``heliograph serve`` listens
+# One fake Slack for the module; it sends customers' DMs to that port.
+SANDBOX_ENV = {
+    "HELIOGRAPH_SLACK_BOT_TOKEN": BOT_TOKEN,
+    "HELIOGRAPH_SLACK_SIGNING_SECRET": SIGNING_SECRET,
+    "HELIOGRAPH_PUBLIC_URL": f"http://127.0.0.1:{SERVICE_PORT}",
+}
 
 
 @pytest.fixture
 def fake_slack(
-    sandbox: tuple[str, int], database: Database, monkeypatch: pytest.MonkeyPatch
+    sandbox_url: str, database: Database, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[str]:
-    url = sandbox[0]
+    url = sandbox_url
     httpx.delete(f"{url}/_sandbox/calls")  # a sync fixture: blocking is fine here
     slack_env(monkeypatch, f"{url}/slack/api/")
     yield url
@@ -67,7 +56,7 @@ async def fake(method: str, url: str, **kw: Any) -> httpx.Response:
         return await http.request(method, url, **kw)
 
 
-async def posted(url: str) -> list[dict[str, Any]]:
+async def sent_to_slack(url: str) -> list[dict[str, Any]]:
     """What the fake Slack accepted through chat.postMessage, in order."""
     params = {"provider": "slack", "method": "chat.postMessage"}
     calls = (await fake("GET", f"{url}/_sandbox/calls", params=params)).json()
@@ -112,7 +101,7 @@ async def test_reply_to_a_dm_goes_to_that_dm(
 
     assert (await run_jobs(database)).get("done", 0) >= 1
 
-    ((sent,),) = [await posted(fake_slack)]
+    ((sent,),) = [await sent_to_slack(fake_slack)]
     assert sent["channel"] == "D024BE91L"
     assert "thread_ts" not in sent  # a DM answer is a plain chat line
     assert sent["text"] == "Yes, loud &amp; clear &lt;3"  # Slack's escaping of & < >
@@ -134,7 +123,7 @@ async def test_reply_in_a_shared_channel_goes_in_the_customers_thread(
 
     await run_jobs(database)
 
-    first, second = await posted(fake_slack)
+    first, second = await sent_to_slack(fake_slack)
     assert (first["channel"], first["thread_ts"]) == ("C123ABC456", "1355517523.000005")
     assert (second["channel"], second["thread_ts"]) == ("C123ABC456", "1355517000.000001")
     assert [first["text"], second["text"]] == ["Prospering, thanks.", "And more."]
@@ -150,11 +139,11 @@ async def test_long_reply_is_split_and_a_failure_half_way_resends_nothing(
     await fake("POST", f"{fake_slack}/_sandbox/slack/fail-next", json={"after": 1})
 
     assert (await run_jobs(database, rounds=1)).get("retry") == 1
-    assert [p["text"][:7] for p in await posted(fake_slack)] == ["Part 1:"]
+    assert [p["text"][:7] for p in await sent_to_slack(fake_slack)] == ["Part 1:"]
     await asyncio.sleep(0.6)  # past the test backoff (HELIOGRAPH_JOB_BACKOFF_MAX_S=0.5)
     await run_jobs(database)
 
-    parts = await posted(fake_slack)
+    parts = await sent_to_slack(fake_slack)
     assert [p["text"][:7] for p in parts] == ["Part 1:", "Part 2:", "Part 3:"]
     assert all(len(p["text"]) <= 3_900 for p in parts)
     assert {p["thread_ts"] for p in parts} == {"1355517523.000005"}
@@ -184,10 +173,10 @@ async def test_ratelimited_waits_as_long_as_slack_asks(
         ).scalar_one()
     assert run_at - utcnow() > timedelta(seconds=0.7)  # Retry-After: 1; backoff is <= 0.5 s
     assert "rate-limited" in ((await reply_row(database, reply)).delivery_error or "")
-    assert await posted(fake_slack) == []
+    assert await sent_to_slack(fake_slack) == []
     await asyncio.sleep(max((run_at - utcnow()).total_seconds(), 0) + 0.1)
     await run_jobs(database)
-    assert [p["text"] for p in await posted(fake_slack)] == ["One moment please"]
+    assert [p["text"] for p in await sent_to_slack(fake_slack)] == ["One moment please"]
     assert (await reply_row(database, reply)).delivery_status == "delivered"
 
 
@@ -227,13 +216,13 @@ async def test_channel_not_found_fails_the_reply_with_slacks_reason(
     row = await reply_row(database, reply)
     assert row.delivery_status == "failed"
     assert row.delivery_error == "Slack refused the reply: channel_not_found"
-    assert await posted(fake_slack) == []
+    assert await sent_to_slack(fake_slack) == []
 
 
 async def test_customer_dm_and_agent_reply_across_processes(
-    sandbox: tuple[str, int], sqlite_url: str, sqlite_database: Database, tmp_path: Path
+    sandbox_url: str, sqlite_url: str, sqlite_database: Database, tmp_path: Path
 ) -> None:
-    slack, port = sandbox
+    slack, port = sandbox_url, SERVICE_PORT
     await fake("DELETE", f"{slack}/_sandbox/calls")
     service = start_heliograph(
         ["serve"],
@@ -266,11 +255,11 @@ async def test_customer_dm_and_agent_reply_across_processes(
         assert sent.status_code == 202, sent.text
 
         for _ in range(100):  # the service's worker delivers it within a few seconds
-            if await posted(slack):
+            if await sent_to_slack(slack):
                 break
             await asyncio.sleep(0.2)
-        assert await posted(slack) == [{"channel": "D0CUSTOMER", "text": "It ships today."}], (
-            service.log()[-3000:]
-        )
+        assert await sent_to_slack(slack) == [
+            {"channel": "D0CUSTOMER", "text": "It ships today."}
+        ], service.log()[-3000:]
     finally:
         service.stop()

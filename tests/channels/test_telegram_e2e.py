@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,39 +22,16 @@ from heliograph.db import Database
 from heliograph.models import Job
 from inbox.models import Attachment, Conversation, Message
 from tests.utils.factories import member_with_token
-from tests.utils.processes import Service, free_port, start_heliograph, start_sandbox
+from tests.utils.http import TELEGRAM_TOKEN as TOKEN
+from tests.utils.http import TELEGRAM_WEBHOOK_SECRET as WEBHOOK_SECRET
+from tests.utils.processes import Service, eventually, free_port, start_heliograph
+from tests.utils.sandbox import TELEGRAM_ENV
 
 pytestmark = pytest.mark.slow
 
-TOKEN = "4242:test-telegram-token-0123456789"
-WEBHOOK_SECRET = "test-telegram-webhook-secret-0123"
 
-
-@pytest.fixture(scope="module")
-def sandbox_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    port = free_port()
-    service = start_sandbox(
-        port,
-        {"HELIOGRAPH_TELEGRAM_BOT_TOKEN": TOKEN},
-        tmp_path_factory.mktemp("sandbox") / "sandbox.log",
-    )
-    yield service
-    service.stop()
-
-
-@pytest.fixture
-async def sandbox(sandbox_service: Service) -> AsyncIterator[httpx.AsyncClient]:
-    base_url = sandbox_service.url.removesuffix("/_sandbox")  # Service.url is the health's
-    async with httpx.AsyncClient(base_url=base_url, timeout=30) as http:
-        await reset(http)
-        yield http
-        await reset(http)
-
-
-async def reset(http: httpx.AsyncClient) -> None:
-    await http.delete("/_sandbox/calls")
-    await http.delete("/_sandbox/fail", params={"provider": "telegram"})
-    await http.delete("/_sandbox/telegram")
+SANDBOX_ENV = TELEGRAM_ENV
+SANDBOX_RESETS = ("/_sandbox/fail?provider=telegram", "/_sandbox/telegram")
 
 
 def serve(
@@ -78,22 +54,6 @@ def serve(
 async def calls(sandbox: httpx.AsyncClient, method: str) -> list[dict[str, Any]]:
     answer = await sandbox.get("/_sandbox/calls", params={"provider": "telegram", "method": method})
     return [c["params"] for c in answer.json()]
-
-
-async def eventually(
-    what: str, check: Callable[[], Awaitable[Any]], within: float, *services: Service
-) -> Any:
-    deadline = time.monotonic() + within
-    while True:
-        result = await check()
-        if result:
-            return result
-        for service in services:
-            assert service.proc.poll() is None, f"{service.log_path.name} died:\n{service.log()}"
-        if time.monotonic() > deadline:
-            logs = "\n".join(s.log()[-3000:] for s in services)
-            raise AssertionError(f"no {what} after {within}s\n{logs}")
-        await asyncio.sleep(0.2)
 
 
 def first_bytes(path: str) -> bytes:

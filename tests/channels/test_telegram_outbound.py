@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json
 import struct
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -26,28 +25,20 @@ from heliograph.settings import reset_settings
 from inbox.conversations import reply
 from inbox.models import Attachment, Message
 from sandbox.samples import ogg_crc, silent_voice_note
-from tests.conftest import run_jobs
 from tests.utils.factories import receive
-from tests.utils.processes import free_port, start_sandbox
+from tests.utils.http import TELEGRAM_TOKEN as TOKEN
+from tests.utils.http import TELEGRAM_WEBHOOK_SECRET as WEBHOOK_SECRET
+from tests.utils.jobs import run_jobs
+from tests.utils.processes import free_port
+from tests.utils.samples import sample
+from tests.utils.sandbox import TELEGRAM_ENV
 
-TOKEN = "4242:test-telegram-token-0123456789"
-WEBHOOK_SECRET = "test-telegram-webhook-secret-0123"
 CHAT = "1111111"
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "telegram"
 # 1,500 words of 5 characters and a space: 8,999 characters, three parts at 4,096.
 LONG_REPLY = " ".join(f"w{i:04d}" for i in range(1500))
 
 
-@pytest.fixture(scope="module")
-def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = free_port()
-    service = start_sandbox(
-        port,
-        {"HELIOGRAPH_TELEGRAM_BOT_TOKEN": TOKEN},
-        tmp_path_factory.mktemp("sandbox") / "sandbox.log",
-    )
-    yield f"http://127.0.0.1:{port}"
-    service.stop()
+SANDBOX_ENV = TELEGRAM_ENV  # the fake Bot API, its own process for the module
 
 
 class FakeTelegram:
@@ -88,14 +79,14 @@ class FakeTelegram:
 
 @pytest.fixture
 async def telegram(
-    database: Database, sandbox: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    database: Database, sandbox_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> AsyncIterator[FakeTelegram]:
     monkeypatch.setenv("HELIOGRAPH_TELEGRAM_BOT_TOKEN", TOKEN)
     monkeypatch.setenv("HELIOGRAPH_TELEGRAM_WEBHOOK_SECRET", WEBHOOK_SECRET)
-    monkeypatch.setenv("HELIOGRAPH_TELEGRAM_API_BASE", f"{sandbox}/telegram")
+    monkeypatch.setenv("HELIOGRAPH_TELEGRAM_API_BASE", f"{sandbox_url}/telegram")
     monkeypatch.setenv("HELIOGRAPH_MEDIA_DIR", str(tmp_path / "media"))
     reset_settings()
-    fake = FakeTelegram(sandbox)
+    fake = FakeTelegram(sandbox_url)
     await fake.reset()
     yield fake
     await fake.reset()
@@ -156,11 +147,6 @@ async def work_until(database: Database, done: Callable[[], Any], within_s: floa
             return
         await asyncio.sleep(0.05)
     raise AssertionError("the outbox did not get there in time")
-
-
-def load(name: str) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads((FIXTURES / f"{name}.json").read_text())
-    return data
 
 
 def stored_bytes(path: str) -> bytes:
@@ -314,7 +300,7 @@ async def test_an_unreachable_bot_api_means_retry(
 async def test_a_voice_note_is_fetched_through_the_bot_api_and_kept(
     database: Database, telegram: FakeTelegram, client: httpx.AsyncClient
 ) -> None:
-    update = load("voice")
+    update = sample("telegram", "voice")
     file_id = update["message"]["voice"]["file_id"]
     audio = silent_voice_note()
     await telegram.add_file(file_id, audio, "voice/file_7.oga")
@@ -336,7 +322,7 @@ async def test_a_voice_note_is_fetched_through_the_bot_api_and_kept(
 async def test_a_file_telegram_does_not_know_is_given_up_on(
     database: Database, telegram: FakeTelegram, client: httpx.AsyncClient
 ) -> None:
-    update = load("document")
+    update = sample("telegram", "document")
     headers = {"X-Telegram-Bot-Api-Secret-Token": WEBHOOK_SECRET}
     assert (await client.post("/webhooks/telegram", json=update, headers=headers)).is_success
     await run_jobs(database)

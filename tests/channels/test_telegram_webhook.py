@@ -15,29 +15,24 @@ import copy
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import func, select
 
 from crm_core.models import Customer, Identity
 from heliograph.db import Database
 from heliograph.models import Job
 from heliograph.settings import reset_settings
 from inbox.models import Attachment, Conversation, Message
+from tests.utils.db import count, rows
+from tests.utils.http import TELEGRAM_HEADER as HEADER
+from tests.utils.http import TELEGRAM_TOKEN as TOKEN
+from tests.utils.http import TELEGRAM_WEBHOOK_SECRET as WEBHOOK_SECRET
+from tests.utils.http import post_telegram, post_telegram_twice
+from tests.utils.samples import sample
 
-TOKEN = "4242:test-telegram-token-0123456789"
-WEBHOOK_SECRET = "test-telegram-webhook-secret-0123"
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "telegram"
-HEADER = "X-Telegram-Bot-Api-Secret-Token"
 SENT_AT = datetime(2015, 9, 7, 17, 5, 32, tzinfo=UTC)  # "date": 1441645532
-
-
-def load(name: str) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads((FIXTURES / f"{name}.json").read_text())
-    return data
 
 
 def enable_telegram(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -64,33 +59,6 @@ async def sqlite_tg(
     transport = httpx.ASGITransport(app=create_app())
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
         yield c
-
-
-async def post(
-    client: httpx.AsyncClient, body: dict[str, Any] | bytes, secret: str | None = WEBHOOK_SECRET
-) -> httpx.Response:
-    content = body if isinstance(body, bytes) else json.dumps(body).encode()
-    headers = {"Content-Type": "application/json"}
-    if secret is not None:
-        headers[HEADER] = secret
-    return await client.post("/webhooks/telegram", content=content, headers=headers)
-
-
-async def post_twice(client: httpx.AsyncClient, body: dict[str, Any]) -> list[dict[str, int]]:
-    answers = [await post(client, body), await post(client, body)]
-    assert [a.status_code for a in answers] == [200, 200], [a.text for a in answers]
-    return [a.json() for a in answers]
-
-
-async def rows(database: Database, model: Any) -> list[Any]:
-    async with database.read_session() as session:
-        return list((await session.execute(select(model).order_by(model.id))).scalars().all())
-
-
-async def count(database: Database, model: Any, *where: Any) -> int:
-    async with database.read_session() as session:
-        stmt = select(func.count()).select_from(model).where(*where)
-        return int((await session.execute(stmt)).scalar_one())
 
 
 async def nothing_stored(database: Database) -> bool:
@@ -127,8 +95,8 @@ async def only_attachment(database: Database, message: Message) -> Attachment:
 async def test_text_message_is_stored_once_under_its_customer(
     tg: httpx.AsyncClient, database: Database
 ) -> None:
-    body = load("text")
-    assert await post_twice(tg, body) == STORED_ONCE
+    body = sample("telegram", "text")
+    assert await post_telegram_twice(tg, body) == STORED_ONCE
 
     message = await only_message(database)
     assert (message.channel, message.direction, message.text) == ("telegram", "in", "/start")
@@ -147,8 +115,8 @@ async def test_text_message_is_stored_once_under_its_customer(
 async def test_edited_message_replaces_the_text_and_records_the_edit(
     tg: httpx.AsyncClient, database: Database
 ) -> None:
-    await post(tg, load("text"))
-    answers = await post_twice(tg, load("edited_message"))
+    await post_telegram(tg, sample("telegram", "text"))
+    answers = await post_telegram_twice(tg, sample("telegram", "edited_message"))
     assert [a["edited"] for a in answers] == [1, 1]
 
     message = await only_message(database)
@@ -161,7 +129,7 @@ async def test_edited_message_replaces_the_text_and_records_the_edit(
 async def test_voice_note_is_kept_as_an_audio_attachment_to_fetch(
     tg: httpx.AsyncClient, database: Database
 ) -> None:
-    assert await post_twice(tg, load("voice")) == STORED_ONCE
+    assert await post_telegram_twice(tg, sample("telegram", "voice")) == STORED_ONCE
 
     message = await only_message(database)
     assert message.text == ""
@@ -174,7 +142,7 @@ async def test_voice_note_is_kept_as_an_audio_attachment_to_fetch(
 async def test_audio_file_is_kept_as_an_audio_attachment(
     tg: httpx.AsyncClient, database: Database
 ) -> None:
-    assert await post_twice(tg, load("audio")) == STORED_ONCE
+    assert await post_telegram_twice(tg, sample("telegram", "audio")) == STORED_ONCE
 
     attachment = await only_attachment(database, await only_message(database))
     assert (attachment.kind, attachment.content_type) == ("audio", "audio/mpeg")
@@ -184,7 +152,7 @@ async def test_audio_file_is_kept_as_an_audio_attachment(
 async def test_document_is_kept_with_its_name_and_type(
     tg: httpx.AsyncClient, database: Database
 ) -> None:
-    assert await post_twice(tg, load("document")) == STORED_ONCE
+    assert await post_telegram_twice(tg, sample("telegram", "document")) == STORED_ONCE
 
     attachment = await only_attachment(database, await only_message(database))
     assert (attachment.kind, attachment.filename) == ("file", "Testfile.pdf")
@@ -196,7 +164,7 @@ async def test_document_is_kept_with_its_name_and_type(
 async def test_photo_keeps_the_largest_size_and_its_caption_becomes_the_text(
     tg: httpx.AsyncClient, database: Database
 ) -> None:
-    assert await post_twice(tg, load("photo")) == STORED_ONCE
+    assert await post_telegram_twice(tg, sample("telegram", "photo")) == STORED_ONCE
 
     message = await only_message(database)
     assert message.text == "Test photo caption"
@@ -209,7 +177,7 @@ async def test_photo_keeps_the_largest_size_and_its_caption_becomes_the_text(
 async def test_callback_query_is_acknowledged_and_ignored(
     tg: httpx.AsyncClient, database: Database
 ) -> None:
-    answers = await post_twice(tg, load("callback_query"))
+    answers = await post_telegram_twice(tg, sample("telegram", "callback_query"))
     assert [a["ignored"] for a in answers] == [1, 1]
     assert await nothing_stored(database)
 
@@ -220,7 +188,7 @@ async def test_callback_query_is_acknowledged_and_ignored(
 async def test_missing_secret_token_is_403_and_stores_nothing(
     sqlite_tg: httpx.AsyncClient, sqlite_database: Database
 ) -> None:
-    answer = await post(sqlite_tg, load("text"), secret=None)
+    answer = await post_telegram(sqlite_tg, sample("telegram", "text"), secret=None)
     assert answer.status_code == 403
     assert HEADER in answer.json()["error"]
     assert await nothing_stored(sqlite_database)
@@ -229,7 +197,7 @@ async def test_missing_secret_token_is_403_and_stores_nothing(
 async def test_wrong_secret_token_is_403_and_stores_nothing(
     sqlite_tg: httpx.AsyncClient, sqlite_database: Database
 ) -> None:
-    answer = await post(sqlite_tg, load("text"), secret="not-our-secret")
+    answer = await post_telegram(sqlite_tg, sample("telegram", "text"), secret="not-our-secret")
     assert answer.status_code == 403
     assert "does not match" in answer.json()["error"]
     assert await nothing_stored(sqlite_database)
@@ -241,7 +209,7 @@ async def test_without_a_configured_secret_every_update_is_refused(
     monkeypatch.delenv("HELIOGRAPH_TELEGRAM_WEBHOOK_SECRET")
     reset_settings()
     for secret in (None, "", "anything"):
-        answer = await post(sqlite_tg, load("text"), secret=secret)
+        answer = await post_telegram(sqlite_tg, sample("telegram", "text"), secret=secret)
         assert answer.status_code == 403
     assert "HELIOGRAPH_TELEGRAM_WEBHOOK_SECRET" in answer.json()["error"]
     assert await nothing_stored(sqlite_database)
@@ -252,7 +220,7 @@ async def test_with_the_channel_off_updates_are_refused(
 ) -> None:
     monkeypatch.delenv("HELIOGRAPH_TELEGRAM_BOT_TOKEN")
     reset_settings()
-    answer = await post(sqlite_tg, load("text"))
+    answer = await post_telegram(sqlite_tg, sample("telegram", "text"))
     assert answer.status_code == 403
     assert "HELIOGRAPH_TELEGRAM_BOT_TOKEN" in answer.json()["error"]
     assert await nothing_stored(sqlite_database)
@@ -261,7 +229,7 @@ async def test_with_the_channel_off_updates_are_refused(
 async def test_malformed_json_is_400_and_stores_nothing(
     sqlite_tg: httpx.AsyncClient, sqlite_database: Database
 ) -> None:
-    answer = await post(sqlite_tg, json.dumps(load("text")).encode()[:-7])
+    answer = await post_telegram(sqlite_tg, json.dumps(sample("telegram", "text")).encode()[:-7])
     assert answer.status_code == 400
     assert "not valid JSON" in answer.json()["error"]
     assert await nothing_stored(sqlite_database)
@@ -283,13 +251,13 @@ async def test_wrong_field_types_are_422_with_the_field_named(
     value: Any,
     field: str,
 ) -> None:
-    body = copy.deepcopy(load("text"))
+    body = copy.deepcopy(sample("telegram", "text"))
     target = body
     for key in path[:-1]:
         target = target[key]
     target[path[-1]] = value
 
-    answer = await post(sqlite_tg, body)
+    answer = await post_telegram(sqlite_tg, body)
 
     assert answer.status_code == 422
     assert field in [f["field"] for f in answer.json()["fields"]], answer.json()
@@ -299,7 +267,7 @@ async def test_wrong_field_types_are_422_with_the_field_named(
 async def test_a_body_that_is_not_an_object_is_422(
     sqlite_tg: httpx.AsyncClient, sqlite_database: Database
 ) -> None:
-    answer = await post(sqlite_tg, json.dumps([load("text")]).encode())
+    answer = await post_telegram(sqlite_tg, json.dumps([sample("telegram", "text")]).encode())
     assert answer.status_code == 422
     assert await nothing_stored(sqlite_database)
 
@@ -307,8 +275,11 @@ async def test_a_body_that_is_not_an_object_is_422(
 async def test_an_update_type_we_do_not_know_is_acknowledged_and_ignored(
     sqlite_tg: httpx.AsyncClient, sqlite_database: Database
 ) -> None:
-    body = {"update_id": 10002, "some_future_update": {"id": 7, "from": load("text")["message"]}}
-    answer = await post(sqlite_tg, body)
+    body = {
+        "update_id": 10002,
+        "some_future_update": {"id": 7, "from": sample("telegram", "text")["message"]},
+    }
+    answer = await post_telegram(sqlite_tg, body)
     assert answer.status_code == 200
     assert answer.json()["ignored"] == 1
     assert await nothing_stored(sqlite_database)
@@ -317,9 +288,9 @@ async def test_an_update_type_we_do_not_know_is_acknowledged_and_ignored(
 async def test_a_group_chat_message_is_acknowledged_and_ignored(
     sqlite_tg: httpx.AsyncClient, sqlite_database: Database
 ) -> None:
-    body = load("text")
+    body = sample("telegram", "text")
     body["message"]["chat"] = {"id": -1001234567890, "type": "supergroup", "title": "Team"}
-    answer = await post(sqlite_tg, body)
+    answer = await post_telegram(sqlite_tg, body)
     assert answer.status_code == 200
     assert answer.json()["ignored"] == 1
     assert await nothing_stored(sqlite_database)
@@ -328,10 +299,10 @@ async def test_a_group_chat_message_is_acknowledged_and_ignored(
 async def test_a_nul_character_is_dropped_not_a_500(
     tg: httpx.AsyncClient, database: Database
 ) -> None:
-    body = load("text")
+    body = sample("telegram", "text")
     body["message"]["text"] = "where\u0000 is it?"
     body["message"]["from"]["first_name"] = "Te\u0000st"
-    assert (await post(tg, body)).status_code == 200
+    assert (await post_telegram(tg, body)).status_code == 200
     assert (await only_message(database)).text == "where is it?"
     (customer,) = await rows(database, Customer)
     assert customer.display_name == "Test Test Lastname"

@@ -20,7 +20,7 @@ from sqlmodel import col, select
 from channels import registry
 from channels.base import ChannelPackage
 from heliograph.db import Database
-from heliograph.settings import Section, reset_settings, sections
+from heliograph.settings import reset_settings, sections, sections_declared_meanwhile
 from inbox.models import Message
 
 SECRET = "toy-secret-for-tests-0123456789"
@@ -31,8 +31,7 @@ MESSAGE = Path(__file__).parents[1] / "fixtures" / "toy" / "message.json"
 def toy() -> Iterator[ChannelPackage]:
     """The toy package, imported here only; the settings section it declares is taken out
     of ``sections()`` again afterwards, so no other test sees a channel the service lacks."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(Section, "_sections", list(sections()))
+    with sections_declared_meanwhile():
         from tests.fixtures.toy_channel.package import PACKAGE
 
         yield PACKAGE

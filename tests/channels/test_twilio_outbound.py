@@ -5,11 +5,9 @@ with Twilio's code, STOP and START honoured, WhatsApp templates, media with basi
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -29,12 +27,11 @@ from inbox.conversations import reply
 from inbox.media import MediaRef
 from inbox.models import Attachment, Message
 from sandbox.samples import tiny_png
-from tests.conftest import run_jobs
-from tests.utils.processes import free_port, start_sandbox
+from tests.utils.jobs import drain
+from tests.utils.samples import sample
 
 pytestmark = pytest.mark.slow
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "twilio"
 ACCOUNT = "AC" + "1" * 32
 TOKEN = "test-twilio-auth-token-0123456789"
 SMS_FROM = "+15017122661"
@@ -45,17 +42,7 @@ CALLBACKS = "http://127.0.0.1:9"  # nothing listens: the fake's status callbacks
 LONG_REPLY = " ".join(f"word{i:05d}" for i in range(400))
 
 
-@pytest.fixture(scope="module")
-def sandbox_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = free_port()
-    env = {"HELIOGRAPH_TWILIO_ACCOUNT_SID": ACCOUNT, "HELIOGRAPH_TWILIO_AUTH_TOKEN": TOKEN}
-    service = start_sandbox(
-        port,
-        env,
-        tmp_path_factory.mktemp("sandbox") / "sandbox.log",
-    )
-    yield f"http://127.0.0.1:{port}"
-    service.stop()
+SANDBOX_ENV = {"HELIOGRAPH_TWILIO_ACCOUNT_SID": ACCOUNT, "HELIOGRAPH_TWILIO_AUTH_TOKEN": TOKEN}
 
 
 class FakeTwilio:
@@ -99,11 +86,6 @@ async def fake(
     await twilio.close_client()
 
 
-def load(name: str, **changes: str) -> dict[str, str]:
-    form: dict[str, str] = json.loads((FIXTURES / f"{name}.json").read_text())
-    return {**form, **changes}
-
-
 async def customer_writes(form: dict[str, str]) -> int:
     """What the webhook does with Twilio's form (signature checks are the webhook tests')."""
     body = urlencode(form).encode()
@@ -117,17 +99,6 @@ async def agent_says(database: Database, conversation_id: int, text: str) -> int
         message = await reply(session, conversation_id, text, author_id=None)
         await session.commit()
     return message.id  # type: ignore[return-value]
-
-
-async def drain(
-    database: Database, done: Callable[[], Awaitable[bool]], within: float = 15
-) -> None:
-    """Run due jobs (retries come due after their backoff) until ``done`` or time runs out."""
-    deadline = time.monotonic() + within
-    while not await done():
-        assert time.monotonic() < deadline, "the outbox did not settle"
-        await run_jobs(database)
-        await asyncio.sleep(0.05)
 
 
 async def message(database: Database, message_id: int) -> Message:
@@ -159,7 +130,7 @@ def read(path: str | None) -> bytes:
 async def test_an_sms_reply_leaves_from_our_number_with_our_status_callback(
     fake: FakeTwilio, sqlite_database: Database
 ) -> None:
-    conversation = await customer_writes(load("sms"))
+    conversation = await customer_writes(sample("twilio", "sms"))
     sent_id = await agent_says(sqlite_database, conversation, "Your order ships today.")
     await drain(sqlite_database, settled(sqlite_database, sent_id))
 
@@ -177,7 +148,7 @@ async def test_an_sms_reply_leaves_from_our_number_with_our_status_callback(
 async def test_a_whatsapp_reply_uses_the_whatsapp_addresses(
     fake: FakeTwilio, sqlite_database: Database
 ) -> None:
-    conversation = await customer_writes(load("whatsapp_text"))
+    conversation = await customer_writes(sample("twilio", "whatsapp_text"))
     sent_id = await agent_says(sqlite_database, conversation, "Olá!")
     await drain(sqlite_database, settled(sqlite_database, sent_id))
     (create,) = await fake.creates()
@@ -188,7 +159,7 @@ async def test_a_whatsapp_reply_uses_the_whatsapp_addresses(
 async def test_a_long_sms_goes_in_parts_and_a_failed_part_does_not_resend_the_first(
     fake: FakeTwilio, sqlite_database: Database
 ) -> None:
-    conversation = await customer_writes(load("sms"))
+    conversation = await customer_writes(sample("twilio", "sms"))
     await fake.script("ok", "500", "429")  # part 1 taken; part 2 fails twice, then goes
     sent_id = await agent_says(sqlite_database, conversation, LONG_REPLY)
     await drain(sqlite_database, settled(sqlite_database, sent_id))
@@ -205,7 +176,7 @@ async def test_a_long_sms_goes_in_parts_and_a_failed_part_does_not_resend_the_fi
 async def test_an_unsubscribed_recipient_is_opted_out_and_the_agent_sees_why(
     fake: FakeTwilio, sqlite_database: Database
 ) -> None:
-    conversation = await customer_writes(load("sms"))
+    conversation = await customer_writes(sample("twilio", "sms"))
     await fake.script("400:21610")
     sent_id = await agent_says(sqlite_database, conversation, "Hello?")
     await drain(sqlite_database, settled(sqlite_database, sent_id))
@@ -220,7 +191,7 @@ async def test_an_unsubscribed_recipient_is_opted_out_and_the_agent_sees_why(
 async def test_another_refusal_fails_the_reply_with_twilios_code_and_message(
     fake: FakeTwilio, sqlite_database: Database
 ) -> None:
-    conversation = await customer_writes(load("sms"))
+    conversation = await customer_writes(sample("twilio", "sms"))
     await fake.script("400:21211")
     sent_id = await agent_says(sqlite_database, conversation, "Hello?")
     await drain(sqlite_database, settled(sqlite_database, sent_id))
@@ -235,7 +206,7 @@ async def test_another_refusal_fails_the_reply_with_twilios_code_and_message(
 async def test_after_stop_nothing_is_sent_and_after_start_replies_go_again(
     fake: FakeTwilio, sqlite_database: Database
 ) -> None:
-    conversation = await customer_writes(load("sms_stop", MessageSid="SM" + "2" * 32))
+    conversation = await customer_writes(sample("twilio", "sms_stop", MessageSid="SM" + "2" * 32))
     refused_id = await agent_says(sqlite_database, conversation, "Sorry to see you go")
     await drain(sqlite_database, settled(sqlite_database, refused_id))
     refused = await message(sqlite_database, refused_id)
@@ -244,7 +215,7 @@ async def test_after_stop_nothing_is_sent_and_after_start_replies_go_again(
     assert "the customer opted out of sms (STOP)" in refused.delivery_error
     assert await fake.creates() == []  # Twilio was never asked
 
-    await customer_writes(load("sms_start", MessageSid="SM" + "3" * 32))
+    await customer_writes(sample("twilio", "sms_start", MessageSid="SM" + "3" * 32))
     sent_id = await agent_says(sqlite_database, conversation, "Welcome back!")
     await drain(sqlite_database, settled(sqlite_database, sent_id))
     assert (await message(sqlite_database, sent_id)).delivery_status == "sent"
@@ -254,7 +225,7 @@ async def test_after_stop_nothing_is_sent_and_after_start_replies_go_again(
 async def test_a_whatsapp_template_is_sent_by_content_sid_with_its_variables(
     fake: FakeTwilio, sqlite_database: Database
 ) -> None:
-    conversation = await customer_writes(load("whatsapp_text"))
+    conversation = await customer_writes(sample("twilio", "whatsapp_text"))
     template = "/template HXb5b62575e6e4ff6129ad7c8efe1f983e 'Ada Lovelace' 4521"
     sent_id = await agent_says(sqlite_database, conversation, template)
     refused_id = await agent_says(sqlite_database, conversation, "/template order_update")
@@ -276,7 +247,13 @@ async def test_mms_media_is_downloaded_with_the_account_credentials(
     image = tiny_png()
     url = await fake.add_media(image, "image/png")
     await customer_writes(
-        load("mms_image", MessageSid="MM" + "4" * 32, MediaUrl0=url, MediaContentType0="image/png")
+        sample(
+            "twilio",
+            "mms_image",
+            MessageSid="MM" + "4" * 32,
+            MediaUrl0=url,
+            MediaContentType0="image/png",
+        )
     )
 
     async def kept() -> bool:

@@ -17,14 +17,11 @@ https URL on another host than the test client's, as behind a proxy).
 from __future__ import annotations
 
 import json
-from pathlib import Path
-from typing import Any
 from urllib.parse import urlencode
 
 import httpx
 import pytest
-from sqlalchemy import func, select
-from twilio.request_validator import RequestValidator
+from sqlalchemy import select
 
 from crm_core.models import ContactPoint, Customer, Identity
 from heliograph.db import Database
@@ -32,25 +29,20 @@ from heliograph.models import Job
 from heliograph.settings import reset_settings
 from inbox.conversations import reply
 from inbox.models import Attachment, Conversation, Message
-from tests.conftest import run_jobs
+from tests.utils.db import count, rows
 from tests.utils.factories import member_with_token
+from tests.utils.http import PUBLIC, post_twilio, post_twilio_twice, twilio_signature
+from tests.utils.http import TWILIO_FORM as FORM
+from tests.utils.http import TWILIO_MESSAGES as MESSAGES
+from tests.utils.http import TWILIO_TOKEN as TOKEN
+from tests.utils.jobs import run_jobs
+from tests.utils.samples import sample
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "twilio"
 ACCOUNT = "AC" + "X" * 32
-TOKEN = "test-twilio-auth-token-0123456789"
-PUBLIC = "https://support.heliograph.example"
-MESSAGES = "/webhooks/twilio/messages"
 STATUS = "/webhooks/twilio/status"
-FORM = "application/x-www-form-urlencoded"
 CUSTOMER = "+14017122661"
-TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
 # Refusals and keyword variants exercise no SQL of their own: SQLite is enough for them.
 SQLITE_ONLY = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-
-
-def load(name: str, **changes: str) -> dict[str, str]:
-    form: dict[str, str] = json.loads((FIXTURES / f"{name}.json").read_text())
-    return {**form, **changes}
 
 
 def sid(n: int, prefix: str = "SM") -> str:
@@ -65,42 +57,6 @@ def twilio_enabled(database: Database, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HELIOGRAPH_TWILIO_WHATSAPP_FROM", "+14155238886")
     monkeypatch.setenv("HELIOGRAPH_PUBLIC_URL", PUBLIC)
     reset_settings()
-
-
-def signature(url: str, form: dict[str, str], token: str = TOKEN) -> str:
-    return RequestValidator(token).compute_signature(url, form)
-
-
-async def post(
-    client: httpx.AsyncClient,
-    form: dict[str, str],
-    path: str = MESSAGES,
-    signed_for: str | None = None,
-    headers: dict[str, str] | None = None,
-) -> httpx.Response:
-    """POST ``form`` as Twilio does, signed for ``signed_for`` (default: the public URL)."""
-    url = signed_for if signed_for is not None else PUBLIC + path
-    sent = {"Content-Type": FORM, "X-Twilio-Signature": signature(url, form)}
-    return await client.post(path, content=urlencode(form), headers={**sent, **(headers or {})})
-
-
-async def post_twice(client: httpx.AsyncClient, form: dict[str, str]) -> None:
-    for _ in range(2):
-        answer = await post(client, form)
-        assert answer.status_code == 200, answer.text
-        assert answer.text == TWIML  # empty TwiML: Twilio itself answers nothing
-        assert answer.headers["content-type"].startswith("application/xml")
-
-
-async def rows(database: Database, model: Any) -> list[Any]:
-    async with database.read_session() as session:
-        return list((await session.execute(select(model).order_by(model.id))).scalars().all())
-
-
-async def count(database: Database, model: Any, *where: Any) -> int:
-    async with database.read_session() as session:
-        stmt = select(func.count()).select_from(model).where(*where)
-        return int((await session.execute(stmt)).scalar_one())
 
 
 async def nothing_stored(database: Database) -> bool:
@@ -120,8 +76,8 @@ async def identity(database: Database, channel: str) -> Identity:
 async def test_sms_is_stored_once_under_the_senders_number(
     client: httpx.AsyncClient, database: Database
 ) -> None:
-    form = load("sms")
-    await post_twice(client, form)
+    form = sample("twilio", "sms")
+    await post_twilio_twice(client, form)
 
     (message,) = await rows(database, Message)
     assert (message.channel, message.direction) == ("sms", "in")
@@ -143,8 +99,8 @@ async def test_sms_is_stored_once_under_the_senders_number(
 async def test_mms_image_becomes_an_attachment_fetched_once(
     client: httpx.AsyncClient, database: Database
 ) -> None:
-    form = load("mms_image")
-    await post_twice(client, form)
+    form = sample("twilio", "mms_image")
+    await post_twilio_twice(client, form)
 
     (message,) = await rows(database, Message)
     assert (message.channel, message.text) == ("sms", "")
@@ -159,7 +115,7 @@ async def test_mms_image_becomes_an_attachment_fetched_once(
 async def test_whatsapp_sender_writes_on_the_whatsapp_channel_with_a_profile_name(
     client: httpx.AsyncClient, database: Database
 ) -> None:
-    await post_twice(client, load("whatsapp_text"))
+    await post_twilio_twice(client, sample("twilio", "whatsapp_text"))
 
     (message,) = await rows(database, Message)
     assert (message.channel, message.text) == (
@@ -175,8 +131,8 @@ async def test_whatsapp_sender_writes_on_the_whatsapp_channel_with_a_profile_nam
 async def test_whatsapp_voice_note_becomes_an_audio_attachment(
     client: httpx.AsyncClient, database: Database
 ) -> None:
-    form = load("whatsapp_voice")
-    await post_twice(client, form)
+    form = sample("twilio", "whatsapp_voice")
+    await post_twilio_twice(client, form)
 
     (message,) = await rows(database, Message)
     assert (message.channel, message.text) == ("whatsapp", "")
@@ -189,8 +145,8 @@ async def test_whatsapp_voice_note_becomes_an_audio_attachment(
 async def test_stop_opts_the_number_out_and_the_keyword_stays_on_the_conversation(
     client: httpx.AsyncClient, database: Database
 ) -> None:
-    await post(client, load("sms", MessageSid=sid(1)))
-    await post_twice(client, load("sms_stop", MessageSid=sid(2)))
+    await post_twilio(client, sample("twilio", "sms", MessageSid=sid(1)))
+    await post_twilio_twice(client, sample("twilio", "sms_stop", MessageSid=sid(2)))
 
     assert (await identity(database, "sms")).opted_out is True
     texts = [m.text for m in await rows(database, Message)]
@@ -200,12 +156,12 @@ async def test_stop_opts_the_number_out_and_the_keyword_stays_on_the_conversatio
 async def test_start_opts_back_in_and_a_replayed_old_stop_changes_nothing(
     client: httpx.AsyncClient, database: Database
 ) -> None:
-    stop = load("sms_stop", MessageSid=sid(1))
-    await post(client, stop)
-    await post(client, load("sms_start", MessageSid=sid(2)))
+    stop = sample("twilio", "sms_stop", MessageSid=sid(1))
+    await post_twilio(client, stop)
+    await post_twilio(client, sample("twilio", "sms_start", MessageSid=sid(2)))
     assert (await identity(database, "sms")).opted_out is False
 
-    await post(client, stop)  # Twilio retrying the old STOP after the START
+    await post_twilio(client, stop)  # Twilio retrying the old STOP after the START
     assert (await identity(database, "sms")).opted_out is False
     assert await count(database, Message) == 2
 
@@ -215,7 +171,9 @@ async def test_start_opts_back_in_and_a_replayed_old_stop_changes_nothing(
 async def test_every_opt_out_keyword_counts_without_twilios_opt_out_type(
     client: httpx.AsyncClient, database: Database, word: str
 ) -> None:
-    await post(client, load("whatsapp_text", Body=word))  # WhatsApp: Twilio sends no OptOutType
+    await post_twilio(
+        client, sample("twilio", "whatsapp_text", Body=word)
+    )  # WhatsApp: Twilio sends no OptOutType
     assert (await identity(database, "whatsapp")).opted_out is True
 
 
@@ -223,7 +181,7 @@ async def test_every_opt_out_keyword_counts_without_twilios_opt_out_type(
 async def test_a_sentence_containing_stop_is_not_an_opt_out(
     client: httpx.AsyncClient, database: Database
 ) -> None:
-    await post(client, load("sms", Body="Please don't stop the delivery"))
+    await post_twilio(client, sample("twilio", "sms", Body="Please don't stop the delivery"))
     assert (await identity(database, "sms")).opted_out is False
 
 
@@ -256,11 +214,13 @@ async def test_sent_then_delivered_callbacks_move_the_reply_forward(
     client: httpx.AsyncClient, database: Database
 ) -> None:
     message_id = await sent_reply(database, "sms", "SM" + "X" * 32)
-    answer = await post(client, load("status_delivered"), STATUS)
+    answer = await post_twilio(client, sample("twilio", "status_delivered"), STATUS)
     assert (answer.status_code, answer.json()) == (200, {"applied": 1, "unknown": []})
     assert await status_of(database, message_id) == ("delivered", None)
 
-    await post(client, load("status_sent"), STATUS)  # late and out of order: no step back
+    await post_twilio(
+        client, sample("twilio", "status_sent"), STATUS
+    )  # late and out of order: no step back
     assert await status_of(database, message_id) == ("delivered", None)
 
 
@@ -268,7 +228,7 @@ async def test_undelivered_shows_twilios_error_code_on_the_reply(
     client: httpx.AsyncClient, database: Database
 ) -> None:
     message_id = await sent_reply(database, "sms", "SM" + "X" * 32)
-    await post(client, load("status_undelivered"), STATUS)
+    await post_twilio(client, sample("twilio", "status_undelivered"), STATUS)
     status, error = await status_of(database, message_id)
     assert status == "failed"
     assert error == "Twilio error 30003: unreachable destination handset"
@@ -278,7 +238,7 @@ async def test_whatsapp_read_receipt_marks_the_reply_read(
     client: httpx.AsyncClient, database: Database
 ) -> None:
     message_id = await sent_reply(database, "whatsapp", "SM" + "X" * 32)
-    await post(client, load("status_whatsapp_read"), STATUS)
+    await post_twilio(client, sample("twilio", "status_whatsapp_read"), STATUS)
     assert await status_of(database, message_id) == ("read", None)
 
 
@@ -286,7 +246,7 @@ async def test_whatsapp_read_receipt_marks_the_reply_read(
 async def test_a_status_for_a_message_we_never_sent_is_acknowledged_and_reported(
     client: httpx.AsyncClient, database: Database
 ) -> None:
-    answer = await post(client, load("status_delivered"), STATUS)
+    answer = await post_twilio(client, sample("twilio", "status_delivered"), STATUS)
     assert (answer.status_code, answer.json()) == (
         200,
         {"applied": 0, "unknown": ["SM" + "X" * 32]},
@@ -301,7 +261,7 @@ async def test_a_missing_signature_is_refused(
     client: httpx.AsyncClient, database: Database
 ) -> None:
     answer = await client.post(
-        MESSAGES, content=urlencode(load("sms")), headers={"Content-Type": FORM}
+        MESSAGES, content=urlencode(sample("twilio", "sms")), headers={"Content-Type": FORM}
     )
     assert answer.status_code == 403
     assert "X-Twilio-Signature" in answer.json()["error"]
@@ -312,8 +272,8 @@ async def test_a_missing_signature_is_refused(
 async def test_a_signature_with_another_token_is_refused(
     client: httpx.AsyncClient, database: Database
 ) -> None:
-    form = load("sms")
-    bad = signature(PUBLIC + MESSAGES, form, token="someone-elses-auth-token-000000")
+    form = sample("twilio", "sms")
+    bad = twilio_signature(PUBLIC + MESSAGES, form, token="someone-elses-auth-token-000000")
     headers = {"Content-Type": FORM, "X-Twilio-Signature": bad}
     answer = await client.post(MESSAGES, content=urlencode(form), headers=headers)
     assert answer.status_code == 403
@@ -333,7 +293,7 @@ async def test_a_signature_with_another_token_is_refused(
 async def test_a_signature_made_for_another_url_is_refused(
     client: httpx.AsyncClient, database: Database, signed_for: str
 ) -> None:
-    answer = await post(client, load("sms"), signed_for=signed_for)
+    answer = await post_twilio(client, sample("twilio", "sms"), signed_for=signed_for)
     assert answer.status_code == 403, answer.text
     assert PUBLIC + MESSAGES in answer.json()["error"]
     assert await nothing_stored(database)
@@ -343,9 +303,9 @@ async def test_a_signature_made_for_another_url_is_refused(
 async def test_the_query_string_is_part_of_the_signed_url(
     client: httpx.AsyncClient, database: Database
 ) -> None:
-    form = load("sms")
+    form = sample("twilio", "sms")
     url = PUBLIC + MESSAGES + "?tenant=eu&x=a%20b"
-    headers = {"Content-Type": FORM, "X-Twilio-Signature": signature(url, form)}
+    headers = {"Content-Type": FORM, "X-Twilio-Signature": twilio_signature(url, form)}
     answer = await client.post(
         MESSAGES + "?tenant=eu&x=a%20b", content=urlencode(form), headers=headers
     )
@@ -359,18 +319,21 @@ async def test_a_public_url_with_a_path_prefix_is_what_twilio_signed(
 ) -> None:
     monkeypatch.setenv("HELIOGRAPH_PUBLIC_URL", "https://example.com/helio/")
     reset_settings()
-    form = load("sms")
-    answer = await post(client, form, signed_for="https://example.com/helio" + MESSAGES)
+    form = sample("twilio", "sms")
+    answer = await post_twilio(client, form, signed_for="https://example.com/helio" + MESSAGES)
     assert answer.status_code == 200, answer.text
-    again = await post(client, form, signed_for=PUBLIC + MESSAGES)
+    again = await post_twilio(client, form, signed_for=PUBLIC + MESSAGES)
     assert again.status_code == 403  # the old public URL no longer counts
     assert await count(database, Message) == 1
 
 
 @SQLITE_ONLY
 async def test_a_tampered_body_is_refused(client: httpx.AsyncClient, database: Database) -> None:
-    form = load("sms")
-    headers = {"Content-Type": FORM, "X-Twilio-Signature": signature(PUBLIC + MESSAGES, form)}
+    form = sample("twilio", "sms")
+    headers = {
+        "Content-Type": FORM,
+        "X-Twilio-Signature": twilio_signature(PUBLIC + MESSAGES, form),
+    }
     tampered = urlencode({**form, "Body": "send the refund to me"})
     answer = await client.post(MESSAGES, content=tampered, headers=headers)
     assert answer.status_code == 403
@@ -380,18 +343,18 @@ async def test_a_tampered_body_is_refused(client: httpx.AsyncClient, database: D
 @pytest.mark.parametrize(
     ("form", "problem"),
     [
-        ({k: v for k, v in load("sms").items() if k != "From"}, "From"),
-        ({k: v for k, v in load("sms").items() if k != "MessageSid"}, "MessageSid"),
-        (load("sms", From="not-a-number"), "not a phone number"),
-        (load("mms_image", NumMedia="two"), "NumMedia"),
-        ({k: v for k, v in load("mms_image").items() if k != "MediaUrl0"}, "MediaUrl0"),
+        ({k: v for k, v in sample("twilio", "sms").items() if k != "From"}, "From"),
+        ({k: v for k, v in sample("twilio", "sms").items() if k != "MessageSid"}, "MessageSid"),
+        (sample("twilio", "sms", From="not-a-number"), "not a phone number"),
+        (sample("twilio", "mms_image", NumMedia="two"), "NumMedia"),
+        ({k: v for k, v in sample("twilio", "mms_image").items() if k != "MediaUrl0"}, "MediaUrl0"),
     ],
 )
 @SQLITE_ONLY
 async def test_a_signed_but_malformed_form_is_a_400(
     client: httpx.AsyncClient, database: Database, form: dict[str, str], problem: str
 ) -> None:
-    answer = await post(client, form)
+    answer = await post_twilio(client, form)
     assert answer.status_code == 400, answer.text
     assert problem in answer.json()["error"]
     assert await nothing_stored(database)
@@ -402,7 +365,7 @@ async def test_a_signed_but_malformed_form_is_a_400(
     [
         (b"MessageSid=SM1&&From=", FORM),  # an empty field: not a form Twilio would send
         (b"Body=%FF%FE&From=%2B1", FORM),  # not UTF-8
-        (json.dumps(load("sms")).encode(), "application/json"),
+        (json.dumps(sample("twilio", "sms")).encode(), "application/json"),
     ],
 )
 @SQLITE_ONLY
@@ -421,7 +384,7 @@ async def test_nothing_is_accepted_while_twilio_is_not_configured(
 ) -> None:
     monkeypatch.delenv("HELIOGRAPH_TWILIO_AUTH_TOKEN")
     reset_settings()
-    answer = await post(client, load("sms"))
+    answer = await post_twilio(client, sample("twilio", "sms"))
     assert answer.status_code == 403
     assert await nothing_stored(database)
 
@@ -431,12 +394,16 @@ async def test_a_malformed_status_callback_is_a_400(
     client: httpx.AsyncClient, database: Database
 ) -> None:
     form = {
-        k: v for k, v in load("status_delivered").items() if k not in ("MessageStatus", "SmsStatus")
+        k: v
+        for k, v in sample("twilio", "status_delivered").items()
+        if k not in ("MessageStatus", "SmsStatus")
     }
-    answer = await post(client, form, STATUS)
+    answer = await post_twilio(client, form, STATUS)
     assert answer.status_code == 400
     bad = await client.post(
-        STATUS, content=urlencode(load("status_delivered")), headers={"Content-Type": FORM}
+        STATUS,
+        content=urlencode(sample("twilio", "status_delivered")),
+        headers={"Content-Type": FORM},
     )
     assert bad.status_code == 403
 
@@ -447,8 +414,10 @@ async def test_a_malformed_status_callback_is_a_400(
 async def test_whatsapp_then_sms_from_one_phone_is_one_customer_with_both_conversations(
     client: httpx.AsyncClient, database: Database
 ) -> None:
-    await post(client, load("whatsapp_text", MessageSid=sid(1), Body="Hi on WhatsApp"))
-    await post(client, load("sms", MessageSid=sid(2), Body="And now by SMS"))
+    await post_twilio(
+        client, sample("twilio", "whatsapp_text", MessageSid=sid(1), Body="Hi on WhatsApp")
+    )
+    await post_twilio(client, sample("twilio", "sms", MessageSid=sid(2), Body="And now by SMS"))
 
     (customer,) = await rows(database, Customer)
     identities = {(i.channel, i.external_id, i.customer_id) for i in await rows(database, Identity)}
@@ -474,8 +443,8 @@ async def test_whatsapp_then_sms_from_one_phone_is_one_customer_with_both_conver
 async def test_stop_on_sms_leaves_the_same_customers_whatsapp_alone(
     client: httpx.AsyncClient, database: Database
 ) -> None:
-    await post(client, load("whatsapp_text", MessageSid=sid(1)))
-    await post(client, load("sms_stop", MessageSid=sid(2)))
+    await post_twilio(client, sample("twilio", "whatsapp_text", MessageSid=sid(1)))
+    await post_twilio(client, sample("twilio", "sms_stop", MessageSid=sid(2)))
     assert (await identity(database, "sms")).opted_out is True
     assert (await identity(database, "whatsapp")).opted_out is False
 
@@ -484,7 +453,7 @@ async def test_stop_on_sms_leaves_the_same_customers_whatsapp_alone(
 async def test_a_reply_to_an_opted_out_number_fails_with_the_reason(
     client: httpx.AsyncClient, database: Database
 ) -> None:
-    await post(client, load("sms_stop", MessageSid=sid(1)))
+    await post_twilio(client, sample("twilio", "sms_stop", MessageSid=sid(1)))
     (conversation,) = await rows(database, Conversation)
     async with database.session() as session:
         message = await reply(session, conversation.id, "Are you sure?", author_id=None)

@@ -27,7 +27,7 @@ from heliograph.migrate import upgrade
 from heliograph.settings import Settings
 from inbox.models import Attachment, Conversation, Message
 from tests.utils.factories import member_with_token
-from tests.utils.processes import Service, free_port, start_heliograph, start_sandbox
+from tests.utils.processes import Service, free_port, start_heliograph
 
 pytestmark = pytest.mark.slow
 
@@ -56,23 +56,14 @@ def db_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     return url
 
 
-@pytest.fixture(scope="module")
-def sandbox_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    port = free_port()
-    service = start_sandbox(
-        port,
-        PROVIDERS,
-        tmp_path_factory.mktemp("sandbox") / "sandbox.log",
-    )
-    yield service
-    service.stop()
+SANDBOX_ENV = PROVIDERS
 
 
 @pytest.fixture(scope="module")
 def service(
-    tmp_path_factory: pytest.TempPathFactory, db_url: str, sandbox_service: Service
+    tmp_path_factory: pytest.TempPathFactory, db_url: str, sandbox_url: str
 ) -> Iterator[Service]:
-    sandbox = sandbox_service.url.removesuffix("/_sandbox")
+    sandbox = sandbox_url
     tmp = tmp_path_factory.mktemp("serve")
     env = {
         **PROVIDERS,
@@ -91,15 +82,6 @@ async def db(db_url: str) -> AsyncIterator[Database]:
     database = Database(Settings(database_url=db_url))
     yield database
     await database.dispose()
-
-
-@pytest.fixture
-async def sandbox(sandbox_service: Service, service: Service) -> AsyncIterator[httpx.AsyncClient]:
-    base_url = sandbox_service.url.removesuffix("/_sandbox")
-    async with httpx.AsyncClient(base_url=base_url, timeout=30) as http:
-        await http.delete("/_sandbox/calls")
-        yield http
-    assert sandbox_service.proc.poll() is None, sandbox_service.log()
 
 
 _auth: dict[str, str] = {}

@@ -5,11 +5,9 @@ media by id, and the provider chosen per conversation when Twilio carries WhatsA
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,12 +25,11 @@ from inbox import intake
 from inbox.conversations import reply
 from inbox.models import Attachment, Message
 from sandbox.samples import tiny_png
-from tests.conftest import run_jobs
-from tests.utils.processes import free_port, start_sandbox
+from tests.utils.jobs import drain
+from tests.utils.samples import whatsapp_sample
 
 pytestmark = pytest.mark.slow
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "whatsapp"
 ACCESS_TOKEN = "test-whatsapp-access-token-0123"
 PHONE_NUMBER_ID = "106540352242922"
 APP_SECRET = "test-whatsapp-app-secret-0123456789"
@@ -41,23 +38,13 @@ TWILIO_TOKEN = "test-twilio-auth-token-0123456789"
 WA_ID = "16505551234"
 
 
-@pytest.fixture(scope="module")
-def sandbox_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = free_port()
-    env = {
-        "HELIOGRAPH_WHATSAPP_ACCESS_TOKEN": ACCESS_TOKEN,
-        "HELIOGRAPH_WHATSAPP_PHONE_NUMBER_ID": PHONE_NUMBER_ID,
-        "HELIOGRAPH_WHATSAPP_APP_SECRET": APP_SECRET,
-        "HELIOGRAPH_TWILIO_ACCOUNT_SID": TWILIO_ACCOUNT,
-        "HELIOGRAPH_TWILIO_AUTH_TOKEN": TWILIO_TOKEN,
-    }
-    service = start_sandbox(
-        port,
-        env,
-        tmp_path_factory.mktemp("sandbox") / "sandbox.log",
-    )
-    yield f"http://127.0.0.1:{port}"
-    service.stop()
+SANDBOX_ENV = {
+    "HELIOGRAPH_WHATSAPP_ACCESS_TOKEN": ACCESS_TOKEN,
+    "HELIOGRAPH_WHATSAPP_PHONE_NUMBER_ID": PHONE_NUMBER_ID,
+    "HELIOGRAPH_WHATSAPP_APP_SECRET": APP_SECRET,
+    "HELIOGRAPH_TWILIO_ACCOUNT_SID": TWILIO_ACCOUNT,
+    "HELIOGRAPH_TWILIO_AUTH_TOKEN": TWILIO_TOKEN,
+}
 
 
 class FakeGraph:
@@ -106,15 +93,6 @@ async def fake(
     await twilio.close_client()
 
 
-def load(name: str, written_ago_s: float | None = 60) -> dict[str, Any]:
-    """A fixture, its message moved to ``written_ago_s`` seconds ago (None: as documented)."""
-    payload: dict[str, Any] = json.loads((FIXTURES / f"{name}.json").read_text())
-    if written_ago_s is not None:
-        message = payload["entry"][0]["changes"][0]["value"]["messages"][0]
-        message["timestamp"] = str(int(time.time() - written_ago_s))
-    return payload
-
-
 async def customer_writes(payload: dict[str, Any]) -> int:
     body = json.dumps(payload).encode()
     hook = WebhookRequest("POST", "http://x/", {"content-type": "application/json"}, body)
@@ -144,16 +122,6 @@ async def agent_says(database: Database, conversation_id: int, text: str) -> int
     return message.id  # type: ignore[return-value]
 
 
-async def drain(
-    database: Database, done: Callable[[], Awaitable[bool]], within: float = 15
-) -> None:
-    deadline = time.monotonic() + within
-    while not await done():
-        assert time.monotonic() < deadline, "the outbox did not settle"
-        await run_jobs(database)
-        await asyncio.sleep(0.05)
-
-
 async def message(database: Database, message_id: int) -> Message:
     async with database.read_session() as session:
         found = await session.get(Message, message_id)
@@ -181,11 +149,11 @@ def read(path: str | None) -> bytes:
 async def test_a_reply_inside_the_window_is_sent_as_text(
     fake: FakeGraph, sqlite_database: Database
 ) -> None:
-    conversation = await customer_writes(load("text"))
+    conversation = await customer_writes(whatsapp_sample("text", written_ago_s=60))
     sent = await deliver(sqlite_database, conversation, "Yes: blue and red.")
 
     (call,) = await fake.calls()
-    assert call["version"] == "v21.0"
+    assert call["version"] == "v24.0"
     assert (call["messaging_product"], call["recipient_type"], call["to"]) == (
         "whatsapp",
         "individual",
@@ -198,7 +166,7 @@ async def test_a_reply_inside_the_window_is_sent_as_text(
 async def test_outside_the_window_a_free_form_reply_is_refused_with_the_last_message_time(
     fake: FakeGraph, sqlite_database: Database
 ) -> None:
-    conversation = await customer_writes(load("text", written_ago_s=None))  # June 2025
+    conversation = await customer_writes(whatsapp_sample("text"))  # June 2025
     refused = await deliver(sqlite_database, conversation, "Are you still there?")
 
     assert refused.delivery_status == "failed"
@@ -213,7 +181,7 @@ async def test_outside_the_window_a_free_form_reply_is_refused_with_the_last_mes
 async def test_outside_the_window_an_approved_template_goes_out(
     fake: FakeGraph, sqlite_database: Database
 ) -> None:
-    conversation = await customer_writes(load("text", written_ago_s=None))
+    conversation = await customer_writes(whatsapp_sample("text"))
     text = '/template order_update pt_BR "Sheena Nelson" 4521'
     sent = await deliver(sqlite_database, conversation, text)
 
@@ -238,7 +206,7 @@ async def test_outside_the_window_an_approved_template_goes_out(
 async def test_a_long_reply_goes_in_parts_of_4096_characters(
     fake: FakeGraph, sqlite_database: Database
 ) -> None:
-    conversation = await customer_writes(load("text"))
+    conversation = await customer_writes(whatsapp_sample("text", written_ago_s=60))
     text = " ".join(f"word{i:05d}" for i in range(600))  # 5,999 characters
     sent = await deliver(sqlite_database, conversation, text)
     bodies = [c["text"]["body"] for c in await fake.calls()]
@@ -250,7 +218,7 @@ async def test_a_long_reply_goes_in_parts_of_4096_characters(
 async def test_an_outage_is_retried_until_the_reply_goes_once(
     fake: FakeGraph, sqlite_database: Database
 ) -> None:
-    conversation = await customer_writes(load("text"))
+    conversation = await customer_writes(whatsapp_sample("text", written_ago_s=60))
     await fake.fail("500", seconds=1.0)
     sent = await deliver(sqlite_database, conversation, "After the outage")
     assert sent.delivery_status == "sent"
@@ -260,7 +228,7 @@ async def test_an_outage_is_retried_until_the_reply_goes_once(
 async def test_a_refused_token_fails_the_reply_with_metas_error(
     fake: FakeGraph, sqlite_database: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    conversation = await customer_writes(load("text"))
+    conversation = await customer_writes(whatsapp_sample("text", written_ago_s=60))
     monkeypatch.setenv("HELIOGRAPH_WHATSAPP_ACCESS_TOKEN", "an-expired-access-token-000000")
     reset_settings()
     failed = await deliver(sqlite_database, conversation, "Hello")
@@ -277,7 +245,7 @@ async def test_media_is_fetched_by_id_with_the_bearer_token(
 ) -> None:
     image = tiny_png()
     media_id = await fake.add_media(image, "image/png")
-    payload = load("image")
+    payload = whatsapp_sample("image", written_ago_s=60)
     payload["entry"][0]["changes"][0]["value"]["messages"][0]["image"]["id"] = media_id
     await customer_writes(payload)
 
@@ -303,7 +271,9 @@ async def test_each_reply_goes_through_the_provider_the_customer_last_wrote_thro
     assert (create["To"], create["Body"]) == (f"whatsapp:+{WA_ID}", "Answer through Twilio")
     assert await fake.calls() == []
 
-    assert await customer_writes(load("text")) == conversation  # same customer, same thread
+    assert (
+        await customer_writes(whatsapp_sample("text", written_ago_s=60)) == conversation
+    )  # same customer, same thread
     via_cloud = await deliver(sqlite_database, conversation, "Answer through the Cloud API")
     assert via_cloud.delivery_status == "sent"
     assert [c["text"]["body"] for c in await fake.calls()] == ["Answer through the Cloud API"]

@@ -13,18 +13,14 @@ as the error-codes page describes it.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
 import httpx
 import pytest
-from sqlalchemy import func, select
 from twilio.request_validator import RequestValidator
 
 from crm_core.models import ContactPoint, Customer, Identity
@@ -33,22 +29,18 @@ from heliograph.models import Job
 from heliograph.settings import reset_settings
 from inbox.conversations import reply
 from inbox.models import Attachment, Conversation, Message
+from tests.utils.db import count, rows
+from tests.utils.http import PUBLIC, post_whatsapp, post_whatsapp_twice, whatsapp_signature
+from tests.utils.http import WHATSAPP_APP_SECRET as APP_SECRET
+from tests.utils.samples import whatsapp_sample
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "whatsapp"
-APP_SECRET = "test-whatsapp-app-secret-0123456789"
 VERIFY_TOKEN = "test-whatsapp-verify-token-0123"
 PHONE_NUMBER_ID = "106540352242922"
 CUSTOMER = "+16505551234"
 WAMID = "wamid.HBgLMTY1MDM4Nzk0MzkVAgASGBQzQTRBNjU5OUFFRTAzODEwMTQ0RgA="
 TWILIO_TOKEN = "test-twilio-auth-token-0123456789"
-PUBLIC = "https://support.heliograph.example"
 # Refusals and keyword variants exercise no SQL of their own: SQLite is enough for them.
 SQLITE_ONLY = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-
-
-def load(name: str) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads((FIXTURES / f"{name}.json").read_text())
-    return data
 
 
 def value_of(payload: dict[str, Any]) -> dict[str, Any]:
@@ -68,39 +60,10 @@ def whatsapp_enabled(database: Database, monkeypatch: pytest.MonkeyPatch) -> Non
     reset_settings()
 
 
-def sign(body: bytes, secret: str = APP_SECRET) -> str:
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-
-
-async def post(
-    client: httpx.AsyncClient, payload: dict[str, Any] | bytes, signature: str | None = None
-) -> httpx.Response:
-    body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-    headers = {"Content-Type": "application/json", "X-Hub-Signature-256": signature or sign(body)}
-    return await client.post("/webhooks/whatsapp", content=body, headers=headers)
-
-
-async def post_twice(client: httpx.AsyncClient, payload: dict[str, Any]) -> list[dict[str, Any]]:
-    answers = [await post(client, payload), await post(client, payload)]
-    assert [a.status_code for a in answers] == [200, 200], [a.text for a in answers]
-    return [a.json() for a in answers]
-
-
 STORED_ONCE = [
     {"stored": 1, "duplicates": 0, "statuses": 0, "unknown_statuses": []},
     {"stored": 0, "duplicates": 1, "statuses": 0, "unknown_statuses": []},
 ]
-
-
-async def rows(database: Database, model: Any) -> list[Any]:
-    async with database.read_session() as session:
-        return list((await session.execute(select(model).order_by(model.id))).scalars().all())
-
-
-async def count(database: Database, model: Any, *where: Any) -> int:
-    async with database.read_session() as session:
-        stmt = select(func.count()).select_from(model).where(*where)
-        return int((await session.execute(stmt)).scalar_one())
 
 
 async def nothing_stored(database: Database) -> bool:
@@ -119,8 +82,8 @@ async def only_message(database: Database) -> Message:
 async def test_text_message_is_stored_once_under_the_customers_number(
     client: httpx.AsyncClient, database: Database
 ) -> None:
-    payload = load("text")
-    assert await post_twice(client, payload) == STORED_ONCE
+    payload = whatsapp_sample("text")
+    assert await post_whatsapp_twice(client, payload) == STORED_ONCE
 
     message = await only_message(database)
     assert (message.channel, message.direction) == ("whatsapp", "in")
@@ -138,7 +101,7 @@ async def test_text_message_is_stored_once_under_the_customers_number(
 async def test_image_with_caption_is_fetched_by_media_id(
     client: httpx.AsyncClient, database: Database
 ) -> None:
-    assert await post_twice(client, load("image")) == STORED_ONCE
+    assert await post_whatsapp_twice(client, whatsapp_sample("image")) == STORED_ONCE
     message = await only_message(database)
     assert message.text == "Taj Mahal"
     (attachment,) = await rows(database, Attachment)
@@ -150,7 +113,7 @@ async def test_image_with_caption_is_fetched_by_media_id(
 async def test_document_keeps_its_filename_and_caption(
     client: httpx.AsyncClient, database: Database
 ) -> None:
-    assert await post_twice(client, load("document")) == STORED_ONCE
+    assert await post_whatsapp_twice(client, whatsapp_sample("document")) == STORED_ONCE
     message = await only_message(database)
     assert message.text == "my receipt"
     (attachment,) = await rows(database, Attachment)
@@ -164,7 +127,7 @@ async def test_document_keeps_its_filename_and_caption(
 async def test_voice_note_is_an_audio_attachment(
     client: httpx.AsyncClient, database: Database
 ) -> None:
-    assert await post_twice(client, load("audio_voice")) == STORED_ONCE
+    assert await post_whatsapp_twice(client, whatsapp_sample("audio_voice")) == STORED_ONCE
     message = await only_message(database)
     assert message.text == ""
     (attachment,) = await rows(database, Attachment)
@@ -197,21 +160,21 @@ async def status_of(database: Database, message_id: int) -> tuple[str, str | Non
 async def test_sent_and_read_statuses_move_the_reply_forward(
     client: httpx.AsyncClient, database: Database
 ) -> None:
-    payload = load("status_sent")
+    payload = whatsapp_sample("status_sent")
     message_id = await sent_reply(database, value_of(payload)["statuses"][0]["id"])
-    answer = await post(client, load("status_read"))
+    answer = await post_whatsapp(client, whatsapp_sample("status_read"))
     assert answer.json() == {"stored": 0, "duplicates": 0, "statuses": 1, "unknown_statuses": []}
     assert await status_of(database, message_id) == ("read", None)
-    await post(client, payload)  # the late "sent" does not step back
+    await post_whatsapp(client, payload)  # the late "sent" does not step back
     assert await status_of(database, message_id) == ("read", None)
 
 
 async def test_a_failed_status_shows_metas_error_on_the_reply(
     client: httpx.AsyncClient, database: Database
 ) -> None:
-    payload = load("status_failed")
+    payload = whatsapp_sample("status_failed")
     message_id = await sent_reply(database, value_of(payload)["statuses"][0]["id"])
-    await post(client, payload)
+    await post_whatsapp(client, payload)
     status, error = await status_of(database, message_id)
     assert status == "failed"
     assert error is not None and error.startswith("WhatsApp error 131049 (This message was not")
@@ -220,9 +183,9 @@ async def test_a_failed_status_shows_metas_error_on_the_reply(
 async def test_a_re_engagement_failure_says_the_window_closed(
     client: httpx.AsyncClient, database: Database
 ) -> None:
-    payload = load("status_failed_window")
+    payload = whatsapp_sample("status_failed_window")
     message_id = await sent_reply(database, value_of(payload)["statuses"][0]["id"])
-    await post(client, payload)
+    await post_whatsapp(client, payload)
     status, error = await status_of(database, message_id)
     assert status == "failed"
     assert error is not None and "131047" in error and "more than 24 hours" in error
@@ -232,9 +195,11 @@ async def test_a_re_engagement_failure_says_the_window_closed(
 async def test_statuses_for_messages_we_never_sent_are_reported(
     client: httpx.AsyncClient, database: Database
 ) -> None:
-    answer = await post(client, load("status_sent"))
+    answer = await post_whatsapp(client, whatsapp_sample("status_sent"))
     assert answer.status_code == 200
-    assert answer.json()["unknown_statuses"] == [value_of(load("status_sent"))["statuses"][0]["id"]]
+    assert answer.json()["unknown_statuses"] == [
+        value_of(whatsapp_sample("status_sent"))["statuses"][0]["id"]
+    ]
 
 
 # --- batches, other numbers, consent, one WhatsApp across providers ---------------------------
@@ -243,7 +208,7 @@ async def test_statuses_for_messages_we_never_sent_are_reported(
 async def test_a_batch_of_messages_from_two_customers_stores_both(
     client: httpx.AsyncClient, database: Database
 ) -> None:
-    payload = load("text")
+    payload = whatsapp_sample("text")
     value = value_of(payload)
     second = {
         **value["messages"][0],
@@ -253,7 +218,7 @@ async def test_a_batch_of_messages_from_two_customers_stores_both(
     }
     value["contacts"].append({"profile": {"name": "Ann"}, "wa_id": "447700900123"})
     value["messages"].append(second)
-    answer = await post(client, payload)
+    answer = await post_whatsapp(client, payload)
     assert answer.json()["stored"] == 2
     identities = {i.external_id for i in await rows(database, Identity)}
     assert identities == {CUSTOMER, "+447700900123"}
@@ -266,9 +231,9 @@ async def test_a_batch_of_messages_from_two_customers_stores_both(
 async def test_messages_to_another_business_number_are_not_ours(
     client: httpx.AsyncClient, database: Database
 ) -> None:
-    payload = load("text")
+    payload = whatsapp_sample("text")
     value_of(payload)["metadata"]["phone_number_id"] = "999999999999999"
-    answer = await post(client, payload)
+    answer = await post_whatsapp(client, payload)
     assert answer.status_code == 200
     assert await nothing_stored(database)
 
@@ -277,9 +242,9 @@ async def test_messages_to_another_business_number_are_not_ours(
 async def test_stop_on_whatsapp_opts_the_customer_out(
     client: httpx.AsyncClient, database: Database
 ) -> None:
-    payload = load("text")
+    payload = whatsapp_sample("text")
     value_of(payload)["messages"][0]["text"]["body"] = "STOP"
-    await post(client, payload)
+    await post_whatsapp(client, payload)
     (identity,) = await rows(database, Identity)
     assert identity.opted_out is True
     assert (await only_message(database)).text == "STOP"
@@ -307,7 +272,7 @@ async def test_twilio_and_cloud_messages_from_one_phone_share_one_whatsapp_conve
         "/webhooks/twilio/messages", content=urlencode(form), headers=headers
     )
     assert answer.status_code == 200, answer.text
-    await post(client, load("text"))
+    await post_whatsapp(client, whatsapp_sample("text"))
 
     (identity,) = await rows(database, Identity)
     assert (identity.channel, identity.external_id) == ("whatsapp", CUSTOMER)
@@ -359,15 +324,19 @@ async def test_a_handshake_with_the_wrong_token_is_refused(
 async def test_a_missing_or_wrong_signature_is_refused(
     client: httpx.AsyncClient, database: Database
 ) -> None:
-    body = json.dumps(load("text")).encode()
+    body = json.dumps(whatsapp_sample("text")).encode()
     missing = await client.post(
         "/webhooks/whatsapp", content=body, headers={"Content-Type": "application/json"}
     )
     assert missing.status_code == 403
-    wrong = await post(client, body, signature=sign(body, "another-apps-secret-000000"))
+    wrong = await post_whatsapp(
+        client, body, signature=whatsapp_signature(body, "another-apps-secret-000000")
+    )
     assert wrong.status_code == 403
     tampered = body.replace(b"another color", b"a refund to me")
-    assert (await post(client, tampered, signature=sign(body))).status_code == 403
+    assert (
+        await post_whatsapp(client, tampered, signature=whatsapp_signature(body))
+    ).status_code == 403
     assert await nothing_stored(database)
 
 
@@ -384,7 +353,7 @@ async def test_a_missing_or_wrong_signature_is_refused(
 async def test_a_signed_but_malformed_body_is_refused_with_a_reason(
     client: httpx.AsyncClient, database: Database, body: bytes, status: int
 ) -> None:
-    answer = await post(client, body)
+    answer = await post_whatsapp(client, body)
     assert answer.status_code == status, answer.text
     assert answer.json()["error"]
     assert await nothing_stored(database)
@@ -394,9 +363,9 @@ async def test_a_signed_but_malformed_body_is_refused_with_a_reason(
 async def test_a_message_missing_its_id_is_a_422(
     client: httpx.AsyncClient, database: Database
 ) -> None:
-    payload = load("text")
+    payload = whatsapp_sample("text")
     del value_of(payload)["messages"][0]["id"]
-    answer = await post(client, payload)
+    answer = await post_whatsapp(client, payload)
     assert answer.status_code == 422
     assert "id" in answer.json()["error"]
     assert await nothing_stored(database)
@@ -407,7 +376,7 @@ def test_window_is_measured_from_the_customers_last_message() -> None:
     from channels.whatsapp_cloud import check_window
     from inbox.outbox import DeliveryRefused
 
-    payload = load("text")
+    payload = whatsapp_sample("text")
     value_of(payload)["messages"][0]["timestamp"] = str(int(time.time()) - 23 * 3600)
     check_window(payload)  # 23 hours: still open
     value_of(payload)["messages"][0]["timestamp"] = str(int(time.time()) - 25 * 3600)

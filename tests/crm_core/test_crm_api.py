@@ -11,7 +11,8 @@ from crm_core.models import Intervention
 from heliograph.db import Database
 from inbox.models import Conversation
 from routing.models import Assignment
-from tests.crm_core.crm_world import API, days_ago, ev, ingest, make_programs, rows
+from tests.utils.crm_world import API, days_ago, ev, ingest, make_programs
+from tests.utils.db import rows
 from tests.utils.factories import member_with_token, receive
 
 

@@ -1,6 +1,6 @@
 """Erasure reaches every copy (issue #14), and the export holds everything it removes.
 
-The world (tests/crm_core/erasure_world.py) is a Telegram customer with a translation,
+The world (tests/utils/erasure_world.py) is a Telegram customer with a translation,
 a voice note in the media folder, a reply, a note, contacts, CRM events and a handoff
 between two members' Telegram chats. After ``POST /customers/{id}/erase`` every text,
 string and JSON column of every table, and every file under the media folder, is
@@ -21,7 +21,7 @@ from heliograph.models import AuditEvent
 from inbox.models import Attachment
 from routing.models import TeamMember
 from routing.team import create_token
-from tests.crm_core.erasure_world import (
+from tests.utils.erasure_world import (
     CHAT,
     EMAIL,
     FIRST,
@@ -36,10 +36,8 @@ from tests.crm_core.erasure_world import (
     translating,
     whisper_base,
 )
-from tests.utils import telegram_team
 from tests.utils.telegram_team import TeamBot
 
-sandbox_url, team_bot = telegram_team.sandbox_url, telegram_team.team_bot  # the fixtures
 __all__ = ["heard", "translating", "whisper_base"]  # fixtures too
 
 API = "/api/v1"

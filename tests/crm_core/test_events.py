@@ -11,7 +11,8 @@ from crm_core.identity import merge_customers
 from crm_core.models import ActivityEvent, ContactPoint, Customer, Enrollment
 from heliograph.db import Database
 from heliograph.settings import reset_settings
-from tests.crm_core.crm_world import API, count, days_ago, ev, ingest, make_programs, rows
+from tests.utils.crm_world import API, days_ago, ev, ingest, make_programs
+from tests.utils.db import count, rows
 from tests.utils.factories import member_with_token
 
 SERVICE = {"Authorization": "Bearer platform-service-token-1"}

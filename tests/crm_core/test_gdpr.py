@@ -25,7 +25,8 @@ from heliograph.models import AuditEvent, Job
 from inbox.conversations import add_note, reply
 from inbox.models import Message, Note
 from routing.models import Assignment
-from tests.crm_core.crm_world import API, count, ev, ingest, make_programs, rows
+from tests.utils.crm_world import API, ev, ingest, make_programs
+from tests.utils.db import count, rows
 from tests.utils.factories import member_with_token, receive
 from tests.utils.jobs import listening
 

@@ -21,13 +21,8 @@ from heliograph.db import Database
 from heliograph.models import AuditEvent
 from inbox.conversations import messages_of
 from inbox.models import Conversation, Message
+from tests.utils.db import count
 from tests.utils.factories import inbound, receive, store
-
-
-async def count(database: Database, model: type) -> int:
-    async with database.read_session() as session:
-        return int((await session.execute(select(func.count()).select_from(model))).scalar_one())
-
 
 # --- normalisation -------------------------------------------------------------------------
 

@@ -25,7 +25,8 @@ from heliograph.db import Database, utcnow
 from heliograph.models import Job
 from inbox.interventions import send_intervention
 from inbox.models import Conversation, Message
-from tests.crm_core.crm_world import count, days_ago, ev, evaluate, ingest, make_programs, rows
+from tests.utils.crm_world import days_ago, ev, evaluate, ingest, make_programs
+from tests.utils.db import count, rows
 from tests.utils.factories import make_member, receive
 from tests.utils.jobs import listening
 

@@ -10,7 +10,8 @@ import pytest
 from crm_core.journey import JOURNEY_RULES, EventView, advance
 from crm_core.models import JOURNEY_STAGES, ActivityEvent, Customer, JourneyChange
 from heliograph.db import Database
-from tests.crm_core.crm_world import days_ago, ev, ingest, make_programs, rows
+from tests.utils.crm_world import days_ago, ev, ingest, make_programs
+from tests.utils.db import rows
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 

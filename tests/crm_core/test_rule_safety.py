@@ -16,12 +16,18 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from crm_core import interventions, triggers
 from crm_core.bus import INTERVENTION_RULE_FAILED, RuleFailed
-from crm_core.models import Intervention, InterventionRule
+from crm_core.models import Intervention
 from crm_core.rule_failures import failures_by_rule
 from heliograph import jobs
 from heliograph.db import Database
 from heliograph.models import Job
-from tests.crm_core.crm_world import API, count, days_ago, ev, evaluate, ingest, make_programs, rows
+from tests.utils.crm_world import (
+    API,
+    evaluate,
+    store_bad_row,
+    two_causes,
+)
+from tests.utils.db import count, rows
 from tests.utils.factories import member_with_token
 from tests.utils.jobs import listening
 
@@ -80,38 +86,6 @@ async def test_a_parameter_out_of_range_is_refused_naming_it_and_its_range(
     assert (nudge["params"], nudge["problem"]) == ({"days": 7, "max_days": 30}, None)
     ok = await client.patch(path, json={"params": {"days": 365, "max_days": 3650}}, headers=lead)
     assert ok.status_code == 200 and ok.json()["params"] == {"days": 365, "max_days": 3650}
-
-
-async def store_bad_row(database: Database) -> None:
-    """A row written before the ranges were checked (as an old version let an admin do)."""
-    async with database.session() as session:
-        session.add(
-            InterventionRule(
-                name="inactivity_nudge",
-                enabled=True,
-                auto_send=False,
-                params={"days": 10**12, "max_days": 30},
-                message="",
-            )
-        )
-        await session.commit()
-
-
-async def two_causes(database: Database) -> None:
-    """Ana has been quiet for ten days (inactivity); Ben reached a milestone."""
-    await make_programs(database)
-    await ingest(
-        database,
-        [
-            ev("purchase", "p", at=days_ago(40), program="mind-1", amount="99"),
-            ev("lesson_completed", "l", at=days_ago(10), program="mind-1"),
-            ev("milestone_reported", "m", "ben@example.com", milestone="first month"),
-        ],
-    )
-    async with database.session() as session:  # the event path fired the milestone: forget it
-        await session.execute(text("DELETE FROM intervention"))
-        await session.execute(text("DELETE FROM job"))
-        await session.commit()
 
 
 async def test_a_stored_bad_setting_skips_its_rule_alone_and_is_reported_once(

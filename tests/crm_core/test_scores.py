@@ -20,7 +20,8 @@ from crm_core.scores import (
     progression_score,
 )
 from heliograph.db import Database
-from tests.crm_core.crm_world import days_ago, ev, ingest, make_programs, rows
+from tests.utils.crm_world import days_ago, ev, ingest, make_programs
+from tests.utils.db import rows
 
 NOW = datetime(2026, 6, 15, 12, 0, tzinfo=UTC)
 

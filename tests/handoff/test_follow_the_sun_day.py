@@ -27,7 +27,7 @@ from inbox.models import Conversation
 from routing.models import Assignment, TeamMember
 from routing.queue import drain_queue, route_conversation
 from routing.schedule import is_on_shift, on_shift_now, shifts_between
-from tests.routing.world import customer_writes, team, utc, weekdays
+from tests.utils.routing_world import customer_writes, team, utc, weekdays
 
 # Weekday hours in each member's own zone (UTC in November in the comments). Between
 # 01:00 and 02:00 UTC nobody is on: those customers wait for Kuala Lumpur.

@@ -17,10 +17,17 @@ from heliograph.models import Job
 from inbox.conversations import set_status
 from routing import snapshot
 from routing.models import TeamMember
-from tests.handoff.world import AFTER, AIKO, BEFORE, OLIVER, SAM, conversation_of, handoffs
-from tests.routing.world import ALWAYS, assignments, conversation, customer_writes, route, team
 from tests.utils.factories import member_with_token
+from tests.utils.handoff_world import AFTER, AIKO, BEFORE, OLIVER, SAM, conversation_of, handoffs
 from tests.utils.jobs import listening
+from tests.utils.routing_world import (
+    ALWAYS,
+    assignments,
+    conversation,
+    customer_writes,
+    route,
+    team,
+)
 
 ESCALATED = jobs.JobKind("test.handoff_escalated", HandoffEscalated)
 

@@ -7,8 +7,8 @@ from sqlalchemy import func, select
 from handoff.models import ShiftEndMark
 from handoff.service import handoff_shift_end, shift_end_pass
 from heliograph.db import Database
-from tests.handoff.world import AFTER, AIKO, OLIVER, SHIFT_END, conversation_of, handoffs
-from tests.routing.world import assignments, conversation, team, utc
+from tests.utils.handoff_world import AFTER, AIKO, OLIVER, SHIFT_END, conversation_of, handoffs
+from tests.utils.routing_world import assignments, conversation, team, utc
 
 
 async def test_shift_end_hands_every_open_conversation_with_context(database: Database) -> None:

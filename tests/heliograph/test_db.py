@@ -27,7 +27,7 @@ from heliograph.bulk import insert_ignore
 from heliograph.db import Database
 from heliograph.migrate import upgrade
 from heliograph.settings import Settings
-from tests.crm_core.crm_world import days_ago, ev, make_programs
+from tests.utils.crm_world import days_ago, ev, make_programs
 
 
 async def _customers(database: Database) -> list[str]:

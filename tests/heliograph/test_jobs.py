@@ -15,7 +15,7 @@ from heliograph import jobs
 from heliograph.db import Database, utcnow
 from heliograph.models import Job
 from heliograph.settings import Settings, get_settings, reset_settings
-from tests.conftest import run_jobs
+from tests.utils.jobs import run_jobs
 
 ran: list[dict[str, Any]] = []
 gave_up: list[tuple[dict[str, Any], str]] = []

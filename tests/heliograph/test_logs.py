@@ -20,8 +20,7 @@ from heliograph import jobs, logs
 from heliograph.db import Database, get_db
 from heliograph.models import Job
 from inbox.bus import MESSAGE_RECEIVED, MessageRef
-from tests.conftest import run_jobs
-from tests.utils.jobs import listening
+from tests.utils.jobs import listening, run_jobs
 from tests.utils.signing import inbound_body, signed_headers
 
 ROOT = Path(__file__).resolve().parents[2]

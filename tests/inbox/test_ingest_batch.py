@@ -8,7 +8,7 @@ from collections import Counter
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import select, text
 
 from crm_core.identity import SenderProfile, contacts_of
 from crm_core.models import Customer, Identity
@@ -21,12 +21,8 @@ from inbox.bus import MESSAGE_RECEIVED
 from inbox.ingest import AcceptResult, InboundMessage, store_batch
 from inbox.ingest_batch import CommitFailed, writer_for
 from inbox.models import Conversation, Message, Note
+from tests.utils.db import count
 from tests.utils.factories import inbound, receive, store
-
-
-async def _count(database: Database, model: Any) -> int:
-    async with database.read_session() as session:
-        return int((await session.execute(select(func.count()).select_from(model))).scalar_one())
 
 
 async def _texts(database: Database) -> Counter[str]:
@@ -93,9 +89,9 @@ async def test_two_first_messages_from_one_new_sender_in_a_batch_make_one_custom
     assert one.customer_id == two.customer_id == elsewhere.customer_id
     assert one.conversation_id == two.conversation_id != elsewhere.conversation_id
     assert one.new_conversation and not two.new_conversation and elsewhere.new_conversation
-    assert await _count(database, Customer) == 1
-    assert await _count(database, Identity) == 2
-    assert await _count(database, Conversation) == 2
+    assert await count(database, Customer) == 1
+    assert await count(database, Identity) == 2
+    assert await count(database, Conversation) == 2
     async with database.read_session() as session:
         customer = await session.get(Customer, one.customer_id)
         contacts = [(c.kind, c.value) for c in await contacts_of(session, one.customer_id)]
@@ -141,7 +137,7 @@ async def test_a_cancelled_caller_does_not_take_its_message_out(database: Databa
     assert await _texts(database) == Counter(["are you there?"])
     retry = await receive(database, "c1", text="are you there?")  # the provider retries
     assert retry.duplicate
-    assert await _count(database, Message) == 1
+    assert await count(database, Message) == 1
 
 
 async def _poison_at_commit(database: Database) -> None:
@@ -180,8 +176,8 @@ async def test_a_failed_commit_answers_an_error_to_every_message_of_the_batch(
     )
 
     assert all(isinstance(a, CommitFailed) for a in answers), answers
-    assert await _count(database, Message) == 0
-    assert await _count(database, Job) == 0
+    assert await count(database, Message) == 0
+    assert await count(database, Job) == 0
     # Nothing was acknowledged, so the provider retries; alone, the good ones are stored.
     retried = await receive(database, "p1", "cust-1", text="fine")
     assert not retried.duplicate
@@ -198,7 +194,7 @@ async def test_a_webhook_answers_an_error_not_200_when_the_commit_fails(
     response = await client.post("/api/v1/inbound", content=body, headers=signed_headers(body))
     assert response.status_code == 503, response.text
     assert "not stored" in response.json()["error"]
-    assert await _count(database, Message) == 0
+    assert await count(database, Message) == 0
 
 
 async def test_requests_go_ahead_of_background_writers_but_never_starve_them() -> None:

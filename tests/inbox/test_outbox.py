@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -13,67 +13,22 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from channels.api import close_client
 from crm_core.models import Identity
 from heliograph.db import Database, utcnow
 from heliograph.models import Job
 from heliograph.settings import reset_settings
 from inbox.conversations import reply
 from inbox.models import Message
-from tests.conftest import run_jobs
 from tests.utils.factories import member_with_token, receive
-from tests.utils.processes import free_port, start_python
-from tests.utils.signing import SECRET
+from tests.utils.jobs import run_jobs
+from tests.utils.processes import free_port
+from tests.utils.sandbox import API_ENV, Receiver
 
 # For tests where the database engine plays no part: one run, on SQLite.
 ENGINE_NEUTRAL = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
 
-@pytest.fixture(scope="module")
-def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The provider sandbox's base URL; it checks reply signatures with the test secret."""
-    port = free_port()
-    service = start_python(
-        "sandbox",
-        ["--port", str(port)],
-        {"HELIOGRAPH_API_INBOUND_SECRET": SECRET},
-        tmp_path_factory.mktemp("sandbox") / "sandbox.log",
-        f"http://127.0.0.1:{port}/_sandbox/health",
-    )
-    yield f"http://127.0.0.1:{port}"
-    service.stop()
-
-
-class Receiver:
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.http = httpx.AsyncClient(base_url=url, timeout=5)
-
-    async def replies(self) -> list[dict[str, Any]]:
-        calls = (await self.http.get("/_sandbox/calls", params={"provider": "api"})).json()
-        return [c["params"] for c in sorted(calls, key=lambda c: c["seq"])]
-
-    async def fail(self, mode: str, seconds: float, retry_after: int = 1) -> None:
-        body = {"provider": "api", "mode": mode, "seconds": seconds, "retry_after": retry_after}
-        (await self.http.post("/_sandbox/fail", json=body)).raise_for_status()
-
-    async def recover(self) -> None:
-        (await self.http.delete("/_sandbox/fail", params={"provider": "api"})).raise_for_status()
-
-
-@pytest.fixture
-async def receiver(
-    database: Database, sandbox: str, monkeypatch: pytest.MonkeyPatch
-) -> AsyncIterator[Receiver]:
-    monkeypatch.setenv("HELIOGRAPH_API_OUTBOUND_URL", f"{sandbox}/api-receiver/replies")
-    reset_settings()
-    r = Receiver(sandbox)
-    await r.http.delete("/_sandbox/calls")
-    await r.recover()
-    yield r
-    await r.recover()
-    await r.http.aclose()
-    await close_client()  # its connections belong to this test's event loop
+SANDBOX_ENV = API_ENV  # the provider sandbox checks reply signatures with the test secret
 
 
 async def queue_reply(database: Database, conversation_id: int, text: str) -> int:

@@ -17,9 +17,9 @@ from routing.bus import RELEASE_MEMBER
 from routing.models import ApiToken, Assignment, TeamMember
 from routing.team import create_token, import_team
 from routing.tokens import AccessError
-from tests.conftest import run_jobs
-from tests.routing.world import team
 from tests.utils.factories import member_with_token, receive
+from tests.utils.jobs import run_jobs
+from tests.utils.routing_world import team
 
 API = "/api/v1"
 

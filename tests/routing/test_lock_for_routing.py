@@ -12,7 +12,7 @@ from inbox.conversations import ConversationNotFound
 from inbox.models import Conversation
 from routing import snapshot
 from routing.assignment import lock_for_routing
-from tests.routing.world import customer_writes, route, team, utc
+from tests.utils.routing_world import customer_writes, route, team, utc
 
 NOW = utc(2026, 6, 10, 14, 0)
 

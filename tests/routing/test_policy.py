@@ -20,8 +20,8 @@ from routing.bus import CONVERSATION_REROUTED, DRAIN, ConversationRerouted
 from routing.history import record
 from routing.models import RoutingWait, TeamMember
 from routing.queue import drain_queue, reroute_unanswered, route_conversation
-from tests.conftest import run_jobs
-from tests.routing.world import (
+from tests.utils.jobs import run_jobs
+from tests.utils.routing_world import (
     assignments,
     conversation,
     customer_writes,

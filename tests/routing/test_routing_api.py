@@ -12,8 +12,8 @@ from heliograph.models import Job
 from inbox.models import Conversation
 from routing.bus import DRAIN
 from routing.models import TeamMember
-from tests.routing.world import ALWAYS, add_member, customer_writes
 from tests.utils.factories import member_with_token
+from tests.utils.routing_world import ALWAYS, add_member, customer_writes
 
 API = "/api/v1/routing"
 

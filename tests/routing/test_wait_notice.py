@@ -12,7 +12,7 @@ from heliograph.db import Database
 from heliograph.settings import reset_settings
 from inbox.models import Message
 from routing.models import RoutingWait
-from tests.routing.world import (
+from tests.utils.routing_world import (
     ALWAYS,
     customer_writes,
     give,

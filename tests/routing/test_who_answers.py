@@ -14,7 +14,8 @@ from routing.models import RoutingWait, TeamMember
 from routing.queue import drain_queue
 from routing.team import TeamFileError, import_team, parse_team
 from service.demo import TEAM_FILE
-from tests.routing.world import (
+from tests.utils.factories import member_with_token
+from tests.utils.routing_world import (
     ALWAYS,
     assignments,
     conversation,
@@ -25,7 +26,6 @@ from tests.routing.world import (
     utc,
     weekdays,
 )
-from tests.utils.factories import member_with_token
 
 NOON = utc(2026, 6, 8, 12, 0)  # a Monday
 

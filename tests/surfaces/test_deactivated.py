@@ -15,16 +15,15 @@ from routing.models import TeamMember
 from surfaces import slack_commands
 from surfaces.slack_inbound import DEACTIVATED as SLACK_DEACTIVATED
 from surfaces.telegram_agents import DEACTIVATED as TELEGRAM_DEACTIVATED
-from tests.conftest import run_jobs
-from tests.surfaces import test_slack_threads as threads
-from tests.utils import telegram_team
+from tests.utils import slack_agents as agents
 from tests.utils.factories import member_with_token
+from tests.utils.jobs import run_jobs
 from tests.utils.slack_commands import block_text, post_command, response_url
 from tests.utils.telegram_team import TeamBot
 
-# The fixtures: Slack's (a sandbox with fake Slack and Telegram) and Telegram's team bot.
-sandbox, fake, slack_agents = threads.sandbox, threads.fake, threads.slack_agents
-sandbox_url, team_bot = telegram_team.sandbox_url, telegram_team.team_bot
+# Slack's side runs against a sandbox with fake Slack and Telegram (the fixtures in
+# tests/surfaces/conftest.py); the team bot has its own with the fake Bot API.
+SANDBOX_ENV = agents.SLACK_AGENTS_ENV
 
 CUSTOMER = "5550001"
 
@@ -38,34 +37,34 @@ async def test_in_slack_their_reply_note_button_and_hg_are_refused(
     client: httpx.AsyncClient, database: Database, slack_agents: httpx.AsyncClient
 ) -> None:
     fake = slack_agents
-    result, parent = await threads.ada_has_it(database, fake)
+    result, parent = await agents.ada_has_it(database, fake)
     async with database.read_session() as session:
         ada = (
-            await session.execute(select(TeamMember).where(TeamMember.slack_user_id == threads.ADA))  # type: ignore[arg-type]
+            await session.execute(select(TeamMember).where(TeamMember.slack_user_id == agents.ADA))  # type: ignore[arg-type]
         ).scalar_one()
-    assert (await threads.conversation_row(database, result.conversation_id)).assignee_id == ada.id
+    assert (await agents.conversation_row(database, result.conversation_id)).assignee_id == ada.id
     _, admin = await member_with_token(database, "admin", "Ann Admin")
     await deactivate(client, admin, ada.id)  # type: ignore[arg-type]
 
-    await threads.agent_writes(client, fake, threads.ADA, parent, "It ships today.")
-    await threads.agent_writes(client, fake, threads.ADA, parent, "note: called the carrier")
-    await threads.press(client, fake, threads.ADA, parent, "hg_claim", str(result.conversation_id))
+    await agents.agent_writes(client, fake, agents.ADA, parent, "It ships today.")
+    await agents.agent_writes(client, fake, agents.ADA, parent, "note: called the carrier")
+    await agents.press(client, fake, agents.ADA, parent, "hg_claim", str(result.conversation_id))
     url, _ = response_url(str(fake.base_url))
-    ack = await post_command(client, "queue", threads.ADA, url)
+    ack = await post_command(client, "queue", agents.ADA, url)
     await slack_commands.settle()
     await run_jobs(database)
 
-    assert await threads.telegram_sent(fake) == []  # nothing reached the customer
-    assert await threads.out_messages(database) == []
+    assert await agents.telegram_sent(fake) == []  # nothing reached the customer
+    assert await agents.out_messages(database) == []
     async with database.read_session() as session:
         assert (await session.execute(select(func.count()).select_from(Note))).scalar() == 0
-    told = await threads.slack_calls(fake, "chat.postEphemeral")
-    assert [(t["user"], t["text"]) for t in told] == [(threads.ADA, SLACK_DEACTIVATED)] * 3
+    told = await agents.slack_calls(fake, "chat.postEphemeral")
+    assert [(t["user"], t["text"]) for t in told] == [(agents.ADA, SLACK_DEACTIVATED)] * 3
     assert ack.status_code == 200
     answer = block_text(ack.json())
     assert answer.startswith("Sorry, your Heliograph access is turned off") and "/hg" not in answer
     # Her conversation went back to the queue (nobody else is on the team to take it).
-    assert (await threads.conversation_row(database, result.conversation_id)).assignee_id is None
+    assert (await agents.conversation_row(database, result.conversation_id)).assignee_id is None
 
 
 async def customer_writes(bot: TeamBot, text: str) -> int:

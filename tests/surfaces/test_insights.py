@@ -19,7 +19,7 @@ from heliograph.db import Database
 from heliograph.settings import reset_settings
 from inbox.models import Conversation, Message
 from reporting import insights
-from tests.routing.world import ALWAYS, customer_writes, team, utc, weekdays
+from tests.utils.routing_world import ALWAYS, customer_writes, team, utc, weekdays
 
 NOW = utc(2026, 12, 1, 10, 0)
 AIKO = {"name": "Aiko Tanaka", "timezone": "Asia/Tokyo", "region": "APAC"}

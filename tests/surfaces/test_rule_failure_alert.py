@@ -6,24 +6,19 @@ import httpx
 import pytest
 
 from heliograph.db import Database
-from tests.conftest import run_jobs
-from tests.crm_core.crm_world import evaluate
-from tests.crm_core.test_rule_safety import store_bad_row, two_causes
-from tests.routing.world import add_member
-from tests.surfaces.test_slack_threads import (  # noqa: F401  (fixtures)
-    ADA,
-    fake,
-    in_channel,
-    sandbox,
-    slack_agents,
-)
+from tests.utils.crm_world import evaluate, store_bad_row, two_causes
+from tests.utils.jobs import run_jobs
+from tests.utils.routing_world import add_member
+from tests.utils.slack_agents import ADA, SLACK_AGENTS_ENV, in_channel
 
 pytestmark = pytest.mark.slow
+
+SANDBOX_ENV = SLACK_AGENTS_ENV  # fake Slack (the fixtures: tests/surfaces/conftest.py)
 
 
 async def test_admins_read_which_rule_failed_and_why_in_slack_once(
     database: Database,
-    slack_agents: httpx.AsyncClient,  # noqa: F811
+    slack_agents: httpx.AsyncClient,
 ) -> None:
     async with database.session() as session:
         await add_member(session, "Ada Lovelace", role="admin", slack_user_id=ADA)

@@ -15,7 +15,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -31,264 +31,49 @@ from crm_core.models import Customer, Intervention
 from handoff.models import Handoff
 from heliograph import jobs
 from heliograph.db import Database, utcnow
-from inbox.ingest import AcceptResult
 from inbox.models import Conversation, Message, Note
-from routing import snapshot
 from routing.models import TeamMember
 from routing.team import create_token
-from surfaces import slack_alerts, slack_threads
 from surfaces.models import SlackAgentPost, SlackAgentThread
 from surfaces.slack_posts import post_once
-from tests.conftest import run_jobs
-from tests.routing.world import add_member
-from tests.utils.factories import edit, receive
-from tests.utils.processes import free_port, start_heliograph, start_sandbox
-from tests.utils.slack import BOT_TOKEN, SIGNING_SECRET, slack_env
+from tests.utils.factories import edit
+from tests.utils.jobs import run_jobs, run_jobs_until
+from tests.utils.processes import start_heliograph
+from tests.utils.slack import BOT_TOKEN, SIGNING_SECRET
+from tests.utils.slack_agents import (
+    ADA,
+    ADA_SPEC,
+    BEN,
+    BEN_SPEC,
+    CHAT,
+    INBOX,
+    SERVICE_PORT,
+    SLACK_AGENTS_ENV,
+    TG_SECRET,
+    TG_TOKEN,
+    ada_has_it,
+    agent_writes,
+    assigned_thread,
+    buttons,
+    card_text,
+    configure,
+    conversation_row,
+    in_channel,
+    members,
+    out_messages,
+    parents,
+    press,
+    relay,
+    replies,
+    slack_calls,
+    telegram_customer,
+    telegram_sent,
+    transcript,
+)
 
 pytestmark = pytest.mark.slow
 
-INBOX = "C0INBOX001"
-ADA, BEN = "U0ADA00001", "U0BEN00001"
-TG_TOKEN = "4242:test-telegram-token-0123456789"
-TG_SECRET = "test-telegram-webhook-secret-0123"
-CHAT = "5550001"
-
-
-@pytest.fixture(scope="module")
-def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
-    """One sandbox for the module; its Slack requests go to the port ``serve`` will use."""
-    port, service_port = free_port(), free_port()
-    service = start_sandbox(
-        port,
-        {
-            "HELIOGRAPH_SLACK_BOT_TOKEN": BOT_TOKEN,
-            "HELIOGRAPH_SLACK_SIGNING_SECRET": SIGNING_SECRET,
-            "HELIOGRAPH_TELEGRAM_BOT_TOKEN": TG_TOKEN,
-            "HELIOGRAPH_PUBLIC_URL": f"http://127.0.0.1:{service_port}",
-        },
-        tmp_path_factory.mktemp("slack-agents") / "sandbox.log",
-    )
-    try:
-        yield f"http://127.0.0.1:{port}", service_port
-    finally:
-        service.stop()
-
-
-@pytest.fixture
-async def fake(sandbox: tuple[str, int]) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=sandbox[0], timeout=30) as http:
-        await http.delete("/_sandbox/calls")
-        await http.delete("/_sandbox/slack")
-        await http.delete("/_sandbox/fail", params={"provider": "slack"})
-        await http.delete("/_sandbox/telegram")
-        await http.post("/_sandbox/slack/users", json={"id": ADA, "real_name": "Ada Lovelace"})
-        yield http
-
-
-def configure(monkeypatch: pytest.MonkeyPatch, url: str, **extra: str) -> None:
-    for key, value in {
-        "HELIOGRAPH_SLACK_INBOX_CHANNEL": INBOX,
-        "HELIOGRAPH_TELEGRAM_BOT_TOKEN": TG_TOKEN,
-        "HELIOGRAPH_TELEGRAM_WEBHOOK_SECRET": TG_SECRET,
-        "HELIOGRAPH_TELEGRAM_API_BASE": f"{url}/telegram",
-        **extra,
-    }.items():
-        monkeypatch.setenv(key, value)
-    slack_env(monkeypatch, f"{url}/slack/api/")  # resets the settings
-
-
-@pytest.fixture
-def slack_agents(
-    fake: httpx.AsyncClient, database: Database, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[httpx.AsyncClient]:
-    configure(monkeypatch, str(fake.base_url))
-    # As at the start of a process with agent threads on; the subscriptions end with the test.
-    pairs = [*slack_threads.LISTENERS, *slack_alerts.LISTENERS]
-    added = [(event, kind) for event, kind in pairs if kind not in jobs.subscribers(event)]
-    slack_threads.listen()
-    slack_alerts.listen()
-    yield fake
-    for event, kind in added:
-        jobs.unsubscribe(event, kind)
-
-
-# --- helpers ----------------------------------------------------------------------------
-
-
-async def members(database: Database, *specs: dict[str, Any]) -> dict[str, int]:
-    async with database.session() as session:
-        found = {}
-        for spec in specs:
-            member = await add_member(session, **spec)
-            found[member.name.split()[0]] = int(member.id)  # type: ignore[arg-type]
-        await session.commit()
-    snapshot.recheck()
-    return found
-
-
-ADA_SPEC: dict[str, Any] = {"name": "Ada Lovelace", "slack_user_id": ADA}
-BEN_SPEC: dict[str, Any] = {"name": "Ben Okafor", "slack_user_id": BEN}
-
-
-_seq = iter(range(1, 10_000))
-
-
-async def telegram_customer(database: Database, text: str, **profile: str) -> AcceptResult:
-    profile = {"name": "Rosa Costa", "timezone": "America/Sao_Paulo", **profile}
-    return await receive(
-        database, f"{CHAT}:{next(_seq)}", CHAT, text=text, channel="telegram", **profile
-    )
-
-
-async def drain(
-    database: Database, check: Callable[[], Awaitable[Any]], within: float = 15.0
-) -> Any:
-    """Run jobs until ``check`` holds (a retry waits out its backoff or Retry-After)."""
-    deadline = time.monotonic() + within
-    while True:
-        await run_jobs(database)
-        result = await check()
-        if result or time.monotonic() > deadline:
-            return result
-        await asyncio.sleep(0.2)
-
-
-async def in_channel(fake: httpx.AsyncClient, channel: str = INBOX) -> list[dict[str, Any]]:
-    answer = await fake.get(f"/_sandbox/slack/messages/{channel}")
-    return list(answer.json())
-
-
-def parents(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [m for m in messages if m.get("thread_ts") in (None, m["ts"])]
-
-
-def replies(messages: list[dict[str, Any]], parent: dict[str, Any]) -> list[dict[str, Any]]:
-    return [m for m in messages if m.get("thread_ts") == parent["ts"] and m["ts"] != parent["ts"]]
-
-
-def card_text(parent: dict[str, Any]) -> str:
-    return "\n".join(
-        b["text"]["text"] for b in parent.get("blocks") or [] if b.get("type") == "section"
-    )
-
-
-def buttons(parent: dict[str, Any]) -> list[str]:
-    return [
-        e["action_id"]
-        for b in parent.get("blocks") or []
-        if b.get("type") == "actions"
-        for e in b["elements"]
-    ]
-
-
-async def relay(client: httpx.AsyncClient, fake: httpx.AsyncClient, path: str, **body: Any) -> Any:
-    """The sandbox signs the request as Slack would; we post it to the in-process app."""
-    signed = await fake.post(path, json={**body, "relay": True})
-    assert signed.status_code == 200, signed.text
-    request = signed.json()
-    answer = await client.post(
-        request["path"], content=request["body"].encode(), headers=request["headers"]
-    )
-    assert answer.status_code == 200, answer.text
-    return request
-
-
-async def agent_writes(
-    client: httpx.AsyncClient,
-    fake: httpx.AsyncClient,
-    user: str,
-    parent: dict[str, Any],
-    text: str,
-    **kw: Any,
-) -> str:
-    """A member writes in the conversation's thread; the ts of their message."""
-    sent = await relay(
-        client,
-        fake,
-        "/_sandbox/slack/agent",
-        user=user,
-        channel=parent["channel"],
-        thread_ts=parent["ts"],
-        text=text,
-        **kw,
-    )
-    return str(json.loads(sent["body"])["event"]["ts"])
-
-
-async def press(
-    client: httpx.AsyncClient,
-    fake: httpx.AsyncClient,
-    user: str,
-    message: dict[str, Any],
-    action: str,
-    value: str,
-) -> None:
-    await relay(
-        client,
-        fake,
-        "/_sandbox/slack/click",
-        user=user,
-        channel=message["channel"],
-        ts=message["ts"],
-        action_id=action,
-        value=value,
-    )
-
-
-async def telegram_sent(fake: httpx.AsyncClient) -> list[str]:
-    calls = await fake.get(
-        "/_sandbox/calls", params={"provider": "telegram", "method": "sendMessage"}
-    )
-    return [c["params"]["text"] for c in calls.json()]
-
-
-async def slack_calls(fake: httpx.AsyncClient, method: str) -> list[dict[str, Any]]:
-    calls = await fake.get("/_sandbox/calls", params={"provider": "slack", "method": method})
-    return [c["params"] for c in calls.json()]
-
-
-async def assigned_thread(
-    database: Database, fake: httpx.AsyncClient, channel: str = INBOX
-) -> dict[str, Any]:
-    """Run the jobs until the conversation's parent and first mirrored line are in Slack."""
-
-    async def ready() -> dict[str, Any] | None:
-        messages = await in_channel(fake, channel)
-        tops = parents(messages)
-        return tops[0] if tops and replies(messages, tops[0]) else None
-
-    parent = await drain(database, ready)
-    assert parent, f"no thread in {channel}: {await in_channel(fake, channel)}"
-    return parent
-
-
-async def ada_has_it(
-    database: Database, fake: httpx.AsyncClient, text: str = "Where is my order?"
-) -> tuple[AcceptResult, dict[str, Any]]:
-    """Ada (on shift, in Slack) gets a Telegram customer's conversation; its parent."""
-    await members(database, ADA_SPEC)
-    result = await telegram_customer(database, text)
-    return result, await assigned_thread(database, fake)
-
-
-def transcript(messages: list[dict[str, Any]], names: dict[str, str]) -> str:
-    """The thread as an agent sees it (for the README)."""
-    top, *rest = messages
-    labels = [
-        f"[{e.get('text', e.get('placeholder', {})).get('text')}]"
-        for b in top.get("blocks") or []
-        if b.get("type") == "actions"
-        for e in b["elements"]
-    ]
-    lines = [f"[Heliograph] {card_text(top)}", f"    {' '.join(labels)}"]
-    for m in rest:
-        who = "Heliograph" if m.get("bot_id") else names.get(m["user"], m["user"])
-        text = str(m["text"]).replace("\n", "\n      ")
-        lines.append(f"  ↳ [{who}] {text}")
-    return "\n".join(lines)
-
-
-# --- end to end, as processes ---------------------------------------------------------
+SANDBOX_ENV = SLACK_AGENTS_ENV
 
 
 async def eventually(what: str, check: Callable[[], Awaitable[Any]], log: Callable[[], str]) -> Any:
@@ -306,11 +91,11 @@ async def test_a_telegram_customer_an_agent_in_a_slack_thread_and_a_private_note
     sqlite_url: str,
     sqlite_database: Database,
     fake: httpx.AsyncClient,
-    sandbox: tuple[str, int],
+    sandbox_url: str,
     tmp_path: Path,
 ) -> None:
     ids = await members(sqlite_database, ADA_SPEC, {**BEN_SPEC, "availability": "offline"})
-    url, port = sandbox
+    url, port = sandbox_url, SERVICE_PORT
     service = start_heliograph(
         ["serve"],
         {
@@ -414,19 +199,6 @@ async def test_a_telegram_customer_an_agent_in_a_slack_thread_and_a_private_note
 # --- in-process ---------------------------------------------------------------------------
 
 
-async def conversation_row(database: Database, conversation_id: int) -> Conversation:
-    async with database.read_session() as session:
-        found = await session.get(Conversation, conversation_id)
-        assert found is not None
-        return found
-
-
-async def out_messages(database: Database) -> list[Message]:
-    async with database.read_session() as session:
-        rows = await session.execute(select(Message).where(Message.direction == "out"))
-        return list(rows.scalars().all())
-
-
 async def test_the_thread_shows_the_customer_in_the_agents_language_with_their_own_words(
     client: httpx.AsyncClient,
     database: Database,
@@ -449,7 +221,7 @@ async def test_the_thread_shows_the_customer_in_the_agents_language_with_their_o
         lines = [m["text"] for m in messages if m.get("thread_ts") and "Rosa" in m["text"]]
         return lines[0] if lines and "Where is my order?" in lines[0] else None
 
-    line = await drain(database, translated)
+    line = await run_jobs_until(database, translated)
     # Ada reads English; the customer's words stay beside it.
     assert line == "*Rosa Costa:* Where is my order?\n> _pt:_ Onde está meu pedido?"
 
@@ -661,7 +433,7 @@ async def test_a_handoff_notice_with_the_context_is_acknowledged_in_the_thread(
         found = [m for m in replies(await in_channel(fake), parent) if "Handoff from" in m["text"]]
         return found[0] if found else None
 
-    posted = await drain(database, notice)
+    posted = await run_jobs_until(database, notice)
     assert posted, await in_channel(fake)
     assert "waiting on the carrier" in posted["text"]  # the previous agent's note
     assert "Where is my order?" in posted["text"]  # and what was said

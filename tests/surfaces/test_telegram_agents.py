@@ -29,14 +29,11 @@ from inbox.models import Conversation, Message, Note
 from routing.models import TeamMember
 from routing.team import create_token
 from surfaces.telegram_models import TelegramAgentUpdate, TelegramLinkCode
-from tests.channels.test_telegram_e2e import eventually
-from tests.routing.world import ALWAYS
 from tests.utils import telegram_team
 from tests.utils.factories import make_member
-from tests.utils.processes import free_port, start_heliograph, start_sandbox
+from tests.utils.processes import eventually, free_port, start_heliograph, start_sandbox
+from tests.utils.routing_world import ALWAYS
 from tests.utils.telegram_team import TeamBot
-
-sandbox_url, team_bot = telegram_team.sandbox_url, telegram_team.team_bot  # the fixtures
 
 CUSTOMER = "5550001"
 

@@ -18,10 +18,7 @@ from heliograph.models import AuditEvent
 from inbox.models import Conversation, Message
 from routing.models import TeamMember
 from surfaces.telegram_exec import MAX_LINES, understand
-from tests.utils import telegram_team
 from tests.utils.telegram_team import TeamBot
-
-sandbox_url, team_bot = telegram_team.sandbox_url, telegram_team.team_bot  # the fixtures
 
 CEO = "910001"
 EXEC_ZONE = "America/New_York"

@@ -11,35 +11,19 @@ from __future__ import annotations
 import shutil
 import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from heliograph.settings import Settings
-from tests.utils.speech import LONG_EN, SPEECH
+from tests.utils.speech import LONG_EN, SPEECH, Clip, ffmpeg
 from transcription import engines, weights
 from transcription.service import Transcriber
-
-
-@dataclass(frozen=True)
-class Clip:
-    path: Path
-    text: str
-    language: str
 
 
 def _say(voice: str, text: str, path: Path, speed: int = 150) -> Path:
     subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-w", str(path), text], check=True)
     return path
-
-
-def ffmpeg(src: Path, dst: Path, *args: str) -> Path:
-    subprocess.run(
-        ["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-i", str(src), *args, str(dst)],
-        check=True,
-    )
-    return dst
 
 
 @pytest.fixture(scope="session")
@@ -87,7 +71,7 @@ def _settings(tmp: Path, **kw: object) -> Settings:
     return Settings(whisper_model_dir=str(tmp), whisper_threads=2, **kw)  # type: ignore[arg-type]
 
 
-def _load(name: str, model: str, model_dir: Path, beam_size: int = 5) -> engines.Engine:
+def _engine(name: str, model: str, model_dir: Path, beam_size: int = 5) -> engines.Engine:
     try:
         return engines.load_engine(name, _settings_config(model, model_dir, beam_size))
     except engines.ModelUnavailable as exc:
@@ -105,18 +89,18 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def base_engine(model_dir: Path) -> engines.Engine:
-    return _load("faster-whisper", "base", model_dir)
+    return _engine("faster-whisper", "base", model_dir)
 
 
 @pytest.fixture(scope="session")
 def tiny_en_engine(model_dir: Path) -> engines.Engine:
-    return _load("faster-whisper", "tiny.en", model_dir)
+    return _engine("faster-whisper", "tiny.en", model_dir)
 
 
 @pytest.fixture(scope="session")
 def openai_engine(model_dir: Path) -> engines.Engine:
     # Greedy (openai-whisper's own default): PyTorch on 2 CPU cores is slow with beams.
-    return _load("openai-whisper", "base", model_dir, beam_size=1)
+    return _engine("openai-whisper", "base", model_dir, beam_size=1)
 
 
 @pytest.fixture

@@ -15,8 +15,8 @@ from sqlalchemy import select
 from heliograph.db import Database
 from heliograph.settings import reset_settings
 from inbox.models import Conversation, Message
-from tests.conftest import run_jobs
 from tests.utils.factories import receive
+from tests.utils.jobs import run_jobs
 from tests.utils.language_calibration import TARGET_DECIDED_RIGHT, figures, load, run
 from transcription.language import detect, word_count
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,27 +23,15 @@ from inbox import translation
 from inbox.conversations import reply
 from inbox.models import Conversation, Message, Note
 from routing.models import TeamMember
-from tests.conftest import run_jobs
 from tests.utils.factories import edit, inbound, make_member, member_with_token, store
-from tests.utils.processes import free_port, start_python
-from tests.utils.signing import SECRET
+from tests.utils.jobs import run_jobs
+from tests.utils.sandbox import API_ENV
 from transcription.models import TranslationCache
 
 SQLITE_ONLY = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
 
-@pytest.fixture(scope="module")
-def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = free_port()
-    service = start_python(
-        "sandbox",
-        ["--port", str(port)],
-        {"HELIOGRAPH_API_INBOUND_SECRET": SECRET},
-        tmp_path_factory.mktemp("sandbox") / "sandbox.log",
-        f"http://127.0.0.1:{port}/_sandbox/health",
-    )
-    yield f"http://127.0.0.1:{port}"
-    service.stop()
+SANDBOX_ENV = API_ENV  # the provider sandbox checks reply signatures with the test secret
 
 
 async def member_languages(session: AsyncSession, member_id: int) -> list[str]:
@@ -70,17 +58,17 @@ class Sandbox:
 
 @pytest.fixture
 async def fake(
-    database: Database, sandbox: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    database: Database, sandbox_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> AsyncIterator[Sandbox]:
     monkeypatch.setenv("HELIOGRAPH_TRANSLATION_ENABLED", "true")
     monkeypatch.setenv("HELIOGRAPH_TRANSLATION_PROVIDER", "libre")
-    monkeypatch.setenv("HELIOGRAPH_TRANSLATION_URL", f"{sandbox}/libretranslate")
-    monkeypatch.setenv("HELIOGRAPH_API_OUTBOUND_URL", f"{sandbox}/api-receiver/replies")
+    monkeypatch.setenv("HELIOGRAPH_TRANSLATION_URL", f"{sandbox_url}/libretranslate")
+    monkeypatch.setenv("HELIOGRAPH_API_OUTBOUND_URL", f"{sandbox_url}/api-receiver/replies")
     monkeypatch.setenv("HELIOGRAPH_TRANSLATION_REPLY_WAIT_S", "30")
     monkeypatch.setenv("HELIOGRAPH_MEDIA_DIR", str(tmp_path / "media"))
     reset_settings()
     translation.register_reader_languages(member_languages)
-    box = Sandbox(sandbox)
+    box = Sandbox(sandbox_url)
     await box.http.delete("/_sandbox/calls")
     await box.recover()
     yield box
@@ -330,16 +318,16 @@ async def test_a_spanish_voice_note_is_transcribed_then_translated(
     database: Database, fake: Sandbox, base_engine, use_transcriber, speech, tmp_path: Path
 ) -> None:
     from inbox import media
-    from tests.transcription.test_voice_notes import CHANNEL, _fetch, opus, rows, send_voice
+    from tests.utils.voice import CHANNEL, fetch_file, message_and_attachment, opus, send_voice
 
     use_transcriber(base_engine)
-    media.register_fetcher(CHANNEL, _fetch)
+    media.register_fetcher(CHANNEL, fetch_file)
     try:
         message_id = await send_voice(database, opus(speech["es"], tmp_path))
         await run_jobs(database)
     finally:
         media._fetchers.pop(CHANNEL, None)
-    shown, attachment = await rows(database, message_id)
+    shown, attachment = await message_and_attachment(database, message_id)
     assert attachment.transcript_language == "es"
     assert shown.original_text == f"🎤 {attachment.transcript}"  # the heard words, kept
     assert shown.text == f"🎤 [en] {attachment.transcript}"  # the fake's marker translation

@@ -7,7 +7,6 @@ message text, the conversation API) is the product's own path, run by the job qu
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import subprocess
 from collections.abc import Iterator
@@ -15,28 +14,19 @@ from pathlib import Path
 
 import pytest
 
-from crm_core.identity import SenderProfile
 from heliograph.db import Database
 from heliograph.models import Job
 from heliograph.settings import reset_settings
 from inbox import media
-from inbox.ingest import InboundAttachment, InboundMessage
-from inbox.models import Attachment, Message
-from tests.conftest import run_jobs
-from tests.transcription.conftest import Clip, ffmpeg
-from tests.utils.factories import member_with_token, store
+from tests.utils.factories import member_with_token
+from tests.utils.jobs import run_jobs
+from tests.utils.speech import Clip
+from tests.utils.voice import CHANNEL, fetch_file, message_and_attachment, opus, send_voice
 from tests.utils.wer import wer
 from transcription import engines
 from transcription.service import startup_check
 
 SQLITE_ONLY = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-CHANNEL = "voicetest"
-
-
-async def _fetch(ref: media.MediaRef) -> media.FetchedMedia:
-    assert ref.url is not None
-    data = await asyncio.to_thread(Path(ref.url).read_bytes)
-    return media.FetchedMedia(data, "audio/ogg")
 
 
 @pytest.fixture
@@ -46,37 +36,9 @@ def voice_channel(
     monkeypatch.setenv("HELIOGRAPH_MEDIA_DIR", str(tmp_path / "media"))
     monkeypatch.setenv("HELIOGRAPH_TRANSLATION_ENABLED", "false")
     reset_settings()
-    media.register_fetcher(CHANNEL, _fetch)
+    media.register_fetcher(CHANNEL, fetch_file)
     yield
     media._fetchers.pop(CHANNEL, None)
-
-
-async def send_voice(
-    database: Database, path: Path, text: str = "", msg_id: str = "v1", language: str | None = None
-) -> int:
-    result = await store(
-        database,
-        InboundMessage(
-            channel=CHANNEL,
-            provider_message_id=msg_id,
-            sender=SenderProfile(channel=CHANNEL, external_id="caller-1", language=language),
-            text=text,
-            attachments=[InboundAttachment(kind="audio", url=str(path), content_type="audio/ogg")],
-        ),
-    )
-    return result.message_id
-
-
-async def rows(database: Database, message_id: int) -> tuple[Message, Attachment]:
-    from sqlalchemy import select
-
-    async with database.read_session() as session:
-        message = await session.get(Message, message_id)
-        attachment = (
-            await session.execute(select(Attachment).where(Attachment.message_id == message_id))
-        ).scalar_one()
-    assert message is not None
-    return message, attachment
 
 
 def silence(path: Path) -> Path:
@@ -86,10 +48,6 @@ def silence(path: Path) -> Path:
         check=True,
     )  # fmt: skip
     return path
-
-
-def opus(clip: Clip, tmp_path: Path) -> Path:
-    return ffmpeg(clip.path, tmp_path / f"{clip.path.stem}.ogg", "-c:a", "libopus", "-b:a", "24k")
 
 
 @SQLITE_ONLY
@@ -107,7 +65,7 @@ async def test_a_voice_note_is_transcribed_and_shown_to_agents(
     message_id = await send_voice(database, opus(clip, tmp_path))
     await run_jobs(database)
 
-    message, attachment = await rows(database, message_id)
+    message, attachment = await message_and_attachment(database, message_id)
     assert attachment.transcript_status == "ok", attachment.transcript_note
     assert attachment.transcript_language == "es"  # whisper's own detection, kept
     assert attachment.transcript is not None
@@ -137,7 +95,7 @@ async def test_a_caption_is_the_customers_and_stays(
     use_transcriber(tiny_en_engine)
     message_id = await send_voice(database, opus(speech["en"], tmp_path), text="see my voice note")
     await run_jobs(database)
-    message, attachment = await rows(database, message_id)
+    message, attachment = await message_and_attachment(database, message_id)
     assert attachment.transcript_status == "ok"
     assert message.text == "see my voice note"
 
@@ -155,7 +113,7 @@ async def test_a_long_note_goes_on_in_fresh_jobs(
     use_transcriber(tiny_en_engine, whisper_job_budget_s=0.0)  # one window per job
     message_id = await send_voice(database, long_note.path)
     await run_jobs(database)
-    _, attachment = await rows(database, message_id)
+    _, attachment = await message_and_attachment(database, message_id)
     assert attachment.transcript_status == "ok", attachment.transcript_note
     assert attachment.transcript is not None
     assert wer(long_note.text, attachment.transcript) <= 0.25, attachment.transcript
@@ -175,7 +133,7 @@ async def test_silence_is_reported_empty_not_hidden(
     use_transcriber(tiny_en_engine)
     message_id = await send_voice(database, silence(tmp_path / "silence.ogg"))
     await run_jobs(database)
-    message, attachment = await rows(database, message_id)
+    message, attachment = await message_and_attachment(database, message_id)
     assert attachment.transcript_status == "empty"
     assert "silent" in (attachment.transcript_note or "")
     assert attachment.transcript is None
@@ -192,7 +150,7 @@ async def test_undecodable_audio_is_reported_failed_with_the_reason(
     junk.write_bytes(b"OggS" + bytes(300))
     message_id = await send_voice(database, junk)
     await run_jobs(database)
-    _, attachment = await rows(database, message_id)
+    _, attachment = await message_and_attachment(database, message_id)
     assert attachment.transcript_status == "failed"
     assert "ffmpeg could not decode it" in (attachment.transcript_note or "")
 
@@ -212,7 +170,7 @@ async def test_without_a_model_notes_are_kept_and_marked_unavailable(
     second = await send_voice(database, opus(speech["fr"], tmp_path), msg_id="b")
     await run_jobs(database)
     for message_id in (first, second):
-        message, attachment = await rows(database, message_id)
+        message, attachment = await message_and_attachment(database, message_id)
         assert attachment.transcript_status == "unavailable"
         assert "no local weights for whisper model 'large-v3'" in (attachment.transcript_note or "")
         assert attachment.storage_path is not None  # the audio itself is kept for agents

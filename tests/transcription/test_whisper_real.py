@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.transcription.conftest import Clip, ffmpeg
 from tests.utils.amr import encoder_library, write_amr
+from tests.utils.speech import Clip, ffmpeg
 from tests.utils.wer import wer
 from transcription import audio, engines, weights
 from transcription.ct2convert import read_ct2, to_openai

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -24,7 +26,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_http(url: str, timeout: float = 30.0, proc: subprocess.Popen[bytes] | None = None) -> None:
+def wait_http(url: str, timeout: float = 90.0, proc: subprocess.Popen[bytes] | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
@@ -128,3 +130,21 @@ def start_sandbox(port: int, env: Mapping[str, str], log_path: Path) -> Service:
     """The provider sandbox (``sandbox``) on 127.0.0.1:``port``, once its health answers."""
     health = f"http://127.0.0.1:{port}/_sandbox/health"
     return start_python("sandbox", ["--port", str(port)], env, log_path, health)
+
+
+async def eventually(
+    what: str, check: Callable[[], Awaitable[Any]], within: float, *services: Service
+) -> Any:
+    """``check()`` until it answers something truthy, which it returns; fails the test when
+    one of ``services`` dies meanwhile or ``within`` seconds pass (with their logs)."""
+    deadline = time.monotonic() + within
+    while True:
+        result = await check()
+        if result:
+            return result
+        for service in services:
+            assert service.proc.poll() is None, f"{service.log_path.name} died:\n{service.log()}"
+        if time.monotonic() > deadline:
+            logs = "\n".join(s.log()[-3000:] for s in services)
+            raise AssertionError(f"no {what} after {within}s\n{logs}")
+        await asyncio.sleep(0.2)

@@ -1,6 +1,11 @@
-"""What the spoken test clips say (espeak-ng speaks them; tests and bench/transcribe.py)."""
+"""What the spoken test clips say (espeak-ng speaks them; tests and bench/transcribe.py),
+the clips, and ffmpeg to convert them."""
 
 from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
 
 # What each clip says; the tests check whisper's words against these.
 SPEECH = {
@@ -19,3 +24,18 @@ LONG_EN = [
     "My name is Maria and my order number is on the receipt in the email.",
     "You can also call me in the afternoon, I am at home after three.",
 ]
+
+
+@dataclass(frozen=True)
+class Clip:
+    path: Path
+    text: str
+    language: str
+
+
+def ffmpeg(src: Path, dst: Path, *args: str) -> Path:
+    subprocess.run(
+        ["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-i", str(src), *args, str(dst)],
+        check=True,
+    )
+    return dst

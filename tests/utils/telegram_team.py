@@ -22,14 +22,12 @@ from heliograph.settings import reset_settings
 from routing.models import TeamMember
 from routing.team import create_token
 from surfaces import telegram_send
-from tests.channels.test_telegram_outbound import TOKEN, WEBHOOK_SECRET, sandbox
-from tests.conftest import run_jobs
-from tests.routing.world import ALWAYS
 from tests.utils.factories import make_member
-
-# The sandbox's fake Bot API as its own process, started once per test module: the same
-# fixture the customer-side Telegram tests use.
-sandbox_url = sandbox
+from tests.utils.http import TELEGRAM_TOKEN as TOKEN
+from tests.utils.http import TELEGRAM_WEBHOOK_SECRET as WEBHOOK_SECRET
+from tests.utils.jobs import run_jobs
+from tests.utils.routing_world import ALWAYS
+from tests.utils.sandbox import TELEGRAM_ENV, Sandboxes
 
 
 class TeamBot:
@@ -120,16 +118,19 @@ class TeamBot:
             return list((await session.execute(stmt)).scalars().all())
 
 
-@pytest.fixture
-async def team_bot(
+async def running_team_bot(
     client: httpx.AsyncClient,
     database: Database,
-    sandbox_url: str,
+    sandboxes: Sandboxes,
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
 ) -> AsyncIterator[TeamBot]:
+    """The team's bot (the ``team_bot`` fixture, in ``tests/conftest.py``): the app with
+    Telegram on, against the fake Bot API of the sandbox started with ``TELEGRAM_ENV``
+    (the module's own sandbox where its ``SANDBOX_ENV`` is that)."""
     monkeypatch.setenv("HELIOGRAPH_TELEGRAM_BOT_TOKEN", TOKEN)
     monkeypatch.setenv("HELIOGRAPH_TELEGRAM_WEBHOOK_SECRET", WEBHOOK_SECRET)
+    sandbox_url = sandboxes.url(TELEGRAM_ENV)
     monkeypatch.setenv("HELIOGRAPH_TELEGRAM_API_BASE", f"{sandbox_url}/telegram")
     monkeypatch.setenv("HELIOGRAPH_MEDIA_DIR", str(tmp_path / "media"))
     # Members join mid-test: routing looks at the team again at every decision.

@@ -15,8 +15,8 @@ from heliograph.db import Database, utcnow
 from heliograph.models import Job
 from inbox.models import Conversation, Message
 from routing.models import ApiToken, TeamMember
-from tests.conftest import run_jobs
 from tests.utils.factories import inbound, member_with_token, receive, store
+from tests.utils.jobs import run_jobs
 
 API = "/api/v1"
 

@@ -15,22 +15,18 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from crm_core.models import ActivityEvent, Program
 from heliograph.db import Database
 from heliograph.settings import reset_settings
 from inbox.models import Conversation, Message, Note
+from tests.utils.db import count
 from tests.utils.factories import member_with_token, receive
 from tests.utils.signing import signed_headers
 
 API = "/api/v1"
 DEEP = b"[" * 100_000 + b"]" * 100_000
-
-
-async def count(database: Database, model: type) -> int:
-    async with database.read_session() as session:
-        return int((await session.execute(select(func.count()).select_from(model))).scalar_one())
 
 
 def fields(response: httpx.Response) -> set[str]:

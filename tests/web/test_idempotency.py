@@ -7,29 +7,22 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
-from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 
 from heliograph.db import Database, utcnow
 from heliograph.models import IdempotencyRecord
 from inbox.models import Message, Note
 from inbox.periodic import purge_idempotency_records
-from tests.conftest import run_jobs
-from tests.inbox.test_outbox import Receiver
-from tests.inbox.test_outbox import receiver as receiver
-from tests.inbox.test_outbox import sandbox as sandbox
+from tests.utils.db import count
 from tests.utils.factories import member_with_token, receive
+from tests.utils.jobs import run_jobs
+from tests.utils.sandbox import API_ENV, Receiver
 
 API = "/api/v1"
-
-
-async def count(database: Database, model: Any, *where: Any) -> int:
-    async with database.read_session() as session:
-        stmt = select(func.count()).select_from(model).where(*where)
-        return int((await session.execute(stmt)).scalar_one())
+SANDBOX_ENV = API_ENV  # replies go to the sandbox's receiver, which checks their signatures
 
 
 def keyed(auth: dict[str, str], key: str) -> dict[str, str]:

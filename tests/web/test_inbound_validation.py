@@ -16,6 +16,7 @@ from heliograph.db import Database
 from heliograph.models import Job
 from heliograph.settings import reset_settings
 from inbox.models import Conversation, Message
+from tests.utils.http import post_api
 from tests.utils.signing import inbound_body, sign, signed_headers
 
 URL = "/api/v1/inbound"
@@ -57,10 +58,6 @@ async def existing(client: httpx.AsyncClient, database: Database) -> AsyncIterat
     assert await snapshot(database) == before
 
 
-async def post_signed(client: httpx.AsyncClient, body: bytes) -> httpx.Response:
-    return await client.post(URL, content=body, headers=signed_headers(body))
-
-
 def fields_of(response: httpx.Response) -> set[str]:
     return {f["field"] for f in response.json()["fields"]}
 
@@ -69,7 +66,7 @@ async def test_malformed_json_is_400_with_a_reason(
     client: httpx.AsyncClient, existing: dict[str, Any]
 ) -> None:
     for body in (b'{"message_id": "m1", ', b"", b"not json", b"\xff\xfe{}"):
-        response = await post_signed(client, body)
+        response = await post_api(client, body)
         assert response.status_code == 400, body
         assert "not valid JSON" in response.json()["error"]
 
@@ -102,7 +99,7 @@ async def test_missing_or_mistyped_fields_are_422_naming_them(
     client: httpx.AsyncClient, existing: dict[str, Any]
 ) -> None:
     for payload, fields in FIELD_CASES:
-        response = await post_signed(client, json.dumps(payload).encode())
+        response = await post_api(client, json.dumps(payload).encode())
         assert response.status_code == 422, (payload, response.text)
         assert fields_of(response) == fields, payload
         for name in fields:
@@ -134,7 +131,7 @@ async def test_odd_bodies_are_refused_cleanly(
     client: httpx.AsyncClient, existing: dict[str, Any]
 ) -> None:
     for body in ODD_BODIES:
-        response = await post_signed(client, body)
+        response = await post_api(client, body)
         assert response.status_code in (400, 422), (body[:80], response.status_code, response.text)
         assert response.json()["error"]
 
@@ -144,10 +141,10 @@ async def test_unicode_and_empty_text_are_stored_as_sent(
 ) -> None:
     name, text = "Zoë Ωmega 李雷", "héllo 👋 مرحبا\n你好"
     body = inbound_body("u-1", "cust-ü", text, name=name, timezone="Asia/Kuala_Lumpur")
-    response = await post_signed(client, body)
+    response = await post_api(client, body)
     assert response.status_code == 200, response.text
     empty = inbound_body("u-2", "cust-ü", "")
-    assert (await post_signed(client, empty)).status_code == 200
+    assert (await post_api(client, empty)).status_code == 200
     async with database.read_session() as session:
         texts = (await session.execute(select(Message.text).order_by(Message.id))).scalars().all()
         customer = await session.get(Customer, response.json()["customer_id"])
@@ -164,7 +161,7 @@ async def test_sent_at_without_offset_is_utc(client: httpx.AsyncClient, database
         body = json.dumps(
             {"message_id": message_id, "sender": {"id": "c"}, "text": "x", "sent_at": sent_at}
         ).encode()
-        assert (await post_signed(client, body)).status_code == 200
+        assert (await post_api(client, body)).status_code == 200
     async with database.read_session() as session:
         stamps = (await session.execute(select(Message.sent_at).order_by(Message.id))).scalars()
         assert [s.isoformat() for s in stamps] == ["2026-03-01T10:00:00+00:00"] * 2
@@ -227,7 +224,7 @@ async def test_a_body_over_the_limit_is_413(
     client: httpx.AsyncClient, existing: dict[str, Any], small_limit: int
 ) -> None:
     body = inbound_body("big-1", "cust-1", "x" * small_limit)
-    response = await post_signed(client, body)
+    response = await post_api(client, body)
     assert response.status_code == 413
     assert "2000 bytes" in response.json()["error"]
 
@@ -239,7 +236,7 @@ async def test_a_body_at_the_limit_is_accepted(
     body = inbound_body("fits-1", "cust-2", "")
     body = inbound_body("fits-1", "cust-2", "y" * (small_limit - len(body)))
     assert len(body) == small_limit
-    assert (await post_signed(client, body)).status_code == 200
+    assert (await post_api(client, body)).status_code == 200
     assert (await snapshot(database))["counts"]["Message"] == 1
 
 
@@ -263,5 +260,5 @@ async def test_a_replay_with_other_content_changes_nothing(
     client: httpx.AsyncClient, existing: dict[str, Any]
 ) -> None:
     body = inbound_body("msg-0", "cust-1", "a different text under the same id")
-    response = await post_signed(client, body)
+    response = await post_api(client, body)
     assert response.status_code == 200 and response.json()["duplicate"] is True

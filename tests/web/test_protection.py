@@ -19,12 +19,9 @@ from heliograph.settings import reset_settings
 from inbox.models import Message
 from routing.models import TeamMember
 from surfaces.telegram_links import issue_link_code
-from tests.utils import telegram_team
 from tests.utils.factories import member_with_token
 from tests.utils.signing import inbound_body, signed_headers
 from tests.utils.telegram_team import TeamBot
-
-sandbox_url, team_bot = telegram_team.sandbox_url, telegram_team.team_bot  # the fixtures
 
 ME = "/api/v1/team-members/me"
 
@@ -130,7 +127,7 @@ async def test_a_redis_store_is_shared_by_every_process(database: Database) -> N
     shared = {"rate_limit_storage": "redis://127.0.0.1:6379/0", "rate_limit_api": "2/minute"}
     async with app_with(**shared) as first:
         assert (await first.get(ME, headers=auth)).status_code == 200
-    ratelimit._limiter = None  # what a second process starts with
+    ratelimit.reset()  # what a second process starts with
     async with app_with(**shared) as second:
         assert (await second.get(ME, headers=auth)).status_code == 200
         assert_too_many(await second.get(ME, headers=auth), "with this API token")

@@ -5,6 +5,7 @@ from fastapi import APIRouter
 from web.api import (
     admin,
     agent_links,
+    canned,
     conversations,
     crm,
     customers,
@@ -27,5 +28,6 @@ for module in (
     crm,
     admin,
     tokens,
+    canned,
 ):
     router.include_router(module.router)

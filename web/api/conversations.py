@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 from datetime import UTC
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, HTTPException, Query
 
 from crm_core.identity import get_customer
 from heliograph import jobs
 from inbox import conversations as conv
+from inbox.attachments_out import AttachmentRefused, OutgoingFile
 from web.api.schemas import (
     AttachmentOut,
     ConversationDetail,
@@ -16,6 +19,7 @@ from web.api.schemas import (
     CustomerOut,
     MessageOut,
     NoteOut,
+    ReplyIn,
     SnoozeIn,
     TextIn,
 )
@@ -29,7 +33,7 @@ router = APIRouter(prefix="/conversations", tags=["conversations"])
 @router.get("", response_model=list[ConversationOut])
 async def list_(
     session: ReadSessionDep,
-    _: MemberDep,
+    member: MemberDep,
     status: str | None = Query(None, pattern="^(open|pending|snoozed|resolved)$"),
     assignee_id: DbId | None = None,
     unassigned: bool = False,
@@ -37,9 +41,28 @@ async def list_(
     customer_id: DbId | None = None,
     before_id: DbId | None = Query(None, description="page: ids below this one"),
     limit: int = Query(50, ge=1, le=200),
+    view: str | None = Query(
+        None, pattern="^(mine|unassigned|all|waiting|snoozed|resolved)$", description="as the inbox"
+    ),
+    language: str | None = Query(None, max_length=16),
+    priority: str | None = Query(None, max_length=16),
+    tag: str | None = Query(None, max_length=64),
+    q: str | None = Query(None, max_length=200, description="customer name/email/phone or text"),
 ) -> list[object]:
     f = conv.ConversationFilter(
-        status, assignee_id, unassigned, channel, customer_id, before_id, limit
+        status,
+        assignee_id,
+        unassigned,
+        channel,
+        customer_id,
+        before_id,
+        limit,
+        view=view,
+        member_id=member.id,
+        language=language,
+        priority=priority,
+        tag=tag,
+        q=q,
     )
     return await conv.list_conversations(session, f)  # type: ignore[return-value]
 
@@ -77,13 +100,26 @@ async def get(conversation_id: Id, session: ReadSessionDep, _: MemberDep) -> Con
 
 @router.post("/{conversation_id}/reply", response_model=MessageOut, status_code=202)
 async def reply(
-    conversation_id: Id, body: TextIn, agent: AgentDep, idem: IdempotencyDep, session: SessionDep
+    conversation_id: Id, body: ReplyIn, agent: AgentDep, idem: IdempotencyDep, session: SessionDep
 ) -> object:
     """Queue a reply; it leaves through the outbox (``delivery_status`` tells how it went).
-    With an ``Idempotency-Key``, a retry gets the first answer and nothing is sent twice."""
+    With an ``Idempotency-Key``, a retry gets the first answer and nothing is sent twice.
+    ``attachments``: files in base64; one the channel cannot carry is a 422 with the reason."""
+    files = []
+    for f in body.attachments:
+        try:
+            data = base64.b64decode(f.data_base64, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise HTTPException(422, f"{f.filename}: data_base64 is not base64") from exc
+        files.append(OutgoingFile(f.filename, f.content_type, data))
 
     async def work() -> Outcome:
-        message = await conv.reply(session, conversation_id, body.text, author_id=agent.id)
+        try:
+            message = await conv.reply(
+                session, conversation_id, body.text, author_id=agent.id, attachments=files
+            )
+        except AttachmentRefused as exc:
+            raise HTTPException(422, str(exc)) from exc
         return Outcome(MessageOut.model_validate(message), 202, message.customer_id)
 
     answer = await idem.run(session, work)

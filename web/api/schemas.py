@@ -6,7 +6,14 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from heliograph.bounds import DbId, UtcDatetime, check_text
 
@@ -164,6 +171,27 @@ class ConversationDetail(ConversationOut):
 
 class TextIn(In):
     text: str = Field(min_length=1, max_length=65_536)
+
+
+class FileIn(In):
+    """An attachment in a JSON reply: the file's bytes in base64."""
+
+    filename: str = Field(min_length=1, max_length=255)
+    content_type: str = Field(min_length=1, max_length=100)
+    data_base64: str = Field(min_length=1)
+
+
+class ReplyIn(In):
+    """A reply: ``text``, and optionally ``attachments`` (then ``text`` may be empty)."""
+
+    text: str = Field(default="", max_length=65_536)
+    attachments: list[FileIn] = Field(default_factory=list, max_length=10)
+
+    @model_validator(mode="after")
+    def _text_or_file(self) -> ReplyIn:
+        if not self.attachments and not self.text:
+            raise ValueError("a reply needs some text or an attachment")
+        return self
 
 
 class SnoozeIn(In):

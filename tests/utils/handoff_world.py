@@ -7,7 +7,7 @@ from sqlalchemy import select
 from handoff.models import Handoff
 from heliograph.db import Database
 from inbox.conversations import add_note, reply
-from tests.routing.world import customer_writes, give, utc, weekdays
+from tests.utils.routing_world import customer_writes, give, utc, weekdays
 
 AIKO = {
     "name": "Aiko Tanaka",

@@ -6,12 +6,12 @@ import functools
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import text
 
 from crm_core import events, interventions, programs
 from crm_core.events import IngestResult
 from crm_core.interventions import PassResult
-from crm_core.models import Program
+from crm_core.models import InterventionRule, Program
 from heliograph.db import Database, utcnow
 
 API = "/api/v1"
@@ -69,13 +69,33 @@ async def evaluate(database: Database, now: datetime | None = None) -> PassResul
     return await database.run_session(functools.partial(interventions.evaluate, now=now))
 
 
-async def rows(database: Database, model: Any, *where: Any) -> list[Any]:
-    async with database.read_session() as session:
-        stmt = select(model).where(*where).order_by(*model.__table__.primary_key.columns)
-        return list((await session.execute(stmt)).scalars().all())
+async def store_bad_row(database: Database) -> None:
+    """A row written before the ranges were checked (as an old version let an admin do)."""
+    async with database.session() as session:
+        session.add(
+            InterventionRule(
+                name="inactivity_nudge",
+                enabled=True,
+                auto_send=False,
+                params={"days": 10**12, "max_days": 30},
+                message="",
+            )
+        )
+        await session.commit()
 
 
-async def count(database: Database, model: Any, *where: Any) -> int:
-    async with database.read_session() as session:
-        stmt = select(func.count()).select_from(model).where(*where)
-        return int((await session.execute(stmt)).scalar_one())
+async def two_causes(database: Database) -> None:
+    """Ana has been quiet for ten days (inactivity); Ben reached a milestone."""
+    await make_programs(database)
+    await ingest(
+        database,
+        [
+            ev("purchase", "p", at=days_ago(40), program="mind-1", amount="99"),
+            ev("lesson_completed", "l", at=days_ago(10), program="mind-1"),
+            ev("milestone_reported", "m", "ben@example.com", milestone="first month"),
+        ],
+    )
+    async with database.session() as session:  # the event path fired the milestone: forget it
+        await session.execute(text("DELETE FROM intervention"))
+        await session.execute(text("DELETE FROM job"))
+        await session.commit()

@@ -31,7 +31,8 @@ from sqlmodel import SQLModel
 
 from heliograph.settings import get_settings, reset_settings
 from inbox.models import Conversation
-from tests.crm_core.crm_world import ev, ingest, make_programs
+from tests.utils.crm_world import ev, ingest, make_programs
+from tests.utils.sandbox import TELEGRAM_ENV, Sandboxes
 from tests.utils.telegram_team import TeamBot
 from transcription import engines, service
 
@@ -62,10 +63,14 @@ def heard(whisper_base: engines.Engine) -> Iterator[None]:
 
 
 @pytest.fixture
-def translating(team_bot: TeamBot, sandbox_url: str, monkeypatch: pytest.MonkeyPatch) -> TeamBot:
+def translating(
+    team_bot: TeamBot, sandboxes: Sandboxes, monkeypatch: pytest.MonkeyPatch
+) -> TeamBot:
     monkeypatch.setenv("HELIOGRAPH_TRANSLATION_ENABLED", "true")
     monkeypatch.setenv("HELIOGRAPH_TRANSLATION_PROVIDER", "libre")
-    monkeypatch.setenv("HELIOGRAPH_TRANSLATION_URL", f"{sandbox_url}/libretranslate")
+    monkeypatch.setenv(
+        "HELIOGRAPH_TRANSLATION_URL", f"{sandboxes.url(TELEGRAM_ENV)}/libretranslate"
+    )
     monkeypatch.setenv("HELIOGRAPH_TRANSLATION_REPLY_WAIT_S", "30")
     reset_settings()
     return team_bot
