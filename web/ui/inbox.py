@@ -7,11 +7,12 @@ and search live there; this module only gathers what each row shows.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse
 
 from crm_core import reads as crm_reads
@@ -118,21 +119,46 @@ def _query(request: Request) -> str:
     return urlencode([(k, v) for k, v in request.query_params.multi_items() if v])
 
 
+@dataclass
+class InboxQuery:
+    """The inbox's view, filters and search, as the page and its list fragment take them."""
+
+    view: str = Query("mine", max_length=16)
+    channel: str | None = Query(None, max_length=32)
+    language: str | None = Query(None, max_length=16)
+    priority: str | None = Query(None, max_length=16)
+    tag: str | None = Query(None, max_length=64)
+    assignee_id: str | None = Query(None, max_length=12)
+    q: str | None = Query(None, max_length=200)
+
+    @property
+    def assignee(self) -> int | None:
+        return int(self.assignee_id) if self.assignee_id and self.assignee_id.isdigit() else None
+
+    def filter(self, member: TeamMember) -> Any:
+        return _filter(
+            member,
+            self.view,
+            self.channel,
+            self.language,
+            self.priority,
+            self.tag,
+            self.assignee,
+            self.q,
+        )
+
+
+Asked = Annotated[InboxQuery, Depends()]
+
+
 @router.get("/", response_class=HTMLResponse)
 async def inbox(
     request: Request,
     member: UiMemberDep,
     session: ReadSessionDep,
-    view: str = Query("mine", max_length=16),
-    channel: str | None = Query(None, max_length=32),
-    language: str | None = Query(None, max_length=16),
-    priority: str | None = Query(None, max_length=16),
-    tag: str | None = Query(None, max_length=64),
-    assignee_id: str | None = Query(None, max_length=12),
-    q: str | None = Query(None, max_length=200),
+    asked: Asked,
 ) -> HTMLResponse:
-    assignee = int(assignee_id) if assignee_id and assignee_id.isdigit() else None
-    f = _filter(member, view, channel, language, priority, tag, assignee, q)
+    f = asked.filter(member)
     members = await routing_reads.active_members(session)
     return page(
         request,
@@ -143,12 +169,12 @@ async def inbox(
         view=f.view,
         views=listing.VIEWS,
         params={
-            "channel": channel or "",
-            "language": language or "",
-            "priority": priority or "",
-            "tag": tag or "",
-            "assignee_id": assignee,
-            "q": q or "",
+            "channel": asked.channel or "",
+            "language": asked.language or "",
+            "priority": asked.priority or "",
+            "tag": asked.tag or "",
+            "assignee_id": asked.assignee,
+            "q": asked.q or "",
         },
         priorities=PRIORITIES,
         members=members,
@@ -161,15 +187,8 @@ async def inbox_rows(
     request: Request,
     member: UiMemberDep,
     session: ReadSessionDep,
-    view: str = Query("mine", max_length=16),
-    channel: str | None = Query(None, max_length=32),
-    language: str | None = Query(None, max_length=16),
-    priority: str | None = Query(None, max_length=16),
-    tag: str | None = Query(None, max_length=64),
-    assignee_id: str | None = Query(None, max_length=12),
-    q: str | None = Query(None, max_length=200),
+    asked: Asked,
 ) -> HTMLResponse:
     """The list alone (htmx re-fetches it on the live ``inbox`` event)."""
-    assignee = int(assignee_id) if assignee_id and assignee_id.isdigit() else None
-    f = _filter(member, view, channel, language, priority, tag, assignee, q)
+    f = asked.filter(member)
     return page(request, "inbox_rows.html", member, rows=await _rows(session, member, f))
