@@ -59,7 +59,7 @@ run: install-run
 test: install-test
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=30
 
 lint: install-test
 	$(BIN)/ruff check .

@@ -165,6 +165,7 @@ TABLES: dict[str, Table] = {
         personal=("filename", "url", "provider_file_id", "storage_path", "transcript"),
         other=(
             "kind",
+            "direction",
             "content_type",
             "transcript_language",
             "transcript_status",
@@ -172,6 +173,8 @@ TABLES: dict[str, Table] = {
         ),
     ),
     "note": Table("kept as a stub; the text blanked", "conversations", personal=("text",)),
+    # The team's saved replies: its own words with {{placeholders}}, never a customer's.
+    "canned_response": Table(KEPT, team=("shortcut", "title", "text"), other=("language",)),
     # --- transcription: the translation cache is keyed by the text's hash --------------------
     "translation_cache": Table(
         "entries whose source or translation is one of the customer's messages, notes or"
@@ -196,8 +199,11 @@ TABLES: dict[str, Table] = {
             "availability",
             "slack_user_id",
             "telegram_chat_id",
+            "password_hash",
         ),
+        other=("ui_language", "ui_theme"),
     ),
+    "member_invite": Table(KEPT, team=("token_hash",)),
     "api_token": Table(KEPT, team=("token_hash", "label")),
     "assignment": Table(
         "kept (routing's history and statistics); the reason, which can quote a handoff"
