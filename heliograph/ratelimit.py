@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from limits import RateLimitItem, parse_many
@@ -57,6 +58,17 @@ class _Limiter:
 
 
 _limiter: _Limiter | None = None
+# Limits that packages above the kernel own (e.g. the web app's failed sign-ins): name ->
+# a function returning its ``limits`` string from that package's settings ("" = off).
+_declared: dict[str, Callable[[], str]] = {}
+
+
+def declare(name: str, spec: Callable[[], str]) -> None:
+    """Add the limit ``name``, counted like ``failed_auth`` (a moving window, in the same
+    storage, so every process shares it where the storage is Redis)."""
+    global _limiter
+    _declared[name] = spec
+    _limiter = None
 
 
 def _storage_uri(uri: str) -> str:
@@ -72,10 +84,12 @@ def _build(settings: Settings) -> _Limiter:
     moving = MovingWindowRateLimiter(storage_from_string(uri, **options))
     items: dict[str, list[RateLimitItem]] = {}
     strategies: dict[str, RateLimiter] = {}
-    for name in LIMIT_NAMES:
-        spec = getattr(settings, f"rate_limit_{name}").strip()
+    specs = {name: getattr(settings, f"rate_limit_{name}") for name in LIMIT_NAMES}
+    specs |= {name: spec() for name, spec in _declared.items()}
+    for name, spec in specs.items():
+        spec = spec.strip()
         items[name] = parse_many(spec) if spec and settings.rate_limit_enabled else []
-        strategies[name] = moving if name in _MOVING else sliding
+        strategies[name] = sliding if name in LIMIT_NAMES and name not in _MOVING else moving
     return _Limiter(settings, strategies, items)
 
 

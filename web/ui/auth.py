@@ -8,16 +8,12 @@ only ever leads to a path of this site.
 
 from __future__ import annotations
 
-import math
-import time
 from typing import Annotated
 
 from fastapi import APIRouter, Form, HTTPException, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from limits import parse_many
-from limits.aio.storage import MemoryStorage
-from limits.aio.strategies import MovingWindowRateLimiter
 
+from heliograph import ratelimit
 from heliograph.db import get_db
 from routing import credentials
 from routing.reads import member as member_by_id
@@ -27,26 +23,8 @@ from web.ui.settings import WebSettings
 
 router = APIRouter(include_in_schema=False)
 THEMES = ("system", "light", "dark")
-_limits: tuple[object, MovingWindowRateLimiter, list] | None = None  # type: ignore[type-arg]
-
-
-def _limiter() -> tuple[MovingWindowRateLimiter, list]:  # type: ignore[type-arg]
-    """The failed-sign-in limiter of the current settings (rebuilt when they change)."""
-    global _limits
-    settings = WebSettings.get()
-    if _limits is None or _limits[0] is not settings:
-        spec = settings.web_sign_in_limit.strip()
-        _limits = (
-            settings,
-            MovingWindowRateLimiter(MemoryStorage()),
-            parse_many(spec) if spec else [],
-        )
-    return _limits[1], _limits[2]
-
-
-def reset_limits() -> None:
-    global _limits
-    _limits = None
+SIGN_IN_LIMIT = "web_sign_in"
+ratelimit.declare(SIGN_IN_LIMIT, lambda: WebSettings.get().web_sign_in_limit)
 
 
 def _keys(request: Request, email: str) -> list[str]:
@@ -56,20 +34,17 @@ def _keys(request: Request, email: str) -> list[str]:
 
 async def _retry_after(request: Request, email: str) -> int | None:
     """Seconds until this email and address may try again; None: they may now."""
-    limiter, items = _limiter()
     for key in _keys(request, email):
-        for item in items:
-            if not await limiter.test(item, "web_sign_in", key):
-                stats = await limiter.get_window_stats(item, "web_sign_in", key)
-                return max(1, math.ceil(stats.reset_time - time.time()))
+        try:
+            await ratelimit.check(SIGN_IN_LIMIT, key)
+        except ratelimit.RateLimited as refused:
+            return refused.retry_after
     return None
 
 
 async def _failed(request: Request, email: str) -> None:
-    limiter, items = _limiter()
     for key in _keys(request, email):
-        for item in items:
-            await limiter.hit(item, "web_sign_in", key)
+        await ratelimit.record(SIGN_IN_LIMIT, key)
 
 
 def safe_next(target: str | None) -> str:
@@ -96,7 +71,7 @@ async def sign_in(
     target = safe_next(next)
     wait = await _retry_after(request, email)
     if wait is not None:
-        minutes = max(1, math.ceil(wait / 60))
+        minutes = ratelimit.minutes(wait)
         return page(
             request,
             "sign_in.html",

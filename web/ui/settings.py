@@ -30,7 +30,10 @@ class WebSettings(Section):
     )
     web_sign_in_limit: str = Field(
         default="5/minute;20/hour",
-        description="Failed sign-ins allowed per email and per client address (limits syntax).",
+        description=(
+            "Failed sign-ins allowed per email and per client address (limits syntax), counted"
+            " in HELIOGRAPH_RATE_LIMIT_STORAGE like the other limits."
+        ),
     )
 
 

@@ -11,13 +11,13 @@ from datetime import timedelta
 import httpx
 import pytest
 
+from heliograph import ratelimit
 from heliograph.db import Database, get_db, utcnow
 from routing import credentials
 from routing.models import MemberInvite, TeamMember
 from service.cli import main
 from tests.utils.factories import make_member
 from tests.utils.web import signed_in
-from web.ui.auth import reset_limits
 
 PASSWORD = "correct horse battery"
 HTML = {"Accept": "text/html"}
@@ -25,7 +25,7 @@ HTML = {"Accept": "text/html"}
 
 @pytest.fixture(autouse=True)
 def _fresh_limits() -> None:
-    reset_limits()
+    ratelimit.reset()
 
 
 async def _member(database: Database, role: str = "agent", password: str | None = PASSWORD) -> int:
