@@ -331,6 +331,27 @@ async def resolve(
     return found
 
 
+async def record_sent(
+    session: AsyncSession, found: Intervention, message_id: int, channel: str
+) -> None:
+    """The intervention's suggested message went out on ``channel`` (inbox sends it): it
+    is done, by "auto"."""
+    found.send_status, found.sent_message_id = "sent", message_id
+    found.send_note = f"sent on {channel}"
+    await resolve(session, found.id, "done", "auto")  # type: ignore[arg-type]
+
+
+def record_send_deferred(found: Intervention, until: datetime) -> None:
+    """The message waits for the end of the customer's quiet hours."""
+    found.send_after = until
+
+
+def record_send_skipped(found: Intervention, why: str) -> None:
+    """The message cannot be sent (no channel may be used, ...); the intervention stays open."""
+    found.send_status, found.send_note = "skipped", why[:300]
+    found.updated_at = utcnow()
+
+
 @dataclass
 class InterventionFilter:
     state: str | None = None

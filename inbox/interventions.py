@@ -20,10 +20,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from crm_core import interventions as crm
 from crm_core import timeline as crm_timeline
 from crm_core.bus import (
-    INTERVENTION_RESOLVED,
     SEND_INTERVENTION,
     InterventionRef,
-    InterventionResolved,
 )
 from crm_core.identity import add_identity, contacts_of, identities_of
 from crm_core.models import Customer, Identity, Intervention
@@ -113,15 +111,7 @@ async def _send(session: AsyncSession, found: Intervention, customer: Customer) 
     )
     if created:
         conversation.status = "pending"  # ours to start; it waits for the customer
-    now = utcnow()
-    found.send_status, found.sent_message_id = "sent", message.id
-    found.send_note = f"sent on {to.channel}"
-    found.state, found.resolved_at, found.resolved_by, found.updated_at = "done", now, "auto", now
-    await jobs.publish(
-        session,
-        INTERVENTION_RESOLVED,
-        InterventionResolved(intervention_id=found.id, state="done", by="auto"),  # type: ignore[arg-type]
-    )
+    await crm.record_sent(session, found, message.id, to.channel)  # type: ignore[arg-type]
 
 
 @jobs.handler(SEND_INTERVENTION)
@@ -140,14 +130,13 @@ async def send_intervention(payload: InterventionRef) -> None:
         now = utcnow()
         until = quiet_until(customer, now)
         if until is not None:
-            found.send_after = until
+            crm.record_send_deferred(found, until)
             await session.commit()
             raise jobs.Defer("the customer's quiet hours", (until - now).total_seconds())
         try:
             await _send(session, found, customer)
         except _Skip as why:
-            found.send_status, found.send_note = "skipped", str(why)[:300]
-            found.updated_at = now
+            crm.record_send_skipped(found, str(why))
         await session.commit()
     jobs.wake_workers()
 
