@@ -40,8 +40,12 @@ Fetcher = Callable[[MediaRef], Awaitable[FetchedMedia]]
 _fetchers: dict[str, Fetcher] = {}
 
 
-def register_fetcher(channel: str, fetcher: Fetcher) -> None:
-    _fetchers[channel] = fetcher
+def register_fetcher(channel: str, fetcher: Fetcher | None) -> None:
+    """The function that downloads ``channel``'s media; None forgets it."""
+    if fetcher is None:
+        _fetchers.pop(channel, None)
+    else:
+        _fetchers[channel] = fetcher
 
 
 def media_dir() -> Path:

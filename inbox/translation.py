@@ -77,8 +77,9 @@ class InvalidLanguage(ValueError):
     pass
 
 
-def register_reader_languages(fn: ReaderLanguages) -> None:
-    """Routing tells the inbox which languages a team member reads (``member_id`` -> codes)."""
+def register_reader_languages(fn: ReaderLanguages | None) -> None:
+    """Routing tells the inbox which languages a team member reads (``member_id`` -> codes);
+    None forgets it (every reader then reads the team's default language)."""
     global _reader_languages
     _reader_languages = fn
 

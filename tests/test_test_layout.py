@@ -41,12 +41,7 @@ HELPERS = frozenset(
 )
 
 # Test modules that still set another module's private state; may only shrink.
-PRIVATE_STATE_PENDING = frozenset(
-    {
-        # inbox.translation offers no way to forget the reader-languages function.
-        "tests/transcription/test_translation_flow.py",
-    }
-)
+PRIVATE_STATE_PENDING = frozenset(set())
 
 
 def python_files() -> Iterator[Path]:

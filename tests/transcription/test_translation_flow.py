@@ -74,7 +74,7 @@ async def fake(
     yield box
     await box.recover()
     await box.http.aclose()
-    translation._reader_languages = None
+    translation.register_reader_languages(None)
     await close_client()
 
 
@@ -326,7 +326,7 @@ async def test_a_spanish_voice_note_is_transcribed_then_translated(
         message_id = await send_voice(database, opus(speech["es"], tmp_path))
         await run_jobs(database)
     finally:
-        media._fetchers.pop(CHANNEL, None)
+        media.register_fetcher(CHANNEL, None)
     shown, attachment = await message_and_attachment(database, message_id)
     assert attachment.transcript_language == "es"
     assert shown.original_text == f"🎤 {attachment.transcript}"  # the heard words, kept

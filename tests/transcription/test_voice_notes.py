@@ -38,7 +38,7 @@ def voice_channel(
     reset_settings()
     media.register_fetcher(CHANNEL, fetch_file)
     yield
-    media._fetchers.pop(CHANNEL, None)
+    media.register_fetcher(CHANNEL, None)
 
 
 def silence(path: Path) -> Path:
