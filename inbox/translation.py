@@ -37,7 +37,7 @@ from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from crm_core.identity import get_customer
-from heliograph import jobs
+from heliograph import jobs, live
 from heliograph.db import get_db, utcnow
 from heliograph.settings import Settings, get_settings
 from inbox.bus import (
@@ -248,6 +248,10 @@ async def _record(
                     conversation_id=conversation.id,  # type: ignore[arg-type]
                 ),
             )
+        # Open pages show the translation (or the words again) without a reload.
+        data = {"conversation_id": conversation.id}
+        live.after_commit(session, "inbox", data)
+        live.after_commit(session, f"conversation-{conversation.id}", data)
         await session.commit()
 
 

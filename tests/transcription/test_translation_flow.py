@@ -16,6 +16,7 @@ from sqlalchemy import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from channels.api import close_client
+from heliograph import live
 from heliograph.db import Database
 from heliograph.models import Job
 from heliograph.settings import reset_settings
@@ -132,8 +133,17 @@ async def test_an_inbound_message_is_shown_translated_with_the_original_kept(
     database: Database, fake: Sandbox
 ) -> None:
     sent = await customer_says(database, "m1", "Olá, meu pedido ainda não chegou.", language="pt")
-    await run_jobs(database)
+    pages = live.subscribe()  # an open inbox and thread
+    try:
+        await run_jobs(database)
+        heard = [pages.queue.get_nowait() for _ in range(pages.queue.qsize())]
+    finally:
+        pages.close()
     shown = await message(database, sent.id)  # type: ignore[arg-type]
+    # The open pages were told once the translation was stored: no reload needed.
+    cid = shown.conversation_id
+    assert ("inbox", {"conversation_id": cid}) in heard
+    assert (f"conversation-{cid}", {"conversation_id": cid}) in heard
     assert shown.text == "Hello, my order has not arrived yet."  # what agents read
     assert shown.original_text == "Olá, meu pedido ainda não chegou."  # the customer's words
     assert shown.original_language == "pt" and shown.translation_status == "done"
