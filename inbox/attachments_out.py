@@ -11,7 +11,8 @@ Documented limits (looked up 2026-12):
 - Telegram Bot API: sendPhoto 10 MB (photos), sendDocument 50 MB.
 - Twilio MMS: 5 MB per message; WhatsApp through Twilio: 5 MB images, 16 MB documents.
 - WhatsApp Cloud API: images (jpeg/png) 5 MB, documents 100 MB.
-- Slack: files up to 1 GB (files.getUploadURLExternal).
+- Slack: files up to 1 GB (files.getUploadURLExternal; slack_sdk's ``MAX_V2_FILE_SIZE``),
+  any type; 10 files a reply (our cap: Slack documents none for one completeUploadExternal).
 - Email: ``EMAIL_MAX_BYTES`` (our configured cap, providers commonly allow 25 MB).
 - API channel: ``API_MAX_BYTES``.
 """

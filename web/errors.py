@@ -12,6 +12,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from channels.base import InvalidFields, WebhookError
 from crm_core.identity import CustomerNotFound, MergeError
 from heliograph.db import CommitFailed
+from inbox.attachments_out import AttachmentRefused
 from inbox.conversations import ConversationNotFound, InvalidRequest
 from routing.team import MemberNotFound
 from web.ui.session import SignInRequired, sign_in_url
@@ -49,6 +50,12 @@ def install(app: FastAPI) -> None:
             return _error_page(request, exc.status_code, str(exc.detail))
         # One error shape for every status: {"error": "..."} (not FastAPI's {"detail": ...}).
         return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(AttachmentRefused)
+    async def _attachment_refused(request: Request, exc: AttachmentRefused) -> Response:
+        # The channel's provider would not take the file (size, type, count): nothing was
+        # stored; the same answer as any 422 (JSON, or the error page for a web page).
+        return await _http(request, StarletteHTTPException(422, str(exc)))
 
     @app.exception_handler(SignInRequired)
     async def _sign_in(request: Request, exc: SignInRequired) -> Response:

@@ -18,6 +18,10 @@ a retry (``X-Slack-Retry-Num``), a repeated event_id, and the ``app_mention`` +
 ``message.channels`` pair Slack sends for one mention all store one row.
 
 Outbound: ``chat.postMessage`` (https://docs.slack.dev/reference/methods/chat.postMessage).
+Files an agent attached go with slack_sdk's ``files_upload_v2``
+(https://docs.slack.dev/reference/methods/files.getUploadURLExternal, then
+https://docs.slack.dev/reference/methods/files.completeUploadExternal), shared in the same
+channel and thread, the text (its last part) as their ``initial_comment``.
 
 The team's own Slack (surfaces/slack_threads.py posts there) is never a customer: the
 inbox channel (``slack_inbox_channel``), our workspace's other channels, and an agent's
@@ -29,10 +33,11 @@ Slack gets its 200.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -42,7 +47,7 @@ from urllib.parse import parse_qs
 import aiohttp
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.authorization import AuthorizeResult
-from slack_sdk.errors import SlackApiError
+from slack_sdk.errors import SlackApiError, SlackRequestError
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -51,6 +56,7 @@ from channels.base import BadPayload, BadSignature, ChannelAdapter, WebhookReque
 from channels.slack.settings import SlackSettings
 from crm_core.identity import SenderProfile
 from heliograph.settings import get_settings
+from inbox.attachments_out import SentFile
 from inbox.edits import InboundEdit
 from inbox.ingest import InboundMessage
 from inbox.outbox import (
@@ -180,12 +186,23 @@ class SlackChannel(ChannelAdapter):
         if not progress:
             channel, thread_ts = await _reply_target(client, message)
             progress = {"channel": channel, "thread_ts": thread_ts, "parts": []}
+        # With attachments, the last part of the text introduces the files (their
+        # ``initial_comment``): the answer and its files arrive as one Slack message.
+        text_parts = parts[:-1] if message.attachments else parts
         posted: list[str] = list(progress["parts"])
-        for part in parts[len(posted) :]:
+        for part in text_parts[len(posted) :]:
             posted.append(await _post(client, progress["channel"], part, progress["thread_ts"]))
-            progress = {**progress, "parts": posted, "of": len(parts)}
+            progress = {**progress, "parts": posted, "of": len(text_parts)}
             await save_delivery_progress(message.message_id, {"slack": progress})
-        return DeliveryResult(external_id=f"{progress['channel']}:{posted[0]}", status="delivered")
+        if message.attachments and "shared" not in progress:
+            comment = parts[-1].strip() if parts else ""
+            shared = await _share_files(
+                client, progress["channel"], progress["thread_ts"], message.attachments, comment
+            )
+            progress = {**progress, "shared": shared}
+            await save_delivery_progress(message.message_id, {"slack": progress})
+        first = posted[0] if posted else progress["shared"]
+        return DeliveryResult(external_id=f"{progress['channel']}:{first}", status="delivered")
 
 
 # --- inbound helpers -----------------------------------------------------------------
@@ -321,12 +338,50 @@ async def _post(client: AsyncWebClient, channel: str, text: str, thread_ts: str 
     return str(response["ts"])
 
 
+async def _share_files(
+    client: AsyncWebClient,
+    channel: str,
+    thread_ts: str | None,
+    files: Sequence[SentFile],
+    comment: str,
+) -> str:
+    """Upload the files and share them in one message (``files_upload_v2``: per file
+    ``files.getUploadURLExternal`` and a POST of its bytes, then one
+    ``files.completeUploadExternal`` with the channel, thread and ``initial_comment``).
+
+    Slack discards uploads that are never completed, so a retry after a failure before the
+    completion uploads afresh and the customer still sees each file once. Returns the ts of
+    the message that shows them where Slack says it, else the first file's id.
+    """
+    uploads = []
+    for f in files:
+        try:
+            data = await asyncio.to_thread(f.read)
+        except OSError as exc:
+            raise DeliveryRefused(f"{f.filename} is no longer stored: {exc}") from exc
+        uploads.append({"file": data, "filename": f.filename, "title": f.filename})
+    args: dict[str, Any] = {"file_uploads": uploads, "channel": channel}
+    if comment:
+        args["initial_comment"] = escape(comment)
+    if thread_ts:
+        args["thread_ts"] = thread_ts
+    response = await api_call(client.files_upload_v2, **args)
+    shared = response.get("files") or [{}]
+    for where in (shared[0].get("shares") or {}).values():
+        for share in where.get(channel) or []:
+            if share.get("ts"):
+                return str(share["ts"])
+    return str(shared[0].get("id") or "files")
+
+
 async def api_call(method: Callable[..., Any], **args: Any) -> Any:
     """One Web API call; Slack's failures as DeliveryRetry (passing) or DeliveryRefused."""
     try:
         return await method(**args)
     except SlackApiError as exc:
         raise _classify(exc) from exc
+    except SlackRequestError as exc:  # an upload URL that did not answer 200
+        raise DeliveryRetry(f"Slack did not take the file: {exc}") from exc
     except (aiohttp.ClientError, TimeoutError, OSError) as exc:
         raise DeliveryRetry(f"could not reach Slack: {exc!r}") from exc
 

@@ -15,7 +15,9 @@ DM to the app: a signed Events API ``message.im`` event to Heliograph.
 Posted messages are kept per channel, with their blocks and metadata, and read back by
 ``conversations.history`` / ``conversations.replies`` (metadata only with
 ``include_all_metadata``, as Slack does); ``DELETE /_sandbox/slack`` forgets them. The
-team's side (members, their messages and button presses) is ``channels.slack.fake_team``.
+team's side (members, their messages and button presses) is ``channels.slack.fake_team``;
+file uploads (``files.getUploadURLExternal``, the upload URL, ``files.completeUploadExternal``)
+are ``channels.slack.fake_files``.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import json
 import re
 import time
 import uuid
+from contextvars import ContextVar
 from typing import Any
 
 import httpx
@@ -54,6 +57,9 @@ _fail_next: dict[str, int] = {}  # method -> good calls left before one 500
 lose_next_methods: set[str] = set()  # methods whose next call is carried out, then answered 500
 channel_store: dict[str, list[dict[str, Any]]] = {}  # channel -> messages, oldest first
 workspace_members: dict[str, dict[str, Any]] = {}  # workspace members added by tests
+file_store: dict[str, dict[str, Any]] = {}  # file id -> an upload (channels.slack.fake_files)
+#: The fake's own base URL during a Web API call (an upload URL points back at the fake).
+request_base: ContextVar[str] = ContextVar("slack_fake_base", default="http://127.0.0.1/")
 _ts = itertools.count(1)
 
 
@@ -96,7 +102,8 @@ async def web_api(method: str, request: Request) -> JSONResponse:
         _fail_next[method] -= 1
     # slack_sdk sends GET methods (users.info) with their arguments in the query string.
     params = {**dict(request.query_params), **await read_params(request)}
-    answer = _METHODS.get(method)
+    request_base.set(str(request.base_url))
+    answer = METHODS.get(method)
     if answer is None:
         return _error("unknown_method")
     result = answer(params)
@@ -137,14 +144,14 @@ def _bot_message(channel: str, text: str, ts: str, thread_ts: str | None) -> dic
     return message
 
 
-def _channel_problem(channel: str) -> str | None:
+def channel_problem(channel: str) -> str | None:
     if not _CHANNEL_ID.match(channel):
         return "channel_not_found"
     state_ = _channel_states.get(channel)
     return CHANNEL_ERRORS.get(state_) if state_ else None
 
 
-def _json_param(value: Any) -> Any:
+def json_param(value: Any) -> Any:
     """slack_sdk sends objects (blocks, metadata) as JSON, or as JSON text in a form."""
     if isinstance(value, str):
         try:
@@ -158,7 +165,7 @@ def _post_message(p: dict[str, Any]) -> dict[str, Any]:
     channel, text = str(p.get("channel") or ""), p.get("text")
     if not text and not p.get("blocks") and not p.get("attachments"):
         return {"ok": False, "error": "no_text"}
-    problem = _channel_problem(channel)
+    problem = channel_problem(channel)
     if problem:
         return {"ok": False, "error": problem}
     if len(str(text or "")) > 40_000:
@@ -167,7 +174,7 @@ def _post_message(p: dict[str, Any]) -> dict[str, Any]:
     message = _bot_message(channel, str(text or ""), ts, thread_ts)
     for name in ("blocks", "metadata"):
         if p.get(name):
-            message[name] = _json_param(p[name])
+            message[name] = json_param(p[name])
     channel_store.setdefault(channel, []).append(message)
     return {"ok": True, "channel": channel, "ts": ts, "message": message}
 
@@ -175,7 +182,7 @@ def _post_message(p: dict[str, Any]) -> dict[str, Any]:
 def _post_ephemeral(p: dict[str, Any]) -> dict[str, Any]:
     """Shown to one user only, and never kept in the channel."""
     channel, user = str(p.get("channel") or ""), str(p.get("user") or "")
-    problem = _channel_problem(channel)
+    problem = channel_problem(channel)
     if problem or not _USER_ID.match(user):
         return {"ok": False, "error": problem or "user_not_in_channel"}
     if not p.get("text") and not p.get("blocks"):
@@ -189,7 +196,7 @@ def find_message(channel: str, ts: str) -> dict[str, Any] | None:
 
 def _update(p: dict[str, Any]) -> dict[str, Any]:
     channel, ts = str(p.get("channel") or ""), str(p.get("ts") or "")
-    problem = _channel_problem(channel)
+    problem = channel_problem(channel)
     if problem or not ts:
         return {"ok": False, "error": problem or "message_not_found"}
     text = str(p.get("text") or "")
@@ -205,7 +212,7 @@ def _update(p: dict[str, Any]) -> dict[str, Any]:
         }
     message["text"] = text
     if p.get("blocks"):
-        message["blocks"] = _json_param(p["blocks"])
+        message["blocks"] = json_param(p["blocks"])
     message["edited"] = {"user": BOT_USER_ID, "ts": new_ts()}
     return {"ok": True, "channel": channel, "ts": ts, "text": text, "message": message}
 
@@ -221,7 +228,7 @@ def _history(p: dict[str, Any]) -> dict[str, Any]:
     """Top-level messages, newest first, from ``oldest`` on (no paging: a test's channel
     holds far fewer than ``limit``)."""
     channel = str(p.get("channel") or "")
-    problem = _channel_problem(channel)
+    problem = channel_problem(channel)
     if problem:
         return {"ok": False, "error": problem}
     oldest = float(p.get("oldest") or 0)
@@ -237,7 +244,7 @@ def _history(p: dict[str, Any]) -> dict[str, Any]:
 
 def _replies(p: dict[str, Any]) -> dict[str, Any]:
     channel, ts = str(p.get("channel") or ""), str(p.get("ts") or "")
-    problem = _channel_problem(channel)
+    problem = channel_problem(channel)
     if problem:
         return {"ok": False, "error": problem}
     thread = [
@@ -322,7 +329,8 @@ def _views_open(p: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-_METHODS = {
+#: Web API methods by name; channels.slack.fake_files adds the file-upload ones.
+METHODS: dict[str, Any] = {
     "auth.test": _auth_test,
     "chat.postMessage": _post_message,
     "chat.update": _update,
@@ -366,7 +374,7 @@ async def fail_next(body: FailNextIn) -> dict[str, Any]:
 async def forget() -> dict[str, int]:
     """Forget messages, members and planned failures (between tests)."""
     count = sum(len(m) for m in channel_store.values())
-    for kept in (channel_store, workspace_members, _fail_next, _channel_states):
+    for kept in (channel_store, workspace_members, _fail_next, _channel_states, file_store):
         kept.clear()
     lose_next_methods.clear()
     return {"forgotten": count}
