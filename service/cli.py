@@ -279,6 +279,7 @@ def cmd_jobs(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """The service with every provider pointed at the local sandbox (what `make run` runs)."""
+    import importlib
     import subprocess
 
     from channels import registry
@@ -301,11 +302,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
     for key, value in defaults.items():
         os.environ.setdefault(key, value)
     reset_settings()
+    demo = importlib.import_module("service.demo")  # by name, as cmd_seed_demo does
+    # The demo team's accounts whose documented demo password works: none on a database
+    # without the demo data, or where the members chose their own passwords.
+    table = demo.sign_in_table(f"http://{host}:{port}", _run_in_session(demo.demo_accounts))
     proc = subprocess.Popen(
         [sys.executable, "-m", "sandbox", "--port", str(sandbox_port)], env=dict(os.environ)
     )
     print(f"sandbox providers on {sandbox} (page: {sandbox}/)")
     print(f"Heliograph on http://{host}:{port}  (API docs: http://{host}:{port}/docs)")
+    if table:
+        print(table, flush=True)
     try:
         return cmd_serve(
             argparse.Namespace(
