@@ -77,5 +77,19 @@ bench: install-test
 fuzz: install-test
 	$(BIN)/python -m tests.fuzz.runner --cases 20000 --seed 14
 
+# The web app's catalogues (docs/web-app.md "Languages"): extract the strings of web/ui
+# (web/ui/babel.cfg) into messages.pot and merge it into each language's messages.po; the
+# new msgids come in empty, to translate (tests/web/ui/test_languages.py fails until they
+# are). The app reads the .po files: nothing to compile.
+.PHONY: translations
+UI_LANGUAGES := es zh ru
+translations: install-run
+	cd web/ui && ../../$(BIN)/pybabel -q extract -F babel.cfg -k N_ --no-wrap --sort-by-file \
+	  --add-location=file --project=Heliograph -o locale/messages.pot .
+	for lang in $(UI_LANGUAGES); do \
+	  $(BIN)/pybabel -q update -i web/ui/locale/messages.pot -d web/ui/locale -l $$lang \
+	    --init-missing --no-wrap --no-fuzzy-matching --ignore-obsolete || exit 1; \
+	done
+
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache

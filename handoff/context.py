@@ -183,6 +183,9 @@ async def _packages(
                     "author_type": m.author_type,
                     "direction": m.direction,
                     "text": m.text,
+                    # what the customer wrote, when ``text`` is its translation
+                    "original": m.original_text if m.original_text != m.text else None,
+                    "original_language": m.original_language,
                     "at": _aware(m.created_at).isoformat(),
                 }
                 for m in said

@@ -8,6 +8,7 @@ eligible the conversation goes back to the queue (owner None): never lost.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
@@ -20,7 +21,7 @@ from heliograph import jobs
 from heliograph.db import utcnow
 from heliograph.settings import get_settings
 from inbox.assignment import lock_conversation, lock_conversations, open_conversations_of
-from inbox.conversations import InvalidRequest, add_note
+from inbox.conversations import InvalidRequest, add_note, get_conversation
 from inbox.models import Conversation
 from routing.assignment import AssignmentRefused, Routed, refuse_non_answering
 from routing.batch import assign_batch
@@ -28,7 +29,8 @@ from routing.history import record
 from routing.models import TeamMember
 from routing.policy import answers_customers
 from routing.reads import active_members
-from routing.schedule import is_on_shift, next_start_for, shifts_between
+from routing.schedule import is_on_shift, next_start_for, shift_end_at, shifts_between
+from routing.suggest import suggest
 from routing.team import get_member
 
 LOOKBACK = timedelta(hours=6)  # shift ends a missed pass still catches
@@ -246,15 +248,67 @@ async def shift_end_pass(
     return len(await _shift_ends(session, due, now))
 
 
+@dataclass(frozen=True)
+class Proposal:
+    """Whom a handoff would give a conversation to at ``at``, and why; nothing written.
+
+    ``when``: ``"now"`` (routing's pick among those on shift now, ``until`` their shift's
+    end), ``"next"`` (nobody may take it now: whoever is next on shift, ``starts`` then) or
+    ``"queue"`` (nobody: back to the queue). ``reason`` is routing's words (``"Oliver
+    Bennett — New York 09:10, speaks en, 0/8 open"``) or why nobody."""
+
+    conversation_id: int
+    at: datetime
+    member: TeamMember | None
+    reason: str
+    when: str
+    until: datetime | None = None
+    starts: datetime | None = None
+
+
+async def propose(
+    session: AsyncSession,
+    conversation_id: int,
+    now: datetime | None = None,
+    *,
+    actor_id: int | None = None,
+    later: bool = True,
+) -> Proposal:
+    """Whom a handoff of the conversation by ``actor_id`` (default: its holder) would pick
+    now: routing's choice among the members on shift, never the holder nor the actor
+    (``routing.suggest``, the router's rule); with nobody now, and ``later``, whoever is
+    next on shift (manual handoff); else the queue (as a shift end does: ``later=False``).
+    ``handoff_manual`` decides with it; the pages show it. Raises ``ConversationNotFound``."""
+    now = now or utcnow()
+    conversation = await get_conversation(session, conversation_id)
+    exclude = {m for m in (conversation.assignee_id, actor_id) if m is not None}
+    suggestion = await suggest(session, conversation_id, now, exclude=exclude)
+    if suggestion.member_id is not None:
+        member = await get_member(session, suggestion.member_id)
+        until = shift_end_at(member, now)
+        until = until if until is not None and until - now <= timedelta(days=1) else None
+        return Proposal(conversation_id, now, member, suggestion.reason, "now", until=until)
+    if not later:
+        return Proposal(conversation_id, now, None, suggestion.reason, "queue")
+    return await _next_on_shift(session, conversation, exclude, now)
+
+
 async def _next_on_shift(
     session: AsyncSession, conversation: Conversation, exclude: set[int], now: datetime
-) -> TeamMember | None:
+) -> Proposal:
+    """Nobody may take it now: whoever starts next, who speaks its language if anyone
+    does; nobody scheduled: the queue."""
     members = await active_members(session)
     candidates = [m for m in members if m.id not in exclude and answers_customers(m)]
     found = next_start_for(candidates, now, conversation.language) or next_start_for(
         candidates, now
     )
-    return None if found is None else found[1]
+    cid: int = conversation.id  # type: ignore[assignment]
+    if found is None:
+        return Proposal(cid, now, None, "nobody eligible or scheduled; back to the queue", "queue")
+    starts, member = found
+    reason = f"nobody eligible now; to {member.name}, next on shift"
+    return Proposal(cid, now, member, reason, "next", starts=starts)
 
 
 async def handoff_manual(
@@ -295,33 +349,37 @@ async def handoff_manual(
             session, conversation, holder, to_member_id, "manual", reason, now, note
         )
     exclude = {m for m in (holder, actor.id) if m is not None}
-    routed: list[Routed] = await assign_batch(
-        session,
-        [conversation],
-        now=now,
-        kind="handoff",
-        exclude={conversation.id: exclude},  # type: ignore[dict-item]
-        reason_prefix={conversation.id: prefix},  # type: ignore[dict-item]
-    )
-    if routed and routed[0].member_id is not None:
-        return await _write(
+    proposal = await propose(session, conversation.id, now, actor_id=actor.id)  # type: ignore[arg-type]
+    if proposal.when == "now":
+        # Routing's pick, made again under the members' lock so capacity holds.
+        routed: list[Routed] = await assign_batch(
             session,
-            conversation,
-            holder,
-            routed[0].member_id,
-            "manual",
-            routed[0].reason,
-            now,
-            note,
+            [conversation],
+            now=now,
+            kind="handoff",
+            exclude={conversation.id: exclude},  # type: ignore[dict-item]
+            reason_prefix={conversation.id: prefix},  # type: ignore[dict-item]
         )
-    nxt = await _next_on_shift(session, conversation, exclude, now)
-    if nxt is not None:
-        reason = prefix + f"nobody eligible now; to {nxt.name}, next on shift"
+        if routed and routed[0].member_id is not None:
+            return await _write(
+                session,
+                conversation,
+                holder,
+                routed[0].member_id,
+                "manual",
+                routed[0].reason,
+                now,
+                note,
+            )
+        proposal = await _next_on_shift(session, conversation, exclude, now)  # taken meanwhile
+    if proposal.member is not None:
+        reason = prefix + proposal.reason
+        to_id = proposal.member.id
         await record(
-            session, conversation, nxt.id, "handoff", reason, now=now, by_member_id=actor.id
+            session, conversation, to_id, "handoff", reason, now=now, by_member_id=actor.id
         )
-        return await _write(session, conversation, holder, nxt.id, "manual", reason, now, note)
-    reason = prefix + "nobody eligible or scheduled; back to the queue"
+        return await _write(session, conversation, holder, to_id, "manual", reason, now, note)
+    reason = prefix + proposal.reason
     if holder is not None:
         await record(session, conversation, None, "handoff", reason, now=now, by_member_id=actor.id)
     return await _write(session, conversation, holder, None, "manual", reason, now, note)

@@ -321,6 +321,7 @@ async def set_priority(session: AsyncSession, conversation_id: int, priority: st
     conversation.priority = priority
     conversation.updated_at = utcnow()
     await session.flush()
+    _live(session, conversation.id)  # type: ignore[arg-type]
     return conversation
 
 
@@ -335,6 +336,7 @@ async def set_tags(session: AsyncSession, conversation_id: int, tags: list[str])
     conversation.topic_tags = clean
     conversation.updated_at = utcnow()
     await session.flush()
+    _live(session, conversation.id)  # type: ignore[arg-type]
     return conversation
 
 

@@ -31,7 +31,7 @@ from inbox.bus import (
 )
 from inbox.edits import InboundEdit, apply_edits
 from inbox.models import Attachment, Conversation, Message, Note
-from inbox.outbox import record_statuses
+from inbox.outbox import StatusRecorded, record_statuses
 
 
 @dataclass
@@ -88,8 +88,8 @@ class AcceptResult:
 
 Item = InboundMessage | InboundEdit | StatusUpdate
 # What became of an item: a message's result, an edited message's id (None: the original
-# never reached us), whether a status update named a message we sent.
-Stored = AcceptResult | int | None | bool
+# never reached us), the reply a status update named (None: not a message we sent).
+Stored = AcceptResult | int | None | StatusRecorded
 
 
 def new_conversation(

@@ -34,6 +34,7 @@ from sqlalchemy.exc import IntegrityError
 from heliograph import jobs, live, logs
 from heliograph.db import CommitFailed, Database, is_unique_violation
 from inbox.ingest import AcceptResult, Item, Stored, store_batch
+from inbox.outbox import StatusRecorded
 
 __all__ = ["CommitFailed", "IngestWriter", "writer_for"]
 
@@ -143,11 +144,16 @@ def _new(result: Stored) -> bool:
 
 
 def _publish(results: Sequence[Stored]) -> None:
-    """Live events for the open pages: each conversation that got a new message."""
+    """Live events for the open pages: each conversation that got a new message (the
+    inbox and the thread), and each whose reply's delivery status changed (the thread)."""
     for conversation_id in dict.fromkeys(
         r.conversation_id for r in results if isinstance(r, AcceptResult) and not r.duplicate
     ):
         live.publish("inbox", {"conversation_id": conversation_id})
+        live.publish(f"conversation-{conversation_id}", {"conversation_id": conversation_id})
+    for conversation_id in dict.fromkeys(
+        r.conversation_id for r in results if isinstance(r, StatusRecorded) and r.changed
+    ):
         live.publish(f"conversation-{conversation_id}", {"conversation_id": conversation_id})
 
 

@@ -175,24 +175,40 @@ async def _gave_up(payload: MessageRef, error: str) -> None:
 _STATUS_ORDER = {"queued": 0, "sending": 1, "sent": 2, "delivered": 3, "read": 4, "failed": 5}
 
 
+@dataclass(frozen=True)
+class StatusRecorded:
+    """A provider's status callback that named a reply we sent."""
+
+    message_id: int
+    conversation_id: int
+    changed: bool  # its delivery status moved: the thread's open pages re-render
+
+
 def record_statuses(
     conn: Connection, updates: Sequence[tuple[str, str, str, str | None]]
-) -> list[bool]:
+) -> list[StatusRecorded | None]:
     """Providers' status callbacks ``(channel, external_id, status, error)``, in order:
     sent -> delivered -> read, or failed with its code. One SELECT and one UPDATE for all
-    of them; for each, whether it names a message we sent."""
+    of them; for each, the reply it names (None: not a message we sent). The caller
+    publishes the live event of each changed reply's conversation once it has committed
+    (``inbox.ingest_batch``; ``record_status`` for one)."""
     table = Message.__table__  # type: ignore[attr-defined]
     keys = list(dict.fromkeys((u[0], u[1]) for u in updates))
     rows = conn.execute(
-        select(table.c.id, table.c.channel, table.c.external_id, table.c.delivery_status).where(
-            pairs_in(table.c.channel, table.c.external_id, keys)
-        )
+        select(
+            table.c.id,
+            table.c.conversation_id,
+            table.c.channel,
+            table.c.external_id,
+            table.c.delivery_status,
+        ).where(pairs_in(table.c.channel, table.c.external_id, keys))
     ).all()
     found = {(r.channel, r.external_id): [r.id, r.delivery_status, None, False] for r in rows}
-    known = []
+    conversation_of = {r.id: r.conversation_id for r in rows}
+    named: list[list[Any] | None] = []
     for channel, external_id, status, error in updates:
         row = found.get((channel, external_id))
-        known.append(row is not None)
+        named.append(row)
         if row is not None and (
             status == "failed" or _STATUS_ORDER.get(status, -1) > _STATUS_ORDER.get(row[1], -1)
         ):
@@ -205,15 +221,23 @@ def record_statuses(
             .values(delivery_status=bindparam("st"), delivery_error=bindparam("err")),
             changed,
         )
-    return known
+    return [
+        None if row is None else StatusRecorded(row[0], conversation_of[row[0]], row[3])
+        for row in named
+    ]
 
 
 async def record_status(
     session: AsyncSession, channel: str, external_id: str, status: str, error: str | None = None
 ) -> bool:
-    """``record_statuses`` for one callback in an ORM session."""
+    """``record_statuses`` for one callback in an ORM session (the thread's live event
+    goes out once the session commits)."""
     update_ = (channel, external_id, status, error)
-    return (await session.run_sync(lambda s: record_statuses(s.connection(), [update_])))[0]
+    (recorded,) = await session.run_sync(lambda s: record_statuses(s.connection(), [update_]))
+    if recorded is not None and recorded.changed:
+        data = {"conversation_id": recorded.conversation_id}
+        live.after_commit(session, f"conversation-{recorded.conversation_id}", data)
+    return recorded is not None
 
 
 async def outbox_lag_seconds(session: AsyncSession) -> float:

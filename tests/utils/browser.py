@@ -9,13 +9,16 @@ Chromium driven by Playwright (never a downloaded browser).
 service functions before opening pages; the server reads the same file or PostgreSQL
 database). ``browser_page(member_id, width=1280)`` opens a page whose context carries that
 member's session cookie (``tests.utils.web.session_cookie``), ``width=375`` for a phone.
+
+``web_server_with(env)`` starts another server with its workers on and ``env`` added (the
+sandbox's providers and translation); ``open_page(browser, url)`` opens a signed-out page on it.
 """
 
 from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +46,48 @@ def web_server(database: Any, tmp_path: Path) -> Iterator[Service]:
         yield service
     finally:
         service.stop()
+
+
+@pytest.fixture
+def web_server_with(
+    database: Any, tmp_path: Path
+) -> Iterator[Callable[[Mapping[str, str]], Service]]:
+    """``start(env)``: ``heliograph serve`` on the test's database WITH its workers (the outbox
+    delivers, translations run), ``env`` added (a provider's credentials, its fake's URL), and
+    HELIOGRAPH_PUBLIC_URL its own address unless ``env`` says otherwise. Stopped at the end."""
+    started: list[Service] = []
+
+    def start(extra: Mapping[str, str]) -> Service:
+        port = free_port()
+        env = {
+            "HELIOGRAPH_DATABASE_URL": os.environ["HELIOGRAPH_DATABASE_URL"],
+            "HELIOGRAPH_WEB_SESSION_SECRET": WEB_SESSION_SECRET,
+            "HELIOGRAPH_RUN_WORKERS": "true",
+            "HELIOGRAPH_RUN_SCHEDULER": "false",
+            "HELIOGRAPH_RATE_LIMIT_ENABLED": "false",
+            "HELIOGRAPH_PUBLIC_URL": f"http://127.0.0.1:{port}",
+            "HELIOGRAPH_MEDIA_DIR": str(tmp_path / "media"),
+            **extra,
+        }
+        log = tmp_path / f"serve-{len(started)}.log"
+        started.append(start_heliograph(["serve"], env, log, port=port))
+        return started[-1]
+
+    try:
+        yield start
+    finally:
+        for service in started:
+            service.stop()
+
+
+async def open_page(
+    browser: Any, base_url: str, width: int = 1280, height: int = 900, **options: Any
+) -> Any:
+    """A page in a fresh context (signed out) on ``base_url``; closed with the browser."""
+    context = await browser.new_context(
+        viewport={"width": width, "height": height}, base_url=base_url, **options
+    )
+    return await context.new_page()
 
 
 def _chromium_missing() -> bool:
@@ -86,3 +131,39 @@ async def browser_page(
     yield open_page
     for context in contexts:
         await context.close()
+
+
+async def member_page(
+    browser: Any, url: str, member_id: int, width: int = 1280, height: int = 900
+) -> Any:
+    """A page on the server at ``url`` in a browser context of its own, signed in as the
+    member (a second person at another desk; close it with ``page.context.close()``)."""
+    context = await browser.new_context(viewport={"width": width, "height": height}, base_url=url)
+    cookie = session_cookie(member_id, secrets.token_urlsafe(16))
+    await context.add_cookies([{"name": COOKIE, "value": cookie, "url": url}])
+    return await context.new_page()
+
+
+@pytest.fixture
+def two_web_servers(database: Any, tmp_path: Path) -> Iterator[tuple[Service, Service]]:
+    """Two ``heliograph serve`` processes (no workers) on the test's PostgreSQL database,
+    as behind a load balancer. Skipped on SQLite: one SQLite file is one process's."""
+    url = os.environ["HELIOGRAPH_DATABASE_URL"]
+    if not url.startswith("postgresql"):
+        pytest.skip("two server processes share a database only on PostgreSQL")
+    env = {
+        "HELIOGRAPH_DATABASE_URL": url,
+        "HELIOGRAPH_WEB_SESSION_SECRET": WEB_SESSION_SECRET,
+        "HELIOGRAPH_RUN_WORKERS": "false",
+        "HELIOGRAPH_RUN_SCHEDULER": "false",
+        "HELIOGRAPH_RATE_LIMIT_ENABLED": "false",
+    }
+    started: list[Service] = []
+    try:
+        for name in ("a", "b"):
+            log = tmp_path / f"serve-{name}.log"
+            started.append(start_heliograph(["serve"], env, log, port=free_port()))
+        yield started[0], started[1]
+    finally:
+        for service in started:
+            service.stop()

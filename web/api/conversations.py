@@ -1,17 +1,20 @@
-"""``/api/v1/conversations``: list, read, reply, note, resolve, reopen, snooze."""
+"""``/api/v1/conversations``: list, read, reply, note, resolve, reopen, snooze, priority
+and tags (``PATCH``), and the router's suggestion of who should take it."""
 
 from __future__ import annotations
 
 import base64
 import binascii
-from datetime import UTC
+from datetime import UTC, datetime
 
 from fastapi import APIRouter, HTTPException, Query
+from pydantic import Field
 
 from crm_core.identity import get_customer
 from heliograph import jobs
 from inbox import conversations as conv
-from inbox.attachments_out import AttachmentRefused, OutgoingFile
+from inbox.attachments_out import OutgoingFile
+from routing.suggest import suggest
 from web.api.schemas import (
     AttachmentOut,
     ConversationDetail,
@@ -19,6 +22,8 @@ from web.api.schemas import (
     CustomerOut,
     MessageOut,
     NoteOut,
+    Out,
+    Patch,
     ReplyIn,
     SnoozeIn,
     TextIn,
@@ -114,12 +119,10 @@ async def reply(
         files.append(OutgoingFile(f.filename, f.content_type, data))
 
     async def work() -> Outcome:
-        try:
-            message = await conv.reply(
-                session, conversation_id, body.text, author_id=agent.id, attachments=files
-            )
-        except AttachmentRefused as exc:
-            raise HTTPException(422, str(exc)) from exc
+        # A file the channel cannot carry: AttachmentRefused, a 422 (web/errors.py).
+        message = await conv.reply(
+            session, conversation_id, body.text, author_id=agent.id, attachments=files
+        )
         return Outcome(MessageOut.model_validate(message), 202, message.customer_id)
 
     answer = await idem.run(session, work)
@@ -162,3 +165,53 @@ async def snooze(conversation_id: Id, body: SnoozeIn, session: SessionDep, _: Ag
     until = body.until
     until = until.replace(tzinfo=UTC) if until.tzinfo is None else until.astimezone(UTC)
     return await _status(session, conversation_id, "snoozed", snoozed_until=until)
+
+
+class ConversationPatch(Patch):
+    """What a ``PATCH`` may change; a field left out keeps its value (null is refused)."""
+
+    priority: str | None = Field(None, max_length=16, description="low, normal, high or urgent")
+    tags: list[str] | None = Field(
+        None, max_length=50, description="replaces the tags (trimmed, lower case, no duplicates)"
+    )
+
+
+@router.patch("/{conversation_id}", response_model=ConversationOut)
+async def patch(
+    conversation_id: Id, body: ConversationPatch, session: SessionDep, _: AgentDep
+) -> object:
+    """Set the priority and/or the tags (the conversation page's functions); 422 names a
+    priority that is not one of them."""
+    conversation = await conv.get_conversation(session, conversation_id)
+    if body.priority is not None:
+        try:
+            conversation = await conv.set_priority(session, conversation_id, body.priority)
+        except conv.InvalidRequest as exc:
+            raise HTTPException(422, str(exc)) from exc
+    if body.tags is not None:
+        conversation = await conv.set_tags(session, conversation_id, body.tags)
+    await session.commit()
+    return conversation
+
+
+class SuggestionOut(Out):
+    conversation_id: int
+    at: datetime
+    member_id: int | None = Field(description="null: nobody may take it now (reason says why)")
+    name: str | None
+    reason: str
+    load: int | None
+    capacity: int | None
+    previous_agent: bool
+    speaks: str | None
+    knows: list[str]
+    nobody: str | None = Field(
+        description="why nobody: off_shift, language, expertise, away, capacity or other"
+    )
+
+
+@router.get("/{conversation_id}/suggestion", response_model=SuggestionOut)
+async def suggestion(conversation_id: Id, session: ReadSessionDep, _: MemberDep) -> object:
+    """Who the router would give the conversation to now, and why (its rule and its
+    words); nothing is assigned. Assign with ``POST /routing/conversations/{id}/assign``."""
+    return await suggest(session, conversation_id)

@@ -17,7 +17,7 @@ from heliograph import ratelimit
 from heliograph.db import get_db
 from routing import credentials
 from routing.reads import member as member_by_id
-from web.ui.render import LANGUAGES, page
+from web.ui.render import LANGUAGES, N_, page
 from web.ui.session import CsrfDep, UiAdminDep, UiMemberDep, end_session, start_session
 from web.ui.settings import WebSettings
 
@@ -112,7 +112,7 @@ async def invite_page(request: Request, token: str) -> Response:
     async with get_db().read_session() as session:
         member = await credentials.invite_member(session, token)
     if member is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, "this invite link is used or expired")
+        raise HTTPException(status.HTTP_404_NOT_FOUND, N_("This invite link is used or expired."))
     return page(request, "invite.html", None, invitee=member, token=token, error=None)
 
 
@@ -126,7 +126,9 @@ async def invite_accept(
     async with get_db().session() as session:
         invitee = await credentials.invite_member(session, token)
         if invitee is None:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, "this invite link is used or expired")
+            raise HTTPException(
+                status.HTTP_404_NOT_FOUND, N_("This invite link is used or expired.")
+            )
         error = None
         if password != password_again:
             error = "mismatch"
@@ -163,7 +165,7 @@ async def me_save(
     theme: Annotated[str, Form()] = "system",
 ) -> Response:
     if (language and language not in LANGUAGES) or theme not in THEMES:
-        raise HTTPException(422, "unknown language or theme")
+        raise HTTPException(422, N_("Unknown language or theme."))
     async with get_db().session() as session:
         mine = await member_by_id(session, member.id)
         assert mine is not None

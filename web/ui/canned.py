@@ -16,7 +16,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from inbox import canned
 from inbox.conversations import InvalidRequest
 from web.deps import SessionDep
-from web.ui.render import page
+from web.ui.render import N_, page
 from web.ui.session import CsrfDep, UiMemberDep
 
 router = APIRouter(include_in_schema=False)
@@ -74,7 +74,9 @@ async def canned_edit(
     try:
         row = await canned.get(session, member, canned_id)
     except canned.CannedNotFound:
-        return await _page(request, session, member, error="not found", status_code=404)
+        return await _page(
+            request, session, member, error=N_("No such canned response."), status_code=404
+        )
     return await _page(request, session, member, editing=row)
 
 

@@ -21,7 +21,7 @@ from inbox import interventions as inbox_interventions
 from inbox.conversations import ConversationFilter, list_conversations
 from inbox.timeline import customer_timeline
 from web.deps import ReadSessionDep, SessionDep
-from web.ui.render import page
+from web.ui.render import N_, page
 from web.ui.session import CsrfDep, UiAdminDep, UiAgentDep, UiLeadDep, UiMemberDep
 
 router = APIRouter(include_in_schema=False)
@@ -159,7 +159,7 @@ async def resolve_intervention(
 ) -> Response:
     states = {"done": "done", "dismiss": "dismissed"}
     if action not in states:
-        raise HTTPException(404, "no such action")
+        raise HTTPException(404, N_("No such action."))
     await _resolve(session, intervention_id, states[action], member)
     return _back(customer_id)
 
@@ -208,7 +208,7 @@ async def erase(
     """Erase (GDPR) once the admin typed the customer's name, as the API's erase does."""
     customer = await identity.get_customer(session, customer_id)
     if confirm_name.strip() != (customer.display_name or "").strip():
-        return _back(customer_id, "Type the customer's name exactly to erase.")
+        return _back(customer_id, N_("Type the customer's name exactly to erase."))
     try:
         await gdpr.erase_customer(session, customer_id, f"member:{admin.id}")
     except gdpr.AlreadyErased as exc:

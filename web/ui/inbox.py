@@ -43,16 +43,12 @@ def _shown_text(message: Message | None, member: TeamMember) -> str:
     return message.text or message.original_text or ""
 
 
-def _waited(since: datetime | None, now: datetime) -> str:
+def _waited(since: datetime | None, now: datetime) -> int | None:
+    """Minutes waited (the page shows them in the viewer's language: ``duration``)."""
     if since is None:
-        return ""
+        return None
     since = since if since.tzinfo else since.replace(tzinfo=UTC)
-    minutes = max(0, int((now - since).total_seconds() // 60))
-    if minutes < 60:
-        return f"{minutes}m"
-    if minutes < 48 * 60:
-        return f"{minutes // 60}h {minutes % 60}m"
-    return f"{minutes // 1440}d"
+    return max(0, int((now - since).total_seconds() // 60))
 
 
 async def _rows(session: Any, member: TeamMember, f: ConversationFilter) -> list[dict[str, Any]]:

@@ -6,11 +6,19 @@ read from the ``.po`` files at start: no build step), the CSRF token, and the ti
 (``when`` in the viewer's zone, ``their_time`` in a customer's). Templates hold no rules:
 a page's handler calls the same service functions as the REST API and hands the results
 over.
+
+Two globals serve the page's weight on slow networks (bench/web.py's Slow 3G figure):
+``static_url("app.css")`` is ``/static/app.css?v=<sha8 of its content>``, which the static
+files answer with a year's immutable cache (a second visit asks for no asset);
+``inline_css("app.css", "inbox.css")`` is those files' text for a ``<style nonce="{{
+csp_nonce }}">`` (the response's CSP nonce, ``web.protection``): no request stands between
+the HTML and the first paint.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import io
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,13 +34,60 @@ from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, FileSystemLoader
 from jinja2.ext import _make_new_gettext, _make_new_ngettext  # newstyle, as install_* does
+from markupsafe import Markup
 
 from routing.models import TeamMember
-from web.ui.session import csrf_token
+from web.ui.session import masked_csrf_token
 
 HERE = Path(__file__).parent
+STATIC = HERE / "static"
 LANGUAGES = {"en": "English", "es": "Español", "zh": "中文", "ru": "Русский"}
 DEFAULT_LANGUAGE = "en"
+
+
+def N_(message: str) -> str:
+    """Mark ``message`` for extraction (``make translations``) without translating it: it is
+    translated where a page shows it (``t(message)`` or ``_(value)`` in a template)."""
+    return message
+
+
+# Words that pages translate as they show them (``_(c.status)``, ``t(title)``): stored
+# values and the error page's titles. Marked here so that extraction finds them.
+SHOWN_WORDS = (
+    # conversation statuses (inbox.models.STATUSES)
+    N_("open"),
+    N_("pending"),
+    N_("snoozed"),
+    N_("resolved"),
+    # priorities
+    N_("urgent"),
+    N_("high"),
+    N_("normal"),
+    N_("low"),
+    # delivery of a reply (inbox.outbox)
+    N_("received"),
+    N_("queued"),
+    N_("sending"),
+    N_("sent"),
+    N_("delivered"),
+    N_("read"),
+    N_("failed"),
+    # program enrollments (crm_core.models.ENROLLMENT_STATUSES)
+    N_("active"),
+    N_("completed"),
+    N_("refunded"),
+    # what a score's inputs say in words (crm_core.scores)
+    N_("medium"),
+    N_("not enrolled in any program"),
+    # the error page's titles (web/errors.py)
+    N_("Not allowed"),
+    N_("Not found"),
+    N_("Too many attempts"),
+    N_("Something is wrong"),
+    N_("Error"),
+    # web/ui/session.py's refusal (it cannot import this module)
+    N_("the form has expired or did not come from this site"),
+)
 
 templates = Jinja2Templates(
     env=Environment(
@@ -42,6 +97,45 @@ templates = Jinja2Templates(
     )
 )
 templates.env.policies["ext.i18n.trimmed"] = True
+
+
+def _static_file(name: str) -> Path:
+    path = (STATIC / name).resolve()
+    if not path.is_relative_to(STATIC.resolve()) or not path.is_file():
+        raise FileNotFoundError(f"no static file {name!r}")
+    return path
+
+
+@functools.lru_cache(maxsize=256)
+def _version(path: Path, mtime_ns: int) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:8]
+
+
+@functools.lru_cache(maxsize=64)
+def _text(path: Path, mtime_ns: int) -> str:
+    text = path.read_text(encoding="utf-8")
+    if "</" in text:  # would end the <style> element early
+        raise ValueError(f"{path.name} cannot be inlined: it holds '</'")
+    return text
+
+
+def static_url(name: str) -> str:
+    """``/static/<name>?v=<sha8>``: a new URL whenever the file changes (cached for a year)."""
+    path = _static_file(name)
+    return f"/static/{name}?v={_version(path, path.stat().st_mtime_ns)}"
+
+
+def inline_css(*names: str) -> Markup:
+    """The text of these stylesheets (our own files) for an inline ``<style>``."""
+    parts = []
+    for name in names:
+        path = _static_file(name)
+        parts.append(_text(path, path.stat().st_mtime_ns))
+    return Markup("\n".join(parts))  # our own files, checked for "</"
+
+
+templates.env.globals["static_url"] = static_url
+templates.env.globals["inline_css"] = inline_css
 templates.env.install_null_translations(newstyle=True)  # type: ignore[attr-defined]
 
 
@@ -112,6 +206,16 @@ def page(
         shown = local(moment or datetime.now(UTC), zone)
         return format_time(shown, "short", locale=language) if shown else ""
 
+    def duration(minutes: int | None) -> str:
+        """A wait, short: 45m, 1h 30m, 3d (in the viewer's language)."""
+        if minutes is None:
+            return ""
+        if minutes < 60:
+            return tr.gettext("%(m)sm") % {"m": minutes}
+        if minutes < 48 * 60:
+            return tr.gettext("%(h)sh %(m)sm") % {"h": minutes // 60, "m": minutes % 60}
+        return tr.gettext("%(d)sd") % {"d": minutes // 1440}
+
     return templates.TemplateResponse(
         request,
         template,
@@ -119,12 +223,19 @@ def page(
             "member": member,
             "language": language,
             "languages": LANGUAGES,
-            "csrf": csrf_token(request),
+            # Masked afresh for each render (BREACH: pages are compressed).
+            "csrf": masked_csrf_token(request),
+            # This response's CSP nonce for inline styles (web.protection sets it).
+            "csp_nonce": request.scope.get("state", {}).get("csp_nonce", ""),
             "gettext": _make_new_gettext(tr.gettext),
             "ngettext": _make_new_ngettext(tr.ngettext),
             "_": _make_new_gettext(tr.gettext),
+            # A message held in a variable (marked with N_ where it was written), translated
+            # and then escaped like any value: never a format string, never markup.
+            "t": tr.gettext,
             "when": when,
             "their_time": their_time,
+            "duration": duration,
             **context,
         },
         status_code=status_code,

@@ -6,10 +6,19 @@ id, the member's session version (a password change or deactivation ends every s
 and the CSRF token. Every form and every htmx request sends that token back
 (``csrf_token`` field or ``X-CSRF-Token`` header); ``CsrfDep`` refuses an unsafe request
 without it (403). The same roles as the API apply (``web.deps.require_role``'s rule).
+
+Pages are sent gzip-compressed, and a page both holds the token and reflects what the
+viewer typed (the search box): BREACH could recover the token from the compressed sizes.
+So a page never holds the token itself but a masked one, fresh for every render (as
+Django does): a random pad and the token XOR the pad, base64url-encoded together;
+``check_csrf`` unmasks what it is sent and compares in constant time. The bare token (or
+one masked by someone who does not know it) is refused.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import secrets
 from typing import Annotated
 from urllib.parse import quote
@@ -46,6 +55,33 @@ def csrf_token(request: Request) -> str:
     if not token:
         token = request.session[CSRF_KEY] = secrets.token_urlsafe(32)
     return str(token)
+
+
+def mask_csrf(token: str) -> str:
+    """``token`` masked with a fresh random pad: ``base64url(pad + token XOR pad)``."""
+    raw = token.encode()
+    pad = secrets.token_bytes(len(raw))
+    cipher = bytes(a ^ b for a, b in zip(raw, pad, strict=True))
+    return base64.urlsafe_b64encode(pad + cipher).decode().rstrip("=")
+
+
+def unmask_csrf(masked: str) -> bytes | None:
+    """The token inside a masked value; None when it is not one (bad base64, odd length)."""
+    if not masked or len(masked) > 512:
+        return None
+    try:
+        both = base64.urlsafe_b64decode(masked + "=" * (-len(masked) % 4))
+    except (binascii.Error, ValueError):
+        return None
+    half, odd = divmod(len(both), 2)
+    if odd or not half:
+        return None
+    return bytes(a ^ b for a, b in zip(both[:half], both[half:], strict=True))
+
+
+def masked_csrf_token(request: Request) -> str:
+    """What a page holds: this session's CSRF token, masked afresh for this render."""
+    return mask_csrf(csrf_token(request))
 
 
 def start_session(request: Request, member: TeamMember) -> None:
@@ -94,7 +130,8 @@ UiAdminDep = Annotated[TeamMember, Depends(ui_role("admin"))]
 
 
 async def check_csrf(request: Request) -> None:
-    """403 for an unsafe request whose CSRF token (header or form field) is not the session's."""
+    """403 for an unsafe request whose CSRF token (header or form field), unmasked, is not the
+    session's."""
     if request.method in ("GET", "HEAD", "OPTIONS"):
         return
     expected = request.session.get(CSRF_KEY)
@@ -103,7 +140,12 @@ async def check_csrf(request: Request) -> None:
         ("application/x-www-form-urlencoded", "multipart/form-data")
     ):
         given = (await request.form()).get(CSRF_FIELD)
-    if not expected or not isinstance(given, str) or not secrets.compare_digest(given, expected):
+    unmasked = unmask_csrf(given) if isinstance(given, str) else None
+    if (
+        not expected
+        or unmasked is None
+        or not secrets.compare_digest(unmasked, str(expected).encode())
+    ):
         raise HTTPException(
             status.HTTP_403_FORBIDDEN, "the form has expired or did not come from this site"
         )

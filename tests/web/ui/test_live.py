@@ -15,6 +15,7 @@ from heliograph.db import Database
 from tests.utils.factories import make_member, receive
 from tests.utils.web import session_cookie, signed_in
 from web.ui import live as live_ui
+from web.ui.session import mask_csrf
 from web.ui.sessions import COOKIE
 
 
@@ -96,7 +97,7 @@ async def test_live_stream_across_processes_and_typing(
                 ]
                 try:
                     typed = await as_maya.post(
-                        f"/conversations/{cid}/typing", headers={"X-CSRF-Token": csrf}
+                        f"/conversations/{cid}/typing", headers={"X-CSRF-Token": mask_csrf(csrf)}
                     )
                     assert typed.status_code == 204
                     seen = await _until(omar_q, f"typing-{cid}")
@@ -110,7 +111,7 @@ async def test_live_stream_across_processes_and_typing(
                         }
                     # Maya never hears her own typing
                     await as_omar.post(
-                        f"/conversations/{cid}/typing", headers={"X-CSRF-Token": csrf}
+                        f"/conversations/{cid}/typing", headers={"X-CSRF-Token": mask_csrf(csrf)}
                     )
                     heard = await _until(maya_q, f"typing-{cid}")
                     assert heard["member_id"] == omar

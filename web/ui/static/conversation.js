@@ -1,12 +1,54 @@
 // The conversation page: original/translation toggles, translation preview, canned
-// responses after "/", and the typing signal (contract LIVE). No inline script (CSP).
+// responses after "/", the typing signal (contract LIVE), and the composer's tabs (reply,
+// private note: the r and n keys, ?compose=reply|note). No inline script (CSP).
 (function () {
   "use strict";
   function csrf() { return document.body.dataset.csrf || ""; }
 
+  // The composer's tabs: show one panel, and put the cursor in its text box.
+  function openTab(name, focus) {
+    var tabs = document.querySelectorAll("[data-tab]");
+    if (!tabs.length) return;
+    tabs.forEach(function (tab) {
+      var on = tab.dataset.tab === name;
+      tab.setAttribute("aria-selected", on ? "true" : "false");
+      tab.tabIndex = on ? 0 : -1;
+      var panel = document.getElementById(tab.getAttribute("aria-controls"));
+      if (panel) panel.hidden = !on;
+    });
+    if (focus) {
+      var box = document.querySelector('[data-tab-panel="' + name + '"] textarea');
+      if (box) box.focus();
+    }
+  }
+  var keys = window.heliographKeys = window.heliographKeys || {};
+  keys.r = function () { openTab("reply", true); };
+  keys.n = function () { openTab("note", true); };
+  function start() {
+    var composer = document.querySelector("[data-compose]");
+    var asked = composer && composer.dataset.compose;
+    if (asked) openTab(asked, true);
+  }
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
+  else start();
+
+  document.addEventListener("keydown", function (event) {
+    var tab = event.target instanceof Element && event.target.closest("[data-tab]");
+    if (!tab || (event.key !== "ArrowLeft" && event.key !== "ArrowRight")) return;
+    var other = tab.dataset.tab === "reply" ? "note" : "reply";
+    openTab(other, false);
+    document.getElementById("tab-" + other).focus();
+    event.preventDefault();
+  });
+
   document.addEventListener("click", function (event) {
     var t = event.target;
     if (!(t instanceof Element)) return;
+    var tab = t.closest("[data-tab]");
+    if (tab) {
+      openTab(tab.dataset.tab, true);
+      return;
+    }
     var one = t.closest("[data-toggle-original]");
     if (one) {
       var box = one.closest("[data-translated]");
