@@ -26,7 +26,11 @@ machine, back to back.
     .venv/bin/python bench/ingest.py --quick --db sqlite
     .venv/bin/python bench/ingest.py --db sqlite --targets heliograph,heliograph-no-workers,bare
     git worktree add /tmp/before HEAD~1
-    .venv/bin/python bench/ingest.py --targets heliograph,before --before /tmp/before
+    .venv/bin/python bench/ingest.py --targets heliograph,before --before /tmp/before --rounds 3
+
+``--rounds K`` runs the targets K times, alternating, and reports each target's median
+round (every round's figures are kept beside it): on a shared machine one round of each
+can differ by 20% from the next.
 
 The target ``heliograph-no-workers`` is Heliograph with workers and scheduler off: beside
 ``heliograph`` in the same run it shows what the follow-up jobs take from the requests.
@@ -375,6 +379,17 @@ def run_target(
             h.remove_sqlite(h.VAR / f"ingest-{target}.db")
 
 
+def median_run(done: list[dict[str, Any]]) -> dict[str, Any]:
+    """The round with the median throughput, with every round's throughput and CPU beside it."""
+    middle = sorted(done, key=lambda r: r["throughput_rps"])[(len(done) - 1) // 2]
+    if len(done) == 1:
+        return middle
+    return middle | {
+        "rounds_throughput_rps": [r["throughput_rps"] for r in done],
+        "rounds_server_cpu_ms_per_request": [r["server_cpu_ms_per_request"] for r in done],
+    }
+
+
 def compare(runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
     helio, bare, before = runs.get("heliograph"), runs.get("bare"), runs.get("before")
     versus_before = {}
@@ -450,6 +465,12 @@ def parse_args() -> argparse.Namespace:
         "--before", type=Path, help="another checkout to run as the target 'before'"
     )
     parser.add_argument("--quick", action="store_true", help="smoke run: N=500, warm-up 100")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="run the targets this many times, alternating; report each target's median round",
+    )
     parser.add_argument("--loadgen", choices=("auto", "wrk", "python"), default="auto")
     parser.add_argument("--wrk-threads", type=int, default=1)
     parser.add_argument("--no-workers", action="store_true", help="serve without workers")
@@ -516,6 +537,7 @@ def main() -> None:
             "senders": args.senders,
             "distinct_senders_in_timed_run": distinct,
             "loadgen": args.engine,
+            "rounds": args.rounds,
             "traffic": traffics,
             "before": str(args.before) if args.before else None,
             "workers_and_scheduler": not args.no_workers,
@@ -535,11 +557,14 @@ def main() -> None:
     try:
         for db in dbs:
             for traffic in traffics:
-                runs: dict[str, Any] = {}
-                for target in targets:
-                    print(f"  {db:8} {traffic:8} {target:10} ...", end="", flush=True)
-                    runs[target] = run_target(target, db, args, files[traffic], keys, traffic)
-                    print(f" {runs[target]['throughput_rps']:.0f} req/s")
+                rounds: dict[str, list[dict[str, Any]]] = {target: [] for target in targets}
+                for _ in range(args.rounds):  # alternating, so drifting load hits each alike
+                    for target in targets:
+                        print(f"  {db:8} {traffic:8} {target:10} ...", end="", flush=True)
+                        run = run_target(target, db, args, files[traffic], keys, traffic)
+                        rounds[target].append(run)
+                        print(f" {run['throughput_rps']:.0f} req/s")
+                runs = {target: median_run(done) for target, done in rounds.items()}
                 key = db if traffic == "api" else f"{db}/{traffic}"
                 report["runs"][key] = runs
                 report["ratios"][key] = compare(runs)
