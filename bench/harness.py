@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -261,6 +261,59 @@ def sqlite_files(path: Path) -> list[Path]:
 def remove_sqlite(path: Path) -> None:
     for item in sqlite_files(path):
         item.unlink(missing_ok=True)
+
+
+def seeded_sqlite(
+    path: Path,
+    wanted: Mapping[str, Any],
+    migrate: Callable[[str], None],
+    fill: Callable[[sqlite3.Connection], Mapping[str, Any]],
+    *,
+    rebuild: bool = False,
+    migrate_cached: bool = False,
+    analyze: bool = False,
+) -> dict[str, Any]:
+    """A seeded SQLite file kept under VAR between runs, its facts in ``<path>.json``.
+
+    Reused when those facts hold ``wanted`` (``migrate_cached``: new migrations are applied
+    to it first); else built on a ``.building`` copy: ``migrate(url)``, then ``fill(conn)``
+    in one transaction with the journal off (what it returns joins the facts), ANALYZE if
+    asked, WAL as Heliograph runs it, and renamed into place. Returns the facts, the path,
+    whether it was cached and the file's size."""
+    meta_path = path.with_suffix(".json")
+    if path.exists() and meta_path.exists() and not rebuild:
+        meta = json.loads(meta_path.read_text())
+        if {k: meta.get(k) for k in wanted} == dict(wanted):
+            if migrate_cached:
+                migrate(f"sqlite+aiosqlite:///{path}")
+            return {"path": str(path), "cached": True, **meta, **_file_mib(path)}
+    VAR.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.stem + ".building.db")
+    remove_sqlite(tmp)
+    started = time.perf_counter()
+    migrate(f"sqlite+aiosqlite:///{tmp}")
+    conn = sqlite3.connect(tmp, isolation_level=None)
+    try:
+        conn.execute("PRAGMA journal_mode=OFF")
+        conn.execute("PRAGMA synchronous=OFF")
+        conn.execute("PRAGMA cache_size=-262144")  # 256 MiB while the indexes grow
+        conn.execute("BEGIN")
+        facts = dict(fill(conn))
+        conn.execute("COMMIT")
+        if analyze:
+            conn.execute("ANALYZE")
+        conn.execute("PRAGMA journal_mode=WAL")  # what Heliograph runs with
+    finally:
+        conn.close()
+    remove_sqlite(path)
+    tmp.rename(path)
+    meta = {**wanted, "build_seconds": round(time.perf_counter() - started, 1), **facts}
+    meta_path.write_text(json.dumps(meta) + "\n")
+    return {"path": str(path), "cached": False, **meta, **_file_mib(path)}
+
+
+def _file_mib(path: Path) -> dict[str, float]:
+    return {"file_mib": round(path.stat().st_size / 2**20, 1)}
 
 
 # ---------------------------------------------------------------- output

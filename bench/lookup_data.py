@@ -12,13 +12,11 @@ or ``COPY`` into PostgreSQL. The schema is Heliograph's own (``heliograph.migrat
 from __future__ import annotations
 
 import asyncio
-import json
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import harness as h
@@ -123,45 +121,21 @@ def label(customers: int) -> str:
 
 
 def build_sqlite(customers: int, rebuild: bool = False) -> dict[str, Any]:
-    """The cached SQLite file for ``customers`` (built when missing); returns build facts."""
-    path = h.VAR / f"lookup-{label(customers)}.db"
-    meta_path = path.with_suffix(".json")
-    wanted = {"generator": GENERATOR_VERSION, "customers": customers}
-    if path.exists() and meta_path.exists() and not rebuild:
-        meta = json.loads(meta_path.read_text())
-        if {k: meta.get(k) for k in wanted} == wanted:
-            upgrade(f"sqlite+aiosqlite:///{path}")  # new migrations apply to the cache too
-            return {"path": str(path), "cached": True, **meta, **_size(path)}
-    h.VAR.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".building.db")
-    h.remove_sqlite(tmp)
-    started = time.perf_counter()
-    upgrade(f"sqlite+aiosqlite:///{tmp}")
-    conn = sqlite3.connect(tmp, isolation_level=None)
-    try:
-        conn.execute("PRAGMA journal_mode=OFF")
-        conn.execute("PRAGMA synchronous=OFF")
-        conn.execute("PRAGMA cache_size=-262144")  # 256 MiB while the indexes grow
-        conn.execute("BEGIN")
+    """The cached SQLite file for ``customers`` (built when missing); returns build facts.
+    New migrations apply to the cache too."""
+
+    def fill(conn: sqlite3.Connection) -> dict[str, Any]:
+        started = time.perf_counter()
         for table, (sql, make) in INSERTS.items():
             rows = _rows(1, customers, make)
             while batch := [row for _, row in zip(range(BATCH), rows, strict=False)]:
                 conn.executemany(sql, batch)
             print(f"    {table}: loaded ({time.perf_counter() - started:.0f} s)", flush=True)
-        conn.execute("COMMIT")
-        conn.execute("PRAGMA journal_mode=WAL")  # what Heliograph runs with
-    finally:
-        conn.close()
-    for stale in h.sqlite_files(path):
-        stale.unlink(missing_ok=True)
-    tmp.rename(path)
-    meta = {**wanted, "build_seconds": round(time.perf_counter() - started, 1)}
-    meta_path.write_text(json.dumps(meta) + "\n")
-    return {"path": str(path), "cached": False, **meta, **_size(path)}
+        return {}
 
-
-def _size(path: Path) -> dict[str, float]:
-    return {"file_mib": round(path.stat().st_size / 2**20, 1)}
+    path = h.VAR / f"lookup-{label(customers)}.db"
+    wanted = {"generator": GENERATOR_VERSION, "customers": customers}
+    return h.seeded_sqlite(path, wanted, upgrade, fill, rebuild=rebuild, migrate_cached=True)
 
 
 # ---------------------------------------------------------------- PostgreSQL

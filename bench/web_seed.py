@@ -306,27 +306,14 @@ def sqlite_path(conversations: int, messages: int) -> Path:
 def build_sqlite(conversations: int, messages: int, rebuild: bool = False) -> dict[str, Any]:
     """The cached, seeded SQLite file for these sizes (built when missing)."""
     path = sqlite_path(conversations, messages)
-    meta_path = path.with_suffix(".json")
     wanted = {"generator": GENERATOR_VERSION, "conversations": conversations, "messages": messages}
-    if path.exists() and meta_path.exists() and not rebuild:
-        meta = json.loads(meta_path.read_text())
-        if {k: meta.get(k) for k in wanted} == wanted:
-            return {"path": str(path), "cached": True, **meta, **_size(path)}
-    h.VAR.mkdir(parents=True, exist_ok=True)
-    for old in h.VAR.glob(f"web-{conversations}c-{messages}m-*.db"):  # other migrations
-        h.remove_sqlite(old)
-        old.with_suffix(".json").unlink(missing_ok=True)
-    tmp = path.with_name(path.stem + ".building.db")
-    h.remove_sqlite(tmp)
-    started = time.perf_counter()
-    upgrade(f"sqlite+aiosqlite:///{tmp}")
-    conn = sqlite3.connect(tmp, isolation_level=None)
-    seconds: dict[str, float] = {}
-    try:
-        conn.execute("PRAGMA journal_mode=OFF")
-        conn.execute("PRAGMA synchronous=OFF")
-        conn.execute("PRAGMA cache_size=-262144")  # 256 MiB while the indexes grow
-        conn.execute("BEGIN")
+    for old in h.VAR.glob(f"web-{conversations}c-{messages}m-*.db"):
+        if old != path:  # built for other migrations: never valid again
+            h.remove_sqlite(old)
+            old.with_suffix(".json").unlink(missing_ok=True)
+
+    def fill(conn: sqlite3.Connection) -> dict[str, Any]:
+        seconds: dict[str, float] = {}
         for table, rows in tables(conversations, messages):
             t0 = time.perf_counter()
             sql = None
@@ -340,17 +327,9 @@ def build_sqlite(conversations: int, messages: int, rebuild: bool = False) -> di
                 conn.executemany(sql, [tuple(map(_sqlite_value, r.values())) for r in batch])
             seconds[table] = round(time.perf_counter() - t0, 1)
             print(f"    {table}: loaded in {seconds[table]:.1f} s", flush=True)
-        conn.execute("COMMIT")
-        conn.execute("ANALYZE")
-        conn.execute("PRAGMA journal_mode=WAL")  # what Heliograph runs with
-    finally:
-        conn.close()
-    for stale in h.sqlite_files(path):
-        stale.unlink(missing_ok=True)
-    tmp.rename(path)
-    meta = {**wanted, "build_seconds": round(time.perf_counter() - started, 1), "tables_s": seconds}
-    meta_path.write_text(json.dumps(meta) + "\n")
-    return {"path": str(path), "cached": False, **meta, **_size(path)}
+        return {"tables_s": seconds}
+
+    return h.seeded_sqlite(path, wanted, upgrade, fill, rebuild=rebuild, analyze=True)
 
 
 def working_copy(cached: Path, name: str) -> Path:
@@ -361,10 +340,6 @@ def working_copy(cached: Path, name: str) -> Path:
         while chunk := src.read(1 << 24):
             dst.write(chunk)
     return target
-
-
-def _size(path: Path) -> dict[str, float]:
-    return {"file_mib": round(path.stat().st_size / 2**20, 1)}
 
 
 # ---------------------------------------------------------------- PostgreSQL

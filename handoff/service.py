@@ -278,7 +278,8 @@ async def propose(
     now: routing's choice among the members on shift, never the holder nor the actor
     (``routing.suggest``, the router's rule); with nobody now, and ``later``, whoever is
     next on shift (manual handoff); else the queue (as a shift end does: ``later=False``).
-    ``handoff_manual`` decides with it; the pages show it. Raises ``ConversationNotFound``."""
+    The pages show it; ``handoff_manual`` decides in the same order, under the members'
+    lock. Raises ``ConversationNotFound``."""
     now = now or utcnow()
     conversation = await get_conversation(session, conversation_id)
     exclude = {m for m in (conversation.assignee_id, actor_id) if m is not None}
@@ -349,29 +350,20 @@ async def handoff_manual(
             session, conversation, holder, to_member_id, "manual", reason, now, note
         )
     exclude = {m for m in (holder, actor.id) if m is not None}
-    proposal = await propose(session, conversation.id, now, actor_id=actor.id)  # type: ignore[arg-type]
-    if proposal.when == "now":
-        # Routing's pick, made again under the members' lock so capacity holds.
-        routed: list[Routed] = await assign_batch(
-            session,
-            [conversation],
-            now=now,
-            kind="handoff",
-            exclude={conversation.id: exclude},  # type: ignore[dict-item]
-            reason_prefix={conversation.id: prefix},  # type: ignore[dict-item]
-        )
-        if routed and routed[0].member_id is not None:
-            return await _write(
-                session,
-                conversation,
-                holder,
-                routed[0].member_id,
-                "manual",
-                routed[0].reason,
-                now,
-                note,
-            )
-        proposal = await _next_on_shift(session, conversation, exclude, now)  # taken meanwhile
+    # ``propose``'s order, deciding under the members' lock so capacity holds: routing's
+    # pick among those on shift now, else whoever is next on shift, else the queue.
+    routed: list[Routed] = await assign_batch(
+        session,
+        [conversation],
+        now=now,
+        kind="handoff",
+        exclude={conversation.id: exclude},  # type: ignore[dict-item]
+        reason_prefix={conversation.id: prefix},  # type: ignore[dict-item]
+    )
+    if routed and routed[0].member_id is not None:
+        to, why = routed[0].member_id, routed[0].reason
+        return await _write(session, conversation, holder, to, "manual", why, now, note)
+    proposal = await _next_on_shift(session, conversation, exclude, now)
     if proposal.member is not None:
         reason = prefix + proposal.reason
         to_id = proposal.member.id

@@ -8,9 +8,32 @@ kind that only needs the message id can listen to several of them.
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import ConfigDict, Field
 
-from heliograph import jobs
+from heliograph import jobs, live
+
+# The live events of the web app's open pages (heliograph.live; the pages listen with
+# ``sse:<event>``): the inbox's lists, and one conversation's thread.
+INBOX_PAGE = "inbox"
+
+
+def thread_page(conversation_id: int) -> str:
+    return f"conversation-{conversation_id}"
+
+
+def pages_changed(conversation_id: int, *, inbox: bool = True, session: Any = None) -> None:
+    """Tell the open pages showing the conversation to refresh: its thread and, with
+    ``inbox``, the inbox's lists. With ``session``: once that session commits; without:
+    now (the caller has committed)."""
+    data = {"conversation_id": conversation_id}
+    events = [thread_page(conversation_id)] + ([INBOX_PAGE] if inbox else [])
+    for event in events:
+        if session is None:
+            live.publish(event, data)
+        else:
+            live.after_commit(session, event, data)
 
 
 class MessageRef(jobs.Payload):

@@ -9,7 +9,7 @@ from sqlalchemy import func, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from crm_core import identity
-from heliograph import jobs, live
+from heliograph import jobs
 from heliograph.db import utcnow
 from inbox import attachments_out, listing, translation
 from inbox.attachments_out import OutgoingFile
@@ -20,6 +20,7 @@ from inbox.bus import (
     ConversationStatusChanged,
     MessageRef,
     MessageSent,
+    pages_changed,
 )
 from inbox.models import STATUSES, Attachment, Conversation, Message, Note
 
@@ -227,9 +228,7 @@ async def set_status(
 
 def _live(session: AsyncSession, conversation_id: int) -> None:
     """Once the caller commits: the open pages of the inbox and of this thread refresh."""
-    data = {"conversation_id": conversation_id}
-    live.after_commit(session, "inbox", data)
-    live.after_commit(session, f"conversation-{conversation_id}", data)
+    pages_changed(conversation_id, session=session)
 
 
 async def _ensure_no_other_active(session: AsyncSession, conversation: Conversation) -> None:

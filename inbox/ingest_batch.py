@@ -31,8 +31,9 @@ from collections.abc import Sequence
 
 from sqlalchemy.exc import IntegrityError
 
-from heliograph import jobs, live, logs
+from heliograph import jobs, logs
 from heliograph.db import CommitFailed, Database, is_unique_violation
+from inbox.bus import pages_changed
 from inbox.ingest import AcceptResult, Item, Stored, store_batch
 from inbox.outbox import StatusRecorded
 
@@ -149,12 +150,11 @@ def _publish(results: Sequence[Stored]) -> None:
     for conversation_id in dict.fromkeys(
         r.conversation_id for r in results if isinstance(r, AcceptResult) and not r.duplicate
     ):
-        live.publish("inbox", {"conversation_id": conversation_id})
-        live.publish(f"conversation-{conversation_id}", {"conversation_id": conversation_id})
+        pages_changed(conversation_id)
     for conversation_id in dict.fromkeys(
         r.conversation_id for r in results if isinstance(r, StatusRecorded) and r.changed
     ):
-        live.publish(f"conversation-{conversation_id}", {"conversation_id": conversation_id})
+        pages_changed(conversation_id, inbox=False)
 
 
 def _answer(waiter: Waiter, outcome: Stored | Exception) -> None:

@@ -17,12 +17,12 @@ from sqlalchemy import Connection, bindparam, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from crm_core.reads import identities_by_id
-from heliograph import jobs, live
+from heliograph import jobs
 from heliograph.bulk import pairs_in
 from heliograph.db import get_db, utcnow
 from inbox import translation
 from inbox.attachments_out import SentFile, outgoing_of
-from inbox.bus import DELIVER_REPLY, MessageRef
+from inbox.bus import DELIVER_REPLY, MessageRef, pages_changed
 from inbox.models import DELIVERY_DONE, Conversation, Message
 
 
@@ -95,7 +95,7 @@ async def _mark(message_id: int, **values: object) -> None:
         conversation_id = result.scalar()
         await session.commit()
     if conversation_id is not None:  # the thread's page shows the reply's delivery status
-        live.publish(f"conversation-{conversation_id}", {"conversation_id": conversation_id})
+        pages_changed(conversation_id, inbox=False)
 
 
 async def _prepare(message_id: int) -> OutboundMessage | None:
@@ -235,8 +235,7 @@ async def record_status(
     update_ = (channel, external_id, status, error)
     (recorded,) = await session.run_sync(lambda s: record_statuses(s.connection(), [update_]))
     if recorded is not None and recorded.changed:
-        data = {"conversation_id": recorded.conversation_id}
-        live.after_commit(session, f"conversation-{recorded.conversation_id}", data)
+        pages_changed(recorded.conversation_id, inbox=False, session=session)
     return recorded is not None
 
 

@@ -37,7 +37,7 @@ from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from crm_core.identity import get_customer
-from heliograph import jobs, live
+from heliograph import jobs
 from heliograph.db import get_db, utcnow
 from heliograph.settings import Settings, get_settings
 from inbox.bus import (
@@ -48,6 +48,7 @@ from inbox.bus import (
     TRANSLATE_REPLY,
     MessageRef,
     MessageTranslated,
+    pages_changed,
 )
 from inbox.models import Conversation, Message, Note
 from transcription import cache, language
@@ -249,9 +250,7 @@ async def _record(
                 ),
             )
         # Open pages show the translation (or the words again) without a reload.
-        data = {"conversation_id": conversation.id}
-        live.after_commit(session, "inbox", data)
-        live.after_commit(session, f"conversation-{conversation.id}", data)
+        pages_changed(conversation.id, session=session)  # type: ignore[arg-type]
         await session.commit()
 
 

@@ -15,12 +15,12 @@ microseconds (header scans, in-memory counters, cached metric children).
   JSON API and only what the Swagger UI / ReDoc pages load (from jsDelivr) on /docs and
   /redoc; ``Strict-Transport-Security`` when the public URL is https.
 - Metrics (``web.metrics``): latency and status class per route template.
-- The web app's pages are gzip-compressed when the browser accepts it (Starlette's
-  ``GZipMiddleware``, 500 bytes at least; it never touches ``text/event-stream``, so the
-  ``/live`` stream is not buffered): 83 KB of inbox HTML is about 8 KB on the wire. The
-  pages mask their CSRF token per render against BREACH (``web.ui.session``). Each page's
-  CSP carries a fresh nonce for its inline critical CSS (``scope["state"]["csp_nonce"]``,
-  ``csp_nonce`` in templates).
+- The web app's pages and static files are gzip-compressed when the browser accepts it
+  (Starlette's ``GZipMiddleware``, 500 bytes at least; it never touches
+  ``text/event-stream``, so the ``/live`` stream is not buffered): 83 KB of inbox HTML is
+  about 8 KB on the wire. The pages mask their CSRF token per render against BREACH
+  (``web.ui.session``). Each page's CSP carries a fresh nonce for its inline critical CSS
+  (``scope["state"]["csp_nonce"]``, ``csp_nonce`` in templates).
 """
 
 from __future__ import annotations
@@ -66,9 +66,9 @@ _GZIP_EXCLUDED = (
     *("audio/ogg", "audio/mpeg", "audio/mp4", "audio/webm", "video/mp4", "video/webm"),
     *("application/zip", "application/gzip", "application/pdf", "application/octet-stream"),
 )
-# Compressed elsewhere (the static files) or never (the SSE stream: GZipMiddleware skips
-# text/event-stream anyway; not even wrapped, so nothing can buffer it).
-_NOT_GZIPPED = ("/static/", "/live", "/media/")
+# Never compressed: the SSE stream (GZipMiddleware skips text/event-stream anyway; not even
+# wrapped, so nothing can buffer it) and the signed media URLs providers fetch.
+_NOT_GZIPPED = ("/live", "/media/")
 # What is not the web app: the API, webhooks, health and metrics, the docs.
 _NOT_APP = ("/api/", "/webhooks/", "/healthz", "/metrics", "/openapi.json")
 _COMMON = (

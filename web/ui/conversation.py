@@ -35,6 +35,7 @@ from routing.reads import active_members, member_names
 from routing.suggest import suggest
 from routing.team import MemberNotFound
 from web.deps import ReadSessionDep, SessionDep
+from web.ui.forms import PICK_A_MEMBER, Refused, member_choice
 from web.ui.render import N_, page
 from web.ui.session import CsrfDep, UiAgentDep, UiMemberDep
 
@@ -170,14 +171,6 @@ async def attachment_file(
     raise HTTPException(404, N_("No such attachment"))
 
 
-class Refused(Exception):
-    """An action the page refuses itself (``status_code``: 409 or 422), with the reason."""
-
-    def __init__(self, status_code: int, reason: str) -> None:
-        super().__init__(reason)
-        self.status_code = status_code
-
-
 async def _act(
     request: Request,
     member: TeamMember,
@@ -197,9 +190,12 @@ async def _act(
         await work()
     except conv.ConversationNotFound as exc:
         raise HTTPException(404, NO_CONVERSATION) from exc
-    except (assignment.AssignmentRefused, Refused) as exc:
-        status = exc.status_code if isinstance(exc, Refused) else 409
-        return await _refused(request, member, session, conversation_id, status, str(exc), draft)
+    except Refused as exc:
+        return await _refused(
+            request, member, session, conversation_id, exc.status_code, exc.detail, draft
+        )
+    except assignment.AssignmentRefused as exc:
+        return await _refused(request, member, session, conversation_id, 409, str(exc), draft)
     except (conv.InvalidRequest, AttachmentRefused, MemberNotFound) as exc:
         reason = str(exc).strip("'\"")
         return await _refused(request, member, session, conversation_id, 422, reason, draft)
@@ -329,15 +325,6 @@ async def snooze(
     return await _act(request, agent, session, conversation_id, work)
 
 
-def _member_id(value: str) -> int | None:
-    """A member picked in a form: empty is nobody in particular; anything else an id."""
-    if not value.strip():
-        return None
-    if not value.strip().isdigit():
-        raise Refused(422, N_("Pick a member from the list"))
-    return int(value)
-
-
 @router.post("/conversations/{conversation_id}/assign", dependencies=[CsrfDep])
 async def assign(
     conversation_id: int,
@@ -349,9 +336,9 @@ async def assign(
     """Claim (member_id = yourself) or assign: routing's assign_to, as the REST API."""
 
     async def work() -> object:
-        chosen = _member_id(member_id)
+        chosen = member_choice(member_id)
         if chosen is None:
-            raise Refused(422, N_("Pick a member from the list"))
+            raise Refused(422, PICK_A_MEMBER)
         return await assignment.assign_to(session, conversation_id, chosen, actor)
 
     return await _act(request, actor, session, conversation_id, work, wake=True)
@@ -373,7 +360,7 @@ async def hand_off(
             session,
             conversation_id,
             actor,
-            to_member_id=_member_id(to_member_id),
+            to_member_id=member_choice(to_member_id),
             note=note or None,
         )
 

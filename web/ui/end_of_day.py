@@ -26,6 +26,7 @@ from inbox.assignment import open_conversations_of
 from routing.models import TeamMember
 from routing.team import MemberNotFound, get_member
 from web.deps import ReadSessionDep, SessionDep
+from web.ui.forms import member_choice
 from web.ui.render import N_, page
 from web.ui.session import CsrfDep, UiAgentDep
 
@@ -34,14 +35,6 @@ router = APIRouter(include_in_schema=False)
 LEADS = ("lead", "admin")
 NOT_YOURS = N_("Only a lead ends another member's day")
 NO_MEMBER = N_("No such member")
-
-
-def _member_id(value: str | int | None) -> int | None:
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return None
-    if isinstance(value, int) or value.strip().isdigit():
-        return int(value)
-    raise HTTPException(422, N_("Pick a member from the list"))
 
 
 async def _whose(session: Any, actor: TeamMember, member_id: int | None) -> TeamMember:
@@ -88,7 +81,7 @@ async def end_of_day_page(
     member_id: str = "",
     handed: int | None = None,
 ) -> Response:
-    who = await _whose(session, actor, _member_id(member_id))
+    who = await _whose(session, actor, member_choice(member_id))
     rows = await _preview(session, who, utcnow())
     return page(
         request,
@@ -105,7 +98,7 @@ async def end_of_day_page(
 @router.post("/end-of-day", dependencies=[CsrfDep])
 async def end_day(actor: UiAgentDep, session: SessionDep, member_id: str = Form("")) -> Response:
     """Hand every open conversation of the member over, as their shift had ended now."""
-    who = await _whose(session, actor, _member_id(member_id))
+    who = await _whose(session, actor, member_choice(member_id))
     now = utcnow()
     handed = await handoff.handoff_shift_end(session, who.id, now, shift_end=now)  # type: ignore[arg-type]
     await session.commit()
