@@ -56,10 +56,13 @@ run: install-run
 	HELIOGRAPH_LOG_FORMAT=text $(BIN)/heliograph seed-demo
 	HELIOGRAPH_DEMO_MODE=1 $(BIN)/heliograph demo
 
+# Test processes: every core by default; TEST_WORKERS=0 runs the suite in one process.
+TEST_WORKERS ?= auto
+
 test: install-test
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
-	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=30
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile --durations=30
 
 lint: install-test
 	$(BIN)/ruff check .

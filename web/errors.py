@@ -15,7 +15,7 @@ from heliograph.db import CommitFailed
 from inbox.attachments_out import AttachmentRefused
 from inbox.conversations import ConversationNotFound, InvalidRequest
 from routing.team import MemberNotFound
-from web.ui.session import SignInRequired, sign_in_url
+from web.ui.session import SignInRequired, sign_in_url, signed_in_member
 
 _NOT_APP = ("/api/", "/webhooks/", "/healthz", "/metrics", "/openapi.json", "/docs", "/redoc")
 
@@ -29,10 +29,12 @@ def _wants_page(request: Request) -> bool:
     )
 
 
-def _error_page(request: Request, status_code: int, message: str) -> Response:
+async def _error_page(request: Request, status_code: int, message: str) -> Response:
     from web.ui.render import page  # the templates load only when a page is shown
 
-    member = getattr(request.state, "member", None)
+    # An unknown path runs no route, so no dependency has read the session: read it here,
+    # so the page keeps the member's language and theme.
+    member = await signed_in_member(request)
     titles = {403: "Not allowed", 404: "Not found", 429: "Too many attempts"}
     title = titles.get(status_code, "Something is wrong" if status_code < 500 else "Error")
     return page(
@@ -47,7 +49,7 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         if _wants_page(request):
-            return _error_page(request, exc.status_code, str(exc.detail))
+            return await _error_page(request, exc.status_code, str(exc.detail))
         # One error shape for every status: {"error": "..."} (not FastAPI's {"detail": ...}).
         return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
 

@@ -112,6 +112,18 @@ async def ui_member(request: Request) -> TeamMember:
     return member
 
 
+async def signed_in_member(request: Request) -> TeamMember | None:
+    """The member a page that needs no sign-in (an error page) is shown to: theirs if the
+    session holds one, else None (signed out)."""
+    member = getattr(request.state, "member", None)
+    if member is not None or "session" not in request.scope:
+        return member
+    try:
+        return await ui_member(request)
+    except SignInRequired:
+        return None
+
+
 UiMemberDep = Annotated[TeamMember, Depends(ui_member)]
 
 

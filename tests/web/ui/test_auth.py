@@ -177,6 +177,10 @@ async def test_language_choice_changes_the_page(
     again = await client.get("/me", headers=HTML)
     assert 'lang="es"' in again.text and 'data-theme="dark"' in again.text
     assert "Tus ajustes" in again.text and "Cerrar sesión" in again.text
+    # A path no page has: the error page keeps the member's language and theme.
+    missing = await client.get("/no-such-page", headers=HTML)
+    assert missing.status_code == 404
+    assert 'lang="es"' in missing.text and 'data-theme="dark"' in missing.text
     bad = await client.post(
         "/me", data={"language": "xx", "theme": "dark", "csrf_token": csrf}, headers=HTML
     )

@@ -56,4 +56,10 @@ async def test_the_shell_in_chromium_on_a_phone(database: Database, browser_page
     assert await page.locator("h1").inner_text() == "Inbox"
     assert await page.evaluate("typeof htmx") == "object"  # loaded under the CSP
     assert await page.evaluate("document.documentElement.scrollWidth") <= 375
+    # The search is on the first screen; the other filters fold into "Filters" until opened.
+    assert await page.locator("#inbox-q").is_visible()
+    channel = page.locator("input[name=channel]")
+    assert not await channel.is_visible()
+    await page.locator(".inbox-more summary").click()
+    assert await channel.is_visible()
     assert errors == []
