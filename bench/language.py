@@ -10,8 +10,13 @@ undecided and wrong messages themselves, and the time per detection.
 
 Target (issue #14): on messages of 4+ words, at least 97% decided right and none wrong.
 
+The service chooses among fewer languages (``HELIOGRAPH_LANGUAGE_CANDIDATES``, #17): on
+the messages written in those languages the script also compares the configured candidates
+with the 21 (no loss allowed), and says what becomes of messages in other languages.
+
     .venv/bin/python bench/language.py
     .venv/bin/python bench/language.py --out /tmp/language.json
+    .venv/bin/python bench/language.py --candidates en,es,pt,it
 """
 
 from __future__ import annotations
@@ -27,9 +32,11 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from heliograph.settings import Settings  # noqa: E402
 from tests.utils.language_calibration import (  # noqa: E402
     SET,
     TARGET_DECIDED_RIGHT,
+    Labelled,
     Outcome,
     figures,
     load,
@@ -61,10 +68,44 @@ def _misses(outcomes: list[Outcome]) -> list[dict[str, Any]]:
     ]
 
 
+def configured_comparison(
+    messages: list[Labelled], configured: tuple[str, ...]
+) -> dict[str, dict[str, Any]]:
+    """On the messages in the configured languages: the configured candidates against the
+    21 the rules were calibrated on; and the messages in other languages, configured."""
+    mine = [m for m in messages if m.language in configured]
+    other = [m for m in messages if m.language not in configured]
+    with_21 = run(mine)
+    with_configured = run(mine, candidates=configured)
+    no_prior = run(mine, with_prior=False, candidates=configured)
+    no_prior_21 = run(mine, with_prior=False)
+    return {
+        "4+ words, with prior, 21": figures([o for o in with_21 if o.long]),
+        "4+ words, with prior, configured": figures([o for o in with_configured if o.long]),
+        "under 4 words, with prior, 21": figures([o for o in with_21 if not o.long]),
+        "under 4 words, with prior, configured": figures(
+            [o for o in with_configured if not o.long]
+        ),
+        "4+ words, no prior, 21": figures([o for o in no_prior_21 if o.long]),
+        "4+ words, no prior, configured": figures([o for o in no_prior if o.long]),
+        "other languages, with prior, configured": figures(
+            run(other, candidates=configured) if other else []
+        ),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "language.json"))
+    parser.add_argument(
+        "--candidates",
+        default=None,
+        help="comma-separated ISO 639-1 codes to compare with the 21; default: the "
+        "service's setting (HELIOGRAPH_LANGUAGE_CANDIDATES or its default)",
+    )
     args = parser.parse_args()
+    chosen = args.candidates.split(",") if args.candidates else Settings().language_candidates
+    configured = language.known_languages(tuple(chosen))
 
     messages = load()
     language.confidences("warm up", language.DEFAULT_CANDIDATES)  # load lingua's models
@@ -111,6 +152,16 @@ def main() -> None:
         f"target (4+ words: >= {TARGET_DECIDED_RIGHT:.0%} decided right, none wrong): "
         f"{'met' if met else 'NOT met'}"
     )
+    compared = configured_comparison(messages, configured)
+    print(f"configured candidates ({len(configured)}): {' '.join(configured)}")
+    for name, f in compared.items():
+        print(_line(name, f) if f["messages"] else f"{name:<28} no messages")
+    ours, theirs = (
+        compared["4+ words, with prior, configured"],
+        compared["4+ words, with prior, 21"],
+    )
+    kept = ours["decided_wrong"] == 0 and ours["decided_right"] >= theirs["decided_right"]
+    print(f"no loss on the configured languages' messages: {'yes' if kept else 'NO'}")
 
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -130,6 +181,9 @@ def main() -> None:
                 "per_language_4plus": {c: figures(r) for c, r in sorted(by_language.items())},
                 "not_decided_right_4plus": _misses(long),
                 "target_met": met,
+                "configured_candidates": list(configured),
+                "configured_comparison": compared,
+                "configured_no_loss": kept,
             },
             indent=2,
             ensure_ascii=False,

@@ -416,6 +416,20 @@ def _sqlite_hooks(engine: Engine) -> None:
 _db: Database | None = None
 
 
+async def listening_connection(
+    database_url: str, channel: str, callback: Callable[..., None]
+) -> Any:
+    """A dedicated asyncpg connection (PostgreSQL) that LISTENs on ``channel`` and calls
+    ``callback(connection, pid, channel, payload)`` for each notification; close it when
+    done. Notifications sent in a transaction arrive when it commits."""
+    import asyncpg
+
+    dsn = make_url(database_url).set(drivername="postgresql")
+    conn = await asyncpg.connect(dsn.render_as_string(hide_password=False))
+    await conn.add_listener(channel, callback)
+    return conn
+
+
 def get_db() -> Database:
     global _db
     if _db is None:

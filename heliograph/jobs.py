@@ -7,12 +7,29 @@ carries a lease (``locked_until``): a crashed worker's rows become claimable aga
 it expires. Handlers must be idempotent, since a job whose worker died after the side
 effect but before ``complete`` runs again.
 
-Requests go first, within a bound. The workers share the process (and its CPU) with the
-web server. While webhooks are arriving (``foreground_active`` was called in the last
-``_FOREGROUND_WINDOW_S``), a worker runs one small burst of jobs at a time and then rests,
-so that its bursts take at most ``worker_share_under_load`` of the wall-clock time; under
-constant load background work still progresses at that share, and at full speed as soon
-as the requests pause.
+A claim takes jobs of one kind: the kind of the most urgent due job (``JobKind.priority``:
+routing, agent notifications and replies before bulk passes), then the oldest due jobs of
+that kind. A kind with a batch handler (``batch_handler``) gets them all at once and
+processes them together, usually in one transaction that also marks them done; a kind
+with a plain ``handler`` runs them one by one, concurrently.
+
+Per-job isolation in a batch: a job the handler marks failed (``Batch.fail``) is retried
+alone while the others complete; if the handler raises, the jobs that did not complete
+run again one at a time, so a poisoned job fails alone and a job whose success was
+committed never runs twice.
+
+Requests go first, within a bound that follows the backlog. The workers share the process
+(and its CPU) with the web server. While webhooks are arriving (``foreground_active`` was
+called in the last ``_FOREGROUND_WINDOW_S``), a worker runs one burst (a claim) at a time
+and then rests, so that its bursts take a share of the wall-clock time: at least
+``worker_share_under_load``, growing to all of it as the most urgent due job's wait
+approaches ``job_latency_target_s``. So the backlog stays bounded under any load the
+machine can sustain, and requests keep the rest.
+
+Wake-ups: on PostgreSQL a trigger on ``job`` sends ``NOTIFY heliograph_jobs`` when the
+inserting transaction commits, and every process's worker LISTENs, so an idle system
+picks a job up within milliseconds in whichever process; on SQLite (one process) the
+committer calls ``wake_workers``. Polling (``worker_poll_s``) remains the safety net.
 """
 
 from __future__ import annotations
@@ -31,7 +48,7 @@ from sqlalchemy import and_, func, insert, or_, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from heliograph import logs
-from heliograph.db import Database, utcnow
+from heliograph.db import Database, listening_connection, utcnow
 from heliograph.models import Job
 from heliograph.settings import Settings, get_settings
 
@@ -63,22 +80,30 @@ class Event(Generic[P]):
         _declare(_events, self.name, self)
 
 
+URGENT, NORMAL, BULK = 0, 1, 2  # job priorities: claimed in this order
+
+
 @dataclass(frozen=True)
 class JobKind(Generic[P]):
-    """A kind of durable job: its name (stored in ``job.kind``) and its payload model."""
+    """A kind of durable job: its name (stored in ``job.kind``), its payload model and its
+    priority (``URGENT``: someone waits for it, e.g. routing, the agent's notification, a
+    reply; ``NORMAL``; ``BULK``: passes and clean-up that may wait)."""
 
     name: str
     payload: type[P]
+    priority: int = NORMAL
 
     def __post_init__(self) -> None:
         _declare(_kinds, self.name, self)
 
 
 Handler = Callable[[Any], Awaitable[None]]
+BatchHandler = Callable[["Batch[Any]"], Awaitable[None]]
 DeadHook = Callable[[Any, str], Awaitable[None]]
 _events: dict[str, Event[Any]] = {}
 _kinds: dict[str, JobKind[Any]] = {}
 _handlers: dict[str, Handler] = {}
+_batch_handlers: dict[str, tuple[BatchHandler, int]] = {}
 _subscribers: dict[str, list[str]] = {}
 _dead_hooks: dict[str, DeadHook] = {}
 
@@ -92,9 +117,10 @@ def _declare(table: dict[str, Any], name: str, declaration: Any) -> None:
 
 _wakeup: asyncio.Event | None = None
 JOB_TABLE = Job.__table__  # type: ignore[attr-defined]
+WAKE_CHANNEL = "heliograph_jobs"  # NOTIFYed by the job table's trigger (PostgreSQL)
 _foreground_at = float("-inf")
 _FOREGROUND_WINDOW_S = 0.2
-_BURST_UNDER_LOAD = 2  # jobs claimed (and run together) per burst while requests arrive
+_SINGLES_UNDER_LOAD = 4  # single jobs claimed per burst while requests arrive
 _MAX_REST_S = 1.0
 
 
@@ -122,9 +148,31 @@ def handler(kind: JobKind[P]) -> Callable[[Callable[[P], Awaitable[None]]], Hand
     """Register the function that runs jobs of ``kind``; it gets the payload model."""
 
     def register(fn: Callable[[P], Awaitable[None]]) -> Handler:
-        if kind.name in _handlers and _handlers[kind.name] is not fn:
+        if (kind.name in _handlers and _handlers[kind.name] is not fn) or (
+            kind.name in _batch_handlers
+        ):
             raise ValueError(f"job kind {kind.name!r} has two handlers")
         _handlers[kind.name] = fn
+        return fn
+
+    return register
+
+
+def batch_handler(
+    kind: JobKind[P], *, size: int = 100
+) -> Callable[[Callable[[Batch[P]], Awaitable[None]]], BatchHandler]:
+    """Register the function that runs up to ``size`` due jobs of ``kind`` together: it
+    gets a ``Batch`` (the payloads in claim order), marks the ones that failed with
+    ``batch.fail(i, exc)`` and, where the work is a transaction, calls
+    ``await batch.complete_in(session)`` before its commit so the jobs are done in the same
+    commit as their work (otherwise the worker marks them done right after it returns).
+    If it raises, the jobs not yet done run again one at a time (a batch of one each)."""
+
+    def register(fn: Callable[[Batch[P]], Awaitable[None]]) -> BatchHandler:
+        known = _batch_handlers.get(kind.name)
+        if kind.name in _handlers or (known is not None and known[0] is not fn):
+            raise ValueError(f"job kind {kind.name!r} has two handlers")
+        _batch_handlers[kind.name] = (fn, max(1, size))
         return fn
 
     return register
@@ -165,8 +213,13 @@ def subscribers(event: Event[Any]) -> list[JobKind[Any]]:
     return [_kinds[name] for name in _subscribers.get(event.name, [])]
 
 
+def is_batch_kind(name: str) -> bool:
+    """Whether jobs of this kind run together (``batch_handler``)."""
+    return name in _batch_handlers
+
+
 def registered_kinds() -> set[str]:
-    return set(_handlers)
+    return set(_handlers) | set(_batch_handlers)
 
 
 def declared_events() -> dict[str, Event[Any]]:
@@ -200,6 +253,7 @@ async def enqueue(
             return None
     job = Job(
         kind=kind.name,
+        priority=kind.priority,
         payload=dump(payload),
         run_at=run_at or utcnow(),
         dedupe_key=dedupe_key,
@@ -229,6 +283,7 @@ def job_rows(
     return [
         {
             "kind": kind.name,
+            "priority": kind.priority,
             "payload": dump(payload),
             "status": "pending",
             "attempts": 0,
@@ -299,43 +354,108 @@ class ClaimedJob:
     request_id: str | None = None
 
 
+class Batch(Generic[P]):
+    """Due jobs of one kind handed to a batch handler together (``batch_handler``)."""
+
+    def __init__(self, queue: JobQueue, jobs: list[ClaimedJob], payloads: list[P]) -> None:
+        self.payloads = payloads
+        self.failures: dict[int, BaseException] = {}
+        self.completed = False
+        self._queue = queue
+        self._jobs = jobs
+
+    def __len__(self) -> int:
+        return len(self.payloads)
+
+    def fail(self, index: int, exc: BaseException) -> None:
+        """The job at ``index`` failed (``RetryLater``, ``Defer``, ``PermanentFailure`` or
+        any error): it alone is retried, deferred or given up; the others complete."""
+        self.failures[index] = exc
+
+    def succeeded(self) -> list[int]:
+        return [i for i in range(len(self.payloads)) if i not in self.failures]
+
+    async def complete_in(self, session: AsyncSession) -> None:
+        """Mark the jobs that did not fail done in ``session``'s transaction (call it right
+        before that transaction commits, after every ``fail``)."""
+        ids = [self._jobs[i].id for i in self.succeeded()]
+        if ids:
+            await session.execute(self._queue.completion(ids))
+        self.completed = True
+
+
 class JobQueue:
     def __init__(self, db: Database, settings: Settings, worker_id: str) -> None:
         self.db = db
         self.settings = settings
         self.worker_id = worker_id
+        self.lag_s = 0.0  # how long the most urgent due job had waited at the last claim
 
-    async def claim(self, limit: int) -> list[ClaimedJob]:
-        now = utcnow()
-        claimable = (
-            select(Job.id)
-            .where(
-                or_(
-                    and_(Job.status == "pending", Job.run_at <= now),
-                    and_(Job.status == "running", Job.locked_until < now),
+    def _due(self, now: datetime) -> Any:
+        return or_(
+            and_(Job.status == "pending", Job.run_at <= now),
+            and_(Job.status == "running", Job.locked_until < now),  # a lease ran out
+        )
+
+    async def claim(self, limit: int, *, due_by: datetime | None = None) -> list[ClaimedJob]:
+        """Claim due jobs of one kind: the kind of the most urgent due job, then up to
+        ``limit`` of that kind's oldest (up to its batch size for a batch kind). ``due_by``:
+        only jobs due by then (default now), e.g. not the retries of a pass that began then."""
+        now = due_by or utcnow()
+        lease = utcnow() + timedelta(seconds=self.settings.job_lease_s)
+        first = (
+            select(Job.kind, Job.run_at)
+            .where(self._due(now))
+            .order_by(Job.priority, Job.run_at, Job.id)
+            .limit(1)
+        )
+
+        def work(conn: Any) -> tuple[Any, list[Any]]:
+            head = conn.execute(first).first()
+            if head is None:
+                return None, []
+            kind, run_at = head
+            batch = _batch_handlers.get(kind)
+            size = batch[1] if batch is not None else limit
+            claimable = (
+                select(Job.id)
+                .where(Job.kind == kind, self._due(now))
+                .order_by(Job.run_at, Job.id)
+                .limit(size)
+            )
+            if not self.db.is_sqlite:
+                claimable = claimable.with_for_update(skip_locked=True)
+            stmt = (
+                update(Job)
+                .where(Job.id.in_(claimable.scalar_subquery()))  # type: ignore[union-attr]
+                .values(
+                    status="running",
+                    locked_until=lease,
+                    locked_by=self.worker_id,
+                    attempts=Job.attempts + 1,
+                )
+                .returning(
+                    Job.id, Job.kind, Job.payload, Job.attempts, Job.max_attempts, Job.request_id
                 )
             )
-            .order_by(Job.run_at, Job.id)
-            .limit(limit)
-        )
-        if not self.db.is_sqlite:
-            claimable = claimable.with_for_update(skip_locked=True)
-        stmt = (
-            update(Job)
-            .where(Job.id.in_(claimable.scalar_subquery()))  # type: ignore[union-attr]
-            .values(
-                status="running",
-                locked_until=now + timedelta(seconds=self.settings.job_lease_s),
-                locked_by=self.worker_id,
-                attempts=Job.attempts + 1,
-            )
-            .returning(
-                Job.id, Job.kind, Job.payload, Job.attempts, Job.max_attempts, Job.request_id
-            )
-        )
+            return run_at, conn.execute(stmt).all()
+
         # One short Core transaction: on SQLite one hop to the writer thread.
-        rows = await self.db.run_transaction(lambda conn: conn.execute(stmt).all())
+        run_at, rows = await self.db.run_transaction(work)
+        self.lag_s = max(0.0, (now - run_at).total_seconds()) if run_at is not None else 0.0
         return sorted((ClaimedJob(*row) for row in rows), key=lambda j: j.id)
+
+    def completion(self, job_ids: list[int]) -> Any:
+        """The statement that marks these claimed jobs done (still ours, still running)."""
+        return (
+            update(Job)
+            .where(
+                Job.id.in_(job_ids),  # type: ignore[union-attr]
+                Job.locked_by == self.worker_id,
+                Job.status == "running",
+            )
+            .values(status="done", finished_at=utcnow(), locked_until=None, last_error=None)
+        )
 
     async def _finish(self, job_id: int, **values: Any) -> None:
         stmt = (
@@ -347,6 +467,25 @@ class JobQueue:
 
     async def complete(self, job: ClaimedJob) -> None:
         await self._finish(job.id, status="done", finished_at=utcnow(), last_error=None)
+
+    async def complete_many(self, jobs: list[ClaimedJob]) -> None:
+        if jobs:
+            stmt = self.completion([job.id for job in jobs])
+            await self.db.run_transaction(lambda conn: conn.execute(stmt))
+
+    async def still_running(self, jobs: list[ClaimedJob]) -> list[ClaimedJob]:
+        """Those of ``jobs`` this worker still holds (not done, not released)."""
+        ids = [job.id for job in jobs]
+        async with self.db.read_session() as session:
+            rows = await session.execute(
+                select(Job.id).where(
+                    Job.id.in_(ids),  # type: ignore[union-attr]
+                    Job.locked_by == self.worker_id,
+                    Job.status == "running",
+                )
+            )
+            held = {row[0] for row in rows.all()}
+        return [job for job in jobs if job.id in held]
 
     async def defer(self, job: ClaimedJob, delay_s: float) -> None:
         run_at = utcnow() + timedelta(seconds=delay_s)
@@ -379,98 +518,186 @@ class JobQueue:
         )
         return cap / 2 + random.random() * cap / 2
 
+    async def settle(self, job: ClaimedJob, exc: BaseException) -> str:
+        """What a job's failure means: deferred, given up, or retried after a backoff."""
+        if isinstance(exc, Defer):
+            await self.defer(job, exc.delay_s)
+            return "deferred"
+        if isinstance(exc, PermanentFailure):
+            await self.kill(job, str(exc))
+            return "dead"
+        if isinstance(exc, RetryLater):
+            return await self.fail(job, str(exc), exc.delay_s)
+        return await self.fail(job, f"{type(exc).__name__}: {exc}")
+
+    async def _payload(self, job: ClaimedJob) -> Payload | None:
+        """The job's payload model, or None after giving the job up (no handler, bad body)."""
+        kind = _kinds.get(job.kind)
+        if kind is None or (job.kind not in _handlers and job.kind not in _batch_handlers):
+            await self.kill(job, f"no handler registered for job kind {job.kind!r}")
+            return None
+        try:
+            return kind.payload.model_validate(job.payload)
+        except ValidationError as exc:
+            await self.kill(job, f"the payload does not fit {kind.payload.__name__}: {exc}")
+            return None
+
+    async def run(self, jobs: list[ClaimedJob]) -> list[str]:
+        """Run claimed jobs of one kind, as one batch or one by one concurrently; each
+        job's outcome (done, retry, deferred, dead) in order."""
+        if jobs and jobs[0].kind in _batch_handlers:
+            return await self.run_batch(jobs)
+        return list(await asyncio.gather(*(self.run_one(job) for job in jobs)))
+
     async def run_one(self, job: ClaimedJob) -> str:
         # Its log lines (and the jobs it enqueues) carry the request id it was enqueued under.
         with logs.job_scope(job.id, job.kind, job.request_id):
             return await self._run_one(job)
 
     async def _run_one(self, job: ClaimedJob) -> str:
-        fn, kind = _handlers.get(job.kind), _kinds.get(job.kind)
-        if fn is None or kind is None:
-            await self.kill(job, f"no handler registered for job kind {job.kind!r}")
-            return "dead"
-        try:
-            payload = kind.payload.model_validate(job.payload)
-        except ValidationError as exc:
-            await self.kill(job, f"the payload does not fit {kind.payload.__name__}: {exc}")
+        if job.kind in _batch_handlers:
+            return (await self.run_batch([job]))[0]
+        payload = await self._payload(job)
+        if payload is None:
             return "dead"
         try:
             # A handler must finish well inside the lease, or another worker takes the job.
-            await asyncio.wait_for(fn(payload), timeout=self.settings.job_lease_s * 0.8)
-        except Defer as exc:
-            await self.defer(job, exc.delay_s)
-            return "deferred"
-        except PermanentFailure as exc:
-            await self.kill(job, str(exc))
-            return "dead"
-        except RetryLater as exc:
-            return await self.fail(job, str(exc), exc.delay_s)
+            await asyncio.wait_for(_handlers[job.kind](payload), self.settings.job_lease_s * 0.8)
         except Exception as exc:
-            log.exception("job %s (%s) failed", job.id, job.kind)
-            return await self.fail(job, f"{type(exc).__name__}: {exc}")
+            if not isinstance(exc, Defer | PermanentFailure | RetryLater):
+                log.exception("job %s (%s) failed", job.id, job.kind)
+            return await self.settle(job, exc)
         await self.complete(job)
         return "done"
+
+    async def run_batch(self, jobs: list[ClaimedJob]) -> list[str]:
+        outcomes = {job.id: "dead" for job in jobs}  # until known otherwise
+        valid: list[ClaimedJob] = []
+        payloads: list[Payload] = []
+        for job in jobs:
+            payload = await self._payload(job)
+            if payload is not None:
+                valid.append(job)
+                payloads.append(payload)
+        if valid:
+            outcomes.update(await self._run_batch(valid, payloads))
+        return [outcomes[job.id] for job in jobs]
+
+    async def _run_batch(self, valid: list[ClaimedJob], payloads: list[Payload]) -> dict[int, str]:
+        fn = _batch_handlers[valid[0].kind][0]
+        batch: Batch[Any] = Batch(self, valid, payloads)
+        with logs.job_scope(valid[0].id, valid[0].kind, valid[0].request_id):
+            try:
+                await asyncio.wait_for(fn(batch), timeout=self.settings.job_lease_s * 0.8)
+            except Exception as exc:
+                if len(valid) == 1:
+                    if not isinstance(exc, Defer | PermanentFailure | RetryLater):
+                        log.exception("job %s (%s) failed", valid[0].id, valid[0].kind)
+                    return {valid[0].id: await self.settle(valid[0], exc)}
+                # Which job broke it is unknown: run the ones not done again, each alone.
+                log.warning(
+                    "a batch of %d %s jobs failed (%s); running them one at a time",
+                    len(valid),
+                    valid[0].kind,
+                    exc,
+                )
+                outcomes = {job.id: "done" for job in valid}  # committed before it broke
+                for job in await self.still_running(valid):
+                    outcomes[job.id] = (await self.run_batch([job]))[0]
+                return outcomes
+        if not batch.completed:
+            await self.complete_many([valid[i] for i in batch.succeeded()])
+        outcomes = {job.id: "done" for job in valid}
+        for index, exc in sorted(batch.failures.items()):
+            outcomes[valid[index].id] = await self.settle(valid[index], exc)
+        return outcomes
+
+
+def background_share(settings: Settings, lag_s: float) -> float:
+    """The share of wall-clock time background work gets while requests arrive: at least
+    ``worker_share_under_load``, growing linearly to all of it as the most urgent due job's
+    wait reaches ``job_latency_target_s``."""
+    base = min(1.0, max(0.01, settings.worker_share_under_load))
+    target = max(0.001, settings.job_latency_target_s)
+    return min(1.0, base + (1.0 - base) * lag_s / target)
 
 
 async def run_worker(db: Database, settings: Settings, worker_id: str, stop: asyncio.Event) -> None:
     """Claim and run jobs until ``stop`` is set."""
     global _wakeup
     _wakeup = asyncio.Event()
+    wakeup = _wakeup
     queue = JobQueue(db, settings, worker_id)
-    limit = asyncio.Semaphore(settings.worker_concurrency)
-    running: set[asyncio.Task[str]] = set()
-
-    async def guarded(job: ClaimedJob) -> str:
-        async with limit:
-            return await queue.run_one(job)
-
-    share = min(1.0, max(0.01, settings.worker_share_under_load))
+    running: dict[asyncio.Task[None], int] = {}  # each claim's task and the slots it holds
+    close_listener = await _listen(db, wakeup)
     rest_until = 0.0  # under load: no new burst before this (monotonic)
     burst_started = 0.0
 
     def burst_done(_: object) -> None:
         nonlocal rest_until
+        wakeup.set()  # a freed slot is a reason to claim again now, not at the next poll
         if not running and under_load():
             # Rest (1 - share) / share times as long as the burst ran: its share of time.
+            share = background_share(settings, queue.lag_s)
             elapsed = time.monotonic() - burst_started
             rest_until = time.monotonic() + min(_MAX_REST_S, elapsed * (1 - share) / share)
 
-    while not stop.is_set():
-        free = settings.worker_concurrency - len(running)
-        jobs: list[ClaimedJob] = []
-        if under_load():
-            now = time.monotonic()
-            if running or now < rest_until:
-                free = 0  # finish the burst, then rest, before claiming again
+    try:
+        while not stop.is_set():
+            # A batch holds one slot (its jobs run in turn), single jobs one each.
+            free = settings.worker_concurrency - sum(running.values())
+            claimed: list[ClaimedJob] = []
+            paced = under_load() and background_share(settings, queue.lag_s) < 1.0
+            if paced:
+                now = time.monotonic()
+                if running or now < rest_until:
+                    if not running:
+                        await _rest(stop, rest_until - now)
+                        continue
+                    free = 0  # finish the burst, then rest, before claiming again
+                else:
+                    free = min(free, _SINGLES_UNDER_LOAD)
+            if free > 0:
                 if not running:
-                    await _rest(stop, rest_until - now)
+                    burst_started = time.monotonic()
+                try:
+                    claimed = await queue.claim(min(free, settings.worker_batch))
+                except Exception:  # the database may be restarting; keep the worker alive
+                    log.exception("claiming jobs failed")
+                    await _rest(stop, 1.0)
                     continue
-            else:
-                free = min(free, _BURST_UNDER_LOAD)
-        if free > 0:
-            if not running:
-                burst_started = time.monotonic()
-            try:
-                jobs = await queue.claim(min(free, settings.worker_batch))
-            except Exception:  # the database may be restarting; keep the worker alive
-                log.exception("claiming jobs failed")
-                await asyncio.sleep(1)
-        for job in jobs:
-            task = asyncio.create_task(guarded(job))
-            running.add(task)
-            task.add_done_callback(running.discard)
-            task.add_done_callback(burst_done)
-            # A freed slot is a reason to claim again now, not at the next poll.
-            task.add_done_callback(lambda _: _wakeup.set() if _wakeup is not None else None)
-        if jobs and len(jobs) == free and not under_load():
-            continue
-        _wakeup.clear()
-        waiters = [asyncio.create_task(_wakeup.wait()), asyncio.create_task(stop.wait())]
-        await asyncio.wait(waiters, timeout=settings.worker_poll_s, return_when="FIRST_COMPLETED")
-        for waiter in waiters:
-            waiter.cancel()
-    if running:
-        await asyncio.wait(running, timeout=settings.job_lease_s)
+            if claimed:
+                task = asyncio.create_task(queue.run(claimed))
+                running[task] = 1 if claimed[0].kind in _batch_handlers else len(claimed)
+                task.add_done_callback(lambda done: running.pop(done, None))  # type: ignore[arg-type]
+                task.add_done_callback(burst_done)
+                if not paced:
+                    continue  # claim again at once while there are free slots
+            wakeup.clear()
+            waiters = [asyncio.create_task(wakeup.wait()), asyncio.create_task(stop.wait())]
+            await asyncio.wait(
+                waiters, timeout=settings.worker_poll_s, return_when="FIRST_COMPLETED"
+            )
+            for waiter in waiters:
+                waiter.cancel()
+    finally:
+        if running:
+            await asyncio.wait(list(running), timeout=settings.job_lease_s)
+        if close_listener is not None:
+            await close_listener()
+
+
+async def _listen(db: Database, wakeup: asyncio.Event) -> Callable[[], Awaitable[None]] | None:
+    """On PostgreSQL, LISTEN for committed jobs (from any process); None elsewhere or when
+    the connection fails (polling still finds the jobs)."""
+    if db.is_sqlite:
+        return None
+    try:
+        conn = await listening_connection(db.url, WAKE_CHANNEL, lambda *_: wakeup.set())
+    except Exception:
+        log.warning("LISTEN %s failed; workers poll instead", WAKE_CHANNEL, exc_info=True)
+        return None
+    return conn.close
 
 
 async def _rest(stop: asyncio.Event, seconds: float) -> None:
@@ -514,6 +741,41 @@ async def retry_dead(session: AsyncSession, job_id: int) -> bool:
 async def queue_stats(session: AsyncSession) -> dict[str, int]:
     rows = await session.execute(select(Job.status, func.count()).group_by(Job.status))
     return {status: count for status, count in rows.all()}
+
+
+@dataclass(frozen=True)
+class KindBacklog:
+    """One job kind's queue now: due jobs waiting, jobs running, and how long the oldest
+    due one has waited (0 when none is due)."""
+
+    kind: str
+    due: int
+    running: int
+    oldest_due_s: float
+
+
+async def backlog_by_kind(session: AsyncSession) -> list[KindBacklog]:
+    """What each kind has waiting or running (for /metrics and /healthz); kinds with
+    neither are left out."""
+    now = utcnow()
+    due_rows = await session.execute(
+        select(Job.kind, func.count(), func.min(Job.run_at))
+        .where(Job.status == "pending", Job.run_at <= now)
+        .group_by(Job.kind)
+    )
+    running_rows = await session.execute(
+        select(Job.kind, func.count()).where(Job.status == "running").group_by(Job.kind)
+    )
+    due = {kind: (count, oldest) for kind, count, oldest in due_rows.all()}
+    running = dict(running_rows.all())  # type: ignore[arg-type]
+    backlog = []
+    for kind in sorted(set(due) | set(running)):
+        count, oldest = due.get(kind, (0, None))
+        if oldest is not None and oldest.tzinfo is None:
+            oldest = oldest.replace(tzinfo=now.tzinfo)  # SQLite keeps UTC without a zone
+        age = max(0.0, (now - oldest).total_seconds()) if oldest is not None else 0.0
+        backlog.append(KindBacklog(kind, count, running.get(kind, 0), age))
+    return backlog
 
 
 async def purge_done(session: AsyncSession, older_than: timedelta) -> int:

@@ -28,6 +28,8 @@ from sqlalchemy import event as sa_event
 from sqlalchemy import make_url
 from sqlalchemy.orm import Session
 
+from heliograph.db import listening_connection
+
 log = logging.getLogger(__name__)
 
 CHANNEL = "heliograph_live"
@@ -97,13 +99,9 @@ class Hub:
         url = make_url(database_url)
         if not url.drivername.startswith("postgresql") or self._conn is not None:
             return
-        import asyncpg
-
-        dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
         self._loop = asyncio.get_running_loop()
-        self._conn = await asyncpg.connect(dsn)
         self._send_lock = asyncio.Lock()
-        await self._conn.add_listener(CHANNEL, self._on_notify)
+        self._conn = await listening_connection(database_url, CHANNEL, self._on_notify)
 
     async def stop(self) -> None:
         for task in list(self._pending):

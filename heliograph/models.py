@@ -18,12 +18,16 @@ class Job(SQLModel, table=True):
     __table_args__ = (
         Index("ix_job_claim", "status", "run_at"),
         Index("ix_job_lease", "status", "locked_until"),
+        # The next claim's kind (most urgent first), then that kind's oldest due jobs.
+        Index("ix_job_next", "status", "priority", "run_at"),
+        Index("ix_job_kind_due", "kind", "status", "run_at"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
     kind: str = Field(max_length=64, index=True)
     payload: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     status: str = Field(default="pending", max_length=16)  # pending, running, done, dead
+    priority: int = 1  # its kind's (heliograph.jobs: URGENT 0, NORMAL 1, BULK 2)
     attempts: int = 0
     max_attempts: int = 8
     run_at: datetime = Field(default_factory=utcnow)

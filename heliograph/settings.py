@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Self
+from typing import Annotated, Any, ClassVar, Literal, Self
 
-from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PLACEHOLDER_SECRETS = {"", "changeme", "change-me", "demo-secret", "secret"}
 
@@ -76,6 +78,15 @@ class Settings(BaseSettings):
         default=0.25,
         description="While webhooks are arriving, the share of time this process's workers "
         "may spend running jobs (they always get it: background work never starves).",
+    )
+    job_latency_target_s: float = Field(
+        default=0.5,
+        description="While requests arrive, background work's share of time grows from "
+        "worker_share_under_load to all of it as the most urgent due job's wait reaches this.",
+    )
+    health_job_age_s: float = Field(
+        default=30.0,
+        description="/healthz says degraded when the oldest due routing job has waited longer.",
     )
     job_lease_s: float = Field(
         default=60.0, description="A claimed job is queued again if its worker is silent this long."
@@ -174,11 +185,15 @@ class Settings(BaseSettings):
     whisper_min_language_probability: float = Field(
         default=0.5, description="Below this, the customer's known language is used instead."
     )
-    language_candidates: list[str] = Field(
-        default_factory=lambda: (
-            "en es pt fr de it nl ru uk pl tr ar hi zh ja ko ms id vi th sv".split()
-        ),
-        description="ISO 639-1 codes text detection chooses among (JSON list; [] = all 75).",
+    # Each candidate written in Latin or Cyrillic letters costs a worker process 25-50 MB of
+    # lingua's models once a message in that script arrives; one that alone uses its script
+    # (ar, hi, th, ko, ...) costs next to nothing (docs/voice-and-languages.md, #17).
+    language_candidates: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: "en es pt fr de ru uk ms zh ja ko ar hi th".split(),
+        description="ISO 639-1 codes text detection chooses among: a JSON list or codes "
+        'separated by commas or spaces; "all" = every language lingua knows (75, about 1 GB '
+        "per worker process). The default: the demo's languages and the ones written in "
+        "their own script.",
     )
     language_min_confidence: float = Field(
         default=0.3,
@@ -264,6 +279,34 @@ class Settings(BaseSettings):
         if not self.is_sqlite:
             return None
         return Path(self.database_url.split("///", 1)[1])
+
+    @field_validator("language_candidates", mode="before")
+    @classmethod
+    def _language_codes(cls, value: Any) -> list[str]:
+        """Codes lingua knows, checked when the settings are read: a typo stops the
+        process at start-up instead of failing every detection job."""
+        if isinstance(value, str):
+            text = value.strip()
+            value = json.loads(text) if text.startswith("[") else re.split(r"[\s,]+", text)
+        codes = list(dict.fromkeys(str(c).strip().lower() for c in value if str(c).strip()))
+        if codes == ["all"]:
+            return codes
+        if not codes:
+            raise ValueError(
+                "HELIOGRAPH_LANGUAGE_CANDIDATES: name the languages to detect (ISO 639-1 "
+                'codes such as "en,es"), or "all"'
+            )
+        from lingua import Language
+
+        known = {str(lang.iso_code_639_1.name).lower() for lang in Language.all()}
+        unknown = [c for c in codes if c not in known]
+        if unknown:
+            raise ValueError(
+                f"HELIOGRAPH_LANGUAGE_CANDIDATES: {', '.join(map(repr, unknown))} is not a "
+                "language lingua detects; use ISO "
+                f'639-1 codes ({" ".join(sorted(known))}) or "all" alone'
+            )
+        return codes
 
     @model_validator(mode="after")
     def _reject_placeholders(self) -> Settings:

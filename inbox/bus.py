@@ -124,7 +124,7 @@ ATTACHMENT_TRANSCRIBED = jobs.Event("attachment.transcribed", AttachmentTranscri
 CONVERSATION_STATUS_CHANGED = jobs.Event("conversation.status_changed", ConversationStatusChanged)
 
 FETCH_ATTACHMENT = jobs.JobKind("attachment.fetch", AttachmentRef)
-DELIVER_REPLY = jobs.JobKind("outbox.deliver", MessageRef)
+DELIVER_REPLY = jobs.JobKind("outbox.deliver", MessageRef, jobs.URGENT)
 TRANSLATE_MESSAGE = jobs.JobKind("message.translate", MessageRef)
-TRANSLATE_REPLY = jobs.JobKind("reply.translate", MessageRef)
+TRANSLATE_REPLY = jobs.JobKind("reply.translate", MessageRef, jobs.URGENT)
 TRANSCRIBE_ATTACHMENT = jobs.JobKind("attachment.transcribe", TranscribeAttachment)

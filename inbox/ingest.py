@@ -63,6 +63,9 @@ class InboundMessage:
     # Set when the channel could not verify the sender (e.g. unauthenticated mail): a new
     # message marks its conversation ``unverified_sender`` and adds this as a note.
     unverified_note: str | None = None
+    # When the request carrying it reached our door (``message.received_at``): set by
+    # ``inbox.intake.receive`` when the route has not set it earlier; None outside a request.
+    received_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -363,6 +366,9 @@ def _insert_messages(
     """One multi-row INSERT of the batch's new messages; their ids, in order."""
     if not msgs:
         return []
+    # The batch's time just before its COMMIT (the rest of the batch is a few statements
+    # more), stamped in this INSERT rather than by an UPDATE afterwards.
+    committed_at = utcnow()
     rows = []
     for who, msg in zip(resolved, msgs, strict=True):
         thread = threads[(who.customer_id, msg.channel, msg.thread_key)]
@@ -378,6 +384,8 @@ def _insert_messages(
                 "provider_message_id": msg.provider_message_id,
                 "sent_at": msg.sent_at,
                 "raw": msg.raw,
+                "received_at": msg.received_at,
+                "committed_at": committed_at,
             }
         )
     return insert_ids(conn, _MESSAGE, rows, key=("channel", "provider_message_id"))

@@ -27,6 +27,9 @@ Guarantees (item by item, whatever the channel):
   after all of them have settled.
 - **Cancellation does not withdraw.** A caller that is cancelled or times out while
   waiting leaves its items in the batch; they are committed all the same.
+- **Time stamps.** A new message keeps when its request reached us (``received_at``,
+  taken here unless the route set it earlier) and when its batch was written, just before
+  the commit (``committed_at``); see "Time stamps on the path" in docs/operations.md.
 - **Group commit.** Concurrent calls (all channels, SMS and WhatsApp included) share one
   transaction: a burst of N items costs about one commit, a lone item is written at once.
 """
@@ -37,7 +40,7 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from heliograph.db import CommitFailed, get_db
+from heliograph.db import CommitFailed, get_db, utcnow
 from inbox.edits import InboundEdit
 from inbox.ingest import AcceptResult, InboundMessage, Item, StatusUpdate
 from inbox.ingest_batch import writer_for
@@ -76,6 +79,10 @@ async def receive(items: Sequence[Item], *, ignored: int = 0) -> IntakeOutcome:
     outcome = IntakeOutcome(ignored=ignored)
     if not items:
         return outcome
+    at = utcnow()  # at our door: the message's ``received_at`` (unless the route set it)
+    for item in items:
+        if isinstance(item, InboundMessage) and item.received_at is None:
+            item.received_at = at
     futures = writer_for(get_db()).submit(items)
     # ``wait`` cancels nothing: a cancelled caller leaves its items queued (they are
     # committed regardless).

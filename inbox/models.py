@@ -99,7 +99,15 @@ class Message(SQLModel, table=True):
     sent_at: datetime | None = None  # the provider's timestamp for inbound
     edited_at: datetime | None = None
     raw: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+    # An outgoing reply's ``created_at`` is when it was queued (written with its outbox job).
     created_at: datetime = Field(default_factory=utcnow, index=True)  # counted by range
+    # Time stamps on the path (issue #17, migration 0020; docs/operations.md). Inbound:
+    received_at: datetime | None = None  # the request carrying it reached inbox.intake
+    committed_at: datetime | None = None  # the group commit wrote it, just before COMMIT
+    routed_at: datetime | None = None  # the routing job for it decided (assigned or queued)
+    agent_notified_at: datetime | None = None  # an agent's surface accepted the post of it
+    # Outbound: the provider accepted the reply (the sender returned).
+    accepted_at: datetime | None = None
 
 
 class Attachment(SQLModel, table=True):

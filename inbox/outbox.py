@@ -5,10 +5,16 @@ imports a provider. Delivery is at-least-once with the message id as idempotency
 a worker that dies between the provider's 200 and our commit sends again after its
 lease expires; every sender passes the id along so the receiver can drop the repeat.
 Within a conversation replies leave in the order they were written.
+
+Time stamps (docs/operations.md): a reply's ``created_at`` is when it was queued (its
+outbox job is written in the same transaction, ``inbox.conversations.reply``), and
+``accepted_at`` when its provider accepted it (the sender returned); it stays NULL while
+the reply waits or is retried, and for good when the provider refused it.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -143,8 +149,45 @@ async def _prepare(message_id: int) -> OutboundMessage | None:
     )
 
 
-@jobs.handler(DELIVER_REPLY)
+DELIVER_AT_ONCE = 8  # replies in flight at once per channel: providers limit concurrency
+
+
+@jobs.batch_handler(DELIVER_REPLY, size=100)
+async def deliver_batch(batch: jobs.Batch[MessageRef]) -> None:
+    """Deliver the due replies together: conversations in parallel (at most
+    ``DELIVER_AT_ONCE`` calls in flight per channel), each conversation's replies in order.
+    A reply that fails fails alone; the later replies of its conversation wait for it
+    (deferred, not tried: the customer must not read them out of order)."""
+    ids = [p.message_id for p in batch.payloads]
+    async with get_db().read_session() as session:
+        rows = await session.execute(
+            select(Message.id, Message.conversation_id, Message.channel).where(
+                Message.id.in_(ids)  # type: ignore[union-attr]
+            )
+        )
+        where = {mid: (conversation, channel) for mid, conversation, channel in rows.all()}
+    lines: dict[int, list[int]] = {}
+    for i, mid in sorted(enumerate(ids), key=lambda item: item[1]):
+        lines.setdefault(where.get(mid, (0, ""))[0], []).append(i)
+    limits: dict[str, asyncio.Semaphore] = {}
+
+    async def in_order(indices: list[int]) -> None:
+        for n, i in enumerate(indices):
+            channel = where.get(ids[i], (0, ""))[1]
+            try:
+                async with limits.setdefault(channel, asyncio.Semaphore(DELIVER_AT_ONCE)):
+                    await deliver(batch.payloads[i])
+            except Exception as exc:
+                batch.fail(i, exc)
+                for later in indices[n + 1 :]:
+                    batch.fail(later, jobs.Defer("an earlier reply in this conversation failed"))
+                return
+
+    await asyncio.gather(*(in_order(indices) for indices in lines.values()))
+
+
 async def deliver(payload: MessageRef) -> None:
+    """Send one reply through its channel's sender and record what the provider said."""
     message_id = payload.message_id
     outbound = await _prepare(message_id)
     if outbound is None:
@@ -157,12 +200,14 @@ async def deliver(payload: MessageRef) -> None:
     except jobs.RetryLater as exc:
         await _mark(message_id, delivery_error=str(exc)[:500])
         raise
+    accepted = utcnow()  # the provider accepted it (a refusal raised): ``accepted_at``
     await _mark(
         message_id,
         delivery_status=result.status,
         external_id=result.external_id,
         delivery_error=None,
-        sent_at=utcnow(),
+        sent_at=accepted,
+        accepted_at=accepted,
     )
 
 

@@ -48,7 +48,7 @@ class ReleaseMember(jobs.Payload):
 CONVERSATION_ASSIGNED = jobs.Event("conversation.assigned", ConversationAssigned)
 CONVERSATION_REROUTED = jobs.Event("conversation.rerouted", ConversationRerouted)
 
-ROUTE = jobs.JobKind("routing.route", MessageReceived)
-STATUS_CHANGED = jobs.JobKind("routing.status_changed", ConversationStatusChanged)
+ROUTE = jobs.JobKind("routing.route", MessageReceived, jobs.URGENT)
+STATUS_CHANGED = jobs.JobKind("routing.status_changed", ConversationStatusChanged, jobs.URGENT)
 DRAIN = jobs.JobKind("routing.drain", Drain)
 RELEASE_MEMBER = jobs.JobKind("routing.release_member", ReleaseMember)

@@ -19,7 +19,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from heliograph import jobs
 from heliograph.db import Database, get_db
 from heliograph.scheduler import every
-from inbox import translation
+from inbox import path_times, translation
 from inbox.bus import (
     CONVERSATION_STATUS_CHANGED,
     MESSAGE_RECEIVED,
@@ -29,19 +29,30 @@ from inbox.bus import (
 from inbox.conversations import get_conversation
 from routing.bus import DRAIN, ROUTE, STATUS_CHANGED, Drain
 from routing.models import RoutingWait, TeamMember
+from routing.policy import PolicyConfig
 from routing.queue import drain_queue, reroute_unanswered, route_conversation
 
+ROUTE_BATCH = 25  # messages routed per transaction: on SQLite the write lock stays short
 
-@jobs.handler(ROUTE)
-async def route(payload: MessageReceived) -> None:
-    db = get_db()
-    async with db.session() as session:
-        await route_conversation(
-            session,
-            payload.conversation_id,
-            message_id=payload.message_id,
-            reopened=payload.reopened,
-        )
+
+@jobs.batch_handler(ROUTE, size=ROUTE_BATCH)
+async def route(batch: jobs.Batch[MessageReceived]) -> None:
+    """Route the due messages together: one transaction, one commit that also completes
+    their jobs. Conversations go in id order (every worker takes the row locks in the same
+    order, so two batches never deadlock), each conversation's messages in arrival order."""
+    config = PolicyConfig.from_settings()
+    payloads = sorted(batch.payloads, key=lambda p: (p.conversation_id, p.message_id))
+    async with get_db().session() as session:
+        for payload in payloads:
+            await route_conversation(
+                session,
+                payload.conversation_id,
+                message_id=payload.message_id,
+                reopened=payload.reopened,
+                config=config,
+            )
+        await path_times.mark_routed(session, [p.message_id for p in payloads])  # the decision
+        await batch.complete_in(session)
         await session.commit()
     jobs.wake_workers()
 

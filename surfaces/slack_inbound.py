@@ -67,7 +67,7 @@ class Acknowledged(jobs.Payload):
     by: str
 
 
-SAY = jobs.JobKind("slack_agents.say", Say)
+SAY = jobs.JobKind("slack_agents.say", Say, jobs.URGENT)
 ACKNOWLEDGED = jobs.JobKind("slack_agents.acknowledged", Acknowledged)
 
 

@@ -15,6 +15,7 @@ post goes through ``surfaces.slack_posts.post_once`` (retried, never duplicated)
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -26,6 +27,7 @@ from channels import slack
 from channels.slack.settings import SlackSettings
 from heliograph import jobs
 from heliograph.db import get_db, utcnow
+from inbox import path_times
 from inbox import reads as inbox_reads
 from inbox.bus import (
     ATTACHMENT_TRANSCRIBED,
@@ -44,15 +46,15 @@ from routing import reads as routing_reads
 from routing.bus import CONVERSATION_ASSIGNED, ConversationAssigned
 from surfaces.cards import customer_card, slack_blocks, slack_escape
 from surfaces.models import SlackAgentEvent, SlackAgentPost, SlackAgentThread
-from surfaces.slack_posts import member_slack_id, open_dm, post_once, update_message
+from surfaces.slack_posts import member_slack_id, open_dm, post_lines, post_once, update_message
 
 log = logging.getLogger(__name__)
 
 BACKLOG = 10  # messages a new thread starts with
 BATCH = 50
 
-ASSIGNED = jobs.JobKind("slack_agents.assigned", ConversationAssigned)
-SYNC = jobs.JobKind("slack_agents.sync", ConversationMessage)  # received or sent
+ASSIGNED = jobs.JobKind("slack_agents.assigned", ConversationAssigned, jobs.URGENT)
+SYNC = jobs.JobKind("slack_agents.sync", ConversationMessage, jobs.URGENT)  # received or sent
 REFRESH_LINE = jobs.JobKind("slack_agents.refresh_line", MessageRef)  # changed after it
 REFRESH_CARD = jobs.JobKind("slack_agents.refresh_card", ConversationRef)
 LISTENERS: tuple[tuple[jobs.Event[Any], jobs.JobKind[Any]], ...] = (
@@ -262,38 +264,71 @@ async def sync_thread(thread_id: int) -> None:
                 .all()
             )
             lines = await _rendered(session, [m for m in messages if m.id not in from_slack])
-        for message in messages:
-            if message.id in lines:  # an agent's Slack reply is in the thread already
-                await post_once(
-                    f"mirror:{thread_id}:{message.id}",
-                    thread.channel,
-                    lines[message.id],  # type: ignore[index]
-                    thread_ts=thread.ts,
+        if not messages:
+            return
+        keys = {f"mirror:{thread_id}:{m.id}": m.id for m in messages if m.id in lines}
+        last = messages[-1].id
+
+        async def mirrored(
+            session: AsyncSession, posted: list[str], keys: dict[str, int] = keys, last: int = last
+        ) -> None:
+            # Slack accepted them: those customers' messages are before the agent now.
+            await path_times.mark_agent_notified(session, [keys[key] for key in posted])
+            await session.execute(
+                update(SlackAgentThread)
+                .where(
+                    SlackAgentThread.id == thread_id,  # type: ignore[arg-type]
+                    SlackAgentThread.mirrored_to < last,  # type: ignore[arg-type, operator]
                 )
-            async with get_db().session() as session:
-                await session.execute(
-                    update(SlackAgentThread)
-                    .where(
-                        SlackAgentThread.id == thread_id,  # type: ignore[arg-type]
-                        SlackAgentThread.mirrored_to < message.id,  # type: ignore[arg-type, operator]
-                    )
-                    .values(mirrored_to=message.id)
-                )
-                await session.commit()
+                .values(mirrored_to=last)
+            )
+
+        # An agent's Slack reply is in the thread already: it only moves the mark.
+        await post_lines(
+            thread.channel,
+            thread.ts,  # type: ignore[arg-type]
+            [(key, lines[message_id]) for key, message_id in keys.items()],  # type: ignore[index]
+            then=mirrored,
+        )
         if len(messages) < BATCH:
             return
 
 
-@jobs.handler(SYNC)
-async def on_message(payload: ConversationMessage) -> None:
+SYNC_AT_ONCE = 8  # conversations whose threads are brought up to date concurrently
+
+
+@jobs.batch_handler(SYNC, size=100)
+async def on_messages(batch: jobs.Batch[ConversationMessage]) -> None:
+    """Bring the threads of the batch's conversations up to date: one sync per
+    conversation however many of its messages are in the batch, several conversations at
+    once (their posts overlap in time; each thread's stay in order). A conversation whose
+    sync fails fails its own jobs only."""
     if not enabled():
         return
-    conversation_id = payload.conversation_id
+    indices: dict[int, list[int]] = {}
+    for i, payload in enumerate(batch.payloads):
+        indices.setdefault(payload.conversation_id, []).append(i)
+    limit = asyncio.Semaphore(SYNC_AT_ONCE)
+
+    async def sync(conversation_id: int, which: list[int]) -> None:
+        async with limit:
+            try:
+                await sync_conversation(
+                    conversation_id, reopened=any(batch.payloads[i].reopened for i in which)
+                )
+            except Exception as exc:
+                for i in which:
+                    batch.fail(i, exc)
+
+    await asyncio.gather(*(sync(c, which) for c, which in indices.items()))
+
+
+async def sync_conversation(conversation_id: int, *, reopened: bool = False) -> None:
     async with get_db().read_session() as session:
         threads = await current_threads(session, conversation_id)
     for thread in threads:
         await sync_thread(thread.id)  # type: ignore[arg-type]
-    if payload.reopened and threads:
+    if reopened and threads:
         await refresh_card(conversation_id)  # "resolved" no more: the buttons come back
 
 

@@ -19,6 +19,7 @@ on shift).
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 from collections.abc import Awaitable, Callable
@@ -39,6 +40,7 @@ from handoff import reads as handoff_reads
 from handoff.bus import HANDOFF_CREATED, HANDOFF_ESCALATED, HandoffCreated, HandoffEscalated
 from heliograph import jobs
 from heliograph.db import get_db, is_unique_violation, utcnow
+from inbox import path_times
 from inbox import reads as inbox_reads
 from inbox.assignment import open_loads
 from inbox.bus import MESSAGE_RECEIVED, MESSAGE_SENT, ConversationMessage
@@ -68,7 +70,7 @@ class TeamSend(jobs.Payload):
     customer_id: int | None = None
 
 
-SEND = jobs.JobKind("telegram.team_send", TeamSend)
+SEND = jobs.JobKind("telegram.team_send", TeamSend, jobs.URGENT)
 MIRROR_BACKLOG = 5  # unanswered customer messages brought along with a new assignment
 TEAM_ROLES = ("agent", "lead", "admin")  # who works conversations (web.deps.WRITE_ROLES)
 
@@ -121,39 +123,110 @@ async def queue_send(
     return await jobs.enqueue(session, SEND, payload, dedupe_key=f"tg:{key}") is not None
 
 
-@jobs.handler(SEND)
-async def send(payload: TeamSend) -> None:
+SEND_AT_ONCE = 8  # chats written to at once (each chat's messages stay in order)
+
+
+@jobs.batch_handler(SEND, size=100)
+async def send(batch: jobs.Batch[TeamSend]) -> None:
+    """Send the due messages to the team's Telegram chats together: one read of what went
+    out already, chats in parallel (each chat's messages in order), one commit recording
+    every sent message with its jobs. A message Telegram refuses fails alone; the later
+    messages of its chat wait for it."""
     db = get_db()
-    key = payload.key
+    payloads = batch.payloads
     async with db.read_session() as session:
-        done = await session.execute(
-            select(TelegramAgentMessage.id).where(TelegramAgentMessage.dedupe_key == key)  # type: ignore[call-overload]
+        found = await session.execute(
+            select(TelegramAgentMessage.dedupe_key).where(  # type: ignore[call-overload]
+                TelegramAgentMessage.dedupe_key.in_([p.key for p in payloads])  # type: ignore[attr-defined]
+            )
         )
-        if done.first() is not None:
-            return  # it went out before this job ran again
-        member_id, kind = payload.member_id, payload.kind
-        member = await routing_reads.member(session, member_id)
+        done = set(found.scalars().all())  # went out before these jobs ran again
+        members = {
+            mid: await routing_reads.member(session, mid) for mid in {p.member_id for p in payloads}
+        }
+    chats: dict[str, list[int]] = {}
+    for i, payload in enumerate(payloads):
+        member = members.get(payload.member_id)
         about_customers = bool(payload.conversation_id or payload.message_id)
-        if member is not None and not member.active and (about_customers or kind != "answer"):
-            return  # deactivated since it was queued: no customer's words reach their chat
-    chat_id = payload.chat_id
-    sent_id = await telegram.send_text(chat_id, payload.text, payload.reply_to)
-    row = TelegramAgentMessage(
-        chat_id=chat_id,
-        telegram_message_id=sent_id,
-        member_id=payload.member_id,
-        conversation_id=payload.conversation_id,
-        message_id=payload.message_id,
-        kind=payload.kind,
-        dedupe_key=key,
-    )
-    async with db.session() as session:
-        session.add(row)
-        try:
+        if (
+            member is not None
+            and not member.active
+            and (about_customers or payload.kind != "answer")
+        ):
+            continue  # deactivated since it was queued: no customer's words reach their chat
+        if payload.key not in done:
+            chats.setdefault(payload.chat_id, []).append(i)
+    rows: list[TelegramAgentMessage] = []
+    limit = asyncio.Semaphore(SEND_AT_ONCE)
+
+    async def in_order(indices: list[int]) -> None:
+        for n, i in enumerate(indices):
+            payload = payloads[i]
+            try:
+                async with limit:
+                    sent_id = await telegram.send_text(
+                        payload.chat_id, payload.text, payload.reply_to
+                    )
+            except Exception as exc:
+                batch.fail(i, exc)
+                for later in indices[n + 1 :]:
+                    batch.fail(later, jobs.Defer("an earlier message to this chat failed"))
+                return
+            rows.append(
+                TelegramAgentMessage(
+                    chat_id=payload.chat_id,
+                    telegram_message_id=sent_id,
+                    member_id=payload.member_id,
+                    conversation_id=payload.conversation_id,
+                    message_id=payload.message_id,
+                    kind=payload.kind,
+                    dedupe_key=payload.key,
+                )
+            )
+
+    await asyncio.gather(*(in_order(indices) for indices in chats.values()))
+    # Telegram accepted these: the customers' messages among them are before the agents.
+    notified = [r.message_id for r in rows if r.kind == "customer"]
+    try:
+        async with db.session() as session:
+            session.add_all(rows)
+            await path_times.mark_agent_notified(session, notified)
+            await batch.complete_in(session)
             await session.commit()
-        except IntegrityError as exc:  # two workers raced on one key: the first row stands
-            if not is_unique_violation(exc):
-                raise
+    except IntegrityError as exc:  # a worker whose lease ran out raced on a key
+        if not is_unique_violation(exc):
+            raise
+        await _record_one_by_one(rows, notified)
+
+
+async def _record_one_by_one(rows: list[TelegramAgentMessage], notified: list[int | None]) -> None:
+    """Record what was sent, row by row; where another worker's row stands, it stays."""
+    db = get_db()
+    for row in rows:
+        async with db.session() as session:
+            session.add(
+                TelegramAgentMessage(
+                    **row.model_dump(
+                        include={
+                            "chat_id",
+                            "telegram_message_id",
+                            "member_id",
+                            "conversation_id",
+                            "message_id",
+                            "kind",
+                            "dedupe_key",
+                        }
+                    )
+                )
+            )
+            try:
+                await session.commit()
+            except IntegrityError as exc:
+                if not is_unique_violation(exc):
+                    raise
+    async with db.session() as session:
+        await path_times.mark_agent_notified(session, notified)
+        await session.commit()
 
 
 async def to_member(
@@ -215,8 +288,8 @@ async def mirror(
 
 # --- listeners ------------------------------------------------------------------------------
 
-MIRROR = jobs.JobKind("telegram.team_mirror", ConversationMessage)
-ASSIGNED = jobs.JobKind("telegram.team_assigned", ConversationAssigned)
+MIRROR = jobs.JobKind("telegram.team_mirror", ConversationMessage, jobs.URGENT)
+ASSIGNED = jobs.JobKind("telegram.team_assigned", ConversationAssigned, jobs.URGENT)
 REPLIED = jobs.JobKind("telegram.team_replied", ConversationMessage)
 HANDOFF = jobs.JobKind("telegram.team_handoff", HandoffCreated)
 ESCALATED = jobs.JobKind("telegram.team_escalated", HandoffEscalated)

@@ -25,8 +25,15 @@ prints the figures):
 - Otherwise nothing is decided: the prior stands (or the language stays unknown), and
   ``Detection.decided`` is False.
 
-Restricting the candidates (``HELIOGRAPH_LANGUAGE_CANDIDATES``) makes detection both more
-accurate and lighter: lingua keeps one model per language in memory (~15 MB each).
+The detector knows the candidates (``HELIOGRAPH_LANGUAGE_CANDIDATES``) and nothing else,
+and lingua loads a language's models the first
+time a text in its script reaches it (never all at once: no preloading). A language
+written in Latin or Cyrillic letters costs a process 25-50 MB once such a text arrives;
+one that alone among the candidates uses its script (Arabic, Hindi, Thai, Korean) is
+decided by the script and loads nothing. Every language lingua knows ("all") is about
+1.1 GB per process (``bench/memory.py``, #17). The models are the process's own:
+threads share them, processes do not (lingua builds them on its heap, not in a shared
+file), so a process that runs no workers never loads them.
 """
 
 from __future__ import annotations
@@ -37,7 +44,11 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+# The 21 languages of the labelled set the rules were calibrated on
+# (tests/fixtures/language), and what ``detect`` chooses among when not told; the service
+# passes the setting instead (heliograph/settings.py: a lighter list by default).
 DEFAULT_CANDIDATES = tuple("en es pt fr de it nl ru uk pl tr ar hi zh ja ko ms id vi th sv".split())
+ALL = "all"  # the setting's word for every language lingua knows
 
 MARGIN = 0.15  # without a prior: the best guess's lead over the runner-up
 SWITCH_MIN_WORDS = 4
@@ -78,21 +89,37 @@ class UnknownLanguageCode(ValueError):
 _lock = threading.Lock()
 
 
+def known_languages(candidates: tuple[str, ...]) -> tuple[str, ...]:
+    """The languages a detector for ``candidates`` chooses among (ISO 639-1, sorted):
+    exactly the candidates, or every language lingua knows for ``("all",)``. Raises
+    ``UnknownLanguageCode`` for a code lingua does not detect, or for none at all."""
+    from lingua import Language
+
+    known = {str(lang.iso_code_639_1.name).lower() for lang in Language.all()}
+    codes = {c.strip().lower() for c in candidates if c.strip()}
+    if codes == {ALL}:
+        return tuple(sorted(known))
+    if not codes:
+        raise UnknownLanguageCode('no candidate languages: name some, or "all"')
+    unknown = sorted(codes - known)
+    if unknown:
+        raise UnknownLanguageCode(f"{', '.join(unknown)}: not ISO 639-1 codes lingua detects")
+    return tuple(sorted(codes))
+
+
 @lru_cache(maxsize=8)
 def _detector(candidates: tuple[str, ...]) -> Any:
+    """lingua's detector for exactly these languages, its models loaded lazily (a
+    language's the first time a text in its script needs them); None for one language,
+    which needs no detector. Detectors share the models they have in common."""
     from lingua import IsoCode639_1, LanguageDetectorBuilder
 
-    if not candidates:
-        return LanguageDetectorBuilder.from_all_languages().build()
-    codes = []
-    for code in candidates:
-        iso = getattr(IsoCode639_1, code.upper(), None)
-        if iso is None:
-            raise UnknownLanguageCode(f"{code!r} is not an ISO 639-1 code lingua knows")
-        codes.append(iso)
-    if len(codes) == 1:  # lingua needs two; a single-language team still detects
-        codes.append(IsoCode639_1.EN if codes[0] != IsoCode639_1.EN else IsoCode639_1.ES)
-    return LanguageDetectorBuilder.from_iso_codes_639_1(*codes).build()
+    codes = known_languages(candidates)
+    if len(codes) == 1:
+        return None
+    return LanguageDetectorBuilder.from_iso_codes_639_1(
+        *(getattr(IsoCode639_1, code.upper()) for code in codes)
+    ).build()
 
 
 def _code(language: Any) -> str:
@@ -113,6 +140,8 @@ def confidences(text: str, candidates: tuple[str, ...]) -> list[tuple[str, float
     """(language, confidence) for ``text``, most likely first."""
     with _lock:
         detector = _detector(tuple(candidates))
+    if detector is None:  # a single-language team: every text is in that language
+        return [(known_languages(tuple(candidates))[0], 1.0)]
     values = detector.compute_language_confidence_values(text)
     return [(_code(v.language), float(v.value)) for v in values]
 

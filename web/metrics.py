@@ -17,6 +17,7 @@ from prometheus_client import (
     disable_created_metrics,
     generate_latest,
 )
+from prometheus_client.core import HistogramMetricFamily, Metric
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from crm_core.rule_failures import failures_by_rule
@@ -24,6 +25,7 @@ from crm_core.triggers import DEFAULT_RULES
 from heliograph import jobs
 from inbox.conversations import count_by_status
 from inbox.outbox import message_counts, outbox_lag_seconds
+from inbox.path_times import BUCKETS, path_histograms
 
 # No *_created series: a timestamp per label set doubles the page and no dashboard reads it.
 disable_created_metrics()
@@ -91,6 +93,64 @@ def rule_failure_lines() -> list[str]:
     return out
 
 
+_PATH_TIMES = {
+    "route": (
+        "heliograph_time_to_route_seconds",
+        "From our door (received_at) to routing's decision (routed_at), over the inbound "
+        "messages of the last 15 minutes (a window: read it as is, not with rate()).",
+    ),
+    "agent": (
+        "heliograph_time_to_agent_seconds",
+        "From our door (received_at) to the agent's surface accepting the post "
+        "(agent_notified_at), over the inbound messages of the last 15 minutes (a window: "
+        "read it as is, not with rate()).",
+    ),
+}
+
+
+class _Families:
+    def __init__(self, families: list[Metric]) -> None:
+        self.families = families
+
+    def collect(self) -> list[Metric]:
+        return self.families
+
+
+async def path_time_lines(session: AsyncSession) -> list[str]:
+    """Time to route and time to agent, from the messages' stamps (inbox.path_times)."""
+    families: list[Metric] = []
+    for key, histogram in (await path_histograms(session)).items():
+        name, documentation = _PATH_TIMES[key]
+        bounds = [*(str(b) for b in BUCKETS), "+Inf"]
+        families.append(
+            HistogramMetricFamily(
+                name,
+                documentation,
+                buckets=list(zip(bounds, histogram.buckets, strict=True)),
+                sum_value=round(histogram.total, 6),
+            )
+        )
+    return generate_latest(_Families(families)).decode().splitlines()  # type: ignore[arg-type]
+
+
+def job_kind_lines(backlog: list[jobs.KindBacklog]) -> list[str]:
+    """Per job kind: due jobs waiting, jobs running, and the wait of the oldest due one."""
+    series = (
+        ("heliograph_jobs_due", "Due jobs waiting for a worker, by kind.", "due"),
+        ("heliograph_jobs_running", "Jobs a worker holds, by kind.", "running"),
+        (
+            "heliograph_job_oldest_due_seconds",
+            "How long the oldest due job of each kind has waited.",
+            "oldest_due_s",
+        ),
+    )
+    out: list[str] = []
+    for name, help_text, field in series:
+        out += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge"]
+        out += [_line(name, round(getattr(b, field), 3), kind=b.kind) for b in backlog]
+    return out
+
+
 async def render(session: AsyncSession) -> str:
     out: list[str] = [
         "# HELP heliograph_messages_total Messages stored, by direction, channel and status.",
@@ -110,6 +170,7 @@ async def render(session: AsyncSession) -> str:
     out += ["# HELP heliograph_jobs Durable jobs by state.", "# TYPE heliograph_jobs gauge"]
     for state in ("pending", "running", "done", "dead"):
         out.append(_line("heliograph_jobs", stats.get(state, 0), state=state))
+    out += job_kind_lines(await jobs.backlog_by_kind(session))
     out += [
         "# HELP heliograph_outbox_lag_seconds Age of the oldest reply not yet sent.",
         "# TYPE heliograph_outbox_lag_seconds gauge",
@@ -119,5 +180,6 @@ async def render(session: AsyncSession) -> str:
     ]
     for status, count in sorted((await count_by_status(session)).items()):
         out.append(_line("heliograph_conversations", count, status=status))
+    out += await path_time_lines(session)
     out += rule_failure_lines()
     return "\n".join(out) + "\n" + generate_latest(REGISTRY).decode()

@@ -156,6 +156,7 @@ async def test_ratelimited_waits_as_long_as_slack_asks(
     client: httpx.AsyncClient, database: Database, fake_slack: str, auth: dict[str, str]
 ) -> None:
     conversation = await customer_writes(client, database, fixture("message_im"))
+    await run_jobs(database)  # what follows the customer's message (routing...) is done
     reply = await agent_replies(client, auth, conversation, "One moment please")
     await fake(
         "POST",

@@ -13,7 +13,9 @@ from sqlalchemy import select, update
 from heliograph import jobs
 from heliograph.db import Database, utcnow
 from heliograph.models import Job
+from inbox.bus import MessageReceived
 from inbox.models import Conversation, Message
+from routing.bus import ROUTE
 from routing.models import ApiToken, TeamMember
 from tests.utils.factories import inbound, member_with_token, receive, store
 from tests.utils.jobs import run_jobs
@@ -353,7 +355,35 @@ async def test_team_members_and_me(client: httpx.AsyncClient, database: Database
 async def test_healthz(client: httpx.AsyncClient) -> None:
     response = await client.get("/healthz")
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "database": "ok"}
+    assert response.json() == {
+        "status": "ok",
+        "database": "ok",
+        "routing": {"due": 0, "oldest_due_s": 0.0},
+    }
+
+
+async def test_healthz_is_degraded_while_routing_falls_behind(
+    client: httpx.AsyncClient, database: Database
+) -> None:
+    waited = MessageReceived(
+        conversation_id=1,
+        message_id=1,
+        customer_id=1,
+        new_conversation=True,
+        reopened=False,
+        has_attachments=False,
+    )
+    async with database.session() as session:  # a message that waited 45 s for routing
+        await jobs.enqueue_many(session, [(ROUTE, waited, utcnow() - timedelta(seconds=45))])
+        await session.commit()
+    body = (await client.get("/healthz")).json()
+    assert body["status"] == "degraded"
+    assert body["routing"]["due"] == 1 and body["routing"]["oldest_due_s"] >= 45
+    assert "the oldest routing job has waited 4" in body["reason"]
+    assert "(bound 30 s)" in body["reason"]
+    text = (await client.get("/metrics")).text  # the same wait, per kind, for a dashboard
+    assert metric(text, "heliograph_jobs_due", kind="routing.route") == 1
+    assert metric(text, "heliograph_job_oldest_due_seconds", kind="routing.route") >= 45
 
 
 def metric(text: str, name: str, **labels: str) -> float:

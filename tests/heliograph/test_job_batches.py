@@ -1,0 +1,309 @@
+"""Jobs in batches, claimed by priority, paced by their backlog, woken across processes
+(issue #17)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+from pydantic import ConfigDict
+from sqlalchemy import func, select
+
+from heliograph import jobs
+from heliograph.db import Database
+from heliograph.models import Job
+from heliograph.settings import get_settings
+from tests.utils.jobs import run_jobs
+
+
+class Item(jobs.Payload):
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+
+# What each handler saw: one entry per call, the payload numbers it got together.
+calls: list[list[int]] = []
+effects: list[int] = []  # the work that "committed" (what a customer would see done)
+
+
+RAISING = jobs.JobKind("test.batch_raising", Item)
+MARKING = jobs.JobKind("test.batch_marking", Item)
+COMMITS_THEN_RAISES = jobs.JobKind("test.batch_commits_then_raises", Item)
+BULK = jobs.JobKind("test.bulk", Item, priority=jobs.BULK)
+URGENT = jobs.JobKind("test.urgent", Item, priority=jobs.URGENT)
+SLOW = jobs.JobKind("test.slow_single", Item)
+
+
+@jobs.batch_handler(RAISING)
+async def _raising(batch: jobs.Batch[Item]) -> None:
+    """All or nothing in one transaction: a poisoned payload breaks the whole batch."""
+    numbers = [p.model_dump()["n"] for p in batch.payloads]
+    calls.append(numbers)
+    if any(p.model_dump().get("poison") for p in batch.payloads):
+        raise ValueError("a poisoned payload")
+    effects.extend(numbers)
+
+
+@jobs.batch_handler(MARKING)
+async def _marking(batch: jobs.Batch[Item]) -> None:
+    """Each payload on its own: a bad one is marked failed, the rest are done."""
+    calls.append([p.model_dump()["n"] for p in batch.payloads])
+    for i, payload in enumerate(batch.payloads):
+        if payload.model_dump().get("poison"):
+            batch.fail(i, jobs.RetryLater("this one is bad", delay_s=0))
+        else:
+            effects.append(payload.model_dump()["n"])
+
+
+@jobs.batch_handler(COMMITS_THEN_RAISES)
+async def _commits_then_raises(batch: jobs.Batch[Item]) -> None:
+    """Its work and the jobs' completion commit together; then something breaks."""
+    calls.append([p.model_dump()["n"] for p in batch.payloads])
+    from heliograph.db import get_db
+
+    async with get_db().session() as session:
+        await batch.complete_in(session)
+        await session.commit()
+    effects.extend(p.model_dump()["n"] for p in batch.payloads)
+    raise RuntimeError("broke after the commit")
+
+
+@jobs.handler(BULK)
+async def _bulk(item: Item) -> None:
+    calls.append([item.model_dump()["n"]])
+
+
+@jobs.handler(URGENT)
+async def _urgent(item: Item) -> None:
+    calls.append([item.model_dump()["n"]])
+
+
+@jobs.handler(SLOW)
+async def _slow(item: Item) -> None:
+    await asyncio.sleep(0.05)  # an HTTP call to a provider, say
+    effects.append(item.model_dump()["n"])
+
+
+def _reset() -> None:
+    calls.clear()
+    effects.clear()
+
+
+async def _add(database: Database, kind: jobs.JobKind[Item], *items: dict[str, Any]) -> None:
+    async with database.session() as session:
+        await jobs.enqueue_many(session, [(kind, Item(**item), None) for item in items])
+        await session.commit()
+
+
+async def _statuses(database: Database, kind: jobs.JobKind[Item]) -> dict[int, str]:
+    async with database.read_session() as session:
+        rows = await session.execute(select(Job.payload, Job.status).where(Job.kind == kind.name))
+    return {payload["n"]: status for payload, status in rows.all()}
+
+
+async def test_a_batch_with_one_poisoned_job_completes_the_rest_and_retries_only_it(
+    database: Database,
+) -> None:
+    _reset()
+    await _add(database, RAISING, *({"n": n, "poison": n == 3} for n in range(1, 6)))
+    queue = jobs.JobQueue(database, get_settings(), "w")
+    assert await queue.run(await queue.claim(100)) == ["done", "done", "retry", "done", "done"]
+    assert calls[0] == [1, 2, 3, 4, 5]  # claimed and run together first
+    assert sorted(effects) == [1, 2, 4, 5]  # then one by one: the rest went through
+    statuses = await _statuses(database, RAISING)
+    assert statuses == {1: "done", 2: "done", 3: "pending", 4: "done", 5: "done"}
+    async with database.read_session() as session:
+        poisoned = (
+            await session.execute(select(Job).where(Job.kind == RAISING.name, Job.status != "done"))
+        ).scalar_one()
+    assert "poisoned" in (poisoned.last_error or "")
+    # Its retry runs it alone; the others are not touched again.
+    calls.clear()
+    async with database.session() as session:
+        poisoned.run_at = poisoned.created_at  # due now instead of after its backoff
+        session.add(poisoned)
+        await session.commit()
+    await queue.run(await queue.claim(100))
+    assert calls == [[3]]
+
+
+async def test_a_failure_marked_in_the_batch_retries_that_job_alone(database: Database) -> None:
+    _reset()
+    await _add(database, MARKING, *({"n": n, "poison": n == 2} for n in range(1, 5)))
+    queue = jobs.JobQueue(database, get_settings(), "w")
+    assert await queue.run(await queue.claim(100)) == ["done", "retry", "done", "done"]
+    assert calls == [[1, 2, 3, 4]]
+    await queue.run(await queue.claim(100))  # retried at once (delay 0): only the bad one
+    assert calls == [[1, 2, 3, 4], [2]]
+    assert sorted(effects) == [1, 3, 4]
+
+
+async def test_jobs_whose_success_was_committed_never_run_again(database: Database) -> None:
+    _reset()
+    await _add(database, COMMITS_THEN_RAISES, {"n": 1}, {"n": 2}, {"n": 3})
+    assert await run_jobs(database) == {"done": 3}
+    assert calls == [[1, 2, 3]]  # the error after the commit did not run them again
+    assert await _statuses(database, COMMITS_THEN_RAISES) == {1: "done", 2: "done", 3: "done"}
+
+
+async def test_urgent_kinds_are_claimed_before_older_bulk_work(database: Database) -> None:
+    _reset()
+    await _add(database, BULK, *({"n": n} for n in range(3)))
+    await _add(database, URGENT, {"n": 100})
+    queue = jobs.JobQueue(database, get_settings(), "w")
+    first = await queue.claim(10)
+    assert [job.kind for job in first] == [URGENT.name]
+    second = await queue.claim(10)
+    assert [job.kind for job in second] == [BULK.name] * 3
+
+
+async def test_under_constant_request_load_the_backlog_drains(database: Database) -> None:
+    """Requests keep arriving the whole time; jobs arrive faster than a fixed quarter of
+    the workers' time can run them. The backlog must still drain while the load goes on."""
+    _reset()
+    settings = get_settings().model_copy(
+        update={"worker_poll_s": 0.05, "worker_share_under_load": 0.25}
+    )
+    stop, load_on = asyncio.Event(), asyncio.Event()
+    load_on.set()
+
+    async def requests() -> None:  # a webhook every 10 ms, for as long as the test lasts
+        while load_on.is_set():
+            jobs.foreground_active()
+            await asyncio.sleep(0.01)
+
+    load = asyncio.create_task(requests())
+    worker = asyncio.create_task(jobs.run_worker(database, settings, "loaded", stop))
+    sent = 0
+    for _ in range(30):  # 300 jobs at 100 per second
+        await _add(database, SLOW, *({"n": sent + i} for i in range(10)))
+        sent += 10
+        jobs.wake_workers()
+        await asyncio.sleep(0.1)
+    # Still under load: give the backlog a bounded while to drain, then look. (A fixed
+    # quarter of the time, 4 jobs per 200 ms, would still have about 140 to go.)
+    for _ in range(50):
+        if len(effects) == sent:
+            break
+        await asyncio.sleep(0.1)
+    async with database.read_session() as session:
+        left = (
+            await session.execute(
+                select(func.count()).where(Job.kind == SLOW.name, Job.status != "done")
+            )
+        ).scalar_one()
+    assert jobs.under_load()  # the requests never paused
+    load_on.clear()
+    stop.set()
+    await asyncio.gather(load, worker)
+    assert (left, sorted(effects)) == (0, list(range(sent)))
+
+
+def test_background_share_grows_with_the_wait_of_the_most_urgent_job() -> None:
+    settings = get_settings().model_copy(
+        update={"worker_share_under_load": 0.25, "job_latency_target_s": 0.5}
+    )
+    shares = [jobs.background_share(settings, lag) for lag in (0.0, 0.25, 0.5, 5.0)]
+    assert shares == [0.25, 0.625, 1.0, 1.0]
+
+
+_CHILD = textwrap.dedent(
+    """
+    import asyncio, sys
+    from pathlib import Path
+    from heliograph import jobs
+    from heliograph.db import Database, use_db
+    from heliograph.settings import get_settings
+
+    class Item(jobs.Payload):
+        pass
+
+    WAKE = jobs.JobKind("test.wake_child", Item)
+    mode, mark = sys.argv[1], Path(sys.argv[2])
+
+    @jobs.handler(WAKE)
+    async def ran(_: Item) -> None:
+        mark.write_text("ran")
+
+    async def main() -> None:
+        settings = get_settings().model_copy(update={"worker_poll_s": 120.0})
+        db = Database(settings)
+        use_db(db)
+        if mode == "enqueue":  # commit one job for the parent's worker, then leave
+            async with db.session() as session:
+                await jobs.enqueue(session, jobs.JobKind("test.wake_parent", Item), Item())
+                await session.commit()
+        else:  # idle worker that polls every two minutes: only a NOTIFY wakes it early
+            stop = asyncio.Event()
+            worker = asyncio.create_task(jobs.run_worker(db, settings, "child", stop))
+            print("ready", flush=True)
+            while not mark.exists():
+                await asyncio.sleep(0.05)
+            stop.set()
+            await worker
+        await db.dispose()
+
+    asyncio.run(main())
+    """
+)
+
+WAKE_PARENT = jobs.JobKind("test.wake_parent", Item)
+WAKE_CHILD = jobs.JobKind("test.wake_child", Item)
+woken: list[float] = []
+
+
+@jobs.handler(WAKE_PARENT)
+async def _wake_parent(_: Item) -> None:
+    woken.append(time.monotonic())
+
+
+def _child(*args: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "HELIOGRAPH_DATABASE_URL": get_settings().database_url}
+    return subprocess.Popen(
+        [sys.executable, "-c", _CHILD, *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+
+
+async def test_two_processes_on_postgresql_wake_each_other(
+    pg_database: Database, tmp_path: Path
+) -> None:
+    """Workers that would poll only every two minutes pick up a job another process
+    committed at once: the commit's NOTIFY wakes them."""
+    woken.clear()
+    settings = get_settings().model_copy(update={"worker_poll_s": 120.0})
+    stop = asyncio.Event()
+    worker = asyncio.create_task(jobs.run_worker(pg_database, settings, "parent", stop))
+    await asyncio.sleep(0.5)  # listening, idle
+    child = _child("enqueue", str(tmp_path / "unused"))
+    assert await asyncio.to_thread(child.wait, 60) == 0
+    for _ in range(200):
+        if woken:
+            break
+        await asyncio.sleep(0.05)
+    stop.set()
+    await asyncio.wait_for(worker, 10)
+    assert woken, "the other process's commit did not wake this process's worker"
+
+    # The other way: a worker in another process, woken by this process's commit.
+    mark = tmp_path / "child-ran"
+    child = _child("work", str(mark))
+    assert child.stdout is not None
+    assert (await asyncio.to_thread(child.stdout.readline)).strip() == "ready"
+    await asyncio.sleep(0.5)
+    async with pg_database.session() as session:
+        await jobs.enqueue(session, WAKE_CHILD, Item())
+        await session.commit()
+    try:
+        assert await asyncio.to_thread(child.wait, 20) == 0
+    finally:
+        child.kill()
+    assert mark.read_text() == "ran"
