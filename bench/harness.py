@@ -339,3 +339,39 @@ def write_results(name: str, data: Mapping[str, Any], path: Path | None = None) 
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", encoding="utf-8")
     return path
+
+
+# ---------------------------------------------------------------- processes, more (issue #17)
+
+
+def start_process(
+    name: str, cmd: list[str], env: Mapping[str, str], log_path: Path, root: Path = ROOT
+) -> Server:
+    """Start ``cmd`` with no port to wait on (e.g. ``heliograph worker``); fails if it exits
+    within a second."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(cmd, cwd=root, env=child_env(env, root), stdout=log, stderr=log)
+    server = Server(name, proc, "", log_path)
+    time.sleep(1.0)
+    if proc.poll() is not None:
+        raise RuntimeError(f"{name} exited with {proc.returncode}:\n{server.log_tail()}")
+    return server
+
+
+def peak_rss_mib(pid: int) -> float | None:
+    """A live process's peak resident set size (VmHWM), in MiB; None where unreadable."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return None
+
+
+def self_peak_rss_mib() -> float:
+    """This process's peak resident set size, in MiB."""
+    import resource
+
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)

@@ -128,70 +128,113 @@ def phone(number: int) -> str:
     return f"+4477009{number:05d}"
 
 
-def api_request(prefix: str, i: int, number: int, text: str, keys: Secrets) -> tuple[str, str]:
-    body = json.dumps(
-        {"message_id": f"{prefix}-{i:07d}", "sender": sender(f"{prefix}-s", number), "text": text},
-        separators=(",", ":"),
-    )
-    signature = hmac.new(keys.api.encode(), body.encode(), hashlib.sha256).hexdigest()
-    headers = f"Content-Type: application/json{SEP}X-Heliograph-Signature: sha256={signature}"
-    return headers, body
+def compact(payload: Any) -> str:
+    return json.dumps(payload, separators=(",", ":"))
 
 
-def sms_request(prefix: str, i: int, number: int, text: str, keys: Secrets) -> tuple[str, str]:
-    """Twilio's incoming-message webhook (tests/fixtures/twilio/sms.json), signed as Twilio
-    signs it: HMAC-SHA1 of the URL and the sorted parameters, base64."""
-    sid = hashlib.sha256(f"{prefix}-{i}".encode()).hexdigest()[:32]
-    form = {
-        "MessageSid": f"SM{sid}",
-        "SmsSid": f"SM{sid}",
-        "AccountSid": "AC" + "0" * 32,
-        "From": phone(number),
-        "To": SMS_TO,
+def signed_json(body: str, secret: str, header: str) -> dict[str, str]:
+    """The headers of JSON ``body`` signed as our API and Meta sign: ``sha256=`` and the hex
+    HMAC-SHA256 of the body, in ``header``."""
+    digest = hmac.new(secret.encode(), body.encode(), hashlib.sha256).hexdigest()
+    return {"Content-Type": "application/json", header: f"sha256={digest}"}
+
+
+def api_body(message_id: str, who: dict[str, str], text: str) -> str:
+    return compact({"message_id": message_id, "sender": who, "text": text})
+
+
+def signed_api(body: str, secret: str) -> dict[str, str]:
+    return signed_json(body, secret, "X-Heliograph-Signature")
+
+
+def sms_form(key: str, account_sid: str, sender: str, to: str, text: str) -> dict[str, str]:
+    """Twilio's incoming-message webhook (tests/fixtures/twilio/sms.json); its message id is
+    derived from ``key``."""
+    sid = "SM" + hashlib.sha256(key.encode()).hexdigest()[:32]
+    return {
+        "MessageSid": sid,
+        "SmsSid": sid,
+        "AccountSid": account_sid,
+        "From": sender,
+        "To": to,
         "Body": text,
         "NumMedia": "0",
         "NumSegments": "1",
         "SmsStatus": "received",
         "ApiVersion": "2010-04-01",
     }
-    url = PUBLIC_URL + PATHS["sms"]
+
+
+def signed_sms(url: str, form: dict[str, str], auth_token: str) -> dict[str, str]:
+    """The headers of ``form`` posted to ``url``, signed as Twilio signs it: HMAC-SHA1 of the
+    URL and the sorted parameters, base64."""
     data = url + "".join(k + form[k] for k in sorted(form))
-    digest = hmac.new(keys.twilio.encode(), data.encode(), hashlib.sha1).digest()
-    signature = base64.b64encode(digest).decode()
-    headers = f"Content-Type: application/x-www-form-urlencoded{SEP}X-Twilio-Signature: {signature}"
-    return headers, urlencode(form)
+    digest = hmac.new(auth_token.encode(), data.encode(), hashlib.sha1).digest()
+    return {
+        "Content-Type": "application/x-www-form-urlencoded",
+        "X-Twilio-Signature": base64.b64encode(digest).decode(),
+    }
 
 
-def whatsapp_request(prefix: str, i: int, number: int, text: str, keys: Secrets) -> tuple[str, str]:
-    """One Cloud API notification with one text message (tests/fixtures/whatsapp/text.json)."""
-    wa_id = phone(number).lstrip("+")
-    message_id = "wamid." + base64.b64encode(f"{prefix}-{i:07d}".encode()).decode()
+def whatsapp_body(
+    key: str, wa_id: str, name: str, timestamp: int, text: str, phone_number_id: str
+) -> str:
+    """One Cloud API notification with one text message (tests/fixtures/whatsapp/text.json);
+    its message id is derived from ``key``."""
     value = {
         "messaging_product": "whatsapp",
-        "metadata": {"display_phone_number": "15550783881", "phone_number_id": PHONE_NUMBER_ID},
-        "contacts": [{"profile": {"name": sender(prefix, number)["name"]}, "wa_id": wa_id}],
+        "metadata": {"display_phone_number": "15550783881", "phone_number_id": phone_number_id},
+        "contacts": [{"profile": {"name": name}, "wa_id": wa_id}],
         "messages": [
             {
                 "from": wa_id,
-                "id": message_id,
-                "timestamp": str(1749416383 + i),
+                "id": "wamid." + base64.b64encode(key.encode()).decode(),
+                "timestamp": str(timestamp),
                 "type": "text",
                 "text": {"body": text},
             }
         ],
     }
-    body = json.dumps(
+    return compact(
         {
             "object": "whatsapp_business_account",
             "entry": [
                 {"id": "102290129340398", "changes": [{"value": value, "field": "messages"}]}
             ],
-        },
-        separators=(",", ":"),
+        }
     )
-    signature = hmac.new(keys.whatsapp.encode(), body.encode(), hashlib.sha256).hexdigest()
-    headers = f"Content-Type: application/json{SEP}X-Hub-Signature-256: sha256={signature}"
-    return headers, body
+
+
+def signed_whatsapp(body: str, app_secret: str) -> dict[str, str]:
+    return signed_json(body, app_secret, "X-Hub-Signature-256")
+
+
+def header_line(headers: dict[str, str]) -> str:
+    """Headers as one request line of bench/loadgen.py holds them."""
+    return SEP.join(f"{k}: {v}" for k, v in headers.items())
+
+
+def api_request(prefix: str, i: int, number: int, text: str, keys: Secrets) -> tuple[str, str]:
+    body = api_body(f"{prefix}-{i:07d}", sender(f"{prefix}-s", number), text)
+    return header_line(signed_api(body, keys.api)), body
+
+
+def sms_request(prefix: str, i: int, number: int, text: str, keys: Secrets) -> tuple[str, str]:
+    form = sms_form(f"{prefix}-{i}", "AC" + "0" * 32, phone(number), SMS_TO, text)
+    headers = signed_sms(PUBLIC_URL + PATHS["sms"], form, keys.twilio)
+    return header_line(headers), urlencode(form)
+
+
+def whatsapp_request(prefix: str, i: int, number: int, text: str, keys: Secrets) -> tuple[str, str]:
+    body = whatsapp_body(
+        f"{prefix}-{i:07d}",
+        phone(number).lstrip("+"),
+        sender(prefix, number)["name"],
+        1749416383 + i,
+        text,
+        PHONE_NUMBER_ID,
+    )
+    return header_line(signed_whatsapp(body, keys.whatsapp)), body
 
 
 REQUESTS = {"api": api_request, "sms": sms_request, "whatsapp": whatsapp_request}

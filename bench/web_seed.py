@@ -70,8 +70,9 @@ def sqlite_time(t: datetime) -> str:
     return t.strftime("%Y-%m-%d %H:%M:%S.%f")  # how SQLAlchemy stores a DateTime in SQLite
 
 
-def migrations_hash() -> str:
-    versions = h.ROOT / "heliograph" / "migrations" / "versions"
+def migrations_hash(root: Path = h.ROOT) -> str:
+    """A short hash of the migrations of the checkout at ``root`` (their names and contents)."""
+    versions = root / "heliograph" / "migrations" / "versions"
     digest = hashlib.sha256()
     for path in sorted(versions.glob("*.py")):
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
@@ -211,8 +212,12 @@ def member_fields(i: int) -> dict[str, Any]:
     }
 
 
-def customer_fields(i: int) -> dict[str, Any]:
-    lang, tz, country = people.LANGUAGES[i % len(people.LANGUAGES)]
+def customer_fields(
+    i: int, place: tuple[str, str, str] | None = None, vip: bool = False
+) -> dict[str, Any]:
+    """Customer ``i``; ``place`` is its (language, time zone, country), by default one of
+    bench/lookup_data.py's."""
+    lang, tz, country = place or people.LANGUAGES[i % len(people.LANGUAGES)]
     full = people.name(i)
     return {
         "id": i,
@@ -223,7 +228,7 @@ def customer_fields(i: int) -> dict[str, Any]:
         "country": country,
         "journey_stage": "discovery",
         "lifetime_value": Decimal(0),
-        "vip": False,
+        "vip": vip,
         "attributes": {},
         "merged_into_id": None,
         "created_at": START,
@@ -279,15 +284,15 @@ def tables(conversations: int, messages: int) -> Iterator[tuple[str, Iterator[di
     yield "message", all_messages()
 
 
-def _batches(rows: Iterator[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
-    while batch := [row for _, row in zip(range(BATCH), rows, strict=False)]:
+def batches(rows: Iterator[dict[str, Any]], size: int = BATCH) -> Iterator[list[dict[str, Any]]]:
+    while batch := [row for _, row in zip(range(size), rows, strict=False)]:
         yield batch
 
 
 # ---------------------------------------------------------------- SQLite
 
 
-def _sqlite_value(value: Any) -> Any:
+def sqlite_value(value: Any) -> Any:
     if isinstance(value, datetime):
         return sqlite_time(value)
     if isinstance(value, (list, dict)):
@@ -317,14 +322,14 @@ def build_sqlite(conversations: int, messages: int, rebuild: bool = False) -> di
         for table, rows in tables(conversations, messages):
             t0 = time.perf_counter()
             sql = None
-            for batch in _batches(rows):
+            for batch in batches(rows):
                 if sql is None:
                     columns = list(batch[0])
                     sql = (
                         f"INSERT INTO {table} ({', '.join(columns)}) "
                         f"VALUES ({', '.join('?' * len(columns))})"
                     )
-                conn.executemany(sql, [tuple(map(_sqlite_value, r.values())) for r in batch])
+                conn.executemany(sql, [tuple(map(sqlite_value, r.values())) for r in batch])
             seconds[table] = round(time.perf_counter() - t0, 1)
             print(f"    {table}: loaded in {seconds[table]:.1f} s", flush=True)
         return {"tables_s": seconds}
@@ -345,10 +350,32 @@ def working_copy(cached: Path, name: str) -> Path:
 # ---------------------------------------------------------------- PostgreSQL
 
 
-def _pg_value(value: Any) -> Any:
+def pg_value(value: Any) -> Any:
     if isinstance(value, (list, dict)):
         return json.dumps(value)
     return value
+
+
+async def copy_table(
+    conn: Any,
+    table: str,
+    rows: Iterator[dict[str, Any]],
+    have: set[str] | None = None,
+    size: int = BATCH,
+) -> float:
+    """``COPY`` the rows into ``table`` over the asyncpg connection (only the columns in
+    ``have`` when given), then set its id sequence past them; returns the seconds taken."""
+    t0 = time.perf_counter()
+    for batch in batches(rows, size):
+        columns = [k for k in batch[0] if have is None or k in have]
+        records = [tuple(pg_value(r[k]) for k in columns) for r in batch]
+        await conn.copy_records_to_table(table, records=records, columns=columns)
+    await conn.execute(
+        f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))"
+    )
+    seconds = round(time.perf_counter() - t0, 1)
+    print(f"    {table}: copied in {seconds:.1f} s", flush=True)
+    return seconds
 
 
 async def _copy_pg(dsn: str, conversations: int, messages: int) -> dict[str, float]:
@@ -358,17 +385,7 @@ async def _copy_pg(dsn: str, conversations: int, messages: int) -> dict[str, flo
     conn = await asyncpg.connect(dsn)
     try:
         for table, rows in tables(conversations, messages):
-            t0 = time.perf_counter()
-            for batch in _batches(rows):
-                columns = list(batch[0])
-                records = [tuple(map(_pg_value, r.values())) for r in batch]
-                await conn.copy_records_to_table(table, records=records, columns=columns)
-            await conn.execute(
-                f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
-                f"(SELECT max(id) FROM {table}))"
-            )
-            seconds[table] = round(time.perf_counter() - t0, 1)
-            print(f"    {table}: copied in {seconds[table]:.1f} s", flush=True)
+            seconds[table] = await copy_table(conn, table, rows)
         await conn.execute("ANALYZE")
     finally:
         await conn.close()

@@ -38,7 +38,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
@@ -374,6 +374,33 @@ class Batch(Generic[P]):
 
     def succeeded(self) -> list[int]:
         return [i for i in range(len(self.payloads)) if i not in self.failures]
+
+    async def in_lanes(
+        self,
+        lanes: Iterable[list[int]],
+        work: Callable[[int], Awaitable[None]],
+        *,
+        at_once: int,
+        held: str,
+    ) -> None:
+        """``await work(i)`` for the jobs of each lane (indices) in order, the lanes side by
+        side, at most ``at_once`` works at a time (e.g. one lane per chat or conversation,
+        whose messages must arrive in order). A job whose work raises fails alone; the later
+        jobs of its lane are deferred (``held`` says why), not tried."""
+        limit = asyncio.Semaphore(max(1, at_once))
+
+        async def lane(indices: list[int]) -> None:
+            for n, i in enumerate(indices):
+                try:
+                    async with limit:
+                        await work(i)
+                except Exception as exc:
+                    self.fail(i, exc)
+                    for later in indices[n + 1 :]:
+                        self.fail(later, Defer(held))
+                    return
+
+        await asyncio.gather(*(lane(indices) for indices in lanes))
 
     async def complete_in(self, session: AsyncSession) -> None:
         """Mark the jobs that did not fail done in ``session``'s transaction (call it right

@@ -166,24 +166,22 @@ async def deliver_batch(batch: jobs.Batch[MessageRef]) -> None:
             )
         )
         where = {mid: (conversation, channel) for mid, conversation, channel in rows.all()}
-    lines: dict[int, list[int]] = {}
+    lanes: dict[int, list[int]] = {}  # one per conversation, its replies in id order
     for i, mid in sorted(enumerate(ids), key=lambda item: item[1]):
-        lines.setdefault(where.get(mid, (0, ""))[0], []).append(i)
+        lanes.setdefault(where.get(mid, (0, ""))[0], []).append(i)
     limits: dict[str, asyncio.Semaphore] = {}
 
-    async def in_order(indices: list[int]) -> None:
-        for n, i in enumerate(indices):
-            channel = where.get(ids[i], (0, ""))[1]
-            try:
-                async with limits.setdefault(channel, asyncio.Semaphore(DELIVER_AT_ONCE)):
-                    await deliver(batch.payloads[i])
-            except Exception as exc:
-                batch.fail(i, exc)
-                for later in indices[n + 1 :]:
-                    batch.fail(later, jobs.Defer("an earlier reply in this conversation failed"))
-                return
+    async def one(i: int) -> None:
+        channel = where.get(ids[i], (0, ""))[1]
+        async with limits.setdefault(channel, asyncio.Semaphore(DELIVER_AT_ONCE)):
+            await deliver(batch.payloads[i])
 
-    await asyncio.gather(*(in_order(indices) for indices in lines.values()))
+    await batch.in_lanes(
+        lanes.values(),
+        one,
+        at_once=len(lanes) or 1,  # the per-channel limits above bound the calls
+        held="an earlier reply in this conversation has not gone out",
+    )
 
 
 async def deliver(payload: MessageRef) -> None:

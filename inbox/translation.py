@@ -125,11 +125,34 @@ async def translate_cached(text: str, source: str, target: str) -> tuple[str, bo
         await session.commit()
     if hit is not None:
         return mark + hit, True
-    translated = await translate(config, body, source, target)
-    async with get_db().session() as session:
-        await cache.store(session, config.provider, source, target, body, translated)
-        await session.commit()
+    key = (config.provider, source, target, body)
+    pending = _in_flight.get(key)
+    if pending is not None:  # the same text is being translated right now: wait for it
+        translated = await asyncio.shield(pending)
+        async with get_db().session() as session:  # stored now: served as a cache hit
+            hit = await cache.lookup(session, config.provider, source, target, body)
+            await session.commit()
+        return mark + (hit if hit is not None else translated), True
+    future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+    future.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieved: no warning
+    _in_flight[key] = future
+    try:
+        translated = await translate(config, body, source, target)
+        async with get_db().session() as session:
+            await cache.store(session, config.provider, source, target, body, translated)
+            await session.commit()
+    except BaseException as exc:
+        future.set_exception(exc)
+        raise
+    finally:
+        _in_flight.pop(key, None)
+    future.set_result(translated)
     return mark + translated, False
+
+
+# Translations being made in this process, by (provider, source, target, text): a batch
+# holding the same text twice (a campaign's answers) asks the provider once.
+_in_flight: dict[tuple[str, str, str, str], asyncio.Future[str]] = {}
 
 
 def _detect(text: str, known: str | None, candidates: tuple[str, ...]) -> language.Detection:
@@ -150,7 +173,21 @@ def _candidates() -> tuple[str, ...]:
 # --- inbound -----------------------------------------------------------------------------
 
 
-@jobs.handler(TRANSLATE_MESSAGE)
+DETECT_AT_ONCE = 4  # messages detected and translated side by side (threads, HTTP calls)
+
+
+@jobs.batch_handler(TRANSLATE_MESSAGE, size=50)
+async def translate_inbound_batch(batch: jobs.Batch[MessageRef]) -> None:
+    """The due messages side by side (detection runs in threads, translation is a call
+    to the provider): each is independent, and one that fails is retried alone."""
+    await batch.in_lanes(
+        ([i] for i in range(len(batch))),
+        lambda i: translate_inbound(batch.payloads[i]),
+        at_once=DETECT_AT_ONCE,
+        held="",
+    )
+
+
 async def translate_inbound(payload: MessageRef) -> None:
     """Detect the language of an inbound message and translate it for the agents."""
     message_id = payload.message_id

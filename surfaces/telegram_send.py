@@ -19,7 +19,6 @@ on shift).
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import logging
 from collections.abc import Awaitable, Callable
@@ -157,34 +156,25 @@ async def send(batch: jobs.Batch[TeamSend]) -> None:
         if payload.key not in done:
             chats.setdefault(payload.chat_id, []).append(i)
     rows: list[TelegramAgentMessage] = []
-    limit = asyncio.Semaphore(SEND_AT_ONCE)
 
-    async def in_order(indices: list[int]) -> None:
-        for n, i in enumerate(indices):
-            payload = payloads[i]
-            try:
-                async with limit:
-                    sent_id = await telegram.send_text(
-                        payload.chat_id, payload.text, payload.reply_to
-                    )
-            except Exception as exc:
-                batch.fail(i, exc)
-                for later in indices[n + 1 :]:
-                    batch.fail(later, jobs.Defer("an earlier message to this chat failed"))
-                return
-            rows.append(
-                TelegramAgentMessage(
-                    chat_id=payload.chat_id,
-                    telegram_message_id=sent_id,
-                    member_id=payload.member_id,
-                    conversation_id=payload.conversation_id,
-                    message_id=payload.message_id,
-                    kind=payload.kind,
-                    dedupe_key=payload.key,
-                )
+    async def one(i: int) -> None:
+        payload = payloads[i]
+        sent_id = await telegram.send_text(payload.chat_id, payload.text, payload.reply_to)
+        rows.append(
+            TelegramAgentMessage(
+                chat_id=payload.chat_id,
+                telegram_message_id=sent_id,
+                member_id=payload.member_id,
+                conversation_id=payload.conversation_id,
+                message_id=payload.message_id,
+                kind=payload.kind,
+                dedupe_key=payload.key,
             )
+        )
 
-    await asyncio.gather(*(in_order(indices) for indices in chats.values()))
+    await batch.in_lanes(
+        chats.values(), one, at_once=SEND_AT_ONCE, held="an earlier message to this chat failed"
+    )
     # Telegram accepted these: the customers' messages among them are before the agents.
     notified = [r.message_id for r in rows if r.kind == "customer"]
     try:
