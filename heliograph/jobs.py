@@ -493,7 +493,7 @@ class JobQueue:
         await self.db.run_transaction(lambda conn: conn.execute(stmt))
 
     async def complete(self, job: ClaimedJob) -> None:
-        await self._finish(job.id, status="done", finished_at=utcnow(), last_error=None)
+        await self.complete_many([job])
 
     async def complete_many(self, jobs: list[ClaimedJob]) -> None:
         if jobs:
@@ -546,7 +546,10 @@ class JobQueue:
         return cap / 2 + random.random() * cap / 2
 
     async def settle(self, job: ClaimedJob, exc: BaseException) -> str:
-        """What a job's failure means: deferred, given up, or retried after a backoff."""
+        """What a job's failure means: deferred, given up, or retried after a backoff. An
+        unexpected error (not one of ours) is logged with its traceback."""
+        if not isinstance(exc, Defer | PermanentFailure | RetryLater):
+            log.error("job %s (%s) failed", job.id, job.kind, exc_info=exc)
         if isinstance(exc, Defer):
             await self.defer(job, exc.delay_s)
             return "deferred"
@@ -591,8 +594,6 @@ class JobQueue:
             # A handler must finish well inside the lease, or another worker takes the job.
             await asyncio.wait_for(_handlers[job.kind](payload), self.settings.job_lease_s * 0.8)
         except Exception as exc:
-            if not isinstance(exc, Defer | PermanentFailure | RetryLater):
-                log.exception("job %s (%s) failed", job.id, job.kind)
             return await self.settle(job, exc)
         await self.complete(job)
         return "done"
@@ -618,8 +619,6 @@ class JobQueue:
                 await asyncio.wait_for(fn(batch), timeout=self.settings.job_lease_s * 0.8)
             except Exception as exc:
                 if len(valid) == 1:
-                    if not isinstance(exc, Defer | PermanentFailure | RetryLater):
-                        log.exception("job %s (%s) failed", valid[0].id, valid[0].kind)
                     return {valid[0].id: await self.settle(valid[0], exc)}
                 # Which job broke it is unknown: run the ones not done again, each alone.
                 log.warning(
