@@ -30,13 +30,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from aiogram.types import Message as TelegramMessage
-from aiogram.types import Update
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from channels import telegram
+from channels.telegram.lean import Message as TelegramMessage
+from channels.telegram.lean import Update
 from crm_core import reads as crm_reads
 from handoff.service import HandoffNotFound, acknowledge, handoff_manual
 from heliograph import audit, jobs, ratelimit

@@ -25,22 +25,6 @@ from datetime import UTC, datetime
 from pathlib import PurePosixPath
 from typing import Any, NoReturn
 
-from aiogram import Bot
-from aiogram.client.session.aiohttp import AiohttpSession
-from aiogram.client.telegram import TelegramAPIServer
-from aiogram.exceptions import (
-    AiogramError,
-    TelegramAPIError,
-    TelegramBadRequest,
-    TelegramConflictError,
-    TelegramEntityTooLarge,
-    TelegramForbiddenError,
-    TelegramNetworkError,
-    TelegramRetryAfter,
-    TelegramServerError,
-)
-from aiogram.types import BufferedInputFile, Message, ReplyParameters, Update
-from aiogram.utils.token import TokenValidationError
 from pydantic import ValidationError
 
 from channels import signatures
@@ -53,6 +37,25 @@ from channels.base import (
     register,
     shutdown_hooks,
     startup_hooks,
+)
+from channels.telegram.lean import (
+    AiogramError,
+    AiohttpSession,
+    Bot,
+    BufferedInputFile,
+    Message,
+    ReplyParameters,
+    TelegramAPIError,
+    TelegramAPIServer,
+    TelegramBadRequest,
+    TelegramConflictError,
+    TelegramEntityTooLarge,
+    TelegramForbiddenError,
+    TelegramNetworkError,
+    TelegramRetryAfter,
+    TelegramServerError,
+    TokenValidationError,
+    Update,
 )
 from channels.telegram.settings import TelegramSettings
 from crm_core.identity import SenderProfile, mark_unreachable
