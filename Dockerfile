@@ -5,7 +5,7 @@ FROM python:3.11-slim-bookworm
 
 # ffmpeg decodes the voice notes channels deliver (OGG/Opus, AMR, MP3, M4A) for whisper.
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends ffmpeg \
+    && apt-get install -y --no-install-recommends ffmpeg tini \
     && rm -rf /var/lib/apt/lists/*
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -13,7 +13,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     HELIOGRAPH_HOST=0.0.0.0 \
     HELIOGRAPH_PORT=8000 \
     HELIOGRAPH_DATABASE_URL=sqlite+aiosqlite:////data/heliograph.db \
-    HELIOGRAPH_MEDIA_DIR=/data/media
+    HELIOGRAPH_MEDIA_DIR=/data/media \
+    HELIOGRAPH_LANGUAGE_DETECTOR_SOCKET=/tmp/heliograph/language-detector.sock
 
 WORKDIR /app
 COPY pyproject.toml README.md ./
@@ -44,4 +45,7 @@ HEALTHCHECK --interval=30s --timeout=5s CMD python -c "import urllib.request,sys
 
 # Migrate, then serve; set HELIOGRAPH_RUN_WORKERS=false and run `heliograph worker`
 # containers beside it to scale the workers separately.
+# tini as PID 1 reaps the shared language detector (transcription/shared_detector.py), a
+# process of its own that the first detection starts and that leaves when idle.
+ENTRYPOINT ["tini", "--"]
 CMD ["sh", "-c", "heliograph migrate && exec heliograph serve"]

@@ -195,6 +195,23 @@ class Settings(BaseSettings):
         "per worker process). The default: the demo's languages and the ones written in "
         "their own script.",
     )
+    language_detector: Literal["shared", "in_process"] = Field(
+        default="shared",
+        description='"shared": every process on the machine asks one detector process '
+        "(started by the first that needs it, on language_detector_socket), which holds "
+        'lingua\'s models once instead of once per process; "in_process": each worker '
+        "process loads its own (about 230 MB for the default candidates).",
+    )
+    language_detector_socket: str = Field(
+        default="var/language-detector.sock",
+        description="The shared detector's Unix socket (one detector per path).",
+    )
+    language_detector_idle_exit_s: float = Field(
+        default=600.0,
+        gt=0,
+        description="The shared detector exits after this long with no request (the next "
+        "detection starts it again).",
+    )
     language_min_confidence: float = Field(
         default=0.3,
         description="A guess with no known language must be this sure (and 15 points ahead).",

@@ -51,7 +51,7 @@ from inbox.bus import (
     pages_changed,
 )
 from inbox.models import Conversation, Message, Note
-from transcription import cache, language
+from transcription import cache, language, shared_detector
 from transcription.translate import (
     ProviderConfig,
     TranslationError,
@@ -163,6 +163,11 @@ def _detect(text: str, known: str | None, candidates: tuple[str, ...]) -> langua
         candidates=candidates,
         minimum=s.language_min_confidence,
         override=s.language_override_confidence,
+        shared=(
+            shared_detector.client(s.language_detector_socket, s.language_detector_idle_exit_s)
+            if s.language_detector == "shared"
+            else None
+        ),
     )
 
 

@@ -15,6 +15,7 @@ tests import nothing from here or from each other (``tests/test_test_layout.py``
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,9 @@ load_components()
 pytest_plugins = ["tests.utils.browser"]  # web_server, browser, browser_page
 
 
+DETECTOR_SOCKET = f"{tempfile.gettempdir()}/heliograph-tests-{os.getpid()}/language.sock"
+
+
 def _configure(url: str, extra: dict[str, str] | None = None) -> None:
     for key in [k for k in os.environ if k.startswith("HELIOGRAPH_")]:
         del os.environ[key]
@@ -53,6 +57,10 @@ def _configure(url: str, extra: dict[str, str] | None = None) -> None:
             # No network in tests: a test that translates points the provider at the
             # sandbox's LibreTranslate fake and turns this on.
             "HELIOGRAPH_TRANSLATION_ENABLED": "false",
+            # The default shared language detector, one per test process (xdist worker),
+            # gone a minute after the last detection.
+            "HELIOGRAPH_LANGUAGE_DETECTOR_SOCKET": DETECTOR_SOCKET,
+            "HELIOGRAPH_LANGUAGE_DETECTOR_IDLE_EXIT_S": "60",
             **(extra or {}),
         }
     )

@@ -31,18 +31,25 @@ time a text in its script reaches it (never all at once: no preloading). A langu
 written in Latin or Cyrillic letters costs a process 25-50 MB once such a text arrives;
 one that alone among the candidates uses its script (Arabic, Hindi, Thai, Korean) is
 decided by the script and loads nothing. Every language lingua knows ("all") is about
-1.1 GB per process (``bench/memory.py``, #17). The models are the process's own:
-threads share them, processes do not (lingua builds them on its heap, not in a shared
-file), so a process that runs no workers never loads them.
+1.1 GB per process (``bench/memory.py``, #17). lingua builds the models on its heap:
+threads share them, processes cannot. So the service detects through one detector process
+per machine (``transcription.shared_detector``, HELIOGRAPH_LANGUAGE_DETECTOR=shared, the
+default) that every serve and worker process on it asks; the rules below run in the
+caller either way, and a process that runs no workers never asks.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
+
+from transcription.shared_detector import DetectorUnavailable, SharedDetector
+
+log = logging.getLogger(__name__)
 
 # The 21 languages of the labelled set the rules were calibrated on
 # (tests/fixtures/language), and what ``detect`` chooses among when not told; the service
@@ -136,8 +143,22 @@ def language_name(code: str) -> str:
     return str(Language.from_iso_code_639_1(iso).name).title()
 
 
-def confidences(text: str, candidates: tuple[str, ...]) -> list[tuple[str, float]]:
-    """(language, confidence) for ``text``, most likely first."""
+def confidences(
+    text: str, candidates: tuple[str, ...], shared: SharedDetector | None = None
+) -> list[tuple[str, float]]:
+    """(language, confidence) for ``text``, most likely first: from the machine's shared
+    detector when given one (``transcription.shared_detector``), else in this process
+    (also when the shared one cannot be reached: no message waits on it)."""
+    if shared is not None:
+        try:
+            return shared.confidences(text, candidates)
+        except DetectorUnavailable as exc:
+            log.warning("detecting in this process instead: %s", exc)
+    return local_confidences(text, candidates)
+
+
+def local_confidences(text: str, candidates: tuple[str, ...]) -> list[tuple[str, float]]:
+    """lingua's ranking, with its models in this process."""
     with _lock:
         detector = _detector(tuple(candidates))
     if detector is None:  # a single-language team: every text is in that language
@@ -173,6 +194,7 @@ def detect(
     candidates: tuple[str, ...] = DEFAULT_CANDIDATES,
     minimum: float = 0.3,
     override: float = 0.9,
+    shared: SharedDetector | None = None,
 ) -> Detection:
     """The language of ``text``; ``known`` (the app's or the customer's language) is
     the prior, kept only where the text does not decide (see the module's rules)."""
@@ -180,7 +202,7 @@ def detect(
         if known:
             return Detection(known, 0.0, "too little text to tell; the known language stands")
         return Detection(None, 0.0, "too little text to tell")
-    ranked = _split_malay(text, confidences(text, candidates))
+    ranked = _split_malay(text, confidences(text, candidates, shared))
     if not ranked:
         return Detection(known, 0.0, "no candidate language fits")
     if known:
