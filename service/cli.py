@@ -55,6 +55,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 async def _worker_main() -> None:
+    from channels import base as channels_base
     from heliograph.db import close_db, get_db
     from heliograph.migrate import check_schema
     from heliograph.runtime import Background, settle_collector
@@ -72,6 +73,8 @@ async def _worker_main() -> None:
     logging.getLogger("heliograph").info("worker %s running", os.getpid())
     await background.stop_event.wait()
     await background.stop()
+    for hook in channels_base.shutdown_hooks:  # the HTTP sessions the jobs opened
+        await hook()
     await close_db()
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import os
+import signal
 import struct
 import time
 from collections.abc import AsyncIterator, Callable
@@ -29,7 +31,7 @@ from tests.utils.factories import receive
 from tests.utils.http import TELEGRAM_TOKEN as TOKEN
 from tests.utils.http import TELEGRAM_WEBHOOK_SECRET as WEBHOOK_SECRET
 from tests.utils.jobs import run_jobs
-from tests.utils.processes import free_port
+from tests.utils.processes import free_port, start_heliograph
 from tests.utils.samples import sample
 from tests.utils.sandbox import TELEGRAM_ENV
 
@@ -347,3 +349,26 @@ def test_the_sandbox_voice_note_is_a_well_formed_ogg_opus_file() -> None:
     assert pages[1][3].startswith(b"OpusTags")
     assert pages[2][0] == 0x04 and pages[2][1] == 312 + 50 * 960  # one second at 48 kHz
     assert len(data) < 1024
+
+
+async def test_a_worker_process_delivers_and_stops_with_its_bot_session_closed(
+    database: Database, telegram: FakeTelegram, tmp_path: Path
+) -> None:
+    """``heliograph worker`` sends through the Bot and, on SIGTERM, closes the Bot's HTTP
+    session like ``serve`` does: no "Unclosed client session" in its log."""
+    conversation_id = await customer_conversation(database)
+    env = {k: v for k, v in os.environ.items() if k.startswith("HELIOGRAPH_")}
+    worker = start_heliograph(["worker", "--no-scheduler"], env, tmp_path / "worker.log")
+    try:
+        message_id = await queue_reply(database, conversation_id, "sent by the worker")
+        deadline = time.monotonic() + 60
+        while (await message(database, message_id)).delivery_status != "sent":
+            assert worker.proc.poll() is None, worker.log()
+            assert time.monotonic() < deadline, worker.log()
+            await asyncio.sleep(0.2)
+        assert await telegram.texts() == ["sent by the worker"]
+    finally:
+        worker.proc.send_signal(signal.SIGTERM)
+        code = worker.proc.wait(30)
+    assert code == 0, worker.log()
+    assert "Unclosed" not in worker.log(), worker.log()

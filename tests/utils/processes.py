@@ -70,6 +70,16 @@ def child_env(extra: Mapping[str, str]) -> dict[str, str]:
             "PYTHONUNBUFFERED": "1",
             "HELIOGRAPH_LOG_LEVEL": "WARNING",
             "HELIOGRAPH_TRANSLATION_ENABLED": "false",
+            # The test process's shared language detector (tests/conftest.py), not one
+            # in the working tree's var/ that would outlive the run by ten minutes.
+            **{
+                k: os.environ[k]
+                for k in (
+                    "HELIOGRAPH_LANGUAGE_DETECTOR_SOCKET",
+                    "HELIOGRAPH_LANGUAGE_DETECTOR_IDLE_EXIT_S",
+                )
+                if k in os.environ
+            },
             # The working tree, not what the editable install knew when it was made: a
             # package added since (a new top-level folder) is importable all the same.
             "PYTHONPATH": os.pathsep.join(
