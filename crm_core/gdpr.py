@@ -40,6 +40,7 @@ from crm_core.models import (
 )
 from heliograph.db import utcnow
 from heliograph.models import AuditEvent, IdempotencyRecord, Job
+from heliograph.texts import Text
 
 ExportHook = Callable[[AsyncSession, list[int]], Awaitable[dict[str, Any]]]
 EraseHook = Callable[[AsyncSession, list[int]], Awaitable[dict[str, int]]]
@@ -207,7 +208,7 @@ async def erase_customer(session: AsyncSession, customer_id: int, actor: str) ->
     """Erase a customer (and the profiles merged into it); returns rows changed per table."""
     customer = await get_customer(session, customer_id)
     if customer.erased_at is not None:
-        raise AlreadyErased(f"customer {customer.id} was erased already")
+        raise AlreadyErased(Text("customer %(id)s was erased already", id=customer.id))
     ids = await merged_ids(session, customer.id)  # type: ignore[arg-type]
     terms = await gdpr_mentions.search_terms(session, ids)  # before the profile goes
     counts: dict[str, int] = {}

@@ -64,6 +64,7 @@ from crm_core.triggers import (
 from heliograph import jobs
 from heliograph.bulk import chunks, insert_ignore
 from heliograph.db import utcnow
+from heliograph.texts import Text, dump
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +156,7 @@ def _fill(
             return False  # nothing left to suggest
         c.context["next_program"] = nxt.name
         c.context["suggested_program_id"] = nxt.id
-        c.reason += f"; suggest {nxt.name}"
+        c.reason = Text("%(reason)s; suggest %(program)s", reason=c.reason, program=nxt.name)
     return True
 
 
@@ -249,7 +250,8 @@ def _row(
         "customer_id": c.customer_id,
         "rule": rule.name,
         "cause_key": c.cause_key[:100],
-        "reason": c.reason,
+        "reason": str(c.reason),  # the English, as the API shows it
+        "reason_text": dump(c.reason),  # the same, for the web app to translate
         "suggested_message": rule.message.format_map(context),
         "suggested_program_id": c.context.get("suggested_program_id"),
         "state": "open",
@@ -302,10 +304,14 @@ def opened_payload(row: dict[str, Any], person: Any) -> InterventionOpened:
     )
 
 
+# An intervention's state as a refusal names it (each a msgid of its own).
+_STATE_WORDS = {"done": Text("done"), "dismissed": Text("dismissed"), "open": Text("open")}
+
+
 async def get_intervention(session: AsyncSession, intervention_id: int) -> Intervention:
     found = await session.get(Intervention, intervention_id)
     if found is None:
-        raise InterventionNotFound(f"intervention {intervention_id} does not exist")
+        raise InterventionNotFound(Text("intervention %(id)s does not exist", id=intervention_id))
     return found
 
 
@@ -314,10 +320,16 @@ async def resolve(
 ) -> Intervention:
     """Mark an open intervention done or dismissed (dismissing cancels an unsent message)."""
     if state not in ("done", "dismissed"):
-        raise InterventionError("an intervention can be marked done or dismissed")
+        raise InterventionError(Text("an intervention can be marked done or dismissed"))
     found = await get_intervention(session, intervention_id)
     if found.state != "open":
-        raise InterventionError(f"intervention {intervention_id} is already {found.state}")
+        raise InterventionError(
+            Text(
+                "intervention %(id)s is already %(state)s",
+                id=intervention_id,
+                state=Text(_STATE_WORDS.get(found.state, found.state)),
+            )
+        )
     now = utcnow()
     found.state, found.resolved_at, found.resolved_by, found.updated_at = state, now, actor, now
     if state == "dismissed" and found.send_status == "scheduled":

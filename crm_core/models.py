@@ -262,6 +262,10 @@ class Intervention(SQLModel, table=True):
     rule: str = Field(max_length=32)
     cause_key: str = Field(max_length=100)
     reason: str = Field(sa_column=Column(Text, nullable=False))
+    # The reason's template and parameters (heliograph.texts.dump), for the web app.
+    reason_text: dict[str, Any] | None = Field(
+        default=None, sa_column=Column(JSON(none_as_null=True), nullable=True)
+    )
     suggested_message: str = Field(sa_column=Column(Text, nullable=False))
     suggested_program_id: int | None = Field(default=None, foreign_key="program.id")
     state: str = Field(default="open", max_length=16)  # one of INTERVENTION_STATES

@@ -25,6 +25,7 @@ from crm_core.normalize import search_key
 from crm_core.programs import enrollments_of
 from crm_core.scores import scores_of
 from heliograph.db import utcnow
+from heliograph.texts import Text
 
 DEFAULT_QUIET_START = "21:00"
 DEFAULT_QUIET_END = "08:00"
@@ -112,18 +113,25 @@ def choose_identity(
         on_channel = [i for i in identities if i.channel == preferred_channel]
         allowed = [i for i in on_channel if i in usable]
         if allowed:
-            return _latest(allowed), f"preferred channel {preferred_channel}"
+            return _latest(allowed), Text(
+                "preferred channel %(channel)s", channel=preferred_channel
+            )
         if on_channel and all(i.opted_out for i in on_channel):
-            return None, f"opted out of {preferred_channel}, the preferred channel"
+            why = Text("opted out of %(channel)s, the preferred channel", channel=preferred_channel)
+            return None, why
         if on_channel:
-            return None, f"unreachable on {preferred_channel}, the preferred channel"
-        return None, f"no identity on {preferred_channel}, the preferred channel"
+            why = Text(
+                "unreachable on %(channel)s, the preferred channel", channel=preferred_channel
+            )
+            return None, why
+        why = Text("no identity on %(channel)s, the preferred channel", channel=preferred_channel)
+        return None, why
     if usable:
         chosen = _latest(usable)
-        return chosen, f"most recently used channel {chosen.channel}"
+        return chosen, Text("most recently used channel %(channel)s", channel=chosen.channel)
     if identities:
-        return None, "opted out of (or unreachable on) every channel"
-    return None, "no channel identity to write to"
+        return None, Text("opted out of (or unreachable on) every channel")
+    return None, Text("no channel identity to write to")
 
 
 def _latest(identities: list[Identity]) -> Identity:

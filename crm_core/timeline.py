@@ -14,6 +14,29 @@ from sqlalchemy import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from crm_core.models import ActivityEvent, Intervention, JourneyChange, Program
+from heliograph.texts import Text, load
+
+# An event's type and a journey stage inside a summary (the web app translates them).
+EVENT_WORDS = {
+    "course_progress": Text("course progress"),
+    "lesson_completed": Text("lesson completed"),
+    "live_call_attended": Text("live call attended"),
+    "purchase": Text("purchase"),
+    "refund": Text("refund"),
+    "community_post": Text("community post"),
+    "support_ticket": Text("support ticket"),
+    "milestone_reported": Text("milestone reported"),
+    "referral": Text("referral"),
+}
+STAGE_WORDS = {
+    "discovery": Text("discovery"),
+    "exploration": Text("exploration"),
+    "commitment": Text("commitment"),
+    "engagement": Text("engagement"),
+    "integration": Text("integration"),
+    "transformation": Text("transformation"),
+    "advocacy": Text("advocacy"),
+}
 
 
 @dataclass(frozen=True)
@@ -25,8 +48,8 @@ class CrmEntry:
 
 
 def _event_summary(e: ActivityEvent, program: str | None) -> str:
-    what = e.type.replace("_", " ")
-    parts = [what]
+    what = EVENT_WORDS.get(e.type) or e.type.replace("_", " ")
+    parts: list[str] = []
     if program:
         parts.append(program)
     if e.progress is not None:
@@ -37,7 +60,7 @@ def _event_summary(e: ActivityEvent, program: str | None) -> str:
         parts.append(e.ref)
     if e.status:
         parts.append(e.status)
-    return " · ".join(parts)
+    return what + "".join(" · " + p for p in parts)
 
 
 async def crm_entries(
@@ -76,7 +99,12 @@ async def crm_entries(
             CrmEntry(
                 c.at,
                 f"journey.{c.to_stage}",
-                f"{c.from_stage} -> {c.to_stage} ({c.rule})",
+                Text(
+                    "%(before)s -> %(after)s (%(rule)s)",
+                    before=STAGE_WORDS.get(c.from_stage, c.from_stage),
+                    after=STAGE_WORDS.get(c.to_stage, c.to_stage),
+                    rule=c.rule,
+                ),
                 {
                     "from": c.from_stage,
                     "to": c.to_stage,
@@ -96,7 +124,7 @@ async def crm_entries(
             CrmEntry(
                 i.created_at,
                 f"intervention.{i.rule}",
-                i.reason,
+                load(i.reason_text, i.reason) or "",
                 {
                     "intervention_id": i.id,
                     "state": i.state,

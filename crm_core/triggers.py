@@ -52,6 +52,7 @@ from crm_core.rule_params import (
 )
 from crm_core.scores import day_number
 from heliograph.bulk import among, chunks
+from heliograph.texts import Plural, Text
 
 
 class RuleError(ValueError):
@@ -273,9 +274,18 @@ async def find_inactive(
         Candidate(
             cid,
             key,
-            f"no course activity for {(now - last).days} days (since {last:%Y-%m-%d})"
+            Plural(
+                "no course activity for %(num)s day (since %(since)s)",
+                "no course activity for %(num)s days (since %(since)s)",
+                (now - last).days,
+                since=last.strftime("%Y-%m-%d"),
+            )
             if last is not None
-            else f"enrolled over {rule.params['days']} days ago and not started yet",
+            else Plural(
+                "enrolled over %(num)s day ago and not started yet",
+                "enrolled over %(num)s days ago and not started yet",
+                rule.params["days"],
+            ),
         )
         for cid, key, last in await _rows(session, stmt)
     ]
@@ -298,7 +308,15 @@ async def find_low_engagement(
         _live(s.customer_id),
     )
     return [
-        Candidate(cid, key, f"engagement score {score} is below {rule.params['below']}")
+        Candidate(
+            cid,
+            key,
+            Text(
+                "engagement score %(score)s is below %(below)s",
+                score=score,
+                below=rule.params["below"],
+            ),
+        )
         for cid, key, score in await _rows(session, stmt)
     ]
 
@@ -321,7 +339,9 @@ async def find_upsell(
         )
     )
     return [
-        Candidate(cid, key, f"completed a program with engagement {score}", program_id)
+        Candidate(
+            cid, key, Text("completed a program with engagement %(score)s", score=score), program_id
+        )
         for cid, key, program_id, score in await _rows(session, stmt)
     ]
 
@@ -341,7 +361,13 @@ async def find_milestones(
         _live(e.customer_id),
     )
     return [
-        Candidate(cid, key, f"reached a milestone: {ref}", program_id, {"milestone": ref})
+        Candidate(
+            cid,
+            key,
+            Text("reached a milestone: %(ref)s", ref=ref),
+            program_id,
+            {"milestone": ref},
+        )
         for cid, key, ref, program_id in await _rows(session, stmt)
     ]
 
@@ -380,7 +406,13 @@ async def find_support_repeats(
     )
     return [
         Candidate(
-            cid, f"ticket:{last}", f"{n} support tickets in {rule.params['within_days']} days"
+            cid,
+            f"ticket:{last}",
+            Text(
+                "%(n)s support tickets in %(days)s days",
+                n=n,
+                days=rule.params["within_days"],
+            ),
         )
         for cid, n, last in await _rows(session, stmt)
     ]

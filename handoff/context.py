@@ -119,6 +119,7 @@ async def _open_interventions(
                 "id": i.id,
                 "rule": i.rule,
                 "reason": i.reason,
+                "reason_text": i.reason_text,  # the reason for the web app to translate
                 "suggested_message": i.suggested_message,
                 "created_at": _aware(i.created_at).isoformat(),
             }

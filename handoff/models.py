@@ -30,6 +30,10 @@ class Handoff(SQLModel, table=True):
     to_member_id: int | None = Field(default=None, foreign_key="team_member.id")
     kind: str = Field(max_length=16)  # one of HANDOFF_KINDS
     reason: str = Field(sa_column=Column(Text, nullable=False))
+    # The reason's template and parameters (heliograph.texts.dump), for the web app.
+    reason_text: dict[str, Any] | None = Field(
+        default=None, sa_column=Column(JSON(none_as_null=True), nullable=True)
+    )
     context: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     state: str = Field(default="pending", max_length=16)  # one of HANDOFF_STATES
     created_at: datetime = Field(default_factory=utcnow)

@@ -20,6 +20,7 @@ from handoff.models import Handoff, ShiftEndMark
 from heliograph import jobs
 from heliograph.db import utcnow
 from heliograph.settings import get_settings
+from heliograph.texts import Text, dump
 from inbox.assignment import lock_conversation, lock_conversations, open_conversations_of
 from inbox.conversations import InvalidRequest, add_note, get_conversation
 from inbox.models import Conversation
@@ -68,7 +69,8 @@ async def _write_many(
                 from_member_id=from_member_id,
                 to_member_id=to_member_id,
                 kind=kind,
-                reason=reason,
+                reason=str(reason),  # the English, as the API shows it
+                reason_text=dump(reason),  # the same, for the web app to translate
                 context=context,
                 created_at=now,
             )
@@ -137,7 +139,9 @@ async def _hand_over(
         conversation = by_id[result.conversation_id]
         reason = result.reason
         if result.member_id is None:
-            reason = f"{prefix}nobody eligible ({result.reason}); back to the queue"
+            reason = prefix + Text(
+                "nobody eligible (%(why)s); back to the queue", why=result.reason
+            )
             if conversation.assignee_id is not None:
                 await record(session, conversation, None, "handoff", reason, now=now)
         items.append((conversation, from_member_id, result.member_id, reason))
@@ -203,7 +207,7 @@ async def _shift_ends(
         kind="handoff",
         exclude={cid: [mid] for cid, mid in leaving.items()},  # type: ignore[misc]
         reason_prefix={
-            cid: f"handoff from {names[mid]} (shift ended): "  # type: ignore[index]
+            cid: Text("handoff from %(name)s (shift ended): ", name=names[mid])  # type: ignore[index]
             for cid, mid in leaving.items()
         },
     )
@@ -214,9 +218,10 @@ async def _shift_ends(
         from_id = leaving[conversation.id]
         reason = result.reason
         if result.member_id is None:
-            reason = (
-                f"handoff from {names[from_id]} (shift ended): nobody eligible"  # type: ignore[index]
-                f" ({result.reason}); back to the queue"
+            reason = Text(
+                "handoff from %(name)s (shift ended): nobody eligible (%(why)s); back to the queue",
+                name=names[from_id],  # type: ignore[index]
+                why=result.reason,
             )
             await record(session, conversation, None, "handoff", reason, now=now)
         items.append((conversation, from_id, result.member_id, reason))
@@ -306,9 +311,10 @@ async def _next_on_shift(
     )
     cid: int = conversation.id  # type: ignore[assignment]
     if found is None:
-        return Proposal(cid, now, None, "nobody eligible or scheduled; back to the queue", "queue")
+        nobody = Text("nobody eligible or scheduled; back to the queue")
+        return Proposal(cid, now, None, nobody, "queue")
     starts, member = found
-    reason = f"nobody eligible now; to {member.name}, next on shift"
+    reason = Text("nobody eligible now; to %(name)s, next on shift", name=member.name)
     return Proposal(cid, now, member, reason, "next", starts=starts)
 
 
@@ -326,23 +332,37 @@ async def handoff_manual(
     now = now or utcnow()
     conversation = await lock_conversation(session, conversation_id)
     if conversation.status == "resolved":
-        raise AssignmentRefused(f"conversation {conversation_id} is resolved; reopen it first")
+        raise AssignmentRefused(
+            Text("conversation %(id)s is resolved; reopen it first", id=conversation_id)
+        )
     is_lead = actor.role in ("lead", "admin")
     if not is_lead and conversation.assignee_id != actor.id:
-        raise AssignmentRefused("agents may hand over only their own conversations; ask a lead")
+        raise AssignmentRefused(
+            Text("agents may hand over only their own conversations; ask a lead")
+        )
     holder = conversation.assignee_id
-    holder_name = (await get_member(session, holder)).name if holder else "the queue"
-    prefix = f"handoff by {actor.name} from {holder_name}: "
+    if holder:
+        holder_name = (await get_member(session, holder)).name
+        prefix = Text(
+            "handoff by %(actor)s from %(holder)s: ", actor=actor.name, holder=holder_name
+        )
+    else:
+        prefix = Text("handoff by %(actor)s from the queue: ", actor=actor.name)
     if note is not None and note.strip():
         await add_note(session, conversation.id, note, actor.id)  # type: ignore[arg-type]
     if to_member_id is not None:
         member = await get_member(session, to_member_id)
         if not member.active:
-            raise AssignmentRefused(f"{member.name} is no longer active on the team")
+            raise AssignmentRefused(
+                Text("%(name)s is no longer active on the team", name=member.name)
+            )
         refuse_non_answering(member)
         if to_member_id == holder:
-            raise InvalidRequest(f"the conversation is already {member.name}'s")
-        reason = prefix + f"to {member.name}" + ("" if is_on_shift(member, now) else " (off shift)")
+            raise InvalidRequest(Text("the conversation is already %(name)s's", name=member.name))
+        if is_on_shift(member, now):
+            reason = prefix + Text("to %(name)s", name=member.name)
+        else:
+            reason = prefix + Text("to %(name)s (off shift)", name=member.name)
         await record(
             session, conversation, to_member_id, "handoff", reason, now=now, by_member_id=actor.id
         )
@@ -384,12 +404,12 @@ async def acknowledge(
     now = now or utcnow()
     row = await get_handoff(session, handoff_id)
     if row.to_member_id != member.id:
-        raise AssignmentRefused("only the receiver acknowledges a handoff")
+        raise AssignmentRefused(Text("only the receiver acknowledges a handoff"))
     if row.acknowledged_at is not None:
         return row
     conversation = await lock_conversation(session, row.conversation_id)
     if conversation.assignee_id != member.id:
-        raise AssignmentRefused("the conversation has moved on since; nothing to acknowledge")
+        raise AssignmentRefused(Text("the conversation has moved on since; nothing to acknowledge"))
     row.state = "acknowledged"
     row.acknowledged_at = now
     session.add(row)
@@ -432,13 +452,17 @@ async def escalate_unacknowledged(session: AsyncSession, now: datetime | None = 
         waited = (now - _aware(row.created_at)).total_seconds()
         if row.kind != "escalation":
             receiver = await get_member(session, row.to_member_id)  # type: ignore[arg-type]
-            late = f"{receiver.name} did not acknowledge in {minutes:g} min"
+            late = Text(
+                "%(name)s did not acknowledge in %(minutes)s min",
+                name=receiver.name,
+                minutes=format(minutes, "g"),
+            )
             handed = await _hand_over(
                 session,
                 [conversation],
                 from_member_id=row.to_member_id,
                 exclude=[row.to_member_id, row.from_member_id],  # type: ignore[list-item]
-                prefix=f"handoff escalated ({late}): ",
+                prefix=Text("handoff escalated (%(late)s): ", late=late),
                 kind="escalation",
                 now=now,
             )

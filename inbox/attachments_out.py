@@ -32,6 +32,7 @@ from sqlalchemy import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from heliograph.settings import get_settings
+from heliograph.texts import Text
 from inbox.models import Attachment
 
 log = logging.getLogger(__name__)
@@ -104,27 +105,46 @@ def check(channel: str, files: Sequence[OutgoingFile]) -> None:
         return
     limit = LIMITS.get(channel)
     if limit is None:
-        raise AttachmentRefused(f"the {channel} channel cannot send attachments")
+        raise AttachmentRefused(
+            Text("the %(channel)s channel cannot send attachments", channel=channel)
+        )
     if len(files) > limit.max_files:
         raise AttachmentRefused(
-            f"{channel} takes at most {limit.max_files} attachment(s) per reply, not {len(files)}"
+            Text(
+                "%(channel)s takes at most %(max)s attachment(s) per reply, not %(count)s",
+                channel=channel,
+                max=limit.max_files,
+                count=len(files),
+            )
         )
     for f in files:
-        name = f.filename or "the file"
+        name = f.filename or Text("the file")
         if not f.data:
-            raise AttachmentRefused(f"{name} is empty")
+            raise AttachmentRefused(Text("%(name)s is empty", name=name))
         ctype = (f.content_type or "").split(";")[0].strip().lower()
         if ctype.startswith("image/") and ctype in limit.image_types:
-            cap, what = limit.image_max, "images"
+            cap, what = limit.image_max, Text("images")
         elif limit.document_types is None or ctype in limit.document_types:
-            cap, what = limit.document_max, "documents"
+            cap, what = limit.document_max, Text("documents")
         else:
             raise AttachmentRefused(
-                f"{channel} cannot send {name}: type {ctype or 'unknown'} is not accepted"
+                Text(
+                    "%(channel)s cannot send %(name)s: type %(type)s is not accepted",
+                    channel=channel,
+                    name=name,
+                    type=ctype or Text("unknown"),
+                )
             )
         if len(f.data) > cap:
             raise AttachmentRefused(
-                f"{name} is {_size(len(f.data))}; {channel} takes {what} up to {_size(cap)}"
+                Text(
+                    "%(name)s is %(size)s; %(channel)s takes %(what)s up to %(cap)s",
+                    name=name,
+                    size=_size(len(f.data)),
+                    channel=channel,
+                    what=what,
+                    cap=_size(cap),
+                )
             )
 
 

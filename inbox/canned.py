@@ -17,6 +17,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from crm_core import reads as crm_reads
 from heliograph.db import utcnow
+from heliograph.texts import Text
 from inbox.conversations import InvalidRequest, get_conversation
 from inbox.models import CannedResponse
 
@@ -56,16 +57,19 @@ def _clean(
     shortcut = (shortcut or "").strip().lstrip("/").lower()
     if not SHORTCUT.match(shortcut):
         raise InvalidRequest(
-            "shortcut: 1-64 lower-case letters, digits, '-' or '_', starting with a letter or digit"
+            Text(
+                "shortcut: 1-64 lower-case letters, digits, '-' or '_', starting with a letter "
+                "or digit"
+            )
         )
     title = (title or "").strip()
     if not title or len(title) > 200:
-        raise InvalidRequest("title: 1-200 characters")
+        raise InvalidRequest(Text("title: 1-200 characters"))
     if not (text or "").strip():
-        raise InvalidRequest("text: a canned response needs some text")
+        raise InvalidRequest(Text("text: a canned response needs some text"))
     language = (language or "").strip().lower() or None
     if language is not None and not re.fullmatch(r"[a-z]{2,3}(-[a-z0-9]{2,8})?", language):
-        raise InvalidRequest("language: an ISO 639-1 code such as 'pt', or empty for any")
+        raise InvalidRequest(Text("language: an ISO 639-1 code such as 'pt', or empty for any"))
     return shortcut, title, text, language
 
 
@@ -80,8 +84,11 @@ async def _check_unique(
     if except_id is not None:
         stmt = stmt.where(CannedResponse.id != except_id)
     if (await session.exec(stmt)).first() is not None:
-        scope = "the team" if owner_id is None else "you"
-        raise InvalidRequest(f"shortcut '/{shortcut}' is already used by {scope}")
+        if owner_id is None:
+            used = Text("shortcut '/%(shortcut)s' is already used by the team", shortcut=shortcut)
+        else:
+            used = Text("shortcut '/%(shortcut)s' is already used by you", shortcut=shortcut)
+        raise InvalidRequest(used)
 
 
 def _may_edit(member: Any, row: CannedResponse) -> bool:
@@ -102,7 +109,7 @@ async def create(
 ) -> CannedResponse:
     """Store a canned response in the caller's transaction (flushed, not committed)."""
     if team and not _is_team_editor(member):
-        raise CannedForbidden("only leads and admins keep the team's canned responses")
+        raise CannedForbidden(Text("only leads and admins keep the team's canned responses"))
     shortcut, title, text, language = _clean(shortcut, title, text, language)
     owner = None if team else member.id
     await _check_unique(session, shortcut, owner)
@@ -122,7 +129,7 @@ async def create(
 async def get(session: AsyncSession, member: Any, canned_id: int) -> CannedResponse:
     row = await session.get(CannedResponse, canned_id)
     if row is None or (row.owner_member_id is not None and row.owner_member_id != member.id):
-        raise CannedNotFound(f"canned response {canned_id} not found")
+        raise CannedNotFound(Text("canned response %(id)s not found", id=canned_id))
     return row
 
 
@@ -140,7 +147,7 @@ async def update(
     """Change the given fields; ``set_language`` says that ``language`` (even None) is meant."""
     row = await get(session, member, canned_id)
     if not _may_edit(member, row):
-        raise CannedForbidden("only leads and admins change the team's canned responses")
+        raise CannedForbidden(Text("only leads and admins change the team's canned responses"))
     new_shortcut, new_title, new_text, new_language = _clean(
         row.shortcut if shortcut is None else shortcut,
         row.title if title is None else title,
@@ -164,7 +171,7 @@ async def update(
 async def delete(session: AsyncSession, member: Any, canned_id: int) -> None:
     row = await get(session, member, canned_id)
     if not _may_edit(member, row):
-        raise CannedForbidden("only leads and admins delete the team's canned responses")
+        raise CannedForbidden(Text("only leads and admins delete the team's canned responses"))
     await session.delete(row)
     await session.flush()
 

@@ -11,6 +11,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from crm_core import identity
 from heliograph import jobs
 from heliograph.db import utcnow
+from heliograph.texts import Text
 from inbox import attachments_out, listing, translation
 from inbox.attachments_out import OutgoingFile
 from inbox.bus import (
@@ -128,7 +129,7 @@ async def reply(
     nothing stored); a reply with a file may have no text."""
     files = list(attachments or ())
     if not text.strip() and not files:
-        raise InvalidRequest("a reply needs some text")
+        raise InvalidRequest(Text("a reply needs some text"))
     conversation = await get_conversation(session, conversation_id)
     attachments_out.check(conversation.channel, files)
     now = utcnow()
@@ -176,7 +177,7 @@ async def add_note(
     session: AsyncSession, conversation_id: int, text: str, author_id: int | None
 ) -> Note:
     if not text.strip():
-        raise InvalidRequest("a note needs some text")
+        raise InvalidRequest(Text("a note needs some text"))
     conversation = await get_conversation(session, conversation_id)
     note = Note(conversation_id=conversation.id, author_id=author_id, text=text)  # type: ignore[arg-type]
     session.add(note)
@@ -193,12 +194,12 @@ async def set_status(
     snoozed_until: datetime | None = None,
 ) -> Conversation:
     if status not in STATUSES:
-        raise InvalidRequest(f"status must be one of {', '.join(STATUSES)}")
+        raise InvalidRequest(Text("status must be one of %(choices)s", choices=list(STATUSES)))
     conversation = await get_conversation(session, conversation_id)
     now = utcnow()
     if status == "snoozed":
         if snoozed_until is None or snoozed_until <= now:
-            raise InvalidRequest("snooze needs a time in the future ('until')")
+            raise InvalidRequest(Text("snooze needs a time in the future ('until')"))
         conversation.snoozed_until = snoozed_until
     else:
         conversation.snoozed_until = None
@@ -244,8 +245,12 @@ async def _ensure_no_other_active(session: AsyncSession, conversation: Conversat
     other_id = other.scalar()
     if other_id is not None:
         raise InvalidRequest(
-            f"conversation {other_id} with this customer on {conversation.channel} is already "
-            "open; continue there"
+            Text(
+                "conversation %(id)s with this customer on %(channel)s is already open; "
+                "continue there",
+                id=other_id,
+                channel=conversation.channel,
+            )
         )
 
 
@@ -315,7 +320,7 @@ PRIORITIES = ("low", "normal", "high", "urgent")
 
 async def set_priority(session: AsyncSession, conversation_id: int, priority: str) -> Conversation:
     if priority not in PRIORITIES:
-        raise InvalidRequest(f"priority must be one of {', '.join(PRIORITIES)}")
+        raise InvalidRequest(Text("priority must be one of %(choices)s", choices=list(PRIORITIES)))
     conversation = await get_conversation(session, conversation_id)
     conversation.priority = priority
     conversation.updated_at = utcnow()

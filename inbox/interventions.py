@@ -29,6 +29,7 @@ from crm_core.profile import choose_identity, quiet_until
 from crm_core.reads import customers_by_id
 from heliograph import jobs
 from heliograph.db import get_db, is_unique_violation, utcnow
+from heliograph.texts import Text, message
 from inbox import conversations, outbox, timeline
 from inbox.models import Conversation
 
@@ -61,7 +62,7 @@ async def _recipient(session: AsyncSession, customer: Customer) -> Identity:
     if chosen is None:
         raise _Skip(why)
     if chosen.channel not in outbox.sender_channels():
-        raise _Skip(f"no channel adapter can send on {chosen.channel}")
+        raise _Skip(Text("no channel adapter can send on %(channel)s", channel=chosen.channel))
     return chosen
 
 
@@ -178,6 +179,6 @@ async def conversation_to_write(session: AsyncSession, customer: Customer) -> Co
     try:
         to = await _recipient(session, customer)
     except _Skip as exc:
-        raise NoChannel(str(exc)) from exc
+        raise NoChannel(message(exc)) from exc
     conversation, _created = await _conversation(session, customer, to)
     return conversation

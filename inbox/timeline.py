@@ -11,6 +11,7 @@ from sqlalchemy import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from heliograph import audit
+from heliograph.texts import Text
 from inbox.models import Conversation, Message, Note
 
 
@@ -62,7 +63,13 @@ async def customer_timeline(
     for c in conversations:
         if before is None or c.created_at < before:
             entries.append(
-                TimelineEntry(c.created_at, "conversation.opened", c.id, f"on {c.channel}", {})
+                TimelineEntry(
+                    c.created_at,
+                    "conversation.opened",
+                    c.id,
+                    Text("on %(channel)s", channel=c.channel),
+                    {},
+                )
             )
         if c.resolved_at and (before is None or c.resolved_at < before):
             entries.append(TimelineEntry(c.resolved_at, "conversation.resolved", c.id, "", {}))

@@ -18,6 +18,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from heliograph import jobs
 from heliograph.db import get_db, utcnow
+from heliograph.texts import Text
 from inbox.assignment import lock_conversations, open_conversations_of
 from routing.bus import RELEASE_MEMBER, ReleaseMember
 from routing.history import OwnerChange, record_many
@@ -39,7 +40,7 @@ async def release_conversations(
         for c in await lock_conversations(session, held)  # type: ignore[arg-type]
         if c.assignee_id == member_id
     ]
-    reason = f"back to the queue: {member.name} was deactivated"
+    reason = Text("back to the queue: %(name)s was deactivated", name=member.name)
     changes = [OwnerChange(conversation, None, reason) for conversation in conversations]
     await record_many(session, changes, "queued", now=now)
     return len(conversations)

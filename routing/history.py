@@ -21,6 +21,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from heliograph import jobs, live
 from heliograph.db import utcnow
+from heliograph.texts import dump
 from inbox.assignment import set_assignee
 from inbox.models import Conversation
 from routing.bus import CONVERSATION_ASSIGNED, ConversationAssigned
@@ -77,7 +78,8 @@ async def _write(
                 "previous_member_id": previous,
                 "kind": kind,
                 "by_member_id": change.by_member_id,
-                "reason": change.reason,
+                "reason": str(change.reason),  # the English, as the API shows it
+                "reason_text": dump(change.reason),  # the same, for the web app to translate
                 "at": now,
             }
         )

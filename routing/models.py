@@ -114,6 +114,11 @@ class Assignment(SQLModel, table=True):
     kind: str = Field(max_length=16)  # one of ASSIGNMENT_KINDS
     by_member_id: int | None = Field(default=None, foreign_key="team_member.id")  # a person
     reason: str = Field(sa_column=Column(Text, nullable=False))
+    # The reason's template and parameters (heliograph.texts.dump): the web app shows it in
+    # the viewer's language; None (an older row): the English ``reason``.
+    reason_text: dict[str, Any] | None = Field(
+        default=None, sa_column=Column(JSON(none_as_null=True), nullable=True)
+    )
     at: datetime = Field(default_factory=utcnow)
 
 

@@ -22,6 +22,7 @@ from typing import Any
 import pytz
 
 from heliograph.settings import Settings, get_settings
+from heliograph.texts import Text
 from routing.schedule import base_language, shift_window
 
 _NEVER = datetime.min.replace(tzinfo=UTC)
@@ -192,20 +193,34 @@ class Choice:
         """``"Aiko Tanaka — Tokyo 09:14, speaks ja, knows billing, 2/8 open"``."""
         m = self.member
         local = now.astimezone(pytz.timezone(m.timezone))
-        parts = [f"{m.city} {local:%H:%M}"]
+        parts: list[str] = [f"{m.city} {local:%H:%M}"]
         if self.relationship:
-            parts.append("the customer's previous agent")
+            parts.append(Text("the customer's previous agent"))
         if wanted.language:
+            lang = wanted.language
             parts.append(
-                f"speaks {wanted.language}" if self.speaks else f"does not speak {wanted.language}"
+                Text("speaks %(lang)s", lang=lang)
+                if self.speaks
+                else Text("does not speak %(lang)s", lang=lang)
             )
         if self.knows:
-            parts.append("knows " + ", ".join(self.knows))
+            parts.append(Text("knows %(tags)s", tags=list(self.knows)))
         elif wanted.tags:
-            parts.append("knows none of " + ", ".join(sorted(wanted.tags)))
-        on = f" on {wanted.channel}" if per_channel and wanted.channel else ""
-        parts.append(f"{self.load}/{m.capacity} open{on}")
-        return f"{m.name} — " + ", ".join(parts)
+            parts.append(Text("knows none of %(tags)s", tags=sorted(wanted.tags)))
+        load, capacity = self.load, m.capacity
+        if per_channel and wanted.channel:
+            on = wanted.channel
+            parts.append(
+                Text(
+                    "%(load)s/%(capacity)s open on %(channel)s",
+                    load=load,
+                    capacity=capacity,
+                    channel=on,
+                )
+            )
+        else:
+            parts.append(Text("%(load)s/%(capacity)s open", load=load, capacity=capacity))
+        return Text("%(name)s — %(parts)s", name=m.name, parts=parts)
 
 
 LoadOf = Callable[[int, str], int]
@@ -286,18 +301,33 @@ class NobodyFree:
     qualified: bool = False  # a hard requirement narrowed who "everyone on shift" means
 
     def __str__(self) -> str:
-        who = "everyone on shift"
-        if self.qualified and self.language:
-            who += f" who speaks {self.language}"
-        elif self.qualified and self.tags:
-            who += f" who knows {', '.join(self.tags)}"
-        return {
-            "off_shift": "nobody is on shift",
-            "language": f"nobody free on shift speaks {self.language}",
-            "expertise": f"nobody free on shift knows {', '.join(self.tags)}",
-            "away": f"{who} is away or offline",
-            "capacity": f"{who} is at capacity",
-        }.get(self.kind, "nobody is eligible")
+        return str(self.text())
+
+    def text(self) -> Text:
+        """``str()`` as a ``Text`` (heliograph.texts): the web app shows it translated."""
+        lang, tags = self.language, list(self.tags)
+        if self.kind == "off_shift":
+            return Text("nobody is on shift")
+        if self.kind == "language":
+            return Text("nobody free on shift speaks %(lang)s", lang=lang)
+        if self.kind == "expertise":
+            return Text("nobody free on shift knows %(tags)s", tags=tags)
+        if self.kind not in ("away", "capacity"):
+            return Text("nobody is eligible")
+        qualified_by = (
+            "language" if self.qualified and lang else "tags" if self.qualified and tags else ""
+        )
+        if self.kind == "away":
+            if qualified_by == "language":
+                return Text("everyone on shift who speaks %(lang)s is away or offline", lang=lang)
+            if qualified_by == "tags":
+                return Text("everyone on shift who knows %(tags)s is away or offline", tags=tags)
+            return Text("everyone on shift is away or offline")
+        if qualified_by == "language":
+            return Text("everyone on shift who speaks %(lang)s is at capacity", lang=lang)
+        if qualified_by == "tags":
+            return Text("everyone on shift who knows %(tags)s is at capacity", tags=tags)
+        return Text("everyone on shift is at capacity")
 
 
 def nobody_free(
@@ -346,5 +376,5 @@ def why_nobody(
     load_of: LoadOf,
     config: PolicyConfig,
 ) -> str:
-    """Why ``choose`` found nobody, in words for the queue (``nobody_free``)."""
-    return str(nobody_free(members, wanted, now, load_of, config))
+    """Why ``choose`` found nobody, in words for the queue (``nobody_free``), as a ``Text``."""
+    return nobody_free(members, wanted, now, load_of, config).text()

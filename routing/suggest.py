@@ -71,7 +71,7 @@ async def suggest(
     choice = choose(duty, wanted, now, load_of, config)
     if choice is None:
         why = nobody_free(duty, wanted, now, load_of, config)
-        return Suggestion(conversation_id, now, None, None, str(why), nobody=why.kind)
+        return Suggestion(conversation_id, now, None, None, why.text(), nobody=why.kind)
     member = choice.member
     return Suggestion(
         conversation_id,

@@ -14,6 +14,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from heliograph import audit, jobs
 from heliograph.db import utcnow
+from heliograph.texts import Text
 from routing.bus import RELEASE_MEMBER, ReleaseMember
 from routing.models import AVAILABILITY, ROLES, WEEKDAYS, TeamMember
 from routing.snapshot import recheck
@@ -239,7 +240,7 @@ async def list_members(session: AsyncSession) -> list[TeamMember]:
 async def get_member(session: AsyncSession, member_id: int) -> TeamMember:
     member = await session.get(TeamMember, member_id)
     if member is None:
-        raise MemberNotFound(f"team member {member_id} does not exist")
+        raise MemberNotFound(Text("team member %(id)s does not exist", id=member_id))
     return member
 
 

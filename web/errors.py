@@ -11,6 +11,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from channels.base import InvalidFields, WebhookError
 from crm_core.identity import CustomerNotFound, MergeError
+from heliograph import texts
 from heliograph.db import CommitFailed
 from inbox.attachments_out import AttachmentRefused
 from inbox.conversations import ConversationNotFound, InvalidRequest
@@ -49,7 +50,9 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         if _wants_page(request):
-            return await _error_page(request, exc.status_code, str(exc.detail))
+            # A service's Text stays one, so the page shows it in the viewer's language.
+            detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+            return await _error_page(request, exc.status_code, detail)
         # One error shape for every status: {"error": "..."} (not FastAPI's {"detail": ...}).
         return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
 
@@ -57,7 +60,7 @@ def install(app: FastAPI) -> None:
     async def _attachment_refused(request: Request, exc: AttachmentRefused) -> Response:
         # The channel's provider would not take the file (size, type, count): nothing was
         # stored; the same answer as any 422 (JSON, or the error page for a web page).
-        return await _http(request, StarletteHTTPException(422, str(exc)))
+        return await _http(request, StarletteHTTPException(422, texts.message(exc)))
 
     @app.exception_handler(SignInRequired)
     async def _sign_in(request: Request, exc: SignInRequired) -> Response:

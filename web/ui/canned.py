@@ -13,6 +13,7 @@ from typing import Any
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from heliograph import texts
 from inbox import canned
 from inbox.conversations import InvalidRequest
 from web.deps import SessionDep
@@ -123,7 +124,7 @@ async def canned_create(
     except ERRORS as exc:
         await session.rollback()
         return await _page(
-            request, session, member, error=str(exc), form=form, status_code=_status(exc)
+            request, session, member, error=texts.message(exc), form=form, status_code=_status(exc)
         )
     await session.commit()
     return RedirectResponse("/canned", status_code=303)
@@ -159,7 +160,12 @@ async def canned_update(
         except canned.CannedNotFound:
             pass
         return await _page(
-            request, session, member, editing=editing, error=str(exc), status_code=_status(exc)
+            request,
+            session,
+            member,
+            editing=editing,
+            error=texts.message(exc),
+            status_code=_status(exc),
         )
     await session.commit()
     return RedirectResponse("/canned", status_code=303)
@@ -173,6 +179,8 @@ async def canned_delete(
         await canned.delete(session, member, canned_id)
     except ERRORS as exc:
         await session.rollback()
-        return await _page(request, session, member, error=str(exc), status_code=_status(exc))
+        return await _page(
+            request, session, member, error=texts.message(exc), status_code=_status(exc)
+        )
     await session.commit()
     return RedirectResponse("/canned", status_code=303)

@@ -24,7 +24,7 @@ from markupsafe import escape
 from crm_core.identity import get_customer
 from handoff import service as handoff
 from handoff.context import build_context_packages
-from heliograph import jobs
+from heliograph import jobs, texts
 from inbox import conversations as conv
 from inbox import reads as inbox_reads
 from inbox import translation
@@ -195,9 +195,10 @@ async def _act(
             request, member, session, conversation_id, exc.status_code, exc.detail, draft
         )
     except assignment.AssignmentRefused as exc:
-        return await _refused(request, member, session, conversation_id, 409, str(exc), draft)
+        reason = texts.message(exc)  # the service's Text: the page shows it translated
+        return await _refused(request, member, session, conversation_id, 409, reason, draft)
     except (conv.InvalidRequest, AttachmentRefused, MemberNotFound) as exc:
-        reason = str(exc).strip("'\"")
+        reason = texts.message(exc)
         return await _refused(request, member, session, conversation_id, 422, reason, draft)
     await session.commit()
     if wake:

@@ -17,11 +17,12 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 
 from crm_core import gdpr, identity, interventions, profile
 from crm_core.models import JOURNEY_STAGES
+from heliograph import texts
 from inbox import interventions as inbox_interventions
 from inbox.conversations import ConversationFilter, list_conversations
 from inbox.timeline import customer_timeline
 from web.deps import ReadSessionDep, SessionDep
-from web.ui.render import N_, page
+from web.ui.render import N_, from_query, page, to_query
 from web.ui.session import CsrfDep, UiAdminDep, UiAgentDep, UiLeadDep, UiMemberDep
 
 router = APIRouter(include_in_schema=False)
@@ -72,7 +73,7 @@ async def customer_page(
     member: UiMemberDep,
     session: ReadSessionDep,
     merge_q: str = Query("", max_length=255),
-    notice: str = Query("", max_length=300),
+    notice: str = Query("", max_length=1000),
 ) -> HTMLResponse:
     full = await profile.full_profile(session, customer_id)
     customer = full["customer"]
@@ -102,7 +103,7 @@ async def customer_page(
         next_before=entries[-1].at.isoformat() if len(entries) == TIMELINE_PAGE else None,
         merge_q=merge_q,
         merge_found=merge_found,
-        notice=notice,
+        notice=from_query(notice),  # a service's Text came as JSON: shown translated
         can_write=member.role in ("agent", "lead", "admin"),
         is_lead=member.role in ("lead", "admin"),
         is_admin=member.role == "admin",
@@ -143,9 +144,9 @@ async def _resolve(session: Any, intervention_id: int, state: str, member: Any) 
     try:
         found = await interventions.resolve(session, intervention_id, state, f"member:{member.id}")
     except interventions.InterventionNotFound as exc:
-        raise HTTPException(404, str(exc)) from exc
+        raise HTTPException(404, texts.message(exc)) from exc
     except interventions.InterventionError as exc:
-        raise HTTPException(409, str(exc)) from exc
+        raise HTTPException(409, texts.message(exc)) from exc
     await session.commit()
     return found
 
@@ -171,7 +172,7 @@ async def write(customer_id: int, session: SessionDep, _: UiAgentDep) -> Respons
     try:
         conversation = await inbox_interventions.conversation_to_write(session, customer)
     except inbox_interventions.NoChannel as exc:
-        return _back(customer_id, str(exc))
+        return _back(customer_id, to_query(texts.message(exc)))  # shown translated
     await session.commit()
     return RedirectResponse(f"/conversations/{conversation.id}", status_code=303)
 
@@ -212,6 +213,6 @@ async def erase(
     try:
         await gdpr.erase_customer(session, customer_id, f"member:{admin.id}")
     except gdpr.AlreadyErased as exc:
-        raise HTTPException(409, str(exc)) from exc
+        raise HTTPException(409, texts.message(exc)) from exc
     await session.commit()
     return RedirectResponse(f"/customers/{customer_id}", status_code=303)

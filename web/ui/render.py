@@ -20,6 +20,8 @@ from __future__ import annotations
 import functools
 import hashlib
 import io
+import json
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -36,6 +38,7 @@ from jinja2 import Environment, FileSystemLoader
 from jinja2.ext import _make_new_gettext, _make_new_ngettext  # newstyle, as install_* does
 from markupsafe import Markup
 
+from heliograph import texts
 from routing.models import TeamMember
 from web.ui.session import masked_csrf_token
 
@@ -87,6 +90,8 @@ SHOWN_WORDS = (
     N_("Error"),
     # web/ui/session.py's refusal (it cannot import this module)
     N_("the form has expired or did not come from this site"),
+    # what joins a list inside a service's sentence (heliograph.texts.SEPARATOR)
+    N_(", "),
 )
 
 templates = Jinja2Templates(
@@ -137,6 +142,60 @@ def inline_css(*names: str) -> Markup:
 templates.env.globals["static_url"] = static_url
 templates.env.globals["inline_css"] = inline_css
 templates.env.install_null_translations(newstyle=True)  # type: ignore[attr-defined]
+
+
+def shown(
+    tr: NullTranslations, value: Any, english: str | None = None, *, marked: bool = True
+) -> str:
+    """A message for a page in the language of ``tr`` (a template's ``t``): a service's
+    ``Text`` (heliograph.texts) with its parameters, the JSON a row stored one as (``english``,
+    the row's English column, when there is none), or a string marked with ``N_``.
+    ``marked`` False (a template's ``words``): a plain string is data (a customer's
+    message in a timeline), shown as it is; only a ``Text`` is translated."""
+    if isinstance(value, Mapping):
+        value = texts.load(value, english)
+    elif value is None:
+        value = english
+    if isinstance(value, texts.Text):
+        return value.localized(tr)
+    if not value:
+        return ""
+    return tr.gettext(value) if marked else str(value)
+
+
+def from_query(value: str | None) -> str | None:
+    """A message a redirect carried in its URL (``texts.dump`` as JSON, or a plain string):
+    a ``Text`` only when its every template is one of ours (a catalogue's msgid), since a
+    template is a format string; anything else is shown as the plain words it is."""
+    if not value or not value.startswith("{"):
+        return value
+    try:
+        loaded = texts.load(json.loads(value), "")
+    except (ValueError, TypeError, RecursionError):
+        return ""
+    known = _msgids()
+    if not isinstance(loaded, texts.Text) or not all(
+        t in known or t == texts.CONCAT for t in texts.templates_of(loaded)
+    ):
+        return ""
+    return loaded
+
+
+def to_query(message: str) -> str:
+    """``message`` for ``from_query``: a ``Text`` as its JSON, a plain string as it is."""
+    data = texts.dump(message)
+    return json.dumps(data, ensure_ascii=False) if data is not None else message
+
+
+@functools.cache
+def _msgids() -> frozenset[str]:
+    """Every msgid of the catalogues (a plural's both forms): the templates that are ours."""
+    with (HERE / "locale" / "es" / "LC_MESSAGES" / "messages.po").open("rb") as f:
+        catalog = read_po(f, locale="es")
+    found: set[str] = set()
+    for m in catalog:
+        found.update((m.id,) if isinstance(m.id, str) else m.id)
+    return frozenset(found - {""})
 
 
 @functools.cache
@@ -230,9 +289,13 @@ def page(
             "gettext": _make_new_gettext(tr.gettext),
             "ngettext": _make_new_ngettext(tr.ngettext),
             "_": _make_new_gettext(tr.gettext),
-            # A message held in a variable (marked with N_ where it was written), translated
-            # and then escaped like any value: never a format string, never markup.
-            "t": tr.gettext,
+            # A message held in a variable (marked with N_ where it was written, or a service's
+            # heliograph.texts.Text, or the JSON a row stored one as: ``t(row.reason_text,
+            # row.reason)``), translated and then escaped like any value: never markup.
+            "t": functools.partial(shown, tr),
+            # A value that may be a service's Text (a timeline summary): translated when it is
+            # one, else shown as it is (a customer's words are never looked up).
+            "words": functools.partial(shown, tr, marked=False),
             "when": when,
             "their_time": their_time,
             "duration": duration,

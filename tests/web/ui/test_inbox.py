@@ -161,7 +161,7 @@ async def test_a_row_shows_what_the_agent_needs(
     signed_in(client, agent_id)
     html = (await client.get("/", headers={"Accept": "text/html"})).text
     row = html[html.index(f'id="conv-{c["mine"]}"') :]
-    row = row[: row.index("</li>")]
+    row = row[: row.index("</div>")]  # a row holds spans only
     assert "Lucia Perez" in row and ">api<" in row
     assert "hello, my invoice" in row  # the stored translation (the agent reads English)
     assert "1h 30m" in row  # waited
