@@ -229,18 +229,71 @@ async def messages_after(
     return list(rows.scalars().all())
 
 
+async def customer_ids(session: AsyncSession, conversation_ids: Iterable[int]) -> dict[int, int]:
+    """``{conversation id: its customer's id}`` in one query."""
+    ids = sorted(set(conversation_ids))
+    if not ids:
+        return {}
+    rows = await session.execute(
+        select(Conversation.id, Conversation.customer_id).where(Conversation.id.in_(ids))  # type: ignore[union-attr, call-overload]
+    )
+    return dict(rows.all())  # type: ignore[arg-type]
+
+
+async def assignees(
+    session: AsyncSession, conversation_ids: Iterable[int]
+) -> dict[int, int | None]:
+    """``{conversation id: its assignee's id (None: nobody)}`` of those that exist."""
+    ids = sorted(set(conversation_ids))
+    if not ids:
+        return {}
+    rows = await session.execute(
+        select(Conversation.id, Conversation.assignee_id).where(Conversation.id.in_(ids))  # type: ignore[union-attr, call-overload]
+    )
+    return dict(rows.all())  # type: ignore[arg-type]
+
+
+async def messages_after_many(
+    session: AsyncSession, after: Mapping[int, int], limit: int
+) -> dict[int, list[Message]]:
+    """``messages_after`` for many conversations in one query: ``after`` maps each
+    conversation to the message id its mirror has reached."""
+    if not after:
+        return {}
+    rows = await session.execute(
+        select(Message)
+        .where(
+            Message.conversation_id.in_(list(after)),  # type: ignore[attr-defined]
+            Message.id > min(after.values()),  # type: ignore[arg-type, operator]
+        )
+        .order_by(Message.id)  # type: ignore[arg-type]
+    )
+    found: dict[int, list[Message]] = {c: [] for c in after}
+    for message in rows.scalars().all():
+        kept = found[message.conversation_id]
+        if message.id > after[message.conversation_id] and len(kept) < limit:  # type: ignore[operator]
+            kept.append(message)
+    return found
+
+
 Beside = Callable[[Select[Any], Any, Any], Select[Any]]  # (select, id column, customer_id column)
 
 
-def lock_statement(beside: Beside, for_update: bool) -> Select[Any]:
+def lock_statement(beside: Beside, for_update: bool, many: bool = False) -> Select[Any]:
     """``inbox.assignment.lock_conversation``'s read for a caller that reads more in the
     same statement (routing's decision): ``beside`` gets ``select(Conversation)`` with the
     conversation's ``id`` and ``customer_id`` columns and adds its owners' columns and
-    joins over them. The bind parameter ``conversation_id`` picks the conversation; with
-    ``for_update`` its row (only its row) is locked. Rows are re-read (populate_existing)."""
-    stmt = beside(select(Conversation), Conversation.id, Conversation.customer_id).where(
-        Conversation.id == bindparam("conversation_id")
-    )
+    joins over them. The bind parameter ``conversation_id`` picks the conversation (with
+    ``many``: the expanding ``conversation_ids`` picks several, in id order, so two
+    overlapping batches lock in the same order); with ``for_update`` their rows (only
+    theirs) are locked. Rows are re-read (populate_existing)."""
+    stmt = beside(select(Conversation), Conversation.id, Conversation.customer_id)
+    if many:
+        stmt = stmt.where(
+            Conversation.id.in_(bindparam("conversation_ids", expanding=True))  # type: ignore[union-attr]
+        ).order_by(Conversation.id)  # type: ignore[arg-type]
+    else:
+        stmt = stmt.where(Conversation.id == bindparam("conversation_id"))
     if for_update:
         stmt = stmt.with_for_update(of=Conversation)  # type: ignore[arg-type]
     return stmt.execution_options(populate_existing=True)

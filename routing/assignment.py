@@ -13,6 +13,7 @@ member's stamp and ``conversation.assigned``.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from functools import cache
@@ -26,6 +27,7 @@ from crm_core.identity import get_customer
 from crm_core.models import Customer
 from crm_core.reads import with_customer
 from heliograph.db import utcnow
+from heliograph.texts import Text
 from inbox.assignment import lock_conversation, open_load, open_load_query
 from inbox.conversations import ConversationNotFound, InvalidRequest
 from inbox.models import Conversation
@@ -45,6 +47,19 @@ from routing.policy import (
 from routing.schedule import is_on_shift
 from routing.snapshot import TeamSnapshot, recheck, team_snapshot
 from routing.team import get_member
+
+# A member's role and availability inside a sentence (the web app translates them).
+ROLE_WORDS: dict[str, str] = {
+    "agent": Text("agent"),
+    "lead": Text("lead"),
+    "admin": Text("admin"),
+    "exec": Text("exec"),
+}
+AVAILABILITY_WORDS: dict[str, str] = {
+    "online": Text("online"),
+    "away": Text("away"),
+    "offline": Text("offline"),
+}
 
 _CONFIRM_TRIES = 5
 
@@ -124,6 +139,30 @@ async def lock_for_routing(session: AsyncSession, conversation_id: int) -> Locke
     live = customer_id is not None and merged is None
     customer = CustomerView(customer_id, vip, language, timezone) if live else None
     return Locked(conversation, customer, previous, bool(waiting))
+
+
+@cache
+def _lock_many_statement(for_update: bool) -> Any:
+    return lock_statement(_beside, for_update, many=True)
+
+
+async def lock_many_for_routing(
+    session: AsyncSession, conversation_ids: Iterable[int]
+) -> dict[int, Locked]:
+    """``lock_for_routing`` for many conversations in one statement, locked in id order
+    (two batches that overlap wait for each other instead of deadlocking). Missing ids
+    are left out."""
+    ids = sorted(set(conversation_ids))
+    if not ids:
+        return {}
+    stmt = _lock_many_statement(not _is_sqlite(session))
+    found: dict[int, Locked] = {}
+    for row in (await session.execute(stmt, {"conversation_ids": ids})).all():
+        conversation, customer_id, vip, language, timezone, merged, previous, waiting = row
+        live = customer_id is not None and merged is None
+        customer = CustomerView(customer_id, vip, language, timezone) if live else None
+        found[conversation.id] = Locked(conversation, customer, previous, bool(waiting))
+    return found
 
 
 async def customer_of(session: AsyncSession, locked: Locked) -> CustomerView:
@@ -332,10 +371,20 @@ async def assign_best(
     return Routed(conversation.id, member_id, reason, row.id, previous)  # type: ignore[arg-type]
 
 
-def _who(member: TeamMember, now: datetime, load: int) -> str:
+def _who(member: TeamMember, now: datetime, load: int, notes: list[Text]) -> Text:
     zone = member.timezone or "UTC"
     local = now.astimezone(pytz.timezone(zone))
-    return f"{member.name} — {city_of(zone)} {local:%H:%M}, {load}/{member.capacity} open"
+    where = f"{city_of(zone)} {local:%H:%M}"
+    load_text = Text("%(load)s/%(capacity)s open", load=load, capacity=member.capacity)
+    if notes:
+        return Text(
+            "%(name)s — %(where)s, %(load)s (%(notes)s)",
+            name=member.name,
+            where=where,
+            load=load_text,
+            notes=notes,
+        )
+    return Text("%(name)s — %(where)s, %(load)s", name=member.name, where=where, load=load_text)
 
 
 def refuse_non_answering(member: TeamMember) -> None:
@@ -343,8 +392,12 @@ def refuse_non_answering(member: TeamMember) -> None:
     answer customers (as Zendesk refuses to assign a ticket to a light agent)."""
     if not answers_customers(member):
         raise AssignmentRefused(
-            f"{member.name} ({member.role}) does not answer customers; give the conversation "
-            "to an agent, or set answers_customers: true for them in the team file"
+            Text(
+                "%(name)s (%(role)s) does not answer customers; give the conversation to an "
+                "agent, or set answers_customers: true for them in the team file",
+                name=member.name,
+                role=ROLE_WORDS.get(member.role, member.role),
+            )
         )
 
 
@@ -364,9 +417,11 @@ async def assign_to(
     conversation = await lock_conversation(session, conversation_id)
     member = await get_member(session, member_id)
     if conversation.status == "resolved":
-        raise AssignmentRefused(f"conversation {conversation_id} is resolved; reopen it first")
+        raise AssignmentRefused(
+            Text("conversation %(id)s is resolved; reopen it first", id=conversation_id)
+        )
     if not member.active:
-        raise AssignmentRefused(f"{member.name} is no longer active on the team")
+        raise AssignmentRefused(Text("%(name)s is no longer active on the team", name=member.name))
     refuse_non_answering(member)
     if conversation.assignee_id == member_id:
         return None
@@ -375,28 +430,35 @@ async def assign_to(
     if not is_lead:
         if actor.id != member_id:
             raise AssignmentRefused(
-                "agents may only claim conversations for themselves; ask a lead"
+                Text("agents may only claim conversations for themselves; ask a lead")
             )
         if conversation.assignee_id is not None:
             raise AssignmentRefused(
-                f"conversation {conversation_id} is assigned to someone else; ask a lead to move it"
+                Text(
+                    "conversation %(id)s is assigned to someone else; ask a lead to move it",
+                    id=conversation_id,
+                )
             )
         if load >= member.capacity:
             raise AssignmentRefused(
-                f"you have {load}/{member.capacity} open conversations; resolve one first"
+                Text(
+                    "you have %(load)s/%(capacity)s open conversations; resolve one first",
+                    load=load,
+                    capacity=member.capacity,
+                )
             )
     notes = []
     if not is_on_shift(member, now):
-        notes.append("off shift")
+        notes.append(Text("off shift"))
     if member.availability != "online":
-        notes.append(member.availability)
+        notes.append(AVAILABILITY_WORDS.get(member.availability, member.availability))
     if load >= member.capacity:
-        notes.append("over capacity")
-    who = _who(member, now, load) + (f" ({', '.join(notes)})" if notes else "")
+        notes.append(Text("over capacity"))
+    who = _who(member, now, load, notes)
     if actor.id == member_id:
-        kind, reason = "claim", f"claimed by {who}"
+        kind, reason = "claim", Text("claimed by %(who)s", who=who)
     else:
-        kind, reason = "manual", f"assigned by {actor.name} to {who}"
+        kind, reason = "manual", Text("assigned by %(actor)s to %(who)s", actor=actor.name, who=who)
     row = await record(
         session, conversation, member_id, kind, reason, now=now, by_member_id=actor.id
     )
@@ -416,7 +478,9 @@ async def set_availability(
     from routing.models import AVAILABILITY
 
     if availability not in AVAILABILITY:
-        raise InvalidRequest(f"availability must be one of {', '.join(AVAILABILITY)}")
+        raise InvalidRequest(
+            Text("availability must be one of %(choices)s", choices=list(AVAILABILITY))
+        )
     now = now or utcnow()
     member = await get_member(session, member_id)
     member.availability, member.availability_auto = availability, auto

@@ -26,32 +26,38 @@ from inbox.bus import (
     ConversationStatusChanged,
     MessageReceived,
 )
-from inbox.conversations import get_conversation
+from inbox.conversations import ConversationNotFound, get_conversation
 from routing.bus import DRAIN, ROUTE, STATUS_CHANGED, Drain
 from routing.models import RoutingWait, TeamMember
-from routing.policy import PolicyConfig
-from routing.queue import drain_queue, reroute_unanswered, route_conversation
+from routing.queue import (
+    Inbound,
+    drain_queue,
+    reroute_unanswered,
+    route_conversation,
+    route_conversations,
+)
 
 ROUTE_BATCH = 25  # messages routed per transaction: on SQLite the write lock stays short
 
 
 @jobs.batch_handler(ROUTE, size=ROUTE_BATCH)
 async def route(batch: jobs.Batch[MessageReceived]) -> None:
-    """Route the due messages together: one transaction, one commit that also completes
-    their jobs. Conversations go in id order (every worker takes the row locks in the same
-    order, so two batches never deadlock), each conversation's messages in arrival order."""
-    config = PolicyConfig.from_settings()
-    payloads = sorted(batch.payloads, key=lambda p: (p.conversation_id, p.message_id))
+    """Route the due messages together (``route_conversations``: one locking read, one
+    policy pass): one transaction, one commit that also completes their jobs. Conversations
+    go in id order (every worker takes the row locks in the same order, so two batches
+    never deadlock), each conversation's messages in arrival order."""
+    payloads = batch.payloads
     async with get_db().session() as session:
-        for payload in payloads:
-            await route_conversation(
-                session,
-                payload.conversation_id,
-                message_id=payload.message_id,
-                reopened=payload.reopened,
-                config=config,
-            )
-        await path_times.mark_routed(session, [p.message_id for p in payloads])  # the decision
+        found = await route_conversations(
+            session, [Inbound(p.conversation_id, p.message_id, p.reopened) for p in payloads]
+        )
+        for i, p in enumerate(payloads):
+            if p.conversation_id not in found:
+                batch.fail(
+                    i, ConversationNotFound(f"conversation {p.conversation_id} does not exist")
+                )
+        routed = [payloads[i].message_id for i in batch.succeeded()]
+        await path_times.mark_routed(session, routed)  # the decision
         await batch.complete_in(session)
         await session.commit()
     jobs.wake_workers()

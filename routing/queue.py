@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -22,8 +23,9 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from heliograph import jobs
 from heliograph.db import Database, utcnow
 from heliograph.settings import get_settings
+from heliograph.texts import Text
 from inbox import assignment as inbox_assignment
-from inbox.conversations import reply
+from inbox.conversations import ConversationNotFound, reply
 from inbox.models import Conversation
 from inbox.reads import last_inbound_at
 from routing.assignment import (
@@ -32,7 +34,7 @@ from routing.assignment import (
     Routed,
     assign_best,
     customer_of,
-    lock_for_routing,
+    lock_many_for_routing,
     set_availability,
     wanted_for,
 )
@@ -43,7 +45,7 @@ from routing.models import RoutingWait, TeamMember
 from routing.policy import NobodyFree, PolicyConfig, Wanted, answers_customers, nobody_free
 from routing.schedule import next_start_for
 from routing.snapshot import TeamSnapshot, team_snapshot
-from routing.topics import tags_for_programs, tags_for_text
+from routing.topics import tags_for_programs_many, tags_for_text
 from transcription.language import language_name
 
 _BATCH = 50  # conversations per drain transaction: short write locks on SQLite
@@ -55,6 +57,15 @@ class QueueEntry:
     wait: RoutingWait | None
 
 
+@dataclass(frozen=True)
+class Inbound:
+    """A message to route after (``message.received``; no message: a reopen by status)."""
+
+    conversation_id: int
+    message_id: int | None = None
+    reopened: bool = False
+
+
 async def route_conversation(
     session: AsyncSession,
     conversation_id: int,
@@ -64,37 +75,114 @@ async def route_conversation(
     now: datetime | None = None,
     config: PolicyConfig | None = None,
 ) -> Routed | None:
-    """Route after an inbound message. None: nothing to do (resolved, snoozed, or
-    already assigned and not reopened). A reopened conversation goes to whoever is
-    eligible now; its previous agent keeps it only if they are."""
+    """Route after an inbound message: ``route_conversations`` of one. None: nothing
+    to do (resolved, snoozed, or already assigned and not reopened). A reopened
+    conversation goes to whoever is eligible now; its previous agent keeps it only if
+    they are."""
+    found = await route_conversations(
+        session, [Inbound(conversation_id, message_id, reopened)], now=now, config=config
+    )
+    if conversation_id not in found:
+        raise ConversationNotFound(f"conversation {conversation_id} does not exist")
+    return found[conversation_id]
+
+
+async def route_conversations(
+    session: AsyncSession,
+    inbound: Sequence[Inbound],
+    *,
+    now: datetime | None = None,
+    config: PolicyConfig | None = None,
+) -> dict[int, Routed | None]:
+    """Route after inbound messages, their conversations together (the ``routing.route``
+    batch): one statement locks the conversations in id order and reads their customers,
+    previous agents and queue waits; one reads the messages' texts, one the customers'
+    programs (topic tags, VIP priority); those that need an owner go to the policy in one
+    ``assign_batch`` (one team snapshot, one lock of the members on duty), in id order;
+    those nobody can take wait in the queue (``wait_in_queue``). A conversation's
+    messages count together: the tags of each, reopened if any reopened it.
+
+    The result per conversation found: None when there was nothing to do (resolved,
+    snoozed, or assigned and not reopened), else the decision. The caller commits."""
     now = now or utcnow()
     config = config or PolicyConfig.from_settings()
-    locked = await lock_for_routing(session, conversation_id)
-    conversation = locked.conversation
-    if conversation.status in ("resolved", "snoozed"):
-        return None
-    customer = await customer_of(session, locked)
-    await _classify(session, conversation, customer, message_id, config)
-    if conversation.assignee_id is not None and not reopened:
-        return None
-    if reopened and locked.waiting:
-        await _end_wait(session, conversation.id)  # type: ignore[arg-type]
-    snapshot = await team_snapshot(session, config)
-    routed = await assign_best(
-        session, conversation, now=now, config=config, snapshot=snapshot, locked=locked
+    messages: dict[int, list[Inbound]] = {}
+    for item in inbound:
+        messages.setdefault(item.conversation_id, []).append(item)
+    locked = await lock_many_for_routing(session, messages)
+    results: dict[int, Routed | None] = dict.fromkeys(locked)
+    live = [
+        found
+        for _, found in sorted(locked.items())
+        if found.conversation.status not in ("resolved", "snoozed")
+    ]
+    if not live:
+        return results
+    customers = {found.conversation.id: await customer_of(session, found) for found in live}
+    message_ids = [
+        i.message_id
+        for found in live
+        for i in messages[found.conversation.id]  # type: ignore[index]
+        if i.message_id is not None
+    ]
+    texts = await inbox_assignment.message_texts(session, message_ids)
+    programs = await tags_for_programs_many(session, [c.id for c in customers.values()])  # type: ignore[misc]
+    rules = get_settings().routing_topic_keywords
+    to_route: list[tuple[Locked, bool]] = []
+    for found in live:
+        conversation = found.conversation
+        customer = customers[conversation.id]  # type: ignore[index]
+        items = sorted(messages[conversation.id], key=lambda i: i.message_id or 0)  # type: ignore[index]
+        tags: list[str] = []
+        for item in items:  # as routing them one by one: each text's tags, then programs'
+            if item.message_id is not None:
+                tags += tags_for_text(texts.get(item.message_id, ""), rules)
+            tags += programs.get(customer.id, [])  # type: ignore[arg-type]
+        _classify(conversation, customer, tags, config)
+        reopened = any(i.reopened for i in items)
+        if conversation.assignee_id is None or reopened:
+            to_route.append((found, reopened))
+    ended = [found.conversation.id for found, reopened in to_route if reopened and found.waiting]
+    if ended:
+        await _end_waits(session, ended)  # type: ignore[arg-type]
+    decided = await assign_batch(
+        session, [found.conversation for found, _ in to_route], now=now, config=config
     )
-    if routed.member_id is not None:
-        return routed
+    snapshot: TeamSnapshot | None = None
+    for (found, _), routed in zip(to_route, decided, strict=True):
+        results[routed.conversation_id] = routed
+        if routed.member_id is None:
+            snapshot = snapshot or await team_snapshot(session, config)
+            customer = customers[routed.conversation_id]
+            await _wait_unrouted(session, found, customer, routed, now, config, snapshot)
+    return results
+
+
+async def _wait_unrouted(
+    session: AsyncSession,
+    locked: Locked,
+    customer: CustomerView,
+    routed: Routed,
+    now: datetime,
+    config: PolicyConfig,
+    snapshot: TeamSnapshot,
+) -> Routed:
+    """Nobody can take it now: into the queue (a reopened one leaves its agent)."""
+    conversation = locked.conversation
     if conversation.assignee_id is not None:
         # Reopened while its agent is asleep, away or full: not theirs to wait on.
         gone = await session.get(TeamMember, conversation.assignee_id)
-        name = gone.name if gone is not None else f"member {conversation.assignee_id}"
+        name = gone.name if gone is not None else Text("member %(id)s", id=conversation.assignee_id)
         await record(
             session,
             conversation,
             None,
             "queued",
-            f"reopened while {name} cannot take it ({routed.reason}); waiting in the queue",
+            Text(
+                "reopened while %(name)s cannot take it (%(why)s); waiting in the queue",
+                name=name,
+                why=routed.reason,
+            ),
             now=now,
         )
         snapshot.moved(None, routed.previous_member_id, conversation.channel)
@@ -104,26 +192,19 @@ async def route_conversation(
     return routed
 
 
-async def _classify(
-    session: AsyncSession,
-    conversation: Conversation,
-    customer: CustomerView,
-    message_id: int | None,
-    config: PolicyConfig,
+def _classify(
+    conversation: Conversation, customer: CustomerView, tags: list[str], config: PolicyConfig
 ) -> None:
-    """Topic tags from the message text and the customer's programs; VIP priority."""
-    tags: list[str] = []
-    if message_id is not None:
-        text = await inbox_assignment.message_text(session, message_id)
-        tags += tags_for_text(text, get_settings().routing_topic_keywords)
-    tags += await tags_for_programs(session, customer.id)  # type: ignore[arg-type]
+    """Topic tags (from the message texts and the customer's programs); VIP priority."""
     inbox_assignment.add_topic_tags(conversation, tags)
     if customer.vip:
         inbox_assignment.raise_priority(conversation, config.vip_priority)
 
 
-async def _end_wait(session: AsyncSession, conversation_id: int) -> None:
-    await session.execute(delete(RoutingWait).where(RoutingWait.conversation_id == conversation_id))  # type: ignore[arg-type]
+async def _end_waits(session: AsyncSession, conversation_ids: list[int]) -> None:
+    await session.execute(
+        delete(RoutingWait).where(RoutingWait.conversation_id.in_(conversation_ids))  # type: ignore[attr-defined]
+    )
 
 
 async def wait_in_queue(
@@ -140,9 +221,9 @@ async def wait_in_queue(
     wait), and have the queue drained at the promised instant."""
     wait = await session.get(RoutingWait, conversation.id)
     if wait is None:
-        wait = RoutingWait(conversation_id=conversation.id, since=now, reason=reason)  # type: ignore[arg-type]
+        wait = RoutingWait(conversation_id=conversation.id, since=now, reason=str(reason))  # type: ignore[arg-type]
         session.add(wait)
-    wait.reason = reason
+    wait.reason = str(reason)  # the English (a Text's words, heliograph.texts)
     notify = config.wait_notice and wait.notified_at is None
     notify = notify and await _just_wrote(session, conversation, now, config)
     if wait.promised_at is None or notify:
@@ -355,7 +436,11 @@ async def _reroute_one(
     first_id: int = conversation.assignee_id  # type: ignore[assignment]
     first = await session.get(TeamMember, first_id)
     minutes = config.unanswered_minutes.get(conversation.priority, 0)
-    prefix = f"{first.name if first else first_id} did not reply within {minutes:g} min; "
+    prefix = Text(
+        "%(name)s did not reply within %(minutes)s min; ",
+        name=first.name if first else first_id,
+        minutes=format(minutes, "g"),
+    )
     routed = await assign_best(
         session,
         conversation,

@@ -7,20 +7,25 @@ start with it (refunded, refunds); a keyword of several words matches that phras
 Programs: ``program_tag_sources`` holds ``async def tags(session, customer_id) -> list[str]``
 functions; the CRM's (the categories and codes of the customer's active enrollments) is
 registered below, so a student of a "body" program reaches someone who knows "body".
+A source may also register its form for many customers in ``program_tag_batches`` (the
+CRM's does): a batch of messages then reads every customer's programs in one query.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from functools import lru_cache
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from crm_core.programs import program_tags
+from crm_core.programs import program_tags, program_tags_many
 
 ProgramTagSource = Callable[[AsyncSession, int], Awaitable[list[str]]]
+ProgramTagBatch = Callable[[AsyncSession, list[int]], Awaitable[dict[int, list[str]]]]
 program_tag_sources: list[ProgramTagSource] = []
+# A source's form for many customers at once (one query for a batch of messages).
+program_tag_batches: dict[ProgramTagSource, ProgramTagBatch] = {}
 
 
 def _pattern(keyword: str) -> str:
@@ -51,13 +56,29 @@ def tags_for_text(text: str, rules: Mapping[str, Sequence[str]]) -> list[str]:
 
 async def tags_for_programs(session: AsyncSession, customer_id: int) -> list[str]:
     """Tags from the programs the customer is enrolled in (every registered source)."""
-    tags: list[str] = []
+    return (await tags_for_programs_many(session, [customer_id]))[customer_id]
+
+
+async def tags_for_programs_many(
+    session: AsyncSession, customer_ids: Iterable[int]
+) -> dict[int, list[str]]:
+    """``tags_for_programs`` for many customers: one call of each source's batch form
+    (``program_tag_batches``) where it has one, else one call per customer."""
+    ids = list(dict.fromkeys(customer_ids))
+    found: dict[int, list[str]] = {i: [] for i in ids}
     for source in program_tag_sources:
-        for tag in await source(session, customer_id):
-            tag = tag.strip().lower()
-            if tag and tag not in tags:
-                tags.append(tag)
-    return tags
+        many = program_tag_batches.get(source)
+        if many is not None:
+            by_customer = await many(session, ids)
+        else:
+            by_customer = {i: await source(session, i) for i in ids}
+        for customer_id, tags in found.items():
+            for tag in by_customer.get(customer_id, ()):
+                tag = tag.strip().lower()
+                if tag and tag not in tags:
+                    tags.append(tag)
+    return found
 
 
 program_tag_sources.append(program_tags)
+program_tag_batches[program_tags] = program_tags_many

@@ -15,10 +15,14 @@ transaction is held open across a Slack call.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import aiohttp
+from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -34,6 +38,34 @@ from surfaces.models import SlackAgentPost
 log = logging.getLogger(__name__)
 
 METADATA_TYPE = "heliograph_post"
+
+# The Web API client of this task (and the tasks it starts) while ``one_session`` runs.
+_session_client: ContextVar[AsyncWebClient | None] = ContextVar("slack_session", default=None)
+
+
+def web_client() -> AsyncWebClient:
+    """The client for a Slack call: ``one_session``'s inside one, else the process's."""
+    return _session_client.get() or slack.web_client()
+
+
+@asynccontextmanager
+async def one_session() -> AsyncIterator[None]:
+    """Every Slack call inside goes over one HTTP session (kept-alive connections) instead
+    of a new session and connection per call, as the process's client makes; the session
+    is closed on the way out, in the task that opened it. Use it around a batch's calls."""
+    if _session_client.get() is not None:
+        yield
+        return
+    base = slack.web_client()
+    async with aiohttp.ClientSession() as session:
+        client = AsyncWebClient(
+            token=base.token, base_url=base.base_url, timeout=base.timeout, session=session
+        )
+        token = _session_client.set(client)
+        try:
+            yield
+        finally:
+            _session_client.reset(token)
 
 
 def _aware(at: datetime) -> datetime:
@@ -191,7 +223,7 @@ async def _post(
         args["thread_ts"] = thread_ts
     if blocks:
         args["blocks"] = blocks
-    response = await slack.api_call(slack.web_client().chat_postMessage, **args)
+    response = await slack.api_call(web_client().chat_postMessage, **args)
     return str(response["ts"])
 
 
@@ -199,7 +231,7 @@ async def _find_posted(
     key: str, channel: str, thread_ts: str | None, since: datetime
 ) -> str | None:
     """The ts of a message we posted under ``key`` (a try whose answer was lost)."""
-    client = slack.web_client()
+    client = web_client()
     cursor = None
     for _ in range(5):  # 5 pages of 200: far more than a thread or a minute of a channel
         page: dict[str, Any] = {"channel": channel, "include_all_metadata": True, "limit": 200}
@@ -226,7 +258,7 @@ async def update_message(channel: str, ts: str, text: str, blocks: list[Any] | N
     args: dict[str, Any] = {"channel": channel, "ts": ts, "text": text}
     if blocks is not None:
         args["blocks"] = blocks
-    await slack.api_call(slack.web_client().chat_update, **args)
+    await slack.api_call(web_client().chat_update, **args)
 
 
 # --- who a member is in Slack ----------------------------------------------------------
@@ -242,7 +274,7 @@ async def member_slack_id(member_id: int | None) -> str | None:
     if member is None or member.slack_user_id:
         return member.slack_user_id if member else None
     try:
-        found = await slack.api_call(slack.web_client().users_lookupByEmail, email=member.email)
+        found = await slack.api_call(web_client().users_lookupByEmail, email=member.email)
     except jobs.PermanentFailure:  # users_not_found: they are not in the workspace
         return None
     user = str(found["user"]["id"])
@@ -257,5 +289,5 @@ async def store_slack_id(member_id: int, user: str) -> None:
 
 
 async def open_dm(user: str) -> str:
-    opened = await slack.api_call(slack.web_client().conversations_open, users=user)
+    opened = await slack.api_call(web_client().conversations_open, users=user)
     return str(opened["channel"]["id"])

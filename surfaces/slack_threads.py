@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
@@ -25,6 +27,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from channels import slack
 from channels.slack.settings import SlackSettings
+from crm_core import reads as crm_reads
 from heliograph import jobs
 from heliograph.db import get_db, utcnow
 from inbox import path_times
@@ -46,9 +49,17 @@ from routing import reads as routing_reads
 from routing.bus import CONVERSATION_ASSIGNED, ConversationAssigned
 from surfaces.cards import customer_card, slack_blocks, slack_escape
 from surfaces.models import SlackAgentEvent, SlackAgentPost, SlackAgentThread
-from surfaces.slack_posts import member_slack_id, open_dm, post_lines, post_once, update_message
+from surfaces.slack_posts import (
+    member_slack_id,
+    one_session,
+    open_dm,
+    post_lines,
+    post_once,
+    update_message,
+)
 
 log = logging.getLogger(__name__)
+P = TypeVar("P", bound=jobs.Payload)
 
 BACKLOG = 10  # messages a new thread starts with
 BATCH = 50
@@ -125,6 +136,30 @@ async def current_threads(session: AsyncSession, conversation_id: int) -> list[S
     return [thread] if thread is not None else []
 
 
+async def current_threads_many(
+    session: AsyncSession, conversation_ids: list[int]
+) -> dict[int, SlackAgentThread]:
+    """``current_threads`` for many conversations: two queries whatever their number."""
+    assignees = await inbox_reads.assignees(session, conversation_ids)
+    if not assignees:
+        return {}
+    settings = SlackSettings.get()
+    rows = await session.execute(
+        select(SlackAgentThread)
+        .where(SlackAgentThread.conversation_id.in_(list(assignees)))  # type: ignore[attr-defined]
+        .order_by(SlackAgentThread.id)  # type: ignore[arg-type]
+    )
+    found: dict[int, SlackAgentThread] = {}
+    for thread in rows.scalars().all():
+        if settings.slack_agent_threads == "channel":
+            mine = thread.channel == settings.slack_inbox_channel
+        else:
+            mine = thread.member_id == assignees[thread.conversation_id]
+        if mine:
+            found.setdefault(thread.conversation_id, thread)
+    return found
+
+
 async def agent_dm(channel: str) -> bool:
     """Is this DM an agent's (it holds conversation threads)? Asked by ``channels.slack``."""
     if not channel.startswith("D"):
@@ -174,7 +209,12 @@ async def _thread_for(conversation_id: int, channel: str, member_id: int | None)
         return int(thread.id)  # type: ignore[arg-type]
 
 
-@jobs.handler(ASSIGNED)
+@jobs.batch_handler(ASSIGNED, size=50)
+async def on_assigned_batch(batch: jobs.Batch[ConversationAssigned]) -> None:
+    """``on_assigned`` for each job; a conversation's in order (``_in_lanes``)."""
+    await _in_lanes(batch, lambda p: p.conversation_id, on_assigned)
+
+
 async def on_assigned(payload: ConversationAssigned) -> None:
     if not enabled():
         return
@@ -228,16 +268,22 @@ def render_line(message: Message, customer: str, author: str | None) -> str:
 
 
 async def _rendered(session: AsyncSession, messages: list[Message]) -> dict[int, str]:
+    """Each message's line (of one conversation or many): the customers' names and the
+    authors' in one query each."""
     if not messages:
         return {}
-    card = await customer_card(session, messages[0].conversation_id)
-    names = await routing_reads.member_names(
+    conversations = {m.conversation_id for m in messages}
+    customers = await inbox_reads.customer_ids(session, conversations)
+    names = await crm_reads.customer_names(session, customers.values())
+    authors = await routing_reads.member_names(
         session, {m.author_id for m in messages if m.author_id}
     )
-    return {
-        m.id: render_line(m, card.name, names.get(m.author_id or 0))  # type: ignore[misc]
-        for m in messages
-    }
+    lines = {}
+    for m in messages:
+        customer_id = customers.get(m.conversation_id, 0)
+        customer = names.get(customer_id) or crm_reads.label(customer_id, None)
+        lines[m.id] = render_line(m, customer, authors.get(m.author_id or 0))
+    return lines  # type: ignore[return-value]
 
 
 async def sync_thread(thread_id: int) -> None:
@@ -272,18 +318,8 @@ async def sync_thread(thread_id: int) -> None:
         async def mirrored(
             session: AsyncSession, posted: list[str], keys: dict[str, int] = keys, last: int = last
         ) -> None:
-            # Slack accepted them: those customers' messages are before the agent now.
-            await path_times.mark_agent_notified(session, [keys[key] for key in posted])
-            await session.execute(
-                update(SlackAgentThread)
-                .where(
-                    SlackAgentThread.id == thread_id,  # type: ignore[arg-type]
-                    SlackAgentThread.mirrored_to < last,  # type: ignore[arg-type, operator]
-                )
-                .values(mirrored_to=last)
-            )
+            await _mirrored(session, thread_id, [keys[key] for key in posted], last)
 
-        # An agent's Slack reply is in the thread already: it only moves the mark.
         await post_lines(
             thread.channel,
             thread.ts,  # type: ignore[arg-type]
@@ -301,26 +337,115 @@ SYNC_AT_ONCE = 8  # conversations whose threads are brought up to date concurren
 async def on_messages(batch: jobs.Batch[ConversationMessage]) -> None:
     """Bring the threads of the batch's conversations up to date: one sync per
     conversation however many of its messages are in the batch, several conversations at
-    once (their posts overlap in time; each thread's stay in order). A conversation whose
-    sync fails fails its own jobs only."""
+    once (their posts overlap in time; each thread's stay in order), over one HTTP session
+    to Slack. What the threads lack is read for the whole batch at once (``_catch_up``);
+    a thread that needs more than that (its parent not posted yet, more than ``BATCH``
+    lines behind) goes through ``sync_thread`` alone. A conversation whose sync fails
+    fails its own jobs only."""
     if not enabled():
         return
     indices: dict[int, list[int]] = {}
     for i, payload in enumerate(batch.payloads):
         indices.setdefault(payload.conversation_id, []).append(i)
     limit = asyncio.Semaphore(SYNC_AT_ONCE)
+    async with one_session():
+        plans = await _catch_up(list(indices))
 
-    async def sync(conversation_id: int, which: list[int]) -> None:
-        async with limit:
-            try:
-                await sync_conversation(
-                    conversation_id, reopened=any(batch.payloads[i].reopened for i in which)
+        async def sync(conversation_id: int, which: list[int]) -> None:
+            async with limit:
+                try:
+                    plan = plans.get(conversation_id)
+                    if plan is None or plan.more:
+                        await sync_conversation(conversation_id)
+                    elif plan.last > plan.thread.mirrored_to:  # type: ignore[operator]
+                        await _post_plan(plan)
+                    if plan is not None and any(batch.payloads[i].reopened for i in which):
+                        await refresh_card(conversation_id)  # the buttons come back
+                except Exception as exc:
+                    for i in which:
+                        batch.fail(i, exc)
+
+        await asyncio.gather(*(sync(c, which) for c, which in indices.items()))
+
+
+@dataclass
+class _Plan:
+    """One thread's catching up: the lines to post (key -> message id, text)."""
+
+    thread: SlackAgentThread
+    keys: dict[str, int]
+    lines: dict[int, str]
+    last: int  # the last message read: the mirror mark moves there
+    more: bool  # more than BATCH messages behind, or the parent not posted: sync_thread
+
+
+async def _catch_up(conversation_ids: list[int]) -> dict[int, _Plan]:
+    """For each conversation with a current thread: what that thread lacks, read for all
+    of them in a few queries (threads, messages, Slack-authored ones, names)."""
+    async with get_db().read_session() as session:
+        threads = await current_threads_many(session, conversation_ids)
+        if not threads:
+            return {}
+        behind = await inbox_reads.messages_after_many(
+            session, {c: t.mirrored_to for c, t in threads.items()}, BATCH
+        )
+        ids = [m.id for found in behind.values() for m in found]
+        from_slack = set(
+            (
+                await session.execute(
+                    select(SlackAgentEvent.message_id).where(  # type: ignore[call-overload]
+                        SlackAgentEvent.message_id.in_(ids)  # type: ignore[union-attr]
+                    )
                 )
-            except Exception as exc:
-                for i in which:
-                    batch.fail(i, exc)
+            )
+            .scalars()
+            .all()
+        )
+        shown = [m for found in behind.values() for m in found if m.id not in from_slack]
+        lines = await _rendered(session, shown)
+    plans = {}
+    for conversation_id, thread in threads.items():
+        messages = behind.get(conversation_id, [])
+        keys = {f"mirror:{thread.id}:{m.id}": m.id for m in messages if m.id in lines}
+        plans[conversation_id] = _Plan(
+            thread,
+            keys,
+            {m.id: lines[m.id] for m in messages if m.id in lines},  # type: ignore[index]
+            messages[-1].id if messages else thread.mirrored_to,  # type: ignore[arg-type]
+            thread.ts is None or len(messages) >= BATCH,
+        )
+    return plans
 
-    await asyncio.gather(*(sync(c, which) for c, which in indices.items()))
+
+async def _post_plan(plan: _Plan) -> None:
+    """Post the plan's lines in its thread (``post_lines``); the mark moves in the same
+    commit that records them."""
+    thread, keys, last = plan.thread, plan.keys, plan.last
+
+    async def mirrored(session: AsyncSession, posted: list[str]) -> None:
+        await _mirrored(session, thread.id, [keys[key] for key in posted], last)  # type: ignore[arg-type]
+
+    await post_lines(
+        thread.channel,
+        thread.ts,  # type: ignore[arg-type]
+        [(key, plan.lines[message_id]) for key, message_id in keys.items()],
+        then=mirrored,
+    )
+
+
+async def _mirrored(session: AsyncSession, thread_id: int, shown: list[int], last: int) -> None:
+    """Slack accepted the posts showing ``shown``: those customers' messages are before the
+    agent now; the thread's mirror mark moves to ``last`` (an agent's Slack reply is in
+    the thread already: it only moves the mark)."""
+    await path_times.mark_agent_notified(session, shown)
+    await session.execute(
+        update(SlackAgentThread)
+        .where(
+            SlackAgentThread.id == thread_id,  # type: ignore[arg-type]
+            SlackAgentThread.mirrored_to < last,  # type: ignore[arg-type, operator]
+        )
+        .values(mirrored_to=last)
+    )
 
 
 async def sync_conversation(conversation_id: int, *, reopened: bool = False) -> None:
@@ -332,7 +457,11 @@ async def sync_conversation(conversation_id: int, *, reopened: bool = False) -> 
         await refresh_card(conversation_id)  # "resolved" no more: the buttons come back
 
 
-@jobs.handler(REFRESH_LINE)
+@jobs.batch_handler(REFRESH_LINE, size=50)
+async def on_messages_changed(batch: jobs.Batch[MessageRef]) -> None:
+    await _in_lanes(batch, lambda p: p.message_id, on_message_changed)
+
+
 async def on_message_changed(payload: MessageRef) -> None:
     """A translation, transcript or edit came after the line was mirrored: update it."""
     if not enabled():
@@ -360,10 +489,30 @@ async def on_message_changed(payload: MessageRef) -> None:
         await update_message(thread.channel, post.ts, line)
 
 
-@jobs.handler(REFRESH_CARD)
-async def on_status_changed(payload: ConversationRef) -> None:
-    if enabled():
-        await refresh_card(payload.conversation_id)
+@jobs.batch_handler(REFRESH_CARD, size=50)
+async def on_status_changed(batch: jobs.Batch[ConversationRef]) -> None:
+    await _in_lanes(batch, lambda p: p.conversation_id, lambda p: refresh_card(p.conversation_id))
+
+
+async def _in_lanes(
+    batch: jobs.Batch[P], lane: Callable[[P], int], work: Callable[[P], Awaitable[None]]
+) -> None:
+    """Each job's ``work``, over one HTTP session to Slack (a new connection per call
+    cost more CPU than the call): the jobs of one lane (a conversation, a message) in
+    order, several lanes at once. A job whose work fails fails alone; the later ones of
+    its lane wait for it (deferred)."""
+    if not enabled():
+        return
+    lanes: dict[int, list[int]] = {}
+    for i, payload in enumerate(batch.payloads):
+        lanes.setdefault(lane(payload), []).append(i)
+    async with one_session():
+        await batch.in_lanes(
+            lanes.values(),
+            lambda i: work(batch.payloads[i]),
+            at_once=SYNC_AT_ONCE,
+            held="an earlier job of the same conversation failed",
+        )
 
 
 async def refresh_card(conversation_id: int) -> None:
