@@ -26,7 +26,7 @@ Measured, per rate:
   beside it);
 - the backlog when the rate ends (due pending jobs, running jobs, messages not yet shown to
   an agent), then the time to drain it (bounded by ``--drain-timeout``) before the next rate;
-- each process's peak RSS (VmHWM).
+- each process's peak RSS (VmHWM), the machine's shared language detector's included.
 
 A rate is held when at most 0.1% of the requests failed, p99 received -> agent-notified
 is under 2 s (a message never shown counts as infinitely late), and the backlog at the end
@@ -49,11 +49,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import math
 import os
 import random
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -603,6 +605,24 @@ def settle_team(db: str, url: str, world: pw.World, now: datetime) -> int:
     return len(rows)
 
 
+def detector_socket(tag: str) -> str:
+    return f"/tmp/heliograph-pipeline-{os.getpid()}-{tag}.sock"  # short: a socket's path
+
+
+def stop_detector(run: Run) -> float | None:
+    """The shared detector's peak RSS in MiB (None: the run started none), then stop it
+    (it would leave by itself when idle)."""
+    pid_file = Path(run.env.get("HELIOGRAPH_LANGUAGE_DETECTOR_SOCKET", "") + ".pid")
+    try:
+        pid = int(pid_file.read_text())
+    except (OSError, ValueError):
+        return None
+    peak = h.peak_rss_mib(pid)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    return peak
+
+
 def start(run: Run, log_dir: Path) -> tuple[str, str]:
     """The sandbox, then the service (and its worker on PostgreSQL); their URLs."""
     root = run.target.root
@@ -619,8 +639,11 @@ def start(run: Run, log_dir: Path) -> tuple[str, str]:
         "HELIOGRAPH_SLACK_AGENT_THREADS": "dm",
         "HELIOGRAPH_RATE_LIMIT_ENABLED": "false",  # one source address sends everything
     }
-    run.env = env
     tag = f"{run.db}-{run.target.name}"
+    # The machine's shared language detector (transcription/shared_detector.py), one per
+    # run, so its peak RSS is this run's (code before it ignores the setting).
+    env["HELIOGRAPH_LANGUAGE_DETECTOR_SOCKET"] = detector_socket(tag)
+    run.env = env
     run.procs["sandbox"] = h.start_server(
         "sandbox",
         [sys.executable, "-m", "sandbox", "--port", str(sandbox_port)],
@@ -893,6 +916,9 @@ def run_target(
         out["peak_rss_mib"] = {
             name: h.peak_rss_mib(p.proc.pid) for name, p in run.procs.items() if p.alive()
         }
+        detector = stop_detector(run)
+        if detector is not None:
+            out["peak_rss_mib"]["language-detector"] = detector
         out["log_errors"] = {}
         for name, p in run.procs.items():
             p.stop()

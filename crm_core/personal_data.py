@@ -93,6 +93,7 @@ TABLES: dict[str, Table] = {
             "rule",
             "cause_key",
             "reason",
+            "reason_text",
             "suggested_message",
             "state",
             "send_status",
@@ -209,7 +210,7 @@ TABLES: dict[str, Table] = {
         "kept (routing's history and statistics); the reason, which can quote a handoff"
         " note, blanked",
         "assignments",
-        personal=("reason",),
+        personal=("reason", "reason_text"),
         other=("kind",),
     ),
     "routing_wait": Table(KEPT + " (routing's own words about the queue)", other=("reason",)),
@@ -218,7 +219,7 @@ TABLES: dict[str, Table] = {
         "kept (who handed what to whom, acknowledgement times); the context package (name,"
         " messages, notes, interventions) and the reason blanked",
         "handoffs",
-        personal=("reason", "context"),
+        personal=("reason", "reason_text", "context"),
         other=("kind", "state"),
     ),
     "handoff_shift_end": Table(KEPT),

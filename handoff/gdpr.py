@@ -44,7 +44,7 @@ async def erase_handoffs(session: AsyncSession, customer_ids: list[int]) -> dict
     rows = await session.execute(
         update(Handoff)
         .where(_handoffs_of(customer_ids))
-        .values(reason=ERASED_TEXT, context={"erased": True})
+        .values(reason=ERASED_TEXT, reason_text=None, context={"erased": True})
     )
     return {"handoff": int(rows.rowcount), "job": jobs}  # type: ignore[attr-defined]
 

@@ -23,7 +23,9 @@ async def erase_assignments(session: AsyncSession, customer_ids: list[int]) -> d
         session,
         {"assignment_id": select(Assignment.id).where(theirs)},  # type: ignore[call-overload]
     )
-    rows = await session.execute(update(Assignment).where(theirs).values(reason=ERASED_TEXT))
+    rows = await session.execute(
+        update(Assignment).where(theirs).values(reason=ERASED_TEXT, reason_text=None)
+    )
     return {"assignment": int(rows.rowcount), "job": jobs}  # type: ignore[attr-defined]
 
 
