@@ -229,28 +229,29 @@ async def messages_after(
     return list(rows.scalars().all())
 
 
-async def customer_ids(session: AsyncSession, conversation_ids: Iterable[int]) -> dict[int, int]:
-    """``{conversation id: its customer's id}`` in one query."""
+async def _column_of(
+    session: AsyncSession, column: Any, conversation_ids: Iterable[int]
+) -> dict[int, Any]:
+    """``{conversation id: its value of column}`` of those that exist, in one query."""
     ids = sorted(set(conversation_ids))
     if not ids:
         return {}
     rows = await session.execute(
-        select(Conversation.id, Conversation.customer_id).where(Conversation.id.in_(ids))  # type: ignore[union-attr, call-overload]
+        select(Conversation.id, column).where(Conversation.id.in_(ids))  # type: ignore[union-attr, call-overload]
     )
     return dict(rows.all())  # type: ignore[arg-type]
+
+
+async def customer_ids(session: AsyncSession, conversation_ids: Iterable[int]) -> dict[int, int]:
+    """``{conversation id: its customer's id}`` in one query."""
+    return await _column_of(session, Conversation.customer_id, conversation_ids)
 
 
 async def assignees(
     session: AsyncSession, conversation_ids: Iterable[int]
 ) -> dict[int, int | None]:
     """``{conversation id: its assignee's id (None: nobody)}`` of those that exist."""
-    ids = sorted(set(conversation_ids))
-    if not ids:
-        return {}
-    rows = await session.execute(
-        select(Conversation.id, Conversation.assignee_id).where(Conversation.id.in_(ids))  # type: ignore[union-attr, call-overload]
-    )
-    return dict(rows.all())  # type: ignore[arg-type]
+    return await _column_of(session, Conversation.assignee_id, conversation_ids)
 
 
 async def messages_after_many(
