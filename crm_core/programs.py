@@ -109,16 +109,10 @@ async def enrollments_of(session: AsyncSession, customer_id: int) -> list[Enroll
     return list(rows.scalars().all())
 
 
-async def program_tags(session: AsyncSession, customer_id: int) -> list[str]:
-    """Topic tags for routing: the categories and codes of active enrollments (routing can
-    append this to ``routing.topics.program_tag_sources``)."""
-    return (await program_tags_many(session, [customer_id])).get(customer_id, [])
-
-
-async def program_tags_many(
-    session: AsyncSession, customer_ids: Iterable[int]
-) -> dict[int, list[str]]:
-    """``program_tags`` for many customers in one query (customers with none left out)."""
+async def program_tags(session: AsyncSession, customer_ids: Iterable[int]) -> dict[int, list[str]]:
+    """Topic tags for routing, by customer, in one query: the categories and codes of their
+    active enrollments (customers with none left out; ``routing.topics.program_tag_sources``
+    holds it)."""
     ids = sorted(set(customer_ids))
     if not ids:
         return {}

@@ -206,13 +206,8 @@ async def open_conversations_of(session: AsyncSession, member_id: int) -> list[C
     return list(rows.scalars().all())
 
 
-async def message_text(session: AsyncSession, message_id: int) -> str:
-    text = (await session.execute(select(Message.text).where(Message.id == message_id))).scalar()
-    return text or ""
-
-
 async def message_texts(session: AsyncSession, message_ids: list[int]) -> dict[int, str]:
-    """``message_text`` for many messages in one query (missing ones left out)."""
+    """``{message id: its text ("" for none)}`` in one query (missing ones left out)."""
     if not message_ids:
         return {}
     rows = await session.execute(

@@ -45,7 +45,7 @@ from routing.models import RoutingWait, TeamMember
 from routing.policy import NobodyFree, PolicyConfig, Wanted, answers_customers, nobody_free
 from routing.schedule import next_start_for
 from routing.snapshot import TeamSnapshot, team_snapshot
-from routing.topics import tags_for_programs_many, tags_for_text
+from routing.topics import tags_for_programs, tags_for_text
 from transcription.language import language_name
 
 _BATCH = 50  # conversations per drain transaction: short write locks on SQLite
@@ -126,7 +126,7 @@ async def route_conversations(
         if i.message_id is not None
     ]
     texts = await inbox_assignment.message_texts(session, message_ids)
-    programs = await tags_for_programs_many(session, [c.id for c in customers.values()])  # type: ignore[misc]
+    programs = await tags_for_programs(session, [c.id for c in customers.values()])  # type: ignore[misc]
     rules = get_settings().routing_topic_keywords
     to_route: list[tuple[Locked, bool]] = []
     for found in live:

@@ -129,17 +129,15 @@ async def thread_of(
 
 async def current_threads(session: AsyncSession, conversation_id: int) -> list[SlackAgentThread]:
     """The thread (none or one) where the conversation's assignee works on it now."""
-    conversation = await inbox_reads.conversation(session, conversation_id)
-    if conversation is None:
-        return []
-    thread = await thread_of(session, conversation_id, conversation.assignee_id)
+    thread = (await current_threads_many(session, [conversation_id])).get(conversation_id)
     return [thread] if thread is not None else []
 
 
 async def current_threads_many(
     session: AsyncSession, conversation_ids: list[int]
 ) -> dict[int, SlackAgentThread]:
-    """``current_threads`` for many conversations: two queries whatever their number."""
+    """The thread where each conversation's assignee works on it now (the oldest, should
+    there be two), for many conversations in two queries whatever their number."""
     assignees = await inbox_reads.assignees(session, conversation_ids)
     if not assignees:
         return {}

@@ -357,8 +357,8 @@ async def test_vip_customers_get_high_priority_and_text_gives_topics(
         await session.execute(update(Customer).values(vip=True))
         await session.commit()
 
-    async def programs(_: object, customer_id: int) -> list[str]:
-        return ["Bookkeeping", "billing"]
+    async def programs(_: object, customer_ids: list[int]) -> dict[int, list[str]]:
+        return {i: ["Bookkeeping", "billing"] for i in customer_ids}
 
     topics.program_tag_sources.append(programs)
     try:
