@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -26,13 +27,36 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def listens_on(proc: subprocess.Popen[bytes], port: int) -> bool:
+    """Whether ``proc`` (or a process it started) is the one listening on ``port``.
+
+    ``free_port`` closes its socket before the server binds the port, so another test
+    worker's server can take it meanwhile; its answer must not pass for ours (CI once saw
+    a sandbox "ready" whose first request reached a server shutting down elsewhere)."""
+    try:
+        parent = psutil.Process(proc.pid)
+        family = [parent, *parent.children(recursive=True)]
+        return any(
+            c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port
+            for p in family
+            for c in p.net_connections(kind="tcp")
+        )
+    except psutil.NoSuchProcess:
+        return False
+
+
 def wait_http(url: str, timeout: float = 90.0, proc: subprocess.Popen[bytes] | None = None) -> None:
+    """Until ``url`` answers (below 500); with ``proc``, an answer counts once ``proc`` is
+    the process listening on the URL's port."""
     deadline = time.monotonic() + timeout
+    port = httpx.URL(url).port
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"process exited with {proc.returncode} before {url} answered")
         try:
-            if httpx.get(url, timeout=1.0).status_code < 500:
+            if httpx.get(url, timeout=1.0).status_code < 500 and (
+                proc is None or port is None or listens_on(proc, port)
+            ):
                 return
         except httpx.HTTPError:
             pass
