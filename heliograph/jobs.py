@@ -21,7 +21,7 @@ committed never runs twice.
 Requests go first, within a bound that follows the backlog. The workers share the process
 (and its CPU) with the web server. While webhooks are arriving (``foreground_active`` was
 called in the last ``_FOREGROUND_WINDOW_S``), a worker runs one burst (a claim) at a time
-and then rests, so that its bursts take a share of the wall-clock time: at least
+and then rests, so that its bursts take a share of the CPU: at least
 ``worker_share_under_load``, growing to all of it as the most urgent due job's wait
 approaches ``job_latency_target_s``. So the backlog stays bounded under any load the
 machine can sustain, and requests keep the rest.
@@ -657,16 +657,19 @@ async def run_worker(db: Database, settings: Settings, worker_id: str, stop: asy
     running: dict[asyncio.Task[None], int] = {}  # each claim's task and the slots it holds
     close_listener = await _listen(db, wakeup)
     rest_until = 0.0  # under load: no new burst before this (monotonic)
-    burst_started = 0.0
+    burst_started = burst_cpu = 0.0
 
     def burst_done(_: object) -> None:
         nonlocal rest_until
         wakeup.set()  # a freed slot is a reason to claim again now, not at the next poll
         if not running and under_load():
-            # Rest (1 - share) / share times as long as the burst ran: its share of time.
+            # Rest (1 - share) / share times as long as the burst used the CPU: its share.
+            # The process's CPU, not the wall clock: a burst that mostly waited on a
+            # provider (a Slack post, a reply) left the CPU to requests meanwhile and owes
+            # no rest for it. (Requests served during the burst count too: it errs long.)
             share = background_share(settings, queue.lag_s)
-            elapsed = time.monotonic() - burst_started
-            rest_until = time.monotonic() + min(_MAX_REST_S, elapsed * (1 - share) / share)
+            used = min(time.process_time() - burst_cpu, time.monotonic() - burst_started)
+            rest_until = time.monotonic() + min(_MAX_REST_S, used * (1 - share) / share)
 
     try:
         while not stop.is_set():
@@ -685,7 +688,7 @@ async def run_worker(db: Database, settings: Settings, worker_id: str, stop: asy
                     free = min(free, _SINGLES_UNDER_LOAD)
             if free > 0:
                 if not running:
-                    burst_started = time.monotonic()
+                    burst_started, burst_cpu = time.monotonic(), time.process_time()
                 try:
                     claimed = await queue.claim(min(free, settings.worker_batch))
                 except Exception:  # the database may be restarting; keep the worker alive

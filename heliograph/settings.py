@@ -76,12 +76,12 @@ class Settings(BaseSettings):
     )
     worker_share_under_load: float = Field(
         default=0.25,
-        description="While webhooks are arriving, the share of time this process's workers "
+        description="While webhooks are arriving, the share of this process's CPU its workers "
         "may spend running jobs (they always get it: background work never starves).",
     )
     job_latency_target_s: float = Field(
         default=0.5,
-        description="While requests arrive, background work's share of time grows from "
+        description="While requests arrive, background work's share of CPU grows from "
         "worker_share_under_load to all of it as the most urgent due job's wait reaches this.",
     )
     health_job_age_s: float = Field(
