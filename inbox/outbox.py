@@ -4,7 +4,10 @@ Senders live in ``bots/`` (one per channel) and register here, so the inbox neve
 imports a provider. Delivery is at-least-once with the message id as idempotency key:
 a worker that dies between the provider's 200 and our commit sends again after its
 lease expires; every sender passes the id along so the receiver can drop the repeat.
-Within a conversation replies leave in the order they were written.
+Within a conversation replies leave in the order they were written. The due replies go
+out as a batch (``deliver_batch``, issue #17): read together, sent conversation by
+conversation side by side, and recorded in one commit that also marks their jobs done
+(sooner, as they go, when a batch takes long: a provider's status callback must find them).
 
 Time stamps (docs/operations.md): a reply's ``created_at`` is when it was queued (its
 outbox job is written in the same transaction, ``inbox.conversations.reply``), and
@@ -15,13 +18,17 @@ the reply waits or is retried, and for good when the provider refused it.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+import logging
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, select, update
+from sqlalchemy import Connection, bindparam, func, select, update
+from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from crm_core.models import Identity
 from crm_core.reads import identities_by_id
 from heliograph import jobs
 from heliograph.bulk import pairs_in
@@ -29,7 +36,9 @@ from heliograph.db import get_db, utcnow
 from inbox import translation
 from inbox.attachments_out import SentFile, outgoing_of
 from inbox.bus import DELIVER_REPLY, MessageRef, pages_changed
-from inbox.models import DELIVERY_DONE, Conversation, Message
+from inbox.models import DELIVERY_DONE, Attachment, Conversation, Message
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -75,60 +84,111 @@ def sender_channels() -> list[str]:
     return sorted(_senders)
 
 
-async def _earlier_pending(session: AsyncSession, message: Message) -> bool:
-    row = await session.execute(
-        select(Message.id).where(
-            Message.conversation_id == message.conversation_id,
-            Message.direction == "out",
-            Message.id < message.id,  # type: ignore[operator]
-            Message.delivery_status.in_(("queued", "sending")),  # type: ignore[attr-defined]
+@dataclass(frozen=True)
+class _Due:
+    """A reply still to send, read with everything its send needs (``_prepare``)."""
+
+    message: Message
+    conversation: Conversation
+    recipient: Identity | None
+    # The earlier replies of its conversation that were queued or sending when it was read:
+    # it goes out only once each is sent (by this batch, before it in its lane).
+    waits_for: frozenset[int]
+    reply_context: dict[str, Any] | None
+    files: tuple[SentFile, ...]
+
+
+async def _earlier_pending(
+    session: AsyncSession, messages: Sequence[Message]
+) -> dict[int, frozenset[int]]:
+    """``{reply id: the earlier replies of its conversation still queued or sending}``,
+    in one query for all of them."""
+    if not messages:
+        return {}
+    rows = await session.execute(
+        select(col(Message.conversation_id), col(Message.id)).where(
+            col(Message.conversation_id).in_(sorted({m.conversation_id for m in messages})),
+            col(Message.direction) == "out",
+            col(Message.id) < max(m.id for m in messages),  # type: ignore[type-var]
+            col(Message.delivery_status).in_(("queued", "sending")),
         )
     )
-    return row.first() is not None
+    pending: dict[int, list[int]] = {}
+    for conversation_id, message_id in rows.all():
+        pending.setdefault(conversation_id, []).append(message_id)
+    return {
+        m.id: frozenset(e for e in pending.get(m.conversation_id, ()) if e < m.id)  # type: ignore[operator, misc]
+        for m in messages
+    }
 
 
-async def _mark(message_id: int, **values: object) -> None:
-    async with get_db().session() as session:
-        result = await session.execute(
-            update(Message)
-            .where(
-                Message.id == message_id,
-                Message.delivery_status.not_in(DELIVERY_DONE),  # type: ignore[attr-defined]
-            )
-            .values(**values)
-            .returning(Message.conversation_id)
+async def _reply_contexts(
+    session: AsyncSession, conversation_ids: Collection[int]
+) -> dict[int, dict[str, Any] | None]:
+    """``{conversation id: the provider payload of the customer's latest message}`` (what
+    a channel needs to answer in place), in one query."""
+    latest = (
+        select(func.max(Message.id))
+        .where(col(Message.conversation_id).in_(conversation_ids), col(Message.direction) == "in")
+        .group_by(col(Message.conversation_id))
+    )
+    rows = await session.execute(
+        select(col(Message.conversation_id), col(Message.raw)).where(
+            col(Message.id).in_(latest.scalar_subquery())
         )
-        conversation_id = result.scalar()
-        await session.commit()
-    if conversation_id is not None:  # the thread's page shows the reply's delivery status
-        pages_changed(conversation_id, inbox=False)
+    )
+    return dict(rows.all())
 
 
-async def _prepare(message_id: int) -> OutboundMessage | None:
+async def _files(session: AsyncSession, message_ids: Collection[int]) -> dict[int, list[SentFile]]:
+    """``{reply id: the files an agent attached (#16)}`` of the replies that have any: one
+    query finds them, ``outgoing_of`` reads each one's."""
+    with_files = await session.execute(
+        select(col(Attachment.message_id))
+        .where(col(Attachment.message_id).in_(message_ids), col(Attachment.direction) == "out")
+        .distinct()
+    )
+    return {mid: await outgoing_of(session, mid) for mid in with_files.scalars().all()}
+
+
+async def _prepare(message_ids: Collection[int]) -> dict[int, _Due]:
+    """The replies of ``message_ids`` still to send, read in one session with one query per
+    kind of thing their sends need. A reply already sent (a replayed job) or gone is left
+    out: nothing to do. A "failed" one runs again only when an operator retries its dead
+    job: it is sent."""
     async with get_db().read_session() as session:
-        message = await session.get(Message, message_id)
-        if message is None or message.delivery_status in DELIVERY_DONE:
-            return None  # already sent (a replayed job): nothing to do
-        # A "failed" reply runs again only when an operator retries its dead job: send it.
-        if await _earlier_pending(session, message):
-            raise jobs.Defer("an earlier reply in this conversation is still on its way")
-        # A reply being translated waits for it, up to translation_reply_wait_s.
-        awaits_translation = message.translation_status == "pending"
-        conversation = await session.get(Conversation, message.conversation_id)
-        assert conversation is not None
-        identity_id = conversation.identity_id
-        recipient = (await identities_by_id(session, [identity_id])).get(identity_id)  # type: ignore[arg-type]
-        reply_context = (
-            await session.execute(
-                select(Message.raw)
-                .where(Message.conversation_id == conversation.id, Message.direction == "in")
-                .order_by(Message.id.desc())  # type: ignore[union-attr]
-                .limit(1)
-            )
-        ).scalar()
-        files = await outgoing_of(session, message_id)
-    if awaits_translation:
-        await translation.hold_reply(message)  # defers, or lets it go out as written
+        rows = await session.execute(select(Message).where(col(Message.id).in_(message_ids)))
+        messages = [m for m in rows.scalars().all() if m.delivery_status not in DELIVERY_DONE]
+        if not messages:
+            return {}
+        conversation_ids = sorted({m.conversation_id for m in messages})
+        found = await session.execute(
+            select(Conversation).where(col(Conversation.id).in_(conversation_ids))
+        )
+        conversations = {c.id: c for c in found.scalars().all()}
+        recipients = await identities_by_id(
+            session, [c.identity_id for c in conversations.values()]
+        )
+        waits_for = await _earlier_pending(session, messages)
+        contexts = await _reply_contexts(session, conversation_ids)
+        files = await _files(session, [m.id for m in messages])
+    due: dict[int, _Due] = {}
+    for m in messages:
+        conversation = conversations[m.conversation_id]
+        due[m.id] = _Due(
+            message=m,
+            conversation=conversation,
+            recipient=recipients.get(conversation.identity_id),
+            waits_for=waits_for[m.id],
+            reply_context=contexts.get(m.conversation_id),
+            files=tuple(files.get(m.id, ())),
+        )
+    return due
+
+
+def _outbound(due: _Due) -> OutboundMessage:
+    """What the sender gets, or ``DeliveryRefused`` when the customer cannot get it."""
+    recipient, message, conversation = due.recipient, due.message, due.conversation
     if recipient is None:
         raise DeliveryRefused("the conversation has no identity to reply to")
     if recipient.opted_out:
@@ -136,17 +196,39 @@ async def _prepare(message_id: int) -> OutboundMessage | None:
     if recipient.unreachable_reason:
         raise DeliveryRefused(f"unreachable on {recipient.channel}: {recipient.unreachable_reason}")
     return OutboundMessage(
-        message_id=message_id,
+        message_id=message.id,  # type: ignore[arg-type]
         conversation_id=conversation.id,  # type: ignore[arg-type]
         channel=message.channel,
         recipient_id=recipient.external_id,
         text=message.text,
         thread_key=conversation.thread_key,
         subject=conversation.subject,
-        reply_context=reply_context,
+        reply_context=due.reply_context,
         author_type=message.author_type,
-        attachments=tuple(files),
+        attachments=due.files,
     )
+
+
+async def _record(session: AsyncSession, marks: Mapping[int, Mapping[str, object]]) -> None:
+    """Write what became of each reply (``{message id: its column values}``) in
+    ``session``'s transaction, one executemany per shape of values. A reply already sent
+    keeps its record: a late or replayed outcome never undoes a success."""
+    table = Message.__table__  # type: ignore[attr-defined]
+    shapes: dict[tuple[str, ...], list[dict[str, object]]] = {}
+    for message_id, values in marks.items():
+        row = {"mid": message_id, **{f"v_{k}": v for k, v in values.items()}}
+        shapes.setdefault(tuple(sorted(values)), []).append(row)
+    for keys, rows in shapes.items():
+        await session.execute(
+            update(table)
+            .where(
+                table.c.id == bindparam("mid"),
+                # NOT IN, spelled out: an expanding IN cannot be executed many times
+                *(table.c.delivery_status != status for status in DELIVERY_DONE),
+            )
+            .values({k: bindparam(f"v_{k}") for k in keys}),
+            rows,
+        )
 
 
 DELIVER_AT_ONCE = 8  # replies in flight at once per channel: providers limit concurrency
@@ -157,62 +239,147 @@ async def deliver_batch(batch: jobs.Batch[MessageRef]) -> None:
     """Deliver the due replies together: conversations in parallel (at most
     ``DELIVER_AT_ONCE`` calls in flight per channel), each conversation's replies in order.
     A reply that fails fails alone; the later replies of its conversation wait for it
-    (deferred, not tried: the customer must not read them out of order)."""
+    (deferred, not tried: the customer must not read them out of order).
+
+    The replies are read together before the first send (``_prepare``), and what became
+    of them is written in one transaction after the last, the one that marks their jobs
+    done (a batch still sending after ``EARLY_RECORD_S`` writes as it goes: ``_Marks``).
+    A reply whose earlier reply was queued when they were read waits for it unless
+    this batch sent it (before it, in its lane) meanwhile."""
     ids = [p.message_id for p in batch.payloads]
-    async with get_db().read_session() as session:
-        rows = await session.execute(
-            select(Message.id, Message.conversation_id, Message.channel).where(
-                Message.id.in_(ids)  # type: ignore[union-attr]
-            )
-        )
-        where = {mid: (conversation, channel) for mid, conversation, channel in rows.all()}
+    due = await _prepare(ids)
     lanes: dict[int, list[int]] = {}  # one per conversation, its replies in id order
     for i, mid in sorted(enumerate(ids), key=lambda item: item[1]):
-        lanes.setdefault(where.get(mid, (0, ""))[0], []).append(i)
+        if mid in due:  # the others have nothing to do
+            lanes.setdefault(due[mid].conversation.id, []).append(i)  # type: ignore[arg-type]
     limits: dict[str, asyncio.Semaphore] = {}
+    marks = _Marks({mid: d.conversation.id for mid, d in due.items()})  # type: ignore[misc]
+    sent: set[int] = set()
 
     async def one(i: int) -> None:
-        channel = where.get(ids[i], (0, ""))[1]
-        async with limits.setdefault(channel, asyncio.Semaphore(DELIVER_AT_ONCE)):
-            await deliver(batch.payloads[i])
+        reply = due[ids[i]]
+        message = reply.message
+        if message.id in sent:
+            return  # two jobs for one reply: the one before this sent it
+        if reply.waits_for - sent:
+            raise jobs.Defer("an earlier reply in this conversation is still on its way")
+        if message.translation_status == "pending":  # a reply being translated waits for it
+            await translation.hold_reply(message)  # defers, or lets it go out as written
+        outbound = _outbound(reply)
+        sender = _senders.get(outbound.channel)
+        if sender is None:
+            raise DeliveryRefused(f"no channel adapter can send on {outbound.channel!r}")
+        try:
+            async with limits.setdefault(outbound.channel, asyncio.Semaphore(DELIVER_AT_ONCE)):
+                result = await sender(outbound)
+        except jobs.RetryLater as exc:
+            marks.add(outbound.message_id, {"delivery_error": str(exc)[:500]})
+            raise
+        accepted = utcnow()  # the provider accepted it (a refusal raised): ``accepted_at``
+        marks.add(
+            outbound.message_id,
+            {
+                "delivery_status": result.status,
+                "external_id": result.external_id,
+                "delivery_error": None,
+                "sent_at": accepted,
+                "accepted_at": accepted,
+            },
+        )
+        sent.add(outbound.message_id)
 
-    await batch.in_lanes(
-        lanes.values(),
-        one,
-        at_once=len(lanes) or 1,  # the per-channel limits above bound the calls
-        held="an earlier reply in this conversation has not gone out",
-    )
-
-
-async def deliver(payload: MessageRef) -> None:
-    """Send one reply through its channel's sender and record what the provider said."""
-    message_id = payload.message_id
-    outbound = await _prepare(message_id)
-    if outbound is None:
-        return
-    sender = _senders.get(outbound.channel)
-    if sender is None:
-        raise DeliveryRefused(f"no channel adapter can send on {outbound.channel!r}")
     try:
-        result = await sender(outbound)
-    except jobs.RetryLater as exc:
-        await _mark(message_id, delivery_error=str(exc)[:500])
+        await batch.in_lanes(
+            lanes.values(),
+            one,
+            at_once=len(lanes) or 1,  # the per-channel limits above bound the calls
+            held="an earlier reply in this conversation has not gone out",
+        )
+    except BaseException:
+        marks.stop()  # the jobs run again, one by one; a reply sent unrecorded is sent again
         raise
-    accepted = utcnow()  # the provider accepted it (a refusal raised): ``accepted_at``
-    await _mark(
-        message_id,
-        delivery_status=result.status,
-        external_id=result.external_id,
-        delivery_error=None,
-        sent_at=accepted,
-        accepted_at=accepted,
-    )
+    await marks.finish(batch)
+
+
+EARLY_RECORD_S = 0.5  # a batch still sending after this long writes down what it has sent
+
+
+class _Marks:
+    """What became of a batch's replies, written in one transaction at its end together
+    with its jobs' completion. A batch that is still sending after ``EARLY_RECORD_S``
+    (a slow provider, a long batch) writes what it has so far every ``EARLY_RECORD_S``:
+    a provider's status callback names the reply by the id the provider gave it, and must
+    find it written (``record_statuses``), and an agent sees "sent" when it is."""
+
+    def __init__(self, conversation_of: Mapping[int, int]) -> None:
+        self.conversation_of = conversation_of
+        self.todo: dict[int, Mapping[str, object]] = {}
+        self._early: asyncio.Task[None] | None = None
+        self._writing = asyncio.Lock()
+
+    def add(self, message_id: int, values: Mapping[str, object]) -> None:
+        self.todo[message_id] = values
+        if self._early is None:
+            self._early = asyncio.create_task(self._write_early())
+
+    def _take(self) -> dict[int, Mapping[str, object]]:
+        taken, self.todo = self.todo, {}
+        return taken
+
+    def _changed(self, written: Collection[int]) -> None:
+        for conversation_id in sorted({self.conversation_of[mid] for mid in written}):
+            pages_changed(conversation_id, inbox=False)  # the thread shows each reply's state
+
+    async def _write_early(self) -> None:
+        while True:
+            await asyncio.sleep(EARLY_RECORD_S)
+            async with self._writing:
+                early = self._take()
+                if not early:
+                    continue
+                try:
+                    await get_db().run_session(partial(_record, marks=early))
+                except Exception:  # left for the batch's own commit at its end
+                    log.warning("recording a batch's replies early failed", exc_info=True)
+                    self.todo = {**early, **self.todo}
+                    return
+            self._changed(early)
+
+    def stop(self) -> None:
+        if self._early is not None:
+            self._early.cancel()
+
+    async def finish(self, batch: jobs.Batch[MessageRef]) -> None:
+        """Write the rest, and mark the batch's jobs done in the same commit."""
+        async with self._writing:  # an early write under way ends first
+            self.stop()
+            rest = self._take()
+            if not rest:
+                return  # nothing (more) to write: the worker marks the jobs done
+
+            async def record(session: AsyncSession) -> None:
+                await _record(session, rest)
+                await batch.complete_in(session)  # done in the commit of their sends
+
+            await get_db().run_session(record)
+        self._changed(rest)
 
 
 @jobs.on_dead(DELIVER_REPLY)
 async def _gave_up(payload: MessageRef, error: str) -> None:
     """The agent sees why a reply did not go out (on the message, not just in a log)."""
-    await _mark(payload.message_id, delivery_status="failed", delivery_error=error[:500])
+    marks = {payload.message_id: {"delivery_status": "failed", "delivery_error": error[:500]}}
+
+    async def record(session: AsyncSession) -> int | None:
+        await _record(session, marks)
+        found = await session.execute(
+            select(col(Message.conversation_id)).where(col(Message.id) == payload.message_id)
+        )
+        return found.scalar()
+
+    conversation_id = await get_db().run_session(record)
+    if conversation_id is not None:  # the thread's page shows the reply's delivery status
+        pages_changed(conversation_id, inbox=False)
 
 
 _STATUS_ORDER = {"queued": 0, "sending": 1, "sent": 2, "delivered": 3, "read": 4, "failed": 5}
