@@ -317,6 +317,8 @@ async def prepare_reply(
     language is not one its author reads."""
     if not get_settings().translation_enabled or not conversation.translation_enabled:
         return
+    if not message.text.strip():
+        return  # a file sent alone: no words to translate, nothing to wait for
     if not provider_chosen():
         return  # nothing goes to a third party the operator did not name
     target = conversation.language
@@ -344,6 +346,9 @@ async def translate_reply(payload: MessageRef) -> None:
         assert conversation is not None
         readers = await reader_languages(session, message.author_id)
     target, text = conversation.language or "", words(message)
+    if not text.strip():  # queued before files alone were let through: send it as it is
+        await _settle_reply(message_id, "not_needed", "no words to translate")
+        return
     candidates = tuple(dict.fromkeys([*readers, target, *_candidates()]))
     detection = await asyncio.to_thread(_detect, text, readers[0], candidates)
     source = detection.language or readers[0]

@@ -21,9 +21,11 @@ from heliograph.db import Database
 from heliograph.models import Job
 from heliograph.settings import reset_settings
 from inbox import translation
+from inbox.attachments_out import OutgoingFile
 from inbox.conversations import reply
 from inbox.models import Conversation, Message, Note
 from routing.models import TeamMember
+from sandbox.samples import tiny_png
 from tests.utils.factories import edit, inbound, make_member, member_with_token, store
 from tests.utils.jobs import run_jobs
 from tests.utils.sandbox import API_ENV
@@ -243,6 +245,35 @@ async def test_a_reply_is_sent_in_the_customers_language(database: Database, fak
     assert out.original_language == "en"
     [received] = await fake.calls("api")
     assert received["text"] == "Seu pedido será enviado amanhã."
+
+
+async def test_a_file_sent_without_words_goes_out_at_once(
+    database: Database, fake: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nothing to translate: the image does not wait for a translation (it used to wait
+    the whole translation_reply_wait_s, then the agent got a 'not translated' note)."""
+    monkeypatch.setenv("HELIOGRAPH_TRANSLATION_REPLY_WAIT_S", "600")
+    reset_settings()
+    sent = await customer_says(database, "m1", "Onde está meu pedido?", language="pt")
+    ann = await agent(database, ["en"])
+    await run_jobs(database)
+    await fake.http.delete("/_sandbox/calls")
+    async with database.session() as session:
+        image = OutgoingFile("receipt.png", "image/png", tiny_png())
+        out = await reply(session, sent.conversation_id, "", author_id=ann, attachments=[image])
+        await session.commit()
+
+    async def delivered() -> bool:
+        return (await message(database, out.id)).delivery_status == "delivered"  # type: ignore[arg-type]
+
+    await work_until(database, delivered)  # within 15 s, far less than the 600 s wait
+    stored = await message(database, out.id)  # type: ignore[arg-type]
+    assert (stored.text, stored.translation_status) == ("", None)
+    assert await fake.calls("libretranslate") == []
+    [received] = await fake.calls("api")
+    assert [f["filename"] for f in received["attachments"]] == ["receipt.png"]
+    async with database.read_session() as session:
+        assert (await session.execute(select(Note))).scalars().all() == []
 
 
 async def test_a_reply_goes_out_as_written_when_translation_does_not_come(
