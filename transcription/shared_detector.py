@@ -182,7 +182,11 @@ class SharedDetector:
 
     def confidences(self, text: str, candidates: Sequence[str]) -> list[tuple[str, float]]:
         request = json.dumps({"text": text, "candidates": list(candidates)}).encode() + b"\n"
-        for attempt in (1, 2):
+        # Three tries: a kept connection may be to a server that has died, and a new one
+        # may still reach it while it dies (a killed process's other threads hold its
+        # listening socket a moment after its main thread is gone; the connection is
+        # then reset); the last try starts a server when none answers.
+        for attempt in (1, 2, 3):
             try:
                 conn = self._connection()
                 conn.sendall(request)
@@ -192,7 +196,7 @@ class SharedDetector:
                 break
             except OSError as exc:
                 self._drop()
-                if attempt == 2:
+                if attempt == 3:
                     raise DetectorUnavailable(f"language detector at {self.path}: {exc}") from exc
         reply = json.loads(line)
         if "error" in reply:
@@ -261,9 +265,12 @@ class SharedDetector:
             while True:
                 try:
                     return self._connect()
-                except OSError:
-                    if time.monotonic() >= deadline:
-                        raise
+                except OSError as exc:
+                    if time.monotonic() >= deadline:  # final: no other try waits again
+                        raise DetectorUnavailable(
+                            f"no language detector answered at {self.path} within "
+                            f"{self.start_timeout_s:g} s of starting one: {exc}"
+                        ) from exc
                     time.sleep(0.05)
 
     def _drop(self) -> None:

@@ -42,7 +42,18 @@ def _alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    return Path(f"/proc/{pid}").exists() and "Z" not in _state(pid)
+    if not Path(f"/proc/{pid}").exists():
+        return False
+    # A killed process's main thread can be a zombie while its other threads still exit
+    # (holding its sockets): gone means no thread left, not just the main one.
+    return "Z" not in _state(pid) or _threads(pid) > 1
+
+
+def _threads(pid: int) -> int:
+    try:
+        return len(os.listdir(f"/proc/{pid}/task"))
+    except FileNotFoundError:
+        return 0
 
 
 def _state(pid: int) -> str:
