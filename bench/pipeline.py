@@ -676,7 +676,19 @@ def start(run: Run, log_dir: Path) -> tuple[str, str]:
     return sandbox_url, server_url
 
 
-def drain(db: str, url: str, run: Run, timeout: float) -> tuple[float, bool]:
+def replies_on_their_way(db: str, url: str, after: int) -> int:
+    """Replies of this rate (message id > ``after``) not yet accepted by a provider."""
+    sql = (
+        "SELECT count(*) FROM message WHERE direction = 'out' AND author_type = 'agent' "
+        f"AND id > {after} AND delivery_status IN ('queued', 'sending')"
+    )
+    return int(ingest.query(db, url, sql)[0][0])
+
+
+def drain(db: str, url: str, run: Run, timeout: float, after: int) -> tuple[float, bool]:
+    """Until no job is due or running and every reply of the rate has gone out. (A reply
+    deferred for a second, behind an earlier one, is a job pending later: without the
+    second test the rate's figures were read before it went, and it counted as lost.)"""
     started = time.perf_counter()
     while time.perf_counter() - started < timeout:
         if not all(p.alive() for p in run.procs.values()):
@@ -684,7 +696,7 @@ def drain(db: str, url: str, run: Run, timeout: float) -> tuple[float, bool]:
                 "a process died:\n" + "\n".join(p.log_tail(2000) for p in run.procs.values())
             )
         b = backlog(db, url)
-        if b["due_jobs"] + b["running_jobs"] == 0:
+        if b["due_jobs"] + b["running_jobs"] == 0 and not replies_on_their_way(db, url, after):
             return time.perf_counter() - started, True
         time.sleep(0.25)
     return time.perf_counter() - started, False
@@ -711,7 +723,7 @@ def one_rate(
     loop = fire(server_url, reqs)
     t_end = time.time()
     at_end = backlog(db, url)
-    drain_s, drained = drain(db, url, run, args.drain_timeout)
+    drain_s, drained = drain(db, url, run, args.drain_timeout, msg_before)
     cpu = {name: round(p.cpu_seconds() - cpu0[name], 2) for name, p in run.procs.items()}
     got = sandbox_seen(sandbox_url)
     notified, accepted = got.slack, got.accepted

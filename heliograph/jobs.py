@@ -816,6 +816,19 @@ async def purge_done(session: AsyncSession, older_than: timedelta) -> int:
     return int(result.rowcount)  # type: ignore[attr-defined]
 
 
+async def due_now_keyed(session: AsyncSession, dedupe_key: str) -> bool:
+    """The pending job enqueued with ``dedupe_key`` that waits for its time (deferred, or
+    backing off) is due now: what it waited for has happened. (A deferred reply waited
+    out the rest of its second after its translation had come.)"""
+    now = utcnow()
+    result = await session.execute(
+        update(Job)
+        .where(Job.dedupe_key == dedupe_key, Job.status == "pending", Job.run_at > now)  # type: ignore[arg-type, operator]
+        .values(run_at=now)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
 async def retry_dead_keyed(session: AsyncSession, dedupe_key: str) -> bool:
     """``retry_dead`` for the dead job enqueued with ``dedupe_key`` (e.g. ``deliver:<id>``)."""
     result = await session.execute(

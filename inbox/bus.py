@@ -128,3 +128,8 @@ DELIVER_REPLY = jobs.JobKind("outbox.deliver", MessageRef, jobs.URGENT)
 TRANSLATE_MESSAGE = jobs.JobKind("message.translate", MessageRef)
 TRANSLATE_REPLY = jobs.JobKind("reply.translate", MessageRef, jobs.URGENT)
 TRANSCRIBE_ATTACHMENT = jobs.JobKind("attachment.transcribe", TranscribeAttachment)
+
+
+def deliver_key(message_id: int) -> str:
+    """The dedupe key of a reply's ``DELIVER_REPLY`` job: one per reply."""
+    return f"deliver:{message_id}"

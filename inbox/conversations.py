@@ -21,6 +21,7 @@ from inbox.bus import (
     ConversationStatusChanged,
     MessageRef,
     MessageSent,
+    deliver_key,
     pages_changed,
 )
 from inbox.models import STATUSES, Attachment, Conversation, Message, Note
@@ -158,7 +159,7 @@ async def reply(
         session,
         DELIVER_REPLY,
         MessageRef(message_id=message.id),  # type: ignore[arg-type]
-        dedupe_key=f"deliver:{message.id}",
+        dedupe_key=deliver_key(message.id),  # type: ignore[arg-type]
     )
     await jobs.publish(
         session,
@@ -350,7 +351,7 @@ async def retry_delivery(session: AsyncSession, message_id: int) -> bool:
     message = await session.get(Message, message_id)
     if message is None or message.direction != "out" or message.delivery_status != "failed":
         return False
-    if not await jobs.retry_dead_keyed(session, f"deliver:{message_id}"):
+    if not await jobs.retry_dead_keyed(session, deliver_key(message_id)):
         return False
     message.delivery_status, message.delivery_error = "queued", None
     await session.flush()

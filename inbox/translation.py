@@ -48,6 +48,7 @@ from inbox.bus import (
     TRANSLATE_REPLY,
     MessageRef,
     MessageTranslated,
+    deliver_key,
     pages_changed,
 )
 from inbox.models import Conversation, Message, Note
@@ -405,6 +406,8 @@ async def _settle_reply(
             .values(**values)
         )
         settled = bool(result.rowcount)  # type: ignore[attr-defined]
+        if settled:  # its delivery, deferred while it waited, goes now
+            await jobs.due_now_keyed(session, deliver_key(message_id))
         if settled and give_up:
             await _untranslated_note(session, message_id, note)
         await session.commit()
