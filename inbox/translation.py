@@ -39,6 +39,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from crm_core.identity import get_customer
 from heliograph import jobs
 from heliograph.db import get_db, utcnow
+from heliograph.models import Job
 from heliograph.settings import Settings, get_settings
 from inbox.bus import (
     MESSAGE_EDITED,
@@ -335,7 +336,7 @@ async def prepare_reply(
         session,
         TRANSLATE_REPLY,
         MessageRef(message_id=message.id),  # type: ignore[arg-type]
-        dedupe_key=f"reply-translate:{message.id}",
+        dedupe_key=_reply_translate_key(message.id),  # type: ignore[arg-type]
     )
 
 
@@ -434,13 +435,35 @@ async def _untranslated_note(session: AsyncSession, message_id: int, reason: str
     )
 
 
+TRANSLATING_RECHECK_S = 0.2  # a delivery waiting on a translation that is being made
+
+
+def _reply_translate_key(message_id: int) -> str:
+    return f"reply-translate:{message_id}"
+
+
+async def _translating_now(message_id: int) -> bool:
+    """Whether the reply's translation job is running (a provider call under way)."""
+    async with get_db().read_session() as session:
+        found = await session.execute(
+            select(col(Job.status)).where(col(Job.dedupe_key) == _reply_translate_key(message_id))
+        )
+        return found.scalar() == "running"
+
+
 async def hold_reply(message: Message) -> None:
     """Called by delivery for a reply whose translation is pending: wait (``Defer``) up to
     ``translation_reply_wait_s`` from when it was written, then send it as written."""
     wait = get_settings().translation_reply_wait_s
     waited = (utcnow() - message.created_at).total_seconds()
     if waited < wait:
-        raise jobs.Defer("the reply's translation is not ready yet", min(1.0, wait - waited))
+        # Its translation job, once stored, makes this delivery due at once, unless this
+        # delivery is running at that moment (both were claimed together): then only a
+        # short wait catches it. A translation still waiting for its turn or backing off
+        # after a provider error wakes the delivery itself.
+        soon = await _translating_now(message.id)  # type: ignore[arg-type]
+        delay = TRANSLATING_RECHECK_S if soon else 1.0
+        raise jobs.Defer("the reply's translation is not ready yet", min(delay, wait - waited))
     last = f" (last error: {message.translation_note})" if message.translation_note else ""
     reason = f"the translation did not arrive within {wait:g} s{last}"
     if not await _settle_reply(message.id, "timed_out", reason, give_up=True):  # type: ignore[arg-type]
