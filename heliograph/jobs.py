@@ -816,6 +816,12 @@ async def purge_done(session: AsyncSession, older_than: timedelta) -> int:
     return int(result.rowcount)  # type: ignore[attr-defined]
 
 
+async def running_keyed(session: AsyncSession, dedupe_key: str) -> bool:
+    """Whether the job enqueued with ``dedupe_key`` is running now (a worker holds it)."""
+    found = await session.execute(select(Job.status).where(Job.dedupe_key == dedupe_key))  # type: ignore[arg-type]
+    return found.scalar() == "running"
+
+
 async def due_now_keyed(session: AsyncSession, dedupe_key: str) -> bool:
     """The pending job enqueued with ``dedupe_key`` that waits for its time (deferred, or
     backing off) is due now: what it waited for has happened. (A deferred reply waited

@@ -39,7 +39,6 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from crm_core.identity import get_customer
 from heliograph import jobs
 from heliograph.db import get_db, utcnow
-from heliograph.models import Job
 from heliograph.settings import Settings, get_settings
 from inbox.bus import (
     MESSAGE_EDITED,
@@ -445,10 +444,7 @@ def _reply_translate_key(message_id: int) -> str:
 async def _translating_now(message_id: int) -> bool:
     """Whether the reply's translation job is running (a provider call under way)."""
     async with get_db().read_session() as session:
-        found = await session.execute(
-            select(col(Job.status)).where(col(Job.dedupe_key) == _reply_translate_key(message_id))
-        )
-        return found.scalar() == "running"
+        return await jobs.running_keyed(session, _reply_translate_key(message_id))
 
 
 async def hold_reply(message: Message) -> None:
