@@ -133,3 +133,8 @@ TRANSCRIBE_ATTACHMENT = jobs.JobKind("attachment.transcribe", TranscribeAttachme
 def deliver_key(message_id: int) -> str:
     """The dedupe key of a reply's ``DELIVER_REPLY`` job: one per reply."""
     return f"deliver:{message_id}"
+
+
+def translate_reply_key(message_id: int) -> str:
+    """The dedupe key of a reply's ``TRANSLATE_REPLY`` job: one per reply."""
+    return f"reply-translate:{message_id}"

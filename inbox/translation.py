@@ -50,6 +50,7 @@ from inbox.bus import (
     MessageTranslated,
     deliver_key,
     pages_changed,
+    translate_reply_key,
 )
 from inbox.models import Conversation, Message, Note
 from transcription import cache, language, shared_detector
@@ -335,7 +336,7 @@ async def prepare_reply(
         session,
         TRANSLATE_REPLY,
         MessageRef(message_id=message.id),  # type: ignore[arg-type]
-        dedupe_key=_reply_translate_key(message.id),  # type: ignore[arg-type]
+        dedupe_key=translate_reply_key(message.id),  # type: ignore[arg-type]
     )
 
 
@@ -437,14 +438,10 @@ async def _untranslated_note(session: AsyncSession, message_id: int, reason: str
 TRANSLATING_RECHECK_S = 0.2  # a delivery waiting on a translation that is being made
 
 
-def _reply_translate_key(message_id: int) -> str:
-    return f"reply-translate:{message_id}"
-
-
 async def _translating_now(message_id: int) -> bool:
     """Whether the reply's translation job is running (a provider call under way)."""
     async with get_db().read_session() as session:
-        return await jobs.running_keyed(session, _reply_translate_key(message_id))
+        return await jobs.running_keyed(session, translate_reply_key(message_id))
 
 
 async def hold_reply(message: Message) -> None:
