@@ -174,6 +174,13 @@ TABLES: dict[str, Table] = {
         ),
     ),
     "note": Table("kept as a stub; the text blanked", "conversations", personal=("text",)),
+    # A provider's status callback kept until the reply it names has the provider's id (at
+    # most a day): keyed by that id, no customer's; a bounce's reason may quote an address.
+    "early_status": Table(
+        "kept until applied to its reply, or a day; the provider's error searched for mentions",
+        mentions=("error",),
+        other=("channel", "external_id", "status"),
+    ),
     # The team's saved replies: its own words with {{placeholders}}, never a customer's.
     "canned_response": Table(KEPT, team=("shortcut", "title", "text"), other=("language",)),
     # --- transcription: the translation cache is keyed by the text's hash --------------------

@@ -1,7 +1,8 @@
 """Set-based SQL, the same on SQLite and PostgreSQL: the kernel's one bulk-writing kit.
 
-- ``new_row`` and ``insert_ids``: rows for a Core multi-row INSERT (synchronous, on a
-  ``Connection``: the ingest writer), their new ids in order.
+- ``new_row``, ``insert_ids`` and ``insert_new``: rows for a Core multi-row INSERT
+  (synchronous, on a ``Connection``: the ingest writer), their new ids in order, or
+  insert-or-ignore.
 - ``insert_ignore``, ``upsert``, ``update_rows`` (async, on a session): insert-or-ignore,
   upsert and per-row updates.
 - ``among``, ``pairs_in``, ``chunks``: ``IN`` conditions and the batches they take.
@@ -161,6 +162,15 @@ def insert_ids(
     stmt = insert(table).returning(table.c.id, *(table.c[name] for name in key))
     ids = {tuple(row[1:]): row[0] for row in conn.execute(stmt, rows).all()}
     return [ids[tuple(row[name] for name in key)] for row in rows]
+
+
+def insert_new(
+    conn: Connection, table: Table, rows: list[dict[str, Any]], conflict: Sequence[str]
+) -> None:
+    """INSERT ``rows`` into ``table``; a row whose ``conflict`` key exists already is
+    skipped, silently (``insert_ignore`` on a ``Connection``): one statement."""
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    conn.execute(dialect.insert(table).on_conflict_do_nothing(index_elements=list(conflict)), rows)
 
 
 # --- async session writes ------------------------------------------------------------------

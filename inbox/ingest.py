@@ -91,7 +91,8 @@ class AcceptResult:
 
 Item = InboundMessage | InboundEdit | StatusUpdate
 # What became of an item: a message's result, an edited message's id (None: the original
-# never reached us), the reply a status update named (None: not a message we sent).
+# never reached us), the reply a status update named (None: no reply has its id yet; the
+# update is kept for the outbox, inbox.outbox.record_statuses).
 Stored = AcceptResult | int | None | StatusRecorded
 
 

@@ -61,7 +61,8 @@ class IntakeOutcome:
     edited: list[int] = field(default_factory=list)
     ignored: int = 0  # edits of messages that never reached us, events deliberately skipped
     statuses_applied: int = 0
-    unknown_statuses: list[str] = field(default_factory=list)  # ids we never sent
+    # Ids no reply has yet: kept a day, for the outbox to apply when it writes them.
+    unknown_statuses: list[str] = field(default_factory=list)
 
     @property
     def stored(self) -> int:

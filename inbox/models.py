@@ -1,4 +1,5 @@
-"""Conversation -> Message (+ Attachment) and private Note."""
+"""Conversation -> Message (+ Attachment) and private Note; the delivery statuses that came
+before their reply's provider id was written (``EarlyStatus``)."""
 
 from __future__ import annotations
 
@@ -108,6 +109,28 @@ class Message(SQLModel, table=True):
     agent_notified_at: datetime | None = None  # an agent's surface accepted the post of it
     # Outbound: the provider accepted the reply (the sender returned).
     accepted_at: datetime | None = None
+
+
+class EarlyStatus(SQLModel, table=True):
+    """A provider's status callback that named none of our replies when it came: a fast
+    provider calls back before the outbox has written the id it gave the reply
+    (``message.external_id``). Kept until the outbox writes that id, and then applied to
+    the reply and deleted (``inbox.outbox``); one that never finds its reply (a message
+    that was not ours) is deleted after ``inbox.outbox.EARLY_STATUS_KEPT``."""
+
+    __tablename__ = "early_status"
+    __table_args__ = (
+        # One row per callback: a provider's retry of the same callback is a no-op. First
+        # the id, so that the outbox's lookup by the ids it writes is an index seek.
+        UniqueConstraint("external_id", "channel", "status", name="uq_early_status"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    channel: str = Field(max_length=32)
+    external_id: str = Field(max_length=255)  # the provider's id of the message it names
+    status: str = Field(max_length=16)  # sent, delivered, read, failed
+    error: str | None = Field(default=None, max_length=500)
+    received_at: datetime = Field(default_factory=utcnow, index=True)  # purged by age
 
 
 class Attachment(SQLModel, table=True):

@@ -9,6 +9,14 @@ out as a batch (``deliver_batch``, issue #17): read together, sent conversation 
 conversation side by side, and recorded in one commit that also marks their jobs done
 (sooner, as they go, when a batch takes long: a provider's status callback must find them).
 
+A provider may call back with a reply's status (sent, delivered, read, failed) before that
+commit has written the id it gave the reply. ``record_statuses`` keeps such a callback
+(``EarlyStatus``) instead of dropping it, and the transaction that writes the reply's id
+applies what was kept for it, by the same rule, and deletes it. A callback that raced that
+transaction (each missed the other's uncommitted row, PostgreSQL) is applied by the periodic
+``settle_early_statuses``, which also deletes what found no reply within
+``EARLY_STATUS_KEPT`` (a message that was not ours).
+
 Time stamps (docs/operations.md): a reply's ``created_at`` is when it was queued (its
 outbox job is written in the same transaction, ``inbox.conversations.reply``), and
 ``accepted_at`` when its provider accepted it (the sender returned); it stays NULL while
@@ -21,22 +29,23 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from functools import partial
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, func, select, update
+from sqlalchemy import ColumnElement, Connection, bindparam, delete, exists, func, select, update
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from crm_core.models import Identity
 from crm_core.reads import identities_by_id
 from heliograph import jobs
-from heliograph.bulk import pairs_in
+from heliograph.bulk import insert_new, new_row, pairs_in
 from heliograph.db import get_db, utcnow
 from inbox import translation
 from inbox.attachments_out import SentFile, outgoing_of
 from inbox.bus import DELIVER_REPLY, MessageRef, pages_changed
-from inbox.models import DELIVERY_DONE, Attachment, Conversation, Message
+from inbox.models import DELIVERY_DONE, Attachment, Conversation, EarlyStatus, Message
 
 log = logging.getLogger(__name__)
 
@@ -209,10 +218,12 @@ def _outbound(due: _Due) -> OutboundMessage:
     )
 
 
-async def _record(session: AsyncSession, marks: Mapping[int, Mapping[str, object]]) -> None:
+async def _record(session: AsyncSession, marks: Mapping[int, Mapping[str, object]]) -> set[int]:
     """Write what became of each reply (``{message id: its column values}``) in
     ``session``'s transaction, one executemany per shape of values. A reply already sent
-    keeps its record: a late or replayed outcome never undoes a success."""
+    keeps its record: a late or replayed outcome never undoes a success. The status
+    callbacks kept for the provider ids written here are applied and deleted in the same
+    transaction (``_settle``); returns the conversations whose reply they changed."""
     table = Message.__table__  # type: ignore[attr-defined]
     shapes: dict[tuple[str, ...], list[dict[str, object]]] = {}
     for message_id, values in marks.items():
@@ -229,6 +240,13 @@ async def _record(session: AsyncSession, marks: Mapping[int, Mapping[str, object
             .values({k: bindparam(f"v_{k}") for k in keys}),
             rows,
         )
+    written = sorted({str(v["external_id"]) for v in marks.values() if v.get("external_id")})
+    if not written:
+        return set()
+    settled = await session.run_sync(
+        lambda s: _settle(s.connection(), _EARLY.c.external_id.in_(written))
+    )
+    return {r.conversation_id for r in settled if r.changed}
 
 
 DELIVER_AT_ONCE = 8  # replies in flight at once per channel: providers limit concurrency
@@ -308,8 +326,9 @@ class _Marks:
     """What became of a batch's replies, written in one transaction at its end together
     with its jobs' completion. A batch that is still sending after ``EARLY_RECORD_S``
     (a slow provider, a long batch) writes what it has so far every ``EARLY_RECORD_S``:
-    a provider's status callback names the reply by the id the provider gave it, and must
-    find it written (``record_statuses``), and an agent sees "sent" when it is."""
+    a provider's status callback names the reply by the id the provider gave it, and is
+    applied at once when it finds it written (``record_statuses``; one that comes sooner is
+    kept until then), and an agent sees "sent" when it is."""
 
     def __init__(self, conversation_of: Mapping[int, int]) -> None:
         self.conversation_of = conversation_of
@@ -326,8 +345,11 @@ class _Marks:
         taken, self.todo = self.todo, {}
         return taken
 
-    def _changed(self, written: Collection[int]) -> None:
-        for conversation_id in sorted({self.conversation_of[mid] for mid in written}):
+    def _changed(self, written: Collection[int], settled: Collection[int]) -> None:
+        """After the commit: the threads of the replies written, and of those that a kept
+        status callback changed (``settled``, conversation ids)."""
+        conversations = {self.conversation_of[mid] for mid in written} | set(settled)
+        for conversation_id in sorted(conversations):
             pages_changed(conversation_id, inbox=False)  # the thread shows each reply's state
 
     async def _write_early(self) -> None:
@@ -338,12 +360,12 @@ class _Marks:
                 if not early:
                     continue
                 try:
-                    await get_db().run_session(partial(_record, marks=early))
+                    settled = await get_db().run_session(partial(_record, marks=early))
                 except Exception:  # left for the batch's own commit at its end
                     log.warning("recording a batch's replies early failed", exc_info=True)
                     self.todo = {**early, **self.todo}
                     return
-            self._changed(early)
+            self._changed(early, settled)
 
     def stop(self) -> None:
         if self._early is not None:
@@ -357,12 +379,13 @@ class _Marks:
             if not rest:
                 return  # nothing (more) to write: the worker marks the jobs done
 
-            async def record(session: AsyncSession) -> None:
-                await _record(session, rest)
+            async def record(session: AsyncSession) -> set[int]:
+                settled = await _record(session, rest)
                 await batch.complete_in(session)  # done in the commit of their sends
+                return settled
 
-            await get_db().run_session(record)
-        self._changed(rest)
+            settled = await get_db().run_session(record)
+        self._changed(rest, settled)
 
 
 @jobs.on_dead(DELIVER_REPLY)
@@ -394,14 +417,24 @@ class StatusRecorded:
     changed: bool  # its delivery status moved: the thread's open pages re-render
 
 
-def record_statuses(
-    conn: Connection, updates: Sequence[tuple[str, str, str, str | None]]
-) -> list[StatusRecorded | None]:
+Callback = tuple[str, str, str, str | None]  # (channel, external_id, status, error)
+
+
+def record_statuses(conn: Connection, updates: Sequence[Callback]) -> list[StatusRecorded | None]:
     """Providers' status callbacks ``(channel, external_id, status, error)``, in order:
     sent -> delivered -> read, or failed with its code. One SELECT and one UPDATE for all
-    of them; for each, the reply it names (None: not a message we sent). The caller
-    publishes the live event of each changed reply's conversation once it has committed
-    (``inbox.ingest_batch``; ``record_status`` for one)."""
+    of them; for each, the reply it names (None: no reply has that id, yet). One that names
+    none is kept (``_keep``, in the same transaction) for the outbox to apply when it writes
+    the id. The caller publishes the live event of each changed reply's conversation once it
+    has committed (``inbox.ingest_batch``; ``record_status`` for one)."""
+    recorded = _apply_statuses(conn, updates)
+    _keep(conn, [u for u, r in zip(updates, recorded, strict=True) if r is None])
+    return recorded
+
+
+def _apply_statuses(conn: Connection, updates: Sequence[Callback]) -> list[StatusRecorded | None]:
+    """``record_statuses``' rule, applied to the replies the callbacks name: a status moves
+    a reply forward only, and "failed" always wins, with its error."""
     table = Message.__table__  # type: ignore[attr-defined]
     keys = list(dict.fromkeys((u[0], u[1]) for u in updates))
     rows = conn.execute(
@@ -435,6 +468,74 @@ def record_statuses(
         None if row is None else StatusRecorded(row[0], conversation_of[row[0]], row[3])
         for row in named
     ]
+
+
+_EARLY = EarlyStatus.__table__  # type: ignore[attr-defined]
+EARLY_STATUS_KEPT = timedelta(days=1)  # a kept callback that found no reply by then: deleted
+
+
+def _keep(conn: Connection, updates: Sequence[Callback]) -> None:
+    """Keep the callbacks that named no reply (``EarlyStatus``), one row per (id, channel,
+    status): a provider's retry of one is a no-op. Only those that could still move a reply
+    (from "sent" on), and only ids that a reply could have (``message.external_id``)."""
+    longest = _EARLY.c.external_id.type.length
+    now = utcnow()
+    rows: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for channel, external_id, status, error in updates:
+        if _STATUS_ORDER.get(status, -1) >= _STATUS_ORDER["sent"] and len(external_id) <= longest:
+            rows.setdefault(
+                (external_id, channel, status),
+                new_row(
+                    EarlyStatus,
+                    channel=channel,
+                    external_id=external_id,
+                    status=status,
+                    error=error[:500] if error else error,
+                    received_at=now,
+                ),
+            )
+    if rows:
+        insert_new(conn, _EARLY, list(rows.values()), ["external_id", "channel", "status"])
+
+
+def _settle(conn: Connection, which: ColumnElement[bool]) -> list[StatusRecorded]:
+    """Apply the kept callbacks ``which`` selects, in the order they came, to the replies
+    that now have their ids (``_apply_statuses``), and delete those; the others stay."""
+    kept = conn.execute(
+        select(_EARLY.c.id, _EARLY.c.channel, _EARLY.c.external_id, _EARLY.c.status, _EARLY.c.error)
+        .where(which)
+        .order_by(_EARLY.c.id)
+    ).all()
+    if not kept:
+        return []
+    recorded = _apply_statuses(conn, [(k.channel, k.external_id, k.status, k.error) for k in kept])
+    applied = [k.id for k, r in zip(kept, recorded, strict=True) if r is not None]
+    if applied:
+        conn.execute(delete(_EARLY).where(_EARLY.c.id.in_(applied)))
+    return [r for r in recorded if r is not None]
+
+
+async def settle_early_statuses(session: AsyncSession) -> int:
+    """In the caller's transaction: apply the kept callbacks whose reply has its id now
+    (one that raced the transaction writing it), and delete those older than
+    ``EARLY_STATUS_KEPT``; how many rows went. The threads of the replies it changed are
+    told once the session commits."""
+    message = Message.__table__  # type: ignore[attr-defined]
+    has_reply = exists().where(
+        message.c.channel == _EARLY.c.channel, message.c.external_id == _EARLY.c.external_id
+    )
+
+    def settle(conn: Connection) -> tuple[list[StatusRecorded], int]:
+        settled = _settle(conn, has_reply)
+        expired = conn.execute(
+            delete(_EARLY).where(_EARLY.c.received_at < utcnow() - EARLY_STATUS_KEPT)
+        )
+        return settled, int(expired.rowcount)
+
+    settled, expired = await session.run_sync(lambda s: settle(s.connection()))
+    for conversation_id in sorted({r.conversation_id for r in settled if r.changed}):
+        pages_changed(conversation_id, inbox=False, session=session)
+    return len(settled) + expired
 
 
 async def record_status(

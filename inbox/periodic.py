@@ -8,6 +8,7 @@ from heliograph import idempotency, jobs
 from heliograph.db import Database
 from heliograph.scheduler import every
 from inbox.conversations import wake_snoozed
+from inbox.outbox import settle_early_statuses
 
 
 @every(30)
@@ -33,3 +34,13 @@ async def purge_idempotency_records(db: Database) -> int:
         purged = await idempotency.purge_expired(session)
         await session.commit()
     return purged
+
+
+@every(60)
+async def settle_early_status_callbacks(db: Database) -> int:
+    """Status callbacks kept because no reply had their id yet (inbox/outbox.py): applied
+    where a reply has it now (one that raced the outbox's commit), deleted after a day."""
+    async with db.session() as session:
+        settled = await settle_early_statuses(session)
+        await session.commit()
+    return settled

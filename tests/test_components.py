@@ -49,6 +49,7 @@ PERIODIC_TASKS = {
     "inbox.periodic.wake_snoozed_conversations",
     "inbox.periodic.purge_finished_jobs",
     "inbox.periodic.purge_idempotency_records",
+    "inbox.periodic.settle_early_status_callbacks",
     "routing.jobs.drain_routing_queue",
     "routing.jobs.reroute_unanswered_conversations",
     "handoff.shift_end",
