@@ -79,6 +79,12 @@ class Settings(BaseSettings):
         description="While webhooks are arriving, the share of this process's CPU its workers "
         "may spend running jobs (they always get it: background work never starves).",
     )
+    worker_yield_lag_s: float = Field(
+        default=0.02,
+        description="Workers hold back to worker_share_under_load only while requests arrive "
+        "and the event loop runs later than this (requests wait behind jobs); else they run "
+        "unpaced.",
+    )
     job_latency_target_s: float = Field(
         default=0.5,
         description="While requests arrive, background work's share of CPU grows from "

@@ -9,6 +9,8 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -87,15 +89,58 @@ async def _urgent(item: Item) -> None:
 async def _slow(item: Item) -> None:
     # Work that needs the CPU (parsing, rendering): 10 ms of this process's CPU time,
     # however busy the machine is. (A job that waits on a provider owes no rest.)
-    until = time.process_time() + 0.01
+    _burn(0.01)
+    effects.append(item.model_dump()["n"])
+
+
+def _burn(cpu_s: float) -> None:
+    until = time.process_time() + cpu_s
     while time.process_time() < until:
         pass
+
+
+@asynccontextmanager
+async def _requests_meanwhile(cpu_s: float = 0.0) -> AsyncIterator[None]:
+    """A webhook every 10 ms while the block runs, each using ``cpu_s`` of CPU on the
+    event loop; the requests must not have paused by the block's end."""
+    load_on = asyncio.Event()
+    load_on.set()
+
+    async def requests() -> None:
+        while load_on.is_set():
+            jobs.foreground_active()
+            _burn(cpu_s)
+            await asyncio.sleep(0.01)
+
+    load = asyncio.create_task(requests())
+    try:
+        yield
+        assert jobs.under_load()  # the requests never paused
+    finally:
+        load_on.clear()
+        await load
+
+
+WAITING = jobs.JobKind("test.waiting_single", Item)
+at_once = {"now": 0, "most": 0}  # WAITING jobs running at the same time
+
+
+@jobs.handler(WAITING)
+async def _waiting(item: Item) -> None:
+    # Work that waits on a provider (a Slack post): no CPU, 50 ms of waiting.
+    at_once["now"] += 1
+    at_once["most"] = max(at_once["most"], at_once["now"])
+    try:
+        await asyncio.sleep(0.05)
+    finally:
+        at_once["now"] -= 1
     effects.append(item.model_dump()["n"])
 
 
 def _reset() -> None:
     calls.clear()
     effects.clear()
+    at_once.update(now=0, most=0)
 
 
 async def _add(database: Database, kind: jobs.JobKind[Item], *items: dict[str, Any]) -> None:
@@ -173,40 +218,70 @@ async def test_under_constant_request_load_the_backlog_drains(database: Database
     settings = get_settings().model_copy(
         update={"worker_poll_s": 0.05, "worker_share_under_load": 0.25}
     )
-    stop, load_on = asyncio.Event(), asyncio.Event()
-    load_on.set()
-
-    async def requests() -> None:  # a webhook every 10 ms, for as long as the test lasts
-        while load_on.is_set():
-            jobs.foreground_active()
-            await asyncio.sleep(0.01)
-
-    load = asyncio.create_task(requests())
+    stop = asyncio.Event()
     worker = asyncio.create_task(jobs.run_worker(database, settings, "loaded", stop))
-    sent = 0
-    for _ in range(30):  # 300 jobs at 100 per second
-        await _add(database, SLOW, *({"n": sent + i} for i in range(10)))
-        sent += 10
-        jobs.wake_workers()
-        await asyncio.sleep(0.1)
-    # Still under load: give the backlog a bounded while to drain, then look. (A fixed
-    # quarter of the CPU, 4 jobs = 40 ms then a 120 ms rest, still had 120 to 132 to go
-    # when tried.) Done means marked done in the database, not just run.
-    for _ in range(50):
-        async with database.read_session() as session:
-            left = (
-                await session.execute(
-                    select(func.count()).where(Job.kind == SLOW.name, Job.status != "done")
-                )
-            ).scalar_one()
-        if not left:
-            break
-        await asyncio.sleep(0.1)
-    assert jobs.under_load()  # the requests never paused
-    load_on.clear()
+    async with _requests_meanwhile():
+        sent = 0
+        for _ in range(30):  # 300 jobs at 100 per second
+            await _add(database, SLOW, *({"n": sent + i} for i in range(10)))
+            sent += 10
+            jobs.wake_workers()
+            await asyncio.sleep(0.1)
+        # Still under load: give the backlog a bounded while to drain, then look. (A fixed
+        # quarter of the CPU, 4 jobs = 40 ms then a 120 ms rest, still had 120 to 132 to go
+        # when tried.) Done means marked done in the database, not just run.
+        for _ in range(50):
+            async with database.read_session() as session:
+                left = (
+                    await session.execute(
+                        select(func.count()).where(Job.kind == SLOW.name, Job.status != "done")
+                    )
+                ).scalar_one()
+            if not left:
+                break
+            await asyncio.sleep(0.1)
     stop.set()
-    await asyncio.gather(load, worker)
+    await worker
     assert (left, sorted(effects)) == (0, list(range(sent)))
+
+
+async def _waiting_jobs_under_requests(database: Database, request_cpu_s: float) -> int:
+    """48 WAITING jobs while a request arrives every 10 ms, each using ``request_cpu_s``
+    of CPU on the event loop; the most jobs that ran at once (all of them must finish)."""
+    _reset()
+    settings = get_settings().model_copy(
+        update={
+            "worker_poll_s": 0.05,
+            "worker_share_under_load": 0.25,
+            "job_latency_target_s": 1e5,  # the share stays a quarter: only the loop decides
+        }
+    )
+    stop = asyncio.Event()
+    worker = asyncio.create_task(jobs.run_worker(database, settings, "waiting", stop))
+    async with _requests_meanwhile(request_cpu_s):
+        await asyncio.sleep(0.2)  # the loop's lateness is known before the jobs come
+        await _add(database, WAITING, *({"n": n} for n in range(48)))
+        jobs.wake_workers()
+        for _ in range(300):
+            if len(effects) == 48:
+                break
+            await asyncio.sleep(0.05)
+    stop.set()
+    await worker
+    assert sorted(effects) == list(range(48))
+    return at_once["most"]
+
+
+async def test_requests_that_do_not_wait_do_not_hold_the_jobs_back(database: Database) -> None:
+    """Requests keep coming but the loop keeps up: the jobs (waiting on a provider) run as
+    many at once as the worker allows, not four per burst with rests between."""
+    assert await _waiting_jobs_under_requests(database, request_cpu_s=0.0) > 4
+
+
+async def test_requests_waiting_behind_jobs_make_the_jobs_yield(database: Database) -> None:
+    """Each request uses the loop 50 ms, so the loop runs late because this process is busy:
+    the jobs go four at a time (a quarter's burst) and rest, and still all finish."""
+    assert await _waiting_jobs_under_requests(database, request_cpu_s=0.05) <= 4
 
 
 def test_background_share_grows_with_the_wait_of_the_most_urgent_job() -> None:
