@@ -89,6 +89,17 @@ async def member_by_email_any_case(session: AsyncSession, email: str) -> TeamMem
     return found.scalar_one_or_none()
 
 
+async def anyone_on_telegram(session: AsyncSession) -> bool:
+    """Whether any active member has linked a Telegram chat (the team's Telegram surface
+    has somebody to tell)."""
+    query = (
+        select(TeamMember.id)
+        .where(TeamMember.active.is_(True), TeamMember.telegram_chat_id.is_not(None))  # type: ignore[attr-defined,union-attr]
+        .limit(1)
+    )
+    return (await session.execute(query)).first() is not None
+
+
 async def active_members(
     session: AsyncSession, roles: Iterable[str] | None = None
 ) -> list[TeamMember]:

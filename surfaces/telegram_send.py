@@ -288,11 +288,28 @@ P = TypeVar("P", bound=jobs.Payload)
 Work = Callable[[AsyncSession, P], Awaitable[None]]
 
 
-async def _in_session(work: Work[P], payload: P) -> None:
+LISTEN_BATCH = 20  # events handled in one transaction (on SQLite it holds the writer)
+
+
+async def _in_session(work: Work[P], batch: jobs.Batch[P]) -> None:
+    """A listener's due events together: one read to learn whether anybody's chat could
+    be told at all (most teams work in Slack or the web app: then nothing more), else one
+    transaction for the batch, each event in a savepoint of its own (one that breaks fails
+    alone and leaves nothing), the jobs marked done in the same commit."""
     if not TelegramSettings.get().telegram_bot_token:
         return  # Telegram is off: nobody's chat to write to (and no database read for it)
-    async with get_db().session() as session:
-        await work(session, payload)
+    db = get_db()
+    async with db.read_session() as session:
+        if not await routing_reads.anyone_on_telegram(session):
+            return
+    async with db.session() as session:
+        for i, payload in enumerate(batch.payloads):
+            try:
+                async with session.begin_nested():
+                    await work(session, payload)
+            except Exception as exc:
+                batch.fail(i, exc)
+        await batch.complete_in(session)
         await session.commit()
     jobs.wake_workers()
 
@@ -468,7 +485,9 @@ LISTENERS: tuple[Listener[Any], ...] = (
     Listener(INTERVENTION_OPENED, INTERVENTION, _alert_intervention),
 )
 for _listener in LISTENERS:
-    jobs.handler(_listener.kind)(functools.partial(_in_session, _listener.work))
+    jobs.batch_handler(_listener.kind, size=LISTEN_BATCH)(
+        functools.partial(_in_session, _listener.work)
+    )
 
 
 def listen() -> None:

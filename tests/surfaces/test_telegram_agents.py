@@ -141,6 +141,26 @@ async def test_the_agent_gets_the_customer_in_telegram_and_answers_by_reply_to(
     assert await team_bot.count(Message, Message.direction == "in") == 1
 
 
+async def test_messages_that_arrive_together_reach_the_agent_each_once(
+    team_bot: TeamBot,
+) -> None:
+    """Three customers' follow-ups arrive before the workers run: their mirror jobs are
+    handled as one batch (one transaction), and each reaches the agent's chat once."""
+    await team_bot.member("Ana Silva", chat="900091")
+    customers = ("5550101", "5550102", "5550103")
+    for chat in customers:
+        assert (await team_bot.say(chat, f"Hello, this is {chat}."))["stored"] == 1
+    await team_bot.settle()
+    for chat in customers:
+        assert (await team_bot.say(chat, f"Any news for {chat}?"))["stored"] == 1
+    assert await team_bot.count(Job, Job.kind == "telegram.team_mirror", Job.status == "pending")
+    await team_bot.settle()
+    texts = await team_bot.texts("900091")
+    for chat in customers:
+        assert sum(f"Any news for {chat}?" in text for text in texts) == 1, texts
+    assert not await team_bot.count(Job, Job.kind == "telegram.team_mirror", Job.status != "done")
+
+
 async def test_agent_commands(team_bot: TeamBot) -> None:
     ana, _ = await team_bot.member("Ana Silva", chat="900031", capacity=1)
     mine = await customer_writes(team_bot, "first question")  # Ana's (capacity 1)
