@@ -14,16 +14,18 @@ transaction is held open across a Slack call.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
 from slack_sdk.web.async_client import AsyncWebClient
-from sqlalchemy import or_, select, update
+from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -125,67 +127,109 @@ async def post_once(
     return ts
 
 
+Then = Callable[[AsyncSession, list[str]], Awaitable[None]]
+
+
+@dataclass
+class ThreadLines:
+    """Lines ``(key, text)`` to post in one thread, in order, and what to do in the commit
+    that records them (``then(session, posted_keys)``: e.g. move the thread's mirror mark;
+    run only when every line went)."""
+
+    channel: str
+    thread_ts: str
+    lines: list[tuple[str, str]]
+    then: Then | None = None
+
+
 async def post_lines(
-    channel: str,
-    thread_ts: str,
-    lines: list[tuple[str, str]],
-    then: Callable[[AsyncSession, list[str]], Awaitable[None]] | None = None,
+    channel: str, thread_ts: str, lines: list[tuple[str, str]], then: Then | None = None
 ) -> dict[str, str]:
-    """Post ``(key, text)`` lines in a thread, in order, each once: ``post_once`` for many,
-    in two transactions instead of three per line. The first claims every new key; the
-    lines are posted; the second records each ts and runs ``then(session, posted_keys)``
-    (e.g. move the thread's mirror mark) in the same commit. A key an earlier try left
-    behind goes through ``post_once``, which looks for a lost answer before posting. If a
-    post fails, the lines already posted are recorded and the error propagates: a retry
-    skips them. Returns each key's ts."""
+    """``post_in_threads`` for one thread: its error propagates. Returns each key's ts."""
+    posted: dict[str, str] = {}
+    (error,) = await post_in_threads([ThreadLines(channel, thread_ts, lines, then)], posted)
+    if error is not None:
+        raise error
+    return posted
+
+
+async def post_in_threads(
+    threads: list[ThreadLines], posted: dict[str, str] | None = None, *, at_once: int = 1
+) -> list[Exception | None]:
+    """Post each thread's lines, each line once: ``post_once`` for many, in two
+    transactions for all of them instead of three per line. The first claims every new
+    key; the threads' lines are posted (up to ``at_once`` threads side by side, each
+    thread's in order); the second records each ts and runs the ``then`` of every thread
+    whose lines all went, in the same commit. A key an earlier try left behind goes through
+    ``post_once``, which looks for a lost answer before posting. A thread whose post fails
+    stops there, its error in the list returned (one per thread, None where all went); the
+    lines already posted are recorded, so a retry skips them. ``posted``: filled with each
+    key's ts."""
     db = get_db()
     now = utcnow()
     lease = now + timedelta(seconds=get_settings().outbound_timeout_s * 2 + 10)
+    posted = {} if posted is None else posted
     async with db.session() as session:
         found = await session.execute(
             select(SlackAgentPost.key, SlackAgentPost.ts).where(  # type: ignore[call-overload]
-                SlackAgentPost.key.in_([key for key, _ in lines])  # type: ignore[attr-defined]
+                SlackAgentPost.key.in_([key for t in threads for key, _ in t.lines])  # type: ignore[attr-defined]
             )
         )
         known = dict(found.all())
-        fresh = [key for key, _ in lines if key not in known]
+        fresh = [key for t in threads for key, _ in t.lines if key not in known]
         session.add_all(
             SlackAgentPost(
-                key=key, channel=channel, thread_ts=thread_ts, lease_until=lease, created_at=now
+                key=key, channel=t.channel, thread_ts=t.thread_ts, lease_until=lease, created_at=now
             )
-            for key in fresh
+            for t in threads
+            for key, _ in t.lines
+            if key not in known
         )
         try:
             await session.commit()
         except IntegrityError:
             raise jobs.Defer("another worker began posting these lines", 1.0) from None
-    posted: dict[str, str] = {}
+    errors: list[Exception | None] = [None] * len(threads)
+    limit = asyncio.Semaphore(max(1, at_once))
+
+    async def thread(n: int, t: ThreadLines) -> None:
+        async with limit:
+            try:
+                for key, text in t.lines:
+                    if known.get(key):
+                        posted[key] = str(known[key])  # posted before: not again
+                    elif key in known:
+                        posted[key] = await post_once(key, t.channel, text, thread_ts=t.thread_ts)
+                    else:
+                        posted[key] = await _post(key, t.channel, text, t.thread_ts, None)
+            except Exception as exc:
+                errors[n] = exc
+
     try:
-        for key, text in lines:
-            if known.get(key):
-                posted[key] = str(known[key])  # posted before: not again
-            elif key in known:
-                posted[key] = await post_once(key, channel, text, thread_ts=thread_ts)
-            else:
-                posted[key] = await _post(key, channel, text, thread_ts, None)
-    except BaseException:
-        await _record(posted, [k for k in fresh if k not in posted], None)
+        await asyncio.gather(*(thread(n, t) for n, t in enumerate(threads)))
+    except BaseException:  # cancelled (the job's time ran out): keep what Slack has
+        await _record(posted, [k for k in fresh if k not in posted], [])
         raise
-    await _record(posted, [], then)
-    return posted
+    thens = [
+        (t.then, [key for key, _ in t.lines])
+        for t, error in zip(threads, errors, strict=True)
+        if error is None and t.then is not None
+    ]
+    await _record(posted, [k for k in fresh if k not in posted], thens)
+    return errors
 
 
 async def _record(
-    posted: dict[str, str],
-    unknown: list[str],
-    then: Callable[[AsyncSession, list[str]], Awaitable[None]] | None,
+    posted: dict[str, str], unknown: list[str], thens: list[tuple[Then, list[str]]]
 ) -> None:
     async with get_db().session() as session:
-        for key, ts in posted.items():
+        if posted:
+            table = SlackAgentPost.__table__  # type: ignore[attr-defined]
             await session.execute(
-                update(SlackAgentPost)
-                .where(SlackAgentPost.key == key)  # type: ignore[arg-type]
-                .values(state="posted", ts=ts, lease_until=None)
+                update(table)
+                .where(table.c.key == bindparam("k"))
+                .values(state="posted", ts=bindparam("t"), lease_until=None),
+                [{"k": key, "t": ts} for key, ts in posted.items()],
             )
         if unknown:  # Slack may or may not have them: the next try looks first
             await session.execute(
@@ -193,8 +237,8 @@ async def _record(
                 .where(SlackAgentPost.key.in_(unknown))  # type: ignore[attr-defined]
                 .values(state="unknown", lease_until=None)
             )
-        if then is not None:
-            await then(session, list(posted))
+        for then, keys in thens:
+            await then(session, keys)
         await session.commit()
 
 

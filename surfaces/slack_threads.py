@@ -50,9 +50,11 @@ from routing.bus import CONVERSATION_ASSIGNED, ConversationAssigned
 from surfaces.cards import customer_card, slack_blocks, slack_escape
 from surfaces.models import SlackAgentEvent, SlackAgentPost, SlackAgentThread
 from surfaces.slack_posts import (
+    ThreadLines,
     member_slack_id,
     one_session,
     open_dm,
+    post_in_threads,
     post_lines,
     post_once,
     update_message,
@@ -348,15 +350,25 @@ async def on_messages(batch: jobs.Batch[ConversationMessage]) -> None:
     limit = asyncio.Semaphore(SYNC_AT_ONCE)
     async with one_session():
         plans = await _catch_up(list(indices))
+        # Threads only behind by what was read: posted together, recorded in one commit.
+        simple = {
+            c: plan
+            for c, plan in plans.items()
+            if not plan.more and plan.last > plan.thread.mirrored_to  # type: ignore[operator]
+        }
+        errors = await post_in_threads(
+            [_thread_lines(plan) for plan in simple.values()], at_once=SYNC_AT_ONCE
+        )
+        failed = {c: e for c, e in zip(simple, errors, strict=True) if e is not None}
 
         async def sync(conversation_id: int, which: list[int]) -> None:
             async with limit:
                 try:
+                    if conversation_id in failed:
+                        raise failed[conversation_id]
                     plan = plans.get(conversation_id)
                     if plan is None or plan.more:
                         await sync_conversation(conversation_id)
-                    elif plan.last > plan.thread.mirrored_to:  # type: ignore[operator]
-                        await _post_plan(plan)
                     if plan is not None and any(batch.payloads[i].reopened for i in which):
                         await refresh_card(conversation_id)  # the buttons come back
                 except Exception as exc:
@@ -415,15 +427,15 @@ async def _catch_up(conversation_ids: list[int]) -> dict[int, _Plan]:
     return plans
 
 
-async def _post_plan(plan: _Plan) -> None:
-    """Post the plan's lines in its thread (``post_lines``); the mark moves in the same
+def _thread_lines(plan: _Plan) -> ThreadLines:
+    """The plan's lines for its thread (``post_in_threads``); the mark moves in the same
     commit that records them."""
     thread, keys, last = plan.thread, plan.keys, plan.last
 
     async def mirrored(session: AsyncSession, posted: list[str]) -> None:
         await _mirrored(session, thread.id, [keys[key] for key in posted], last)  # type: ignore[arg-type]
 
-    await post_lines(
+    return ThreadLines(
         thread.channel,
         thread.ts,  # type: ignore[arg-type]
         [(key, plan.lines[message_id]) for key, message_id in keys.items()],

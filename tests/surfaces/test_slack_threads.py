@@ -36,7 +36,7 @@ from routing.models import TeamMember
 from routing.team import create_token
 from surfaces.models import SlackAgentPost, SlackAgentThread
 from surfaces.slack_posts import post_once
-from tests.utils.factories import edit
+from tests.utils.factories import edit, receive
 from tests.utils.jobs import run_jobs, run_jobs_until
 from tests.utils.processes import start_heliograph
 from tests.utils.slack import BOT_TOKEN, SIGNING_SECRET
@@ -366,6 +366,42 @@ async def test_a_lost_answer_or_a_rate_limit_never_posts_twice(
     assert thread.ts == parent["ts"] and post is not None and post.ts == parent["ts"]
     assert len(await slack_calls(fake, "chat.postMessage")) == 3  # parent, assigned, line
     assert len(await slack_calls(fake, "conversations.history")) == 1  # found, not reposted
+
+
+async def test_lines_of_several_threads_go_together_and_a_lost_answer_costs_only_its_thread(
+    client: httpx.AsyncClient, database: Database, slack_agents: httpx.AsyncClient
+) -> None:
+    """Three customers' follow-ups wait for the same sync batch; Slack takes the first line
+    but its answer is lost. The other two threads' lines are recorded in that batch; the
+    lost one's thread is looked up on the retry, not posted again: each line once."""
+    fake = slack_agents
+    await members(database, ADA_SPEC)
+    names = ("Rosa Costa", "Ivo Neto", "Lia Prado")
+    for n, name in enumerate(names):
+        await receive(
+            database, f"first-{n}", f"chat-{n}", text="Hello", channel="telegram", name=name
+        )
+    await run_jobs(database)
+    for n in range(3):
+        await receive(
+            database, f"again-{n}", f"chat-{n}", text=f"Follow-up {n}", channel="telegram"
+        )
+    await fake.post("/_sandbox/slack/lose-next", json={"method": "chat.postMessage"})
+    await run_jobs(database)
+
+    async def all_posted() -> bool:
+        async with database.read_session() as session:
+            states = (await session.execute(select(SlackAgentPost.state))).scalars().all()
+        shown = "\n".join(m["text"] for m in await in_channel(fake))
+        return set(states) == {"posted"} and all(f"Follow-up {n}" in shown for n in range(3))
+
+    assert await run_jobs_until(database, all_posted, within=20)
+    messages = await in_channel(fake)
+    assert len(parents(messages)) == 3
+    for n, name in enumerate(names):
+        (parent,) = [p for p in parents(messages) if name in card_text(p)]
+        lines = [m["text"] for m in replies(messages, parent)]
+        assert lines.count(f"*{name}:* Follow-up {n}") == 1, lines
 
 
 def card_of(messages: list[dict[str, Any]]) -> dict[str, Any]:
