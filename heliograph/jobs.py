@@ -845,10 +845,11 @@ async def purge_done(session: AsyncSession, older_than: timedelta) -> int:
     return int(result.rowcount)  # type: ignore[attr-defined]
 
 
-async def running_keyed(session: AsyncSession, dedupe_key: str) -> bool:
-    """Whether the job enqueued with ``dedupe_key`` is running now (a worker holds it)."""
+async def status_keyed(session: AsyncSession, dedupe_key: str) -> str | None:
+    """The status of the job enqueued with ``dedupe_key`` (pending, running, done, dead),
+    or None when there is none."""
     found = await session.execute(select(Job.status).where(Job.dedupe_key == dedupe_key))  # type: ignore[arg-type]
-    return found.scalar() == "running"
+    return found.scalar()
 
 
 async def due_now_keyed(session: AsyncSession, dedupe_key: str) -> bool:

@@ -438,10 +438,10 @@ async def _untranslated_note(session: AsyncSession, message_id: int, reason: str
 TRANSLATING_RECHECK_S = 0.2  # a delivery waiting on a translation that is being made
 
 
-async def _translating_now(message_id: int) -> bool:
-    """Whether the reply's translation job is running (a provider call under way)."""
+async def _translation_job(message_id: int) -> str | None:
+    """The status of the reply's translation job."""
     async with get_db().read_session() as session:
-        return await jobs.running_keyed(session, translate_reply_key(message_id))
+        return await jobs.status_keyed(session, translate_reply_key(message_id))
 
 
 async def hold_reply(message: Message) -> None:
@@ -451,10 +451,11 @@ async def hold_reply(message: Message) -> None:
     waited = (utcnow() - message.created_at).total_seconds()
     if waited < wait:
         # Its translation job, once stored, makes this delivery due at once, unless this
-        # delivery is running at that moment (both were claimed together): then only a
-        # short wait catches it. A translation still waiting for its turn or backing off
-        # after a provider error wakes the delivery itself.
-        soon = await _translating_now(message.id)  # type: ignore[arg-type]
+        # delivery is running at that moment: then only a short wait catches it. That is
+        # so while the job runs (both were claimed together) and when it has just finished
+        # (stored after this delivery read the reply). A translation still waiting for its
+        # turn or backing off after a provider error wakes the delivery itself.
+        soon = await _translation_job(message.id) in ("running", "done")  # type: ignore[arg-type]
         delay = TRANSLATING_RECHECK_S if soon else 1.0
         raise jobs.Defer("the reply's translation is not ready yet", min(delay, wait - waited))
     last = f" (last error: {message.translation_note})" if message.translation_note else ""
