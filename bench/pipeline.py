@@ -520,6 +520,7 @@ class Run:
     url: str
     env: dict[str, str]
     procs: dict[str, h.Server] = field(default_factory=dict)
+    serve_workers: bool = False  # PostgreSQL: serve runs workers too (its default)
 
 
 def demo_env(root: Path, sandbox_url: str) -> dict[str, str]:
@@ -659,8 +660,10 @@ def start(run: Run, log_dir: Path) -> tuple[str, str]:
         run.procs["serve"] = h.start_server(
             "serve", serve, env, log_dir / f"pipeline-{tag}-serve.log", port, "/healthz", root=root
         )
-    else:  # the web process, and one worker (with the scheduler)
-        web_env = env | {"HELIOGRAPH_RUN_WORKERS": "false", "HELIOGRAPH_RUN_SCHEDULER": "false"}
+    else:  # the web process (web only unless --serve-workers), and one worker
+        web_env = env | {"HELIOGRAPH_RUN_SCHEDULER": "false"}
+        if not run.serve_workers:
+            web_env["HELIOGRAPH_RUN_WORKERS"] = "false"
         run.procs["serve"] = h.start_server(
             "serve",
             serve,
@@ -874,7 +877,7 @@ def run_target(
     settled = settle_team(db, url, world, now)
     on_shift = pw.members_on_shift(world, now)
     targets = reply_targets(world, now)
-    run = Run(db, target, url, {})
+    run = Run(db, target, url, {}, serve_workers=args.serve_workers)
     out: dict[str, Any] = {
         "database": url.rsplit("/", 1)[-1],
         "seed": {k: v for k, v in facts.items() if k != "path"},
@@ -1033,6 +1036,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--rebuild", action="store_true", help="rebuild the cached SQLite world")
     parser.add_argument("--pg-dsn", default=h.DEFAULT_PG_DSN)
     parser.add_argument("--keep", action="store_true", help="keep the run's databases")
+    parser.add_argument(
+        "--serve-workers",
+        action="store_true",
+        help="PostgreSQL: serve runs job workers too (its default), beside the worker process",
+    )
     parser.add_argument("--json", type=Path, default=h.RESULTS / "pipeline.json")
     args = parser.parse_args()
     if args.quick:
@@ -1085,6 +1093,7 @@ def main() -> None:
             "new_customer_share": NEW_CUSTOMER_SHARE,
             "channels": dict(pw.CHANNEL_SHARES),
             "slack_agent_threads": "dm",
+            "postgres_serve_runs_workers": args.serve_workers,
             "targets": {t.name: str(t.root) for t in args.target_list},
             "door_n": args.door_n,
             "held": f"errors <= {MAX_ERROR_SHARE:.1%}, p99 received->agent-notified < "
