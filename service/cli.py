@@ -12,6 +12,27 @@ from pathlib import Path
 
 from heliograph.settings import get_settings
 
+MALLOC_ARENAS = 2
+
+
+def _few_malloc_arenas() -> None:
+    """Ask glibc for at most ``MALLOC_ARENAS`` malloc arenas (unless ``MALLOC_ARENA_MAX`` is
+    set): by default each thread that allocates (the database's connection threads, the
+    translation pool) may get an arena of its own, up to eight per core, each keeping the
+    memory it freed. Measured with bench/pipeline.py (SQLite, 50 msg/s, 200 members, 20,000
+    conversations): the serve process peaked at 267 MiB against 303 MiB. Elsewhere (musl,
+    macOS) nothing is done."""
+    if os.environ.get("MALLOC_ARENA_MAX") or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.mallopt(-8, MALLOC_ARENAS)  # M_ARENA_MAX (malloc.h)
+    except (OSError, AttributeError):
+        pass  # not glibc
+
 
 def _setup_logging() -> None:
     # JSON lines by default, text for `heliograph demo` (heliograph/logs.py).
@@ -422,6 +443,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    _few_malloc_arenas()
     _setup_logging()
     args = build_parser().parse_args(argv)
     from sqlalchemy.exc import DBAPIError
