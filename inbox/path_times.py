@@ -41,6 +41,13 @@ async def _stamp(
     if not wanted:
         return 0
     c = _MESSAGE.c
+    if is_postgres(session):
+        # Lock the rows in id order first (an UPDATE takes them in whatever order its plan
+        # reads them): two transactions stamping overlapping messages (routing's batch,
+        # a Slack batch's record) then wait for each other instead of deadlocking.
+        await session.execute(
+            select(c.id).where(among(session, c.id, wanted)).order_by(c.id).with_for_update()
+        )
     result = await session.execute(
         update(_MESSAGE)
         .where(among(session, c.id, wanted), c.direction == "in", c[column].is_(None))

@@ -154,7 +154,11 @@ async def post_lines(
 
 
 async def post_in_threads(
-    threads: list[ThreadLines], posted: dict[str, str] | None = None, *, at_once: int = 1
+    threads: list[ThreadLines],
+    posted: dict[str, str] | None = None,
+    *,
+    at_once: int = 1,
+    first: Then | None = None,
 ) -> list[Exception | None]:
     """Post each thread's lines, each line once: ``post_once`` for many, in two
     transactions for all of them instead of three per line. The first claims every new
@@ -164,7 +168,9 @@ async def post_in_threads(
     ``post_once``, which looks for a lost answer before posting. A thread whose post fails
     stops there, its error in the list returned (one per thread, None where all went); the
     lines already posted are recorded, so a retry skips them. ``posted``: filled with each
-    key's ts."""
+    key's ts. ``first(session, keys)``: run in that commit before the threads' ``then``s,
+    once, with the keys of every thread whose lines all went (one statement for what they
+    share, e.g. the messages' time stamps, taken in one order)."""
     db = get_db()
     now = utcnow()
     lease = now + timedelta(seconds=get_settings().outbound_timeout_s * 2 + 10)
@@ -210,11 +216,10 @@ async def post_in_threads(
     except BaseException:  # cancelled (the job's time ran out): keep what Slack has
         await _record(posted, [k for k in fresh if k not in posted], [])
         raise
-    thens = [
-        (t.then, [key for key, _ in t.lines])
-        for t, error in zip(threads, errors, strict=True)
-        if error is None and t.then is not None
-    ]
+    went = [t for t, error in zip(threads, errors, strict=True) if error is None]
+    thens = [(t.then, [key for key, _ in t.lines]) for t in went if t.then is not None]
+    if first is not None:
+        thens.insert(0, (first, [key for t in went for key, _ in t.lines]))
     await _record(posted, [k for k in fresh if k not in posted], thens)
     return errors
 

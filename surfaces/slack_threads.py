@@ -19,6 +19,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, TypeVar
 
 from sqlalchemy import select, update
@@ -356,9 +357,15 @@ async def on_messages(batch: jobs.Batch[ConversationMessage]) -> None:
             for c, plan in plans.items()
             if not plan.more and plan.last > plan.thread.mirrored_to  # type: ignore[operator]
         }
-        errors = await post_in_threads(
-            [_thread_lines(plan) for plan in simple.values()], at_once=SYNC_AT_ONCE
-        )
+        errors: list[Exception | None]
+        try:
+            errors = await post_in_threads(
+                [_thread_lines(plan, stamp=False) for plan in simple.values()],
+                at_once=SYNC_AT_ONCE,
+                first=partial(_shown, {k: m for p in simple.values() for k, m in p.keys.items()}),
+            )
+        except jobs.Defer as exc:  # another worker is claiming these lines: theirs wait
+            errors = [exc] * len(simple)
         failed = {c: e for c, e in zip(simple, errors, strict=True) if e is not None}
 
         async def sync(conversation_id: int, which: list[int]) -> None:
@@ -427,13 +434,15 @@ async def _catch_up(conversation_ids: list[int]) -> dict[int, _Plan]:
     return plans
 
 
-def _thread_lines(plan: _Plan) -> ThreadLines:
+def _thread_lines(plan: _Plan, *, stamp: bool = True) -> ThreadLines:
     """The plan's lines for its thread (``post_in_threads``); the mark moves in the same
-    commit that records them."""
+    commit that records them (and the messages are stamped there, unless ``stamp`` is
+    False: the caller stamps a whole batch's at once, ``_shown``)."""
     thread, keys, last = plan.thread, plan.keys, plan.last
 
     async def mirrored(session: AsyncSession, posted: list[str]) -> None:
-        await _mirrored(session, thread.id, [keys[key] for key in posted], last)  # type: ignore[arg-type]
+        shown = [keys[key] for key in posted] if stamp else []
+        await _mirrored(session, thread.id, shown, last)  # type: ignore[arg-type]
 
     return ThreadLines(
         thread.channel,
@@ -441,6 +450,12 @@ def _thread_lines(plan: _Plan) -> ThreadLines:
         [(key, plan.lines[message_id]) for key, message_id in keys.items()],
         then=mirrored,
     )
+
+
+async def _shown(keys: dict[str, int], session: AsyncSession, posted: list[str]) -> None:
+    """Slack accepted the posts ``posted`` (keys of ``keys``): the customers' messages they
+    show are before the agents now, stamped in one statement for the batch."""
+    await path_times.mark_agent_notified(session, [keys[key] for key in posted])
 
 
 async def _mirrored(session: AsyncSession, thread_id: int, shown: list[int], last: int) -> None:
