@@ -30,6 +30,7 @@ import asyncio
 import logging
 import re
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import select, update
@@ -186,49 +187,90 @@ DETECT_AT_ONCE = 4  # messages detected and translated side by side (threads, HT
 @jobs.batch_handler(TRANSLATE_MESSAGE, size=50)
 async def translate_inbound_batch(batch: jobs.Batch[MessageRef]) -> None:
     """The due messages side by side (detection runs in threads, translation is a call
-    to the provider): each is independent, and one that fails is retried alone."""
-    await batch.in_lanes(
-        ([i] for i in range(len(batch))),
-        lambda i: translate_inbound(batch.payloads[i]),
-        at_once=DETECT_AT_ONCE,
-        held="",
-    )
+    to the provider), then what became of all of them in one transaction that also marks
+    their jobs done. One that fails is retried alone (a provider's error is recorded on its
+    message first, as "failed", and the job retried)."""
+    outcomes: dict[int, _Outcome] = {}
+
+    async def work(i: int) -> None:
+        try:
+            outcome = await _translate(batch.payloads[i])
+        except _ProviderError as exc:
+            outcomes[i] = exc.outcome
+            raise exc.retry from exc
+        if outcome is not None:
+            outcomes[i] = outcome
+
+    await batch.in_lanes(([i] for i in range(len(batch))), work, at_once=DETECT_AT_ONCE, held="")
+    await _record_all(outcomes, batch)
 
 
 async def translate_inbound(payload: MessageRef) -> None:
-    """Detect the language of an inbound message and translate it for the agents."""
+    """Detect the language of an inbound message and translate it for the agents (the
+    batch of one)."""
+    try:
+        outcome = await _translate(payload)
+    except _ProviderError as exc:
+        await _record_all({0: exc.outcome})
+        raise exc.retry from exc
+    if outcome is not None:
+        await _record_all({0: outcome})
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    """What became of one inbound message: written by ``_record_all``."""
+
+    message_id: int
+    conversation_id: int
+    text: str  # the words detected (an edit meanwhile leaves the message alone)
+    detection: language.Detection
+    status: str
+    note: str
+    translated: str | None = None
+
+
+class _ProviderError(Exception):
+    """The provider failed: the message records it, and its job is retried."""
+
+    def __init__(self, outcome: _Outcome, retry: jobs.RetryLater) -> None:
+        super().__init__(str(retry))
+        self.outcome, self.retry = outcome, retry
+
+
+async def _translate(payload: MessageRef) -> _Outcome | None:
+    """Detect and translate, without writing; None when there is nothing to do."""
     message_id = payload.message_id
     async with get_db().read_session() as session:
         message = await session.get(Message, message_id)
         if message is None or message.direction != "in":
-            return
+            return None
         if message.translation_status in ("done", "not_needed", "off"):
-            return  # settled by an earlier run (an edit resets it)
+            return None  # settled by an earlier run (an edit resets it)
         conversation = await session.get(Conversation, message.conversation_id)
         assert conversation is not None
         customer = await get_customer(session, conversation.customer_id)
         readers = await reader_languages(session, conversation.assignee_id)
     text = words(message)
     if not text.strip():
-        return  # a voice note: inbox.voice queues this job again with the transcript
+        return None  # a voice note: inbox.voice queues this job again with the transcript
     detection = await _inbound_language(message, conversation, customer.language, text)
     status, note = _decide(detection, conversation, readers)
-    translated: str | None = None
-    if status == "translate":
-        target = readers[0]
-        try:
-            translated, cached = await translate_cached(text, detection.language or "", target)
-        except TranslationRefused as exc:
-            status, note = "failed", str(exc)
-        except TranslationError as exc:
-            await _record(message_id, text, detection, conversation, "failed", str(exc))
-            raise jobs.RetryLater(f"translating message {message_id}: {exc}") from exc
-        else:
-            status = "done"
-            note = f"{detection.language}->{target} by {provider_config().provider}" + (
-                " (cached)" if cached else ""
-            )
-    await _record(message_id, text, detection, conversation, status, note, translated)
+    outcome = _Outcome(message_id, conversation.id, text, detection, status, note)  # type: ignore[arg-type]
+    if status != "translate":
+        return outcome
+    target = readers[0]
+    try:
+        translated, cached = await translate_cached(text, detection.language or "", target)
+    except TranslationRefused as exc:
+        return replace(outcome, status="failed", note=str(exc))
+    except TranslationError as exc:
+        retry = jobs.RetryLater(f"translating message {message_id}: {exc}")
+        raise _ProviderError(replace(outcome, status="failed", note=str(exc)), retry) from exc
+    note = f"{detection.language}->{target} by {provider_config().provider}" + (
+        " (cached)" if cached else ""
+    )
+    return replace(outcome, status="done", note=note, translated=translated)
 
 
 async def _inbound_language(
@@ -258,47 +300,67 @@ def _decide(
     return "translate", detection.reason
 
 
-async def _record(
-    message_id: int,
-    text: str,
-    detection: language.Detection,
-    conversation: Conversation,
-    status: str,
-    note: str,
-    translated: str | None = None,
+async def _record_all(
+    outcomes: dict[int, _Outcome], batch: jobs.Batch[MessageRef] | None = None
 ) -> None:
+    """Write the outcomes (keyed by their job's index in ``batch``) in one transaction,
+    ``batch``'s jobs marked done in its commit. The conversations' rows are taken first,
+    in id order, as routing takes them (its batch locks conversations, then stamps their
+    messages): taken the other way round, the two deadlocked on PostgreSQL under load
+    (bench/pipeline.py at 50 msg/s: 11 translations retried)."""
     async with get_db().session() as session:
-        # The conversation's row first, as routing takes it (its batch locks conversations,
-        # then stamps their messages): taken the other way round, the two deadlocked on
-        # PostgreSQL under load (bench/pipeline.py at 50 msg/s: 11 translations retried).
-        fresh = await session.get(Conversation, conversation.id, with_for_update=True)
-        message = await session.get(Message, message_id)
-        if message is None or words(message) != text:
-            return  # edited meanwhile: the edit's own job takes over
-        message.original_language = detection.language
-        message.translation_status = status
-        message.translation_note = note[:500]
-        if translated is not None:
-            message.original_text = text
-            message.text = translated
-        elif message.original_text is not None:
-            # An earlier translation no longer stands (a corrected language): the
-            # customer's words are shown again.
-            message.text, message.original_text = message.original_text, None
-        if fresh is not None:
-            _maybe_switch(fresh, detection, text)
-        if status == "done":
-            await jobs.publish(
-                session,
-                MESSAGE_TRANSLATED,
-                MessageTranslated(
-                    message_id=message_id,
-                    conversation_id=conversation.id,  # type: ignore[arg-type]
-                ),
-            )
-        # Open pages show the translation (or the words again) without a reload.
-        pages_changed(conversation.id, session=session)  # type: ignore[arg-type]
+        ids = sorted({o.conversation_id for o in outcomes.values()})
+        locked = (
+            select(Conversation).where(col(Conversation.id).in_(ids)).order_by(col(Conversation.id))
+        )
+        conversations = {
+            c.id: c for c in (await session.execute(locked.with_for_update())).scalars().all()
+        }
+        messages = {
+            m.id: m
+            for m in (
+                await session.execute(
+                    select(Message).where(
+                        col(Message.id).in_([o.message_id for o in outcomes.values()])
+                    )
+                )
+            ).scalars()
+        }
+        for _, outcome in sorted(outcomes.items()):
+            message = messages.get(outcome.message_id)
+            if message is None or words(message) != outcome.text:
+                continue  # edited meanwhile: the edit's own job takes over
+            await _record(session, outcome, message, conversations.get(outcome.conversation_id))
+        if batch is not None:
+            await batch.complete_in(session)
         await session.commit()
+
+
+async def _record(
+    session: AsyncSession, outcome: _Outcome, message: Message, conversation: Conversation | None
+) -> None:
+    message.original_language = outcome.detection.language
+    message.translation_status = outcome.status
+    message.translation_note = outcome.note[:500]
+    if outcome.translated is not None:
+        message.original_text = outcome.text
+        message.text = outcome.translated
+    elif message.original_text is not None:
+        # An earlier translation no longer stands (a corrected language): the customer's
+        # words are shown again.
+        message.text, message.original_text = message.original_text, None
+    if conversation is not None:
+        _maybe_switch(conversation, outcome.detection, outcome.text)
+    if outcome.status == "done":
+        await jobs.publish(
+            session,
+            MESSAGE_TRANSLATED,
+            MessageTranslated(
+                message_id=outcome.message_id, conversation_id=outcome.conversation_id
+            ),
+        )
+    # Open pages show the translation (or the words again) without a reload.
+    pages_changed(outcome.conversation_id, session=session)
 
 
 def _maybe_switch(conversation: Conversation, detection: language.Detection, text: str) -> None:

@@ -157,6 +157,32 @@ async def test_an_inbound_message_is_shown_translated_with_the_original_kept(
     assert call["source"] == "pt" and call["target"] == "en" and call["format"] == "text"
 
 
+async def test_messages_translated_together_are_each_stored_with_their_own_result(
+    database: Database, fake: Sandbox
+) -> None:
+    """Three customers write before the workers run: their translations are made side by
+    side and stored in one transaction (with their jobs' completion); each message shows
+    its own result, and each conversation keeps its own language."""
+    pt = await customer_says(database, "b1", "Meu pagamento falhou.", "c1", language="pt")
+    es = await customer_says(database, "b2", "¿Dónde está mi pedido?", "c2", language="es")
+    en = await customer_says(database, "b3", "Where is my parcel today?", "c3", language="en")
+    await run_jobs(database, rounds=1)
+    shown = {m.id: await message(database, m.id) for m in (pt, es, en)}  # type: ignore[misc]
+    assert (shown[pt.id].text, shown[pt.id].translation_status) == ("My payment failed.", "done")
+    assert (shown[es.id].text, shown[es.id].translation_status) == ("Where is my order?", "done")
+    assert (shown[en.id].text, shown[en.id].translation_status) == (
+        "Where is my parcel today?",
+        "not_needed",
+    )
+    for sent, code in ((pt, "pt"), (es, "es")):
+        assert (await conversation(database, sent.conversation_id)).language == code
+    async with database.read_session() as session:
+        statuses = (
+            await session.execute(select(Job.status).where(Job.kind == "message.translate"))
+        ).scalars()
+        assert set(statuses) == {"done"}
+
+
 async def test_an_unknown_customers_language_is_detected_and_kept(
     database: Database, fake: Sandbox
 ) -> None:
