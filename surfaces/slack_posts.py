@@ -146,20 +146,15 @@ async def post_lines(
     channel: str, thread_ts: str, lines: list[tuple[str, str]], then: Then | None = None
 ) -> dict[str, str]:
     """``post_in_threads`` for one thread: its error propagates. Returns each key's ts."""
-    posted: dict[str, str] = {}
-    (error,) = await post_in_threads([ThreadLines(channel, thread_ts, lines, then)], posted)
+    (error,), posted = await post_in_threads([ThreadLines(channel, thread_ts, lines, then)])
     if error is not None:
         raise error
     return posted
 
 
 async def post_in_threads(
-    threads: list[ThreadLines],
-    posted: dict[str, str] | None = None,
-    *,
-    at_once: int = 1,
-    first: Then | None = None,
-) -> list[Exception | None]:
+    threads: list[ThreadLines], *, at_once: int = 1, first: Then | None = None
+) -> tuple[list[Exception | None], dict[str, str]]:
     """Post each thread's lines, each line once: ``post_once`` for many, in two
     transactions for all of them instead of three per line. The first claims every new
     key; the threads' lines are posted (up to ``at_once`` threads side by side, each
@@ -167,14 +162,13 @@ async def post_in_threads(
     whose lines all went, in the same commit. A key an earlier try left behind goes through
     ``post_once``, which looks for a lost answer before posting. A thread whose post fails
     stops there, its error in the list returned (one per thread, None where all went); the
-    lines already posted are recorded, so a retry skips them. ``posted``: filled with each
-    key's ts. ``first(session, keys)``: run in that commit before the threads' ``then``s,
-    once, with the keys of every thread whose lines all went (one statement for what they
-    share, e.g. the messages' time stamps, taken in one order)."""
+    lines already posted are recorded, so a retry skips them. Returned beside the errors:
+    each posted key's ts. ``first(session, keys)``: run in that commit before the threads'
+    ``then``s, once, with the keys of every thread whose lines all went (one statement for
+    what they share, e.g. the messages' time stamps, taken in one order)."""
     db = get_db()
     now = utcnow()
     lease = now + timedelta(seconds=get_settings().outbound_timeout_s * 2 + 10)
-    posted = {} if posted is None else posted
     async with db.session() as session:
         found = await session.execute(
             select(SlackAgentPost.key, SlackAgentPost.ts).where(  # type: ignore[call-overload]
@@ -195,6 +189,7 @@ async def post_in_threads(
             await session.commit()
         except IntegrityError:
             raise jobs.Defer("another worker began posting these lines", 1.0) from None
+    posted: dict[str, str] = {}
     errors: list[Exception | None] = [None] * len(threads)
     limit = asyncio.Semaphore(max(1, at_once))
 
@@ -221,7 +216,7 @@ async def post_in_threads(
     if first is not None:
         thens.insert(0, (first, [key for t in went for key, _ in t.lines]))
     await _record(posted, [k for k in fresh if k not in posted], thens)
-    return errors
+    return errors, posted
 
 
 async def _record(

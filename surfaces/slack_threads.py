@@ -359,8 +359,8 @@ async def on_messages(batch: jobs.Batch[ConversationMessage]) -> None:
         }
         errors: list[Exception | None]
         try:
-            errors = await post_in_threads(
-                [_thread_lines(plan, stamp=False) for plan in simple.values()],
+            errors, _ = await post_in_threads(
+                [_thread_lines(plan) for plan in simple.values()],
                 at_once=SYNC_AT_ONCE,
                 first=partial(_shown, {k: m for p in simple.values() for k, m in p.keys.items()}),
             )
@@ -434,20 +434,19 @@ async def _catch_up(conversation_ids: list[int]) -> dict[int, _Plan]:
     return plans
 
 
-def _thread_lines(plan: _Plan, *, stamp: bool = True) -> ThreadLines:
-    """The plan's lines for its thread (``post_in_threads``); the mark moves in the same
-    commit that records them (and the messages are stamped there, unless ``stamp`` is
-    False: the caller stamps a whole batch's at once, ``_shown``)."""
-    thread, keys, last = plan.thread, plan.keys, plan.last
+def _thread_lines(plan: _Plan) -> ThreadLines:
+    """The plan's lines for its thread (``post_in_threads``); the thread's mirror mark
+    moves in the same commit that records them (the batch's messages are stamped there
+    at once, ``_shown``)."""
+    thread, last = plan.thread, plan.last
 
-    async def mirrored(session: AsyncSession, posted: list[str]) -> None:
-        shown = [keys[key] for key in posted] if stamp else []
-        await _mirrored(session, thread.id, shown, last)  # type: ignore[arg-type]
+    async def mirrored(session: AsyncSession, _: list[str]) -> None:
+        await _move_mark(session, thread.id, last)  # type: ignore[arg-type]
 
     return ThreadLines(
         thread.channel,
         thread.ts,  # type: ignore[arg-type]
-        [(key, plan.lines[message_id]) for key, message_id in keys.items()],
+        [(key, plan.lines[message_id]) for key, message_id in plan.keys.items()],
         then=mirrored,
     )
 
@@ -463,6 +462,11 @@ async def _mirrored(session: AsyncSession, thread_id: int, shown: list[int], las
     agent now; the thread's mirror mark moves to ``last`` (an agent's Slack reply is in
     the thread already: it only moves the mark)."""
     await path_times.mark_agent_notified(session, shown)
+    await _move_mark(session, thread_id, last)
+
+
+async def _move_mark(session: AsyncSession, thread_id: int, last: int) -> None:
+    """The thread shows the conversation up to message ``last``."""
     await session.execute(
         update(SlackAgentThread)
         .where(
