@@ -169,15 +169,17 @@ def insert_new(
 ) -> None:
     """INSERT ``rows`` into ``table``; a row whose ``conflict`` key exists already is
     skipped, silently (``insert_ignore`` on a ``Connection``): one statement."""
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    conn.execute(dialect.insert(table).on_conflict_do_nothing(index_elements=list(conflict)), rows)
+    stmt = _insert(conn.dialect.name, table).on_conflict_do_nothing(index_elements=list(conflict))
+    conn.execute(stmt, rows)
 
 
 # --- async session writes ------------------------------------------------------------------
 
 
-def _insert(session: AsyncSession, table: Table) -> Any:
-    return postgresql.insert(table) if is_postgres(session) else sqlite.insert(table)
+def _insert(dialect: str, table: Table) -> Any:
+    """The dialect's INSERT (it has ``on_conflict_do_*``): ``dialect_name(session)`` or
+    ``conn.dialect.name``."""
+    return postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
 
 
 def _sqlite_datetime(value: Any) -> Any:
@@ -336,7 +338,9 @@ async def insert_ignore(
     found: list[Any] = []
     for names, group in _complete(table, rows):
         if plan is None:
-            stmt = _insert(session, table).on_conflict_do_nothing(index_elements=list(conflict))
+            stmt = _insert(dialect_name(session), table).on_conflict_do_nothing(
+                index_elements=list(conflict)
+            )
             if not returning:
                 await session.execute(stmt, group)
                 continue
@@ -372,7 +376,7 @@ async def upsert(
     plan = _sqlite_raw(session, table)
     for names, group in _complete(table, rows):
         if plan is None:
-            stmt = _insert(session, table)
+            stmt = _insert(dialect_name(session), table)
             stmt = stmt.on_conflict_do_update(
                 index_elements=list(conflict), set_={name: stmt.excluded[name] for name in update}
             )

@@ -21,15 +21,15 @@ committed never runs twice.
 Requests go first, within a bound that follows the backlog. The workers share the process
 (and its event loop and CPU) with the web server. While webhooks are arriving
 (``foreground_active`` was called in the last ``_FOREGROUND_WINDOW_S``) *and* the event
-loop runs late (``loop_lag_s`` above ``worker_yield_lag_s``: requests are waiting their
-turn behind jobs), a worker runs one burst (a claim) at a time and then rests, so that its
-bursts take a share of the CPU: at least ``worker_share_under_load``, growing to all of it
-as the most urgent due job's wait approaches ``job_latency_target_s``. So the backlog stays
-bounded under any load the machine can sustain, and requests keep the rest. While the loop
-keeps up, requests lose nothing to the jobs and the workers run unpaced: resting then
-would only leave the CPU idle and the agents waiting (bench/pipeline.py, SQLite, 50 msg/s:
-agent-notified p99 15.1 s paced against 4.7 s unpaced, with the webhooks' own p99 at 252
-against 150 ms).
+loop runs late (``_watch_loop``: a timer fires more than ``worker_yield_lag_s`` after it
+was due, so requests are waiting their turn behind jobs), a worker runs one burst (a claim)
+at a time and then rests, so that its bursts take a share of the CPU: at least
+``worker_share_under_load``, growing to all of it as the most urgent due job's wait
+approaches ``job_latency_target_s``. So the backlog stays bounded under any load the
+machine can sustain, and requests keep the rest. While the loop keeps up, requests lose
+nothing to the jobs and the workers run unpaced: resting then would only leave the CPU idle
+and the agents waiting (bench/pipeline.py, SQLite, 50 msg/s: agent-notified p99 15.1 s
+paced against 4.7 s unpaced, with the webhooks' own p99 at 252 against 150 ms).
 
 Wake-ups: on PostgreSQL a trigger on ``job`` sends ``NOTIFY heliograph_jobs`` when the
 inserting transaction commits, and every process's worker LISTENs, so an idle system
@@ -128,7 +128,7 @@ _FOREGROUND_WINDOW_S = 0.2
 _SINGLES_UNDER_LOAD = 4  # single jobs claimed per burst while requests arrive
 _MAX_REST_S = 1.0
 _LAG_PROBE_S = 0.02  # how often the loop's lateness is sampled
-_loop_lag_s = 0.0  # how late the event loop ran lately (a decaying maximum)
+_loop_lag_s = 0.0  # how late a timer fired lately (each sample kept, decaying by a fifth)
 
 
 class RetryLater(Exception):
@@ -343,12 +343,6 @@ def foreground_active() -> None:
 
 def under_load() -> bool:
     return time.monotonic() - _foreground_at < _FOREGROUND_WINDOW_S
-
-
-def loop_lag_s() -> float:
-    """How late this process's event loop ran lately: a timer due now fires this much later
-    (each sample is kept, decaying by a fifth per ``_LAG_PROBE_S``)."""
-    return _loop_lag_s
 
 
 def requests_held_up(settings: Settings) -> bool:
