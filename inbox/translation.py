@@ -191,30 +191,36 @@ async def translate_inbound_batch(batch: jobs.Batch[MessageRef]) -> None:
     their jobs done. One that fails is retried alone (a provider's error is recorded on its
     message first, as "failed", and the job retried)."""
     outcomes: dict[int, _Outcome] = {}
-
-    async def work(i: int) -> None:
-        try:
-            outcome = await _translate(batch.payloads[i])
-        except _ProviderError as exc:
-            outcomes[i] = exc.outcome
-            raise exc.retry from exc
-        if outcome is not None:
-            outcomes[i] = outcome
-
-    await batch.in_lanes(([i] for i in range(len(batch))), work, at_once=DETECT_AT_ONCE, held="")
+    await batch.in_lanes(
+        ([i] for i in range(len(batch))),
+        lambda i: _attempt(batch.payloads[i], outcomes, i),
+        at_once=DETECT_AT_ONCE,
+        held="",
+    )
     await _record_all(outcomes, batch)
 
 
 async def translate_inbound(payload: MessageRef) -> None:
     """Detect the language of an inbound message and translate it for the agents (the
     batch of one)."""
+    outcomes: dict[int, _Outcome] = {}
+    try:
+        await _attempt(payload, outcomes, 0)
+    finally:
+        if outcomes:
+            await _record_all(outcomes)
+
+
+async def _attempt(payload: MessageRef, outcomes: dict[int, _Outcome], i: int) -> None:
+    """``_translate`` into ``outcomes[i]``; after a provider's error, its "failed" outcome
+    is kept there too and the job is to be retried (``RetryLater``)."""
     try:
         outcome = await _translate(payload)
     except _ProviderError as exc:
-        await _record_all({0: exc.outcome})
+        outcomes[i] = exc.outcome
         raise exc.retry from exc
     if outcome is not None:
-        await _record_all({0: outcome})
+        outcomes[i] = outcome
 
 
 @dataclass(frozen=True)
@@ -326,7 +332,8 @@ async def _record_all(
                 )
             ).scalars()
         }
-        for _, outcome in sorted(outcomes.items()):
+        for i in sorted(outcomes):
+            outcome = outcomes[i]
             message = messages.get(outcome.message_id)
             if message is None or words(message) != outcome.text:
                 continue  # edited meanwhile: the edit's own job takes over
