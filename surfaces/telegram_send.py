@@ -291,7 +291,7 @@ Work = Callable[[AsyncSession, P], Awaitable[None]]
 LISTEN_BATCH = 20  # events handled in one transaction (on SQLite it holds the writer)
 
 
-async def _in_session(work: Work[P], batch: jobs.Batch[P]) -> None:
+async def _in_batch(work: Work[P], batch: jobs.Batch[P]) -> None:
     """A listener's due events together: one read to learn whether anybody's chat could
     be told at all (most teams work in Slack or the web app: then nothing more), else one
     transaction for the batch, each event in a savepoint of its own (one that breaks fails
@@ -486,7 +486,7 @@ LISTENERS: tuple[Listener[Any], ...] = (
 )
 for _listener in LISTENERS:
     jobs.batch_handler(_listener.kind, size=LISTEN_BATCH)(
-        functools.partial(_in_session, _listener.work)
+        functools.partial(_in_batch, _listener.work)
     )
 
 
