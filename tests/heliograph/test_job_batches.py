@@ -11,14 +11,16 @@ import textwrap
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from pydantic import ConfigDict
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from heliograph import jobs
-from heliograph.db import Database
+from heliograph.db import Database, utcnow
 from heliograph.models import Job
 from heliograph.settings import get_settings
 from tests.utils.jobs import run_jobs
@@ -209,6 +211,64 @@ async def test_urgent_kinds_are_claimed_before_older_bulk_work(database: Databas
     assert [job.kind for job in first] == [URGENT.name]
     second = await queue.claim(10)
     assert [job.kind for job in second] == [BULK.name] * 3
+
+
+async def _lapse(database: Database, kind: jobs.JobKind[Item]) -> None:
+    """The jobs of ``kind`` were claimed by a worker that died: their lease ran out."""
+    async with database.session() as session:
+        await session.execute(
+            update(Job)
+            .where(Job.kind == kind.name)  # type: ignore[arg-type]
+            .values(
+                status="running", locked_by="dead", locked_until=utcnow() - timedelta(1), attempts=1
+            )
+        )
+        await session.commit()
+
+
+async def test_jobs_of_a_dead_worker_are_claimed_in_their_turn(database: Database) -> None:
+    """A job whose worker died (lease run out) is due again with its priority and age:
+    claimed before pending work of a lower priority, after pending work of a higher one,
+    and together with the pending jobs of its kind, oldest first."""
+    _reset()
+    await _add(database, URGENT, {"n": 1})
+    await _lapse(database, URGENT)
+    await _add(database, BULK, {"n": 2})
+    await _add(database, URGENT, {"n": 3})
+    queue = jobs.JobQueue(database, get_settings(), "w")
+    first = await queue.claim(10)
+    assert [(job.payload["n"], job.attempts) for job in first] == [(1, 2), (3, 1)]
+    assert [job.payload["n"] for job in await queue.claim(10)] == [2]
+
+    _reset()
+    await _lapse(database, BULK)  # the BULK job's worker died too
+    await _add(database, URGENT, {"n": 4})
+    assert [job.payload["n"] for job in await queue.claim(10)] == [4]
+    assert [job.payload["n"] for job in await queue.claim(10)] == [2]
+    assert await queue.claim(10) == []  # the live leases are left alone
+
+
+async def test_a_claim_reads_the_queue_by_its_indexes_without_sorting_the_backlog(
+    database: Database,
+) -> None:
+    """Each of the claim's queries walks an index in order and stops at its limit, so a
+    claim costs the same behind a backlog of 30 due jobs or 30,000. (Their earlier shape,
+    one OR over pending and lapsed jobs, had SQLite sort every due job on every claim.)"""
+    if not database.is_sqlite:
+        pytest.skip("SQLite's query plans; PostgreSQL plans by its statistics")
+    statements = jobs._statements(skip_locked=False)
+    params = {"now_": str(utcnow()), "priority_": 0, "kind_": URGENT.name, "size_": 50}
+    async with database.read_session() as session:
+        conn = await session.connection()
+        for name in ("pending_head", "kind_pending"):
+            compiled = getattr(statements, name).compile(dialect=conn.dialect)
+            values = compiled.construct_params(params)
+            plan = await conn.exec_driver_sql(
+                f"EXPLAIN QUERY PLAN {compiled}", tuple(values[n] for n in compiled.positiontup)
+            )
+            steps = " / ".join(str(row[-1]) for row in plan.all())
+            assert "TEMP B-TREE" not in steps, (name, steps)
+            assert "INDEX ix_job_" in steps, (name, steps)
 
 
 async def test_under_constant_request_load_the_backlog_drains(database: Database) -> None:
