@@ -332,6 +332,18 @@ async def store_slack_id(member_id: int, user: str) -> None:
         await session.commit()
 
 
+# Each member's DM channel with the bot, by (workspace API, bot token, user): Slack answers
+# conversations.open with the same channel every time, and the method is rate-limited
+# (Tier 3, about 50 calls a minute), so it is asked once per member and process, not at
+# every assignment (a 40 msg/s run asked it 175 times in 40 s).
+_dm_channels: dict[tuple[str, str, str], str] = {}
+
+
 async def open_dm(user: str) -> str:
-    opened = await slack.api_call(web_client().conversations_open, users=user)
-    return str(opened["channel"]["id"])
+    """The DM channel between the bot and ``user`` (opened by conversations.open once)."""
+    client = web_client()
+    key = (client.base_url, client.token or "", user)
+    if key not in _dm_channels:
+        opened = await slack.api_call(client.conversations_open, users=user)
+        _dm_channels[key] = str(opened["channel"]["id"])
+    return _dm_channels[key]

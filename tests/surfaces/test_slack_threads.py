@@ -504,6 +504,14 @@ async def test_in_dm_mode_the_thread_is_in_the_agents_dm_and_is_not_a_customer(
     dm = "D" + ADA[1:]
     parent = await assigned_thread(database, fake, dm)
     assert await in_channel(fake) == []  # nothing in the inbox channel
+    # A second customer's conversation goes to her DM too, without asking Slack for it again
+    # (conversations.open is rate-limited: once per member, not per assignment).
+    await receive(
+        database, "7001:1", "7001", text="Do you ship to Lisbon?", channel="telegram", name="Ines"
+    )
+    await run_jobs(database)
+    assert len(await slack_calls(fake, "conversations.open")) == 1
+    assert sum("Do you ship to Lisbon?" in str(m) for m in await in_channel(fake, dm)) == 1
 
     await agent_writes(client, fake, ADA, parent, "Checking now.")
     await run_jobs(database)
@@ -511,7 +519,7 @@ async def test_in_dm_mode_the_thread_is_in_the_agents_dm_and_is_not_a_customer(
     assert await telegram_sent(fake) == ["Checking now."]
     async with database.read_session() as session:
         rows = (await session.execute(select(Conversation.channel))).scalars().all()
-    assert rows == ["telegram"]  # her DM did not become a Slack customer's conversation
+    assert rows == ["telegram"] * 2  # her DM did not become a Slack customer's conversation
 
 
 async def test_an_intervention_alert_arrives_in_the_thread_and_on_the_card(

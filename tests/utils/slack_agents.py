@@ -20,6 +20,7 @@ from heliograph.db import Database
 from inbox.ingest import AcceptResult
 from inbox.models import Conversation, Message
 from routing import snapshot
+from surfaces import slack_posts
 from tests.utils.factories import receive
 from tests.utils.jobs import run_jobs_until
 from tests.utils.processes import free_port
@@ -54,6 +55,8 @@ def configure(monkeypatch: pytest.MonkeyPatch, url: str, **extra: str) -> None:
     }.items():
         monkeypatch.setenv(key, value)
     slack_env(monkeypatch, f"{url}/slack/api/")  # resets the settings
+    # A new fake Slack: the DM channels this process learnt were another fake's.
+    monkeypatch.setattr(slack_posts, "_dm_channels", {})
 
 
 # --- helpers ----------------------------------------------------------------------------
