@@ -118,32 +118,46 @@ async def reader_languages(session: AsyncSession, member_id: int | None) -> list
     return [c.lower() for c in get_settings().translation_agent_languages] or ["en"]
 
 
-async def translate_cached(text: str, source: str, target: str) -> tuple[str, bool]:
-    """``(translation, from_cache)``; voice lines keep their mark, the rest is translated."""
+async def translate_cached(
+    text: str, source: str, target: str, *, uses: list[cache.Use] | None = None
+) -> tuple[str, bool]:
+    """``(translation, from_cache)``; voice lines keep their mark, the rest is translated.
+    With ``uses``, the cache is only read here: the hit to count or the translation to keep
+    is added to ``uses``, for the caller to write in its own transaction (``cache.record``:
+    the inbound batch writes them with its messages, two write transactions fewer per
+    translated message); without it, each is written here in a transaction of its own."""
     config = provider_config()
     mark = VOICE_MARK if text.startswith(VOICE_MARK) else ""
     body = text[len(mark) :]
-    async with get_db().session() as session:
-        hit = await cache.lookup(session, config.provider, source, target, body)
-        await session.commit()
-    if hit is not None:
-        return mark + hit, True
-    key = (config.provider, source, target, body)
-    pending = _in_flight.get(key)
-    if pending is not None:  # the same text is being translated right now: wait for it
-        translated = await asyncio.shield(pending)
-        async with get_db().session() as session:  # stored now: served as a cache hit
-            hit = await cache.lookup(session, config.provider, source, target, body)
+
+    async def keep(use: cache.Use) -> None:
+        if uses is not None:
+            uses.append(use)
+            return
+        async with get_db().session() as session:
+            await cache.record(session, [use])
             await session.commit()
-        return mark + (hit if hit is not None else translated), True
+
+    key = (config.provider, source, target, body)
+    async with get_db().read_session() as session:
+        hit = await cache.find(session, *key)
+    if hit is None:  # made for the caller meanwhile, not stored yet (the same words twice)
+        hit = next((u.translated for u in uses or () if u.translated and u.key == key), None)
+    # No await from here to taking the key: a translation of the caller's batch that
+    # finished meanwhile is in ``uses`` or still in flight, never in neither.
+    pending = _in_flight.get(key)
+    if hit is None and pending is not None:
+        # The same text is being translated right now: wait for it, a cache hit.
+        hit = await asyncio.shield(pending)
+    if hit is not None:
+        await keep(cache.Use(*key))
+        return mark + hit, True
     future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
     future.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieved: no warning
     _in_flight[key] = future
     try:
         translated = await translate(config, body, source, target)
-        async with get_db().session() as session:
-            await cache.store(session, config.provider, source, target, body, translated)
-            await session.commit()
+        await keep(cache.Use(*key, translated=translated))
     except BaseException as exc:
         future.set_exception(exc)
         raise
@@ -191,31 +205,36 @@ async def translate_inbound_batch(batch: jobs.Batch[MessageRef]) -> None:
     their jobs done. One that fails is retried alone (a provider's error is recorded on its
     message first, as "failed", and the job retried)."""
     outcomes: dict[int, _Outcome] = {}
+    uses: list[cache.Use] = []  # the translation cache's, written with the outcomes
     await batch.in_lanes(
         ([i] for i in range(len(batch))),
-        lambda i: _attempt(batch.payloads[i], outcomes, i),
+        lambda i: _attempt(batch.payloads[i], outcomes, i, uses),
         at_once=DETECT_AT_ONCE,
         held="",
     )
-    await _record_all(outcomes, batch)
+    await _record_all(outcomes, uses, batch)
 
 
 async def translate_inbound(payload: MessageRef) -> None:
     """Detect the language of an inbound message and translate it for the agents (the
     batch of one)."""
     outcomes: dict[int, _Outcome] = {}
+    uses: list[cache.Use] = []
     try:
-        await _attempt(payload, outcomes, 0)
+        await _attempt(payload, outcomes, 0, uses)
     finally:
-        if outcomes:
-            await _record_all(outcomes)
+        if outcomes or uses:
+            await _record_all(outcomes, uses)
 
 
-async def _attempt(payload: MessageRef, outcomes: dict[int, _Outcome], i: int) -> None:
-    """``_translate`` into ``outcomes[i]``; after a provider's error, its "failed" outcome
-    is kept there too and the job is to be retried (``RetryLater``)."""
+async def _attempt(
+    payload: MessageRef, outcomes: dict[int, _Outcome], i: int, uses: list[cache.Use]
+) -> None:
+    """``_translate`` into ``outcomes[i]`` (its cache use into ``uses``); after a
+    provider's error, its "failed" outcome is kept there too and the job is to be retried
+    (``RetryLater``)."""
     try:
-        outcome = await _translate(payload)
+        outcome = await _translate(payload, uses)
     except _ProviderError as exc:
         outcomes[i] = exc.outcome
         raise exc.retry from exc
@@ -244,7 +263,7 @@ class _ProviderError(Exception):
         self.outcome, self.retry = outcome, retry
 
 
-async def _translate(payload: MessageRef) -> _Outcome | None:
+async def _translate(payload: MessageRef, uses: list[cache.Use]) -> _Outcome | None:
     """Detect and translate, without writing; None when there is nothing to do."""
     message_id = payload.message_id
     async with get_db().read_session() as session:
@@ -267,7 +286,9 @@ async def _translate(payload: MessageRef) -> _Outcome | None:
         return outcome
     target = readers[0]
     try:
-        translated, cached = await translate_cached(text, detection.language or "", target)
+        translated, cached = await translate_cached(
+            text, detection.language or "", target, uses=uses
+        )
     except TranslationRefused as exc:
         return replace(outcome, status="failed", note=str(exc))
     except TranslationError as exc:
@@ -307,13 +328,16 @@ def _decide(
 
 
 async def _record_all(
-    outcomes: dict[int, _Outcome], batch: jobs.Batch[MessageRef] | None = None
+    outcomes: dict[int, _Outcome],
+    uses: list[cache.Use],
+    batch: jobs.Batch[MessageRef] | None = None,
 ) -> None:
-    """Write the outcomes (keyed by their job's index in ``batch``) in one transaction,
-    ``batch``'s jobs marked done in its commit. The conversations' rows are taken first,
-    in id order, as routing takes them (its batch locks conversations, then stamps their
-    messages): taken the other way round, the two deadlocked on PostgreSQL under load
-    (bench/pipeline.py at 50 msg/s: 11 translations retried)."""
+    """Write the outcomes (keyed by their job's index in ``batch``) and the translation
+    cache's ``uses`` in one transaction, ``batch``'s jobs marked done in its commit. The
+    conversations' rows are taken first, in id order, as routing takes them (its batch
+    locks conversations, then stamps their messages): taken the other way round, the two
+    deadlocked on PostgreSQL under load (bench/pipeline.py at 50 msg/s: 11 translations
+    retried)."""
     async with get_db().session() as session:
         ids = sorted({o.conversation_id for o in outcomes.values()})
         locked = (
@@ -338,6 +362,7 @@ async def _record_all(
             if message is None or words(message) != outcome.text:
                 continue  # edited meanwhile: the edit's own job takes over
             await _record(session, outcome, message, conversations.get(outcome.conversation_id))
+        await cache.record(session, uses)
         if batch is not None:
             await batch.complete_in(session)
         await session.commit()

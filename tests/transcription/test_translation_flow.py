@@ -183,6 +183,29 @@ async def test_messages_translated_together_are_each_stored_with_their_own_resul
         assert set(statuses) == {"done"}
 
 
+async def test_a_campaigns_identical_answers_ask_the_provider_once_and_count_in_the_cache(
+    database: Database, fake: Sandbox
+) -> None:
+    """Six customers answer a campaign with the same words before the workers run: more
+    than the batch translates side by side, so the later ones find the translation the
+    batch made (not stored yet: the batch stores it with the messages, in one commit)."""
+    sent = [
+        await customer_says(database, f"k{n}", "Meu pagamento falhou.", f"c{n}", language="pt")
+        for n in range(6)
+    ]
+    await run_jobs(database, rounds=1)
+    assert [(await message(database, m.id)).text for m in sent] == ["My payment failed."] * 6  # type: ignore[arg-type]
+    assert len(await fake.calls("libretranslate")) == 1
+    async with database.read_session() as session:
+        [row] = (await session.execute(select(TranslationCache))).scalars().all()
+    assert (row.source, row.target, row.translated, row.hits) == (
+        "pt",
+        "en",
+        "My payment failed.",
+        5,
+    )
+
+
 async def test_an_unknown_customers_language_is_detected_and_kept(
     database: Database, fake: Sandbox
 ) -> None:
