@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event, make_url
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -449,6 +449,24 @@ async def close_db() -> None:
     if _db is not None:
         await _db.dispose()
         _db = None
+
+
+# SQLSTATEs of a transaction PostgreSQL gave up because of concurrent work, not because of
+# what it asked: deadlock_detected, serialization_failure, lock_not_available.
+_TRANSIENT_SQLSTATES = frozenset({"40P01", "40001", "55P03"})
+
+
+def transient_reason(exc: DBAPIError) -> str | None:
+    """Why the database refused a transaction that may well pass if tried again (a
+    deadlock with concurrent transactions, a serialization failure, SQLite's write lock
+    held past the busy timeout), or None for any other database error."""
+    orig = exc.orig
+    code = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    if code in _TRANSIENT_SQLSTATES:
+        return str(orig).splitlines()[0].split(": ", 1)[-1] if str(orig) else code
+    if "database is locked" in str(orig).lower():
+        return "database is locked"
+    return None
 
 
 def is_unique_violation(exc: IntegrityError) -> bool:

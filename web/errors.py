@@ -7,12 +7,13 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from channels.base import InvalidFields, WebhookError
 from crm_core.identity import CustomerNotFound, MergeError
 from heliograph import texts
-from heliograph.db import CommitFailed
+from heliograph.db import CommitFailed, transient_reason
 from inbox.attachments_out import AttachmentRefused
 from inbox.conversations import ConversationNotFound, InvalidRequest
 from routing.team import MemberNotFound
@@ -87,6 +88,23 @@ def install(app: FastAPI) -> None:
             status_code=503,
             headers={"Retry-After": "1"},
         )
+
+    @app.exception_handler(DBAPIError)
+    async def _database(request: Request, exc: DBAPIError) -> Response:
+        # Concurrent transactions locked each other (PostgreSQL broke the deadlock by
+        # rolling this one back) or the write lock stayed taken: nothing of the request
+        # was stored, and the same request is likely to pass at once. Any other database
+        # error is unexpected (below).
+        reason = transient_reason(exc)
+        if reason is None:
+            raise exc
+        log.warning("%s %s rolled back: %s", request.method, request.url.path, reason)
+        message = (
+            f"the database was busy with concurrent work ({reason}); nothing was stored, try again"
+        )
+        if _wants_page(request):
+            return await _error_page(request, 503, message)
+        return JSONResponse({"error": message}, status_code=503, headers={"Retry-After": "1"})
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
