@@ -339,6 +339,11 @@ async def store_slack_id(member_id: int, user: str) -> None:
 _dm_channels: dict[tuple[str, str, str], str] = {}
 
 
+def forget_dm_channels() -> None:
+    """Ask Slack again for each member's DM channel (another workspace or fake Slack)."""
+    _dm_channels.clear()
+
+
 async def open_dm(user: str) -> str:
     """The DM channel between the bot and ``user`` (opened by conversations.open once)."""
     client = web_client()

@@ -56,7 +56,7 @@ def configure(monkeypatch: pytest.MonkeyPatch, url: str, **extra: str) -> None:
         monkeypatch.setenv(key, value)
     slack_env(monkeypatch, f"{url}/slack/api/")  # resets the settings
     # A new fake Slack: the DM channels this process learnt were another fake's.
-    monkeypatch.setattr(slack_posts, "_dm_channels", {})
+    slack_posts.forget_dm_channels()
 
 
 # --- helpers ----------------------------------------------------------------------------
