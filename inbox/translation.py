@@ -38,6 +38,7 @@ from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from crm_core.identity import get_customer
+from crm_core.models import Customer
 from heliograph import jobs
 from heliograph.db import get_db, utcnow
 from heliograph.settings import Settings, get_settings
@@ -206,9 +207,10 @@ async def translate_inbound_batch(batch: jobs.Batch[MessageRef]) -> None:
     message first, as "failed", and the job retried)."""
     outcomes: dict[int, _Outcome] = {}
     uses: list[cache.Use] = []  # the translation cache's, written with the outcomes
+    read = await _read_all([p.message_id for p in batch.payloads])
     await batch.in_lanes(
         ([i] for i in range(len(batch))),
-        lambda i: _attempt(batch.payloads[i], outcomes, i, uses),
+        lambda i: _attempt(read.get(batch.payloads[i].message_id), outcomes, i, uses),
         at_once=DETECT_AT_ONCE,
         held="",
     )
@@ -220,21 +222,67 @@ async def translate_inbound(payload: MessageRef) -> None:
     batch of one)."""
     outcomes: dict[int, _Outcome] = {}
     uses: list[cache.Use] = []
+    read = await _read_all([payload.message_id])
     try:
-        await _attempt(payload, outcomes, 0, uses)
+        await _attempt(read.get(payload.message_id), outcomes, 0, uses)
     finally:
         if outcomes or uses:
             await _record_all(outcomes, uses)
 
 
+@dataclass(frozen=True)
+class _Inbound:
+    """An inbound message still to detect (and maybe translate), with what decides it."""
+
+    message: Message
+    conversation: Conversation
+    customer_language: str | None
+    readers: list[str]  # the languages its assignee reads, the target first
+
+
+async def _read_all(message_ids: list[int]) -> dict[int, _Inbound]:
+    """The messages of ``message_ids`` that still need their language, each with its
+    conversation, its customer's language and its readers: for a whole batch in a few
+    queries (messages, conversations, customers, one per assignee), not four per message."""
+    async with get_db().read_session() as session:
+        found = await session.execute(select(Message).where(col(Message.id).in_(message_ids)))
+        messages = [
+            m
+            for m in found.scalars()
+            if m.direction == "in" and m.translation_status not in ("done", "not_needed", "off")
+        ]  # (settled by an earlier run: an edit resets it)
+        if not messages:
+            return {}
+        ids = {m.conversation_id for m in messages}
+        found = await session.execute(select(Conversation).where(col(Conversation.id).in_(ids)))
+        conversations = {c.id: c for c in found.scalars()}
+        ids = {c.customer_id for c in conversations.values()}
+        found = await session.execute(select(Customer).where(col(Customer.id).in_(ids)))
+        customers = {c.id: c for c in found.scalars()}
+        readers: dict[int | None, list[str]] = {}
+        read = {}
+        for message in messages:
+            conversation = conversations[message.conversation_id]
+            customer = customers.get(conversation.customer_id)
+            if customer is None or customer.merged_into_id is not None:
+                customer = await get_customer(session, conversation.customer_id)  # merged
+            who = conversation.assignee_id
+            if who not in readers:
+                readers[who] = await reader_languages(session, who)
+            read[message.id] = _Inbound(message, conversation, customer.language, readers[who])
+    return read  # type: ignore[return-value]
+
+
 async def _attempt(
-    payload: MessageRef, outcomes: dict[int, _Outcome], i: int, uses: list[cache.Use]
+    inbound: _Inbound | None, outcomes: dict[int, _Outcome], i: int, uses: list[cache.Use]
 ) -> None:
-    """``_translate`` into ``outcomes[i]`` (its cache use into ``uses``); after a
-    provider's error, its "failed" outcome is kept there too and the job is to be retried
-    (``RetryLater``)."""
+    """``_translate`` into ``outcomes[i]`` (its cache use into ``uses``); nothing for a
+    message that needs nothing (None). After a provider's error, its "failed" outcome is
+    kept there too and the job is to be retried (``RetryLater``)."""
+    if inbound is None:
+        return
     try:
-        outcome = await _translate(payload, uses)
+        outcome = await _translate(inbound, uses)
     except _ProviderError as exc:
         outcomes[i] = exc.outcome
         raise exc.retry from exc
@@ -263,23 +311,14 @@ class _ProviderError(Exception):
         self.outcome, self.retry = outcome, retry
 
 
-async def _translate(payload: MessageRef, uses: list[cache.Use]) -> _Outcome | None:
+async def _translate(inbound: _Inbound, uses: list[cache.Use]) -> _Outcome | None:
     """Detect and translate, without writing; None when there is nothing to do."""
-    message_id = payload.message_id
-    async with get_db().read_session() as session:
-        message = await session.get(Message, message_id)
-        if message is None or message.direction != "in":
-            return None
-        if message.translation_status in ("done", "not_needed", "off"):
-            return None  # settled by an earlier run (an edit resets it)
-        conversation = await session.get(Conversation, message.conversation_id)
-        assert conversation is not None
-        customer = await get_customer(session, conversation.customer_id)
-        readers = await reader_languages(session, conversation.assignee_id)
+    message, conversation, readers = inbound.message, inbound.conversation, inbound.readers
+    message_id = message.id
     text = words(message)
     if not text.strip():
         return None  # a voice note: inbox.voice queues this job again with the transcript
-    detection = await _inbound_language(message, conversation, customer.language, text)
+    detection = await _inbound_language(message, conversation, inbound.customer_language, text)
     status, note = _decide(detection, conversation, readers)
     outcome = _Outcome(message_id, conversation.id, text, detection, status, note)  # type: ignore[arg-type]
     if status != "translate":
