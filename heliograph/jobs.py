@@ -502,10 +502,13 @@ class JobQueue:
         self.lag_s = 0.0  # how long the most urgent due job had waited at the last claim
         self._sql = _statements(skip_locked=not db.is_sqlite)
 
-    async def claim(self, limit: int, *, due_by: datetime | None = None) -> list[ClaimedJob]:
+    async def claim(
+        self, limit: int, *, due_by: datetime | None = None, urgent_only: bool = False
+    ) -> list[ClaimedJob]:
         """Claim due jobs of one kind: the kind of the most urgent due job, then up to
         ``limit`` of that kind's oldest (up to its batch size for a batch kind). ``due_by``:
         only jobs due by then (default now), e.g. not the retries of a pass that began then.
+        ``urgent_only``: none unless an URGENT job is due.
 
         Each query walks an index from its first row (ix_job_next per priority, then
         ix_job_kind_due; a lapsed lease by ix_job_lease) and stops at its limit: one due
@@ -519,7 +522,9 @@ class JobQueue:
             # The most urgent due job: a pending one, priority by priority, or one whose
             # worker's lease ran out (few: the jobs running now), whichever comes first.
             head = conn.execute(sql.lapsed_head, {"now_": now}).first()
-            for priority in PRIORITIES:
+            if head is not None and urgent_only and head.priority > URGENT:
+                head = None
+            for priority in PRIORITIES[:1] if urgent_only else PRIORITIES:
                 if head is not None and head.priority < priority:
                     break
                 row = conn.execute(sql.pending_head, {"priority_": priority, "now_": now}).first()
@@ -723,6 +728,12 @@ async def run_worker(db: Database, settings: Settings, worker_id: str, stop: asy
     wakeup = _wakeup
     queue = JobQueue(db, settings, worker_id)
     running: dict[asyncio.Task[None], int] = {}  # each claim's task and the slots it holds
+    # Claims of kinds below URGENT still running: one at a time, so that work that can
+    # wait (translations, card refreshes, CRM passes) never takes more than one slot's
+    # share of the CPU from routing, the agents' notifications and the replies. (Several
+    # side by side made them finish sooner and everything urgent later: bench/pipeline.py,
+    # SQLite at 50 msg/s.)
+    lesser: set[asyncio.Task[None]] = set()
     watcher = asyncio.create_task(_watch_loop(stop))
     close_listener = await _listen(db, wakeup)
     rest_until = 0.0  # under load: no new burst before this (monotonic)
@@ -759,7 +770,9 @@ async def run_worker(db: Database, settings: Settings, worker_id: str, stop: asy
                 if not running:
                     burst_started, burst_cpu = time.monotonic(), time.process_time()
                 try:
-                    claimed = await queue.claim(min(free, settings.worker_batch))
+                    claimed = await queue.claim(
+                        min(free, settings.worker_batch), urgent_only=bool(lesser)
+                    )
                 except Exception:  # the database may be restarting; keep the worker alive
                     log.exception("claiming jobs failed")
                     await _rest(stop, 1.0)
@@ -768,6 +781,10 @@ async def run_worker(db: Database, settings: Settings, worker_id: str, stop: asy
                 task = asyncio.create_task(queue.run(claimed))
                 running[task] = 1 if claimed[0].kind in _batch_handlers else len(claimed)
                 task.add_done_callback(lambda done: running.pop(done, None))  # type: ignore[arg-type]
+                kind = _kinds.get(claimed[0].kind)
+                if kind is not None and kind.priority > URGENT:
+                    lesser.add(task)
+                    task.add_done_callback(lesser.discard)  # type: ignore[arg-type]
                 task.add_done_callback(burst_done)
                 if not paced:
                     continue  # claim again at once while there are free slots

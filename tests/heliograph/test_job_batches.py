@@ -123,7 +123,7 @@ async def _requests_meanwhile(cpu_s: float = 0.0) -> AsyncIterator[None]:
         await load
 
 
-WAITING = jobs.JobKind("test.waiting_single", Item)
+WAITING = jobs.JobKind("test.waiting_single", Item, priority=jobs.URGENT)
 at_once = {"now": 0, "most": 0}  # WAITING jobs running at the same time
 
 
@@ -303,6 +303,51 @@ async def test_under_constant_request_load_the_backlog_drains(database: Database
     stop.set()
     await worker
     assert (left, sorted(effects)) == (0, list(range(sent)))
+
+
+LESSER = jobs.JobKind("test.lesser_batch", Item)  # NORMAL: can wait
+lesser_at_once = {"now": 0, "most": 0}
+
+
+@jobs.batch_handler(LESSER, size=2)
+async def _lesser(batch: jobs.Batch[Item]) -> None:
+    # Work that can wait (a translation, a card refresh): 50 ms a batch of two.
+    lesser_at_once["now"] += 1
+    lesser_at_once["most"] = max(lesser_at_once["most"], lesser_at_once["now"])
+    try:
+        await asyncio.sleep(0.05)
+    finally:
+        lesser_at_once["now"] -= 1
+    effects.extend(1000 + p.model_dump()["n"] for p in batch.payloads)
+
+
+async def test_work_that_can_wait_runs_one_batch_at_a_time_beside_urgent_work(
+    database: Database,
+) -> None:
+    """A backlog of a NORMAL kind goes one batch at a time, never several side by side
+    (each would take CPU from routing and the agents' posts), while URGENT jobs that come
+    meanwhile still run at once beside it; everything finishes."""
+    _reset()
+    lesser_at_once.update(now=0, most=0)
+    settings = get_settings().model_copy(update={"worker_poll_s": 0.05})
+    stop = asyncio.Event()
+    worker = asyncio.create_task(jobs.run_worker(database, settings, "lesser", stop))
+    await _add(database, LESSER, *({"n": n} for n in range(12)))
+    jobs.wake_workers()
+    await asyncio.sleep(0.08)  # the first batch is running
+    await _add(database, WAITING, *({"n": n} for n in range(8)))
+    jobs.wake_workers()
+    for _ in range(200):
+        if len(effects) == 20:
+            break
+        await asyncio.sleep(0.05)
+    stop.set()
+    await worker
+    assert sorted(effects) == [*range(8), *range(1000, 1012)]
+    assert lesser_at_once["most"] == 1  # six batches, one after another
+    assert at_once["most"] > 1  # the urgent ones side by side, beside it
+    last_urgent = max(i for i, e in enumerate(effects) if e < 1000)
+    assert last_urgent < effects.index(1010)  # before the NORMAL backlog was through
 
 
 async def _waiting_jobs_under_requests(database: Database, request_cpu_s: float) -> int:
