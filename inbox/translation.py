@@ -37,8 +37,8 @@ from sqlalchemy import select, update
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from crm_core import reads as crm_reads
 from crm_core.identity import get_customer
-from crm_core.models import Customer
 from heliograph import jobs
 from heliograph.db import get_db, utcnow
 from heliograph.settings import Settings, get_settings
@@ -257,8 +257,7 @@ async def _read_all(message_ids: list[int]) -> dict[int, _Inbound]:
         found = await session.execute(select(Conversation).where(col(Conversation.id).in_(ids)))
         conversations = {c.id: c for c in found.scalars()}
         ids = {c.customer_id for c in conversations.values()}
-        found = await session.execute(select(Customer).where(col(Customer.id).in_(ids)))
-        customers = {c.id: c for c in found.scalars()}
+        customers = await crm_reads.customers_by_id(session, ids)
         readers: dict[int | None, list[str]] = {}
         read = {}
         for message in messages:
