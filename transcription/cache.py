@@ -8,10 +8,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from sqlalchemy import select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from heliograph.bulk import insert_ignore
 from heliograph.db import utcnow
 from transcription.models import TranslationCache
 
@@ -36,6 +36,9 @@ class Use:
         return self.provider, self.source, self.target, self.text
 
 
+_KEY = ("provider", "source", "target", "text_hash")  # uq_translation_cache_key
+
+
 def _key(provider: str, source: str, target: str, text: str) -> tuple[object, ...]:
     return (
         col(TranslationCache.provider) == provider,
@@ -53,16 +56,6 @@ async def find(
     return (await session.execute(select(col(TranslationCache.translated)).where(*key))).scalar()
 
 
-async def lookup(
-    session: AsyncSession, provider: str, source: str, target: str, text: str
-) -> str | None:
-    """The cached translation, counting the hit; None on a miss."""
-    found = await find(session, provider, source, target, text)
-    if found is not None:
-        await record(session, [Use(provider, source, target, text)])
-    return found
-
-
 async def store(
     session: AsyncSession, provider: str, source: str, target: str, text: str, translated: str
 ) -> None:
@@ -76,28 +69,24 @@ async def record(session: AsyncSession, uses: Iterable[Use]) -> None:
     key however many times it was used."""
     now = utcnow()
     uses = list(uses)
-    new = {
-        (u.provider, u.source, u.target, text_hash(u.text)): u.translated
+    rows = {  # one per key: the same words twice are one row
+        (u.provider, u.source, u.target, hashed): {
+            "provider": u.provider,
+            "source": u.source,
+            "target": u.target,
+            "text_hash": hashed,
+            "translated": u.translated,
+            "hits": 0,
+            "created_at": now,
+            "last_used_at": now,
+        }
         for u in uses
         if u.translated is not None
+        for hashed in (text_hash(u.text),)
     }
-    if new:
-        dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
-        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        rows = [
-            {
-                "provider": provider,
-                "source": source,
-                "target": target,
-                "text_hash": hashed,
-                "translated": translated,
-                "hits": 0,
-                "created_at": now,
-                "last_used_at": now,
-            }
-            for (provider, source, target, hashed), translated in new.items()
-        ]
-        await session.execute(insert(TranslationCache).values(rows).on_conflict_do_nothing())
+    if rows:
+        table = TranslationCache.__table__  # type: ignore[attr-defined]
+        await insert_ignore(session, table, list(rows.values()), _KEY)
     hits = Counter(u.key for u in uses if u.translated is None)
     for (provider, source, target, text), count in hits.items():
         await session.execute(
