@@ -12,6 +12,9 @@ member's session cookie (``tests.utils.web.session_cookie``), ``width=375`` for 
 
 ``web_server_with(env)`` starts another server with its workers on and ``env`` added (the
 sandbox's providers and translation); ``open_page(browser, url)`` opens a signed-out page on it.
+
+``await page.add_init_script(LIVE_FLAG)`` before a page loads, then ``await wait_live(page)``
+waits until that page listens to the server's live events (htmx's SSE connection is open).
 """
 
 from __future__ import annotations
@@ -24,11 +27,24 @@ from typing import Any
 
 import pytest
 
-from tests.utils.processes import Service, free_port, start_heliograph
+from tests.utils.processes import Service, eventually, free_port, start_heliograph
 from tests.utils.web import WEB_SESSION_SECRET, session_cookie
 from web.ui.sessions import COOKIE
 
 CHROMIUM = "/usr/bin/chromium"
+
+# The page keeps a flag once htmx's SSE connection to /live is open (a new page, a new flag).
+LIVE_FLAG = "document.addEventListener('htmx:sseOpen', () => { window.__hgLive = true; });"
+
+
+async def wait_live(page: Any, seconds: float = 15) -> None:
+    """Wait until ``page`` (carrying ``LIVE_FLAG``) listens to the server's live events.
+    Polled from here: the page's CSP forbids the eval that ``page.wait_for_function`` needs."""
+
+    async def listening() -> bool:
+        return bool(await page.evaluate("window.__hgLive === true"))
+
+    await eventually("the page's live connection", listening, seconds)
 
 
 @pytest.fixture

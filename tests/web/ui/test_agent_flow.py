@@ -26,7 +26,7 @@ from inbox.models import Conversation
 from routing import credentials
 from routing.models import TeamMember
 from sandbox.samples import tiny_png
-from tests.utils.browser import open_page
+from tests.utils.browser import LIVE_FLAG, open_page, wait_live
 from tests.utils.db import rows
 from tests.utils.factories import make_member, receive
 from tests.utils.processes import Service, eventually
@@ -117,9 +117,7 @@ async def test_the_agents_flow_in_chromium(
     failed: list[str] = []
     page.on("pageerror", lambda e: failed.append(str(e)))
     # htmx's SSE extension says when a page's live stream is open.
-    await page.add_init_script(
-        "document.addEventListener('htmx:sseOpen', () => { window.__liveOpen = true; })"
-    )
+    await page.add_init_script(LIVE_FLAG)
 
     # Sign in with the password (the form, its CSRF token and all).
     await page.goto("/?view=all")
@@ -133,7 +131,7 @@ async def test_the_agents_flow_in_chromium(
     # A WhatsApp message through the sandbox shows in the open inbox within 2 s of the send,
     # the page not reloaded.
     await page.evaluate("window.__sameDocument = true")
-    await page.wait_for_function("window.__liveOpen === true")
+    await wait_live(page)
     sent_at = time.monotonic()
     said = await sandbox.post(
         "/_sandbox/say/whatsapp_cloud",

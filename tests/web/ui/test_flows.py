@@ -25,7 +25,7 @@ from crm_core.profile import update_profile
 from heliograph.db import Database
 from inbox.models import Conversation, Message
 from routing.team import create_token
-from tests.utils.browser import member_page
+from tests.utils.browser import LIVE_FLAG, member_page, wait_live
 from tests.utils.crm_world import days_ago, ev, ingest, make_programs
 from tests.utils.factories import make_member, receive
 from tests.utils.http import TELEGRAM_TOKEN, TELEGRAM_WEBHOOK_SECRET
@@ -38,24 +38,11 @@ pytestmark = pytest.mark.slow
 SANDBOX_ENV = TELEGRAM_ENV
 SANDBOX_RESETS = ("/_sandbox/fail?provider=telegram", "/_sandbox/telegram")
 
-# The page keeps a flag once htmx's SSE connection to /live is open (a new page, a new flag).
-SSE_FLAG = "document.addEventListener('htmx:sseOpen', () => { window.__hgLive = true; });"
-
-
-async def _live(page: Any) -> None:
-    """Wait until the page listens to the server's live events (polled from here: the
-    page's CSP forbids the eval that ``page.wait_for_function`` needs)."""
-
-    async def listening() -> bool:
-        return bool(await page.evaluate("window.__hgLive === true"))
-
-    await eventually("the page's live connection", listening, 15)
-
 
 async def _open_live(page: Any, path: str) -> None:
     """Go to ``path`` and wait until the page listens to the server's live events."""
     await page.goto(path)
-    await _live(page)
+    await wait_live(page)
 
 
 async def test_two_browsers_on_two_server_processes_see_each_other_live(
@@ -71,7 +58,7 @@ async def test_two_browsers_on_two_server_processes_see_each_other_live(
     as_omar = await member_page(browser, server_b.url, omar)  # type: ignore[arg-type]
     try:
         for page in (as_maya, as_omar):
-            await page.context.add_init_script(SSE_FLAG)
+            await page.context.add_init_script(LIVE_FLAG)
             await _open_live(page, f"/conversations/{cid}")
         # Neither page reloads from here on: a reload would drop this mark.
         await as_omar.evaluate("window.__hgSamePage = true")
@@ -90,7 +77,7 @@ async def test_two_browsers_on_two_server_processes_see_each_other_live(
         assert await as_omar.evaluate("window.__hgSamePage === true")
 
         # The other way round: Omar (B) types and replies, Maya (A) sees both.
-        await _live(as_maya)
+        await wait_live(as_maya)
         await as_maya.evaluate("window.__hgSamePage = true")
         await as_omar.locator("#reply-text").fill("Adding the tracking")
         maya_typing = as_maya.locator(f'[data-typing-for="{cid}"]')
