@@ -81,13 +81,19 @@ async def post_once(
     *,
     thread_ts: str | None = None,
     blocks: list[dict[str, Any]] | None = None,
+    then: Callable[[AsyncSession, str], Awaitable[None]] | None = None,
 ) -> str:
-    """Post ``text`` (and ``blocks``) once under ``key``; the ts Slack gave it."""
+    """Post ``text`` (and ``blocks``) once under ``key``; the ts Slack gave it.
+    ``then(session, ts)``: run in the commit that records the ts (e.g. keep it on the
+    thread's row), so that what depends on the post is stored with it or not at all."""
     db = get_db()
     now = utcnow()
     async with db.session() as session:
         row = await session.get(SlackAgentPost, key)
         if row is not None and row.ts:
+            if then is not None:  # posted by a try that stopped before its ``then``
+                await then(session, row.ts)
+                await session.commit()
             return row.ts
         earlier = row is not None  # a try before this one may have reached Slack
         created_at = _aware(row.created_at) if row is not None else now
@@ -123,7 +129,7 @@ async def post_once(
     except BaseException:
         await _set_post(key, state="unknown", lease_until=None)
         raise
-    await _set_post(key, state="posted", ts=ts, lease_until=None)
+    await _set_post(key, state="posted", ts=ts, lease_until=None, then=then)
     return ts
 
 
@@ -242,11 +248,15 @@ async def _record(
         await session.commit()
 
 
-async def _set_post(key: str, **values: Any) -> None:
+async def _set_post(
+    key: str, *, then: Callable[[AsyncSession, str], Awaitable[None]] | None = None, **values: Any
+) -> None:
     async with get_db().session() as session:
         await session.execute(
             update(SlackAgentPost).where(SlackAgentPost.key == key).values(**values)  # type: ignore[arg-type]
         )
+        if then is not None:
+            await then(session, values["ts"])
         await session.commit()
 
 

@@ -184,8 +184,11 @@ async def _card(session: AsyncSession, conversation_id: int) -> tuple[str, list[
     return mention + slack_escape(" · ".join(card.lines()[:3])), slack_blocks(card)
 
 
-async def _thread_for(conversation_id: int, channel: str, member_id: int | None) -> int:
-    """The thread row for this conversation in ``channel`` (made, or handed to ``member_id``)."""
+async def _thread_for(
+    conversation_id: int, channel: str, member_id: int | None
+) -> tuple[int, str | None]:
+    """The thread row for this conversation in ``channel`` (made, or handed to
+    ``member_id``): its id and its parent's ts (None: not posted yet)."""
     async with get_db().session() as session:
         found = await session.execute(
             select(SlackAgentThread).where(
@@ -207,7 +210,7 @@ async def _thread_for(conversation_id: int, channel: str, member_id: int | None)
             await session.commit()
         except IntegrityError:
             raise jobs.Defer("another worker is making this thread", 1.0) from None
-        return int(thread.id)  # type: ignore[arg-type]
+        return int(thread.id), thread.ts  # type: ignore[arg-type]
 
 
 @jobs.batch_handler(ASSIGNED, size=50)
@@ -225,30 +228,25 @@ async def on_assigned(payload: ConversationAssigned) -> None:
         return  # this member does not work from Slack
     async with get_db().read_session() as session:
         text, blocks = await _card(session, conversation_id)
-    thread_id = await _thread_for(conversation_id, channel, member_id)
-    async with get_db().read_session() as session:
-        thread = await session.get(SlackAgentThread, thread_id)
-        assert thread is not None
-        had_parent = thread.ts is not None
-    ts = await post_once(f"parent:{thread_id}", channel, text, blocks=blocks)
-    if not had_parent:
-        async with get_db().session() as session:
+    thread_id, ts = await _thread_for(conversation_id, channel, member_id)
+    if ts is None:  # a new thread: its parent, the ts kept on the thread in the same commit
+
+        async def keep_ts(session: AsyncSession, posted: str) -> None:
             await session.execute(
-                update(SlackAgentThread).where(SlackAgentThread.id == thread_id).values(ts=ts)  # type: ignore[arg-type]
+                update(SlackAgentThread)
+                .where(SlackAgentThread.id == thread_id)  # type: ignore[arg-type]
+                .values(ts=posted)
             )
-            await session.commit()
+
+        ts = await post_once(f"parent:{thread_id}", channel, text, blocks=blocks, then=keep_ts)
     else:
         await update_message(channel, ts, text, blocks)
+    first: list[tuple[str, str]] = []
     if payload.assignment_id:  # why, in the assignment's own words
         what = ":twisted_rightwards_arrows: Assigned" if member_id else ":inbox_tray: Queued"
         reason = slack_escape(payload.reason)
-        await post_once(
-            f"assigned:{thread_id}:{payload.assignment_id}",
-            channel,
-            f"{what}: {reason}",
-            thread_ts=ts,
-        )
-    await sync_thread(thread_id)
+        first.append((f"assigned:{thread_id}:{payload.assignment_id}", f"{what}: {reason}"))
+    await sync_thread(thread_id, first)  # the line, then the backlog: posted together
 
 
 # --- mirrored messages ----------------------------------------------------------------
@@ -287,8 +285,11 @@ async def _rendered(session: AsyncSession, messages: list[Message]) -> dict[int,
     return lines  # type: ignore[return-value]
 
 
-async def sync_thread(thread_id: int) -> None:
-    """Post the conversation's messages the thread does not show yet, oldest first."""
+async def sync_thread(thread_id: int, first: list[tuple[str, str]] | None = None) -> None:
+    """Post the conversation's messages the thread does not show yet, oldest first;
+    ``first`` (lines ``(key, text)``, e.g. why it was assigned) before them, recorded in
+    the same commits."""
+    first = list(first or [])
     while True:
         async with get_db().read_session() as session:
             thread = await session.get(SlackAgentThread, thread_id)
@@ -312,6 +313,8 @@ async def sync_thread(thread_id: int) -> None:
             )
             lines = await _rendered(session, [m for m in messages if m.id not in from_slack])
         if not messages:
+            if first:
+                await post_lines(thread.channel, thread.ts, first)
             return
         keys = {f"mirror:{thread_id}:{m.id}": m.id for m in messages if m.id in lines}
         last = messages[-1].id
@@ -319,14 +322,16 @@ async def sync_thread(thread_id: int) -> None:
         async def mirrored(
             session: AsyncSession, posted: list[str], keys: dict[str, int] = keys, last: int = last
         ) -> None:
-            await _mirrored(session, thread_id, [keys[key] for key in posted], last)
+            shown = [keys[key] for key in posted if key in keys]
+            await _mirrored(session, thread_id, shown, last)
 
         await post_lines(
             thread.channel,
             thread.ts,  # type: ignore[arg-type]
-            [(key, lines[message_id]) for key, message_id in keys.items()],  # type: ignore[index]
+            first + [(key, lines[message_id]) for key, message_id in keys.items()],  # type: ignore[index]
             then=mirrored,
         )
+        first = []
         if len(messages) < BATCH:
             return
 

@@ -32,10 +32,13 @@ from handoff.models import Handoff
 from heliograph import jobs
 from heliograph.db import Database, utcnow
 from inbox.models import Conversation, Message, Note
+from routing.bus import ConversationAssigned
 from routing.models import TeamMember
 from routing.team import create_token
+from surfaces import slack_threads
 from surfaces.models import SlackAgentPost, SlackAgentThread
 from surfaces.slack_posts import post_once
+from tests.utils.db import rows
 from tests.utils.factories import edit, receive
 from tests.utils.jobs import run_jobs, run_jobs_until
 from tests.utils.processes import start_heliograph
@@ -598,6 +601,37 @@ async def test_a_worker_that_died_after_posting_is_not_followed_by_a_second_post
 
     assert await post_once("handoff:test", INBOX, "Handoff from Aiko") == first
     assert len(await slack_calls(slack_agents, "chat.postMessage")) == 1
+
+
+async def test_a_parent_posted_but_not_noted_on_its_thread_is_noted_not_posted_again(
+    database: Database, slack_agents: httpx.AsyncClient
+) -> None:
+    """A worker posted a thread's parent and recorded the post, then died before the
+    thread kept its ts (as code before one commit for both could): the next assignment
+    notes the ts on the thread; Slack gets no second parent."""
+    result, parent = await ada_has_it(database, slack_agents)
+    calls = len(await slack_calls(slack_agents, "chat.postMessage"))
+    async with database.session() as session:
+        (thread,) = (await session.execute(select(SlackAgentThread))).scalars().all()
+        thread.ts = None
+        await session.commit()
+
+    (ada,) = await rows(database, TeamMember, TeamMember.name == "Ada Lovelace")
+    await slack_threads.on_assigned(
+        ConversationAssigned(
+            conversation_id=result.conversation_id,
+            assignment_id=0,
+            member_id=ada.id,
+            previous_member_id=ada.id,
+            kind="manual",
+            reason="",
+        )
+    )
+    async with database.read_session() as session:
+        (thread,) = (await session.execute(select(SlackAgentThread))).scalars().all()
+    assert thread.ts == parent["ts"]
+    assert len(parents(await in_channel(slack_agents))) == 1
+    assert len(await slack_calls(slack_agents, "chat.postMessage")) == calls
 
 
 async def test_the_card_shows_local_time_stage_and_value_and_web_replies_are_mirrored(
