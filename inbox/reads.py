@@ -212,6 +212,15 @@ async def message(session: AsyncSession, message_id: int | None) -> Message | No
     return await session.get(Message, message_id) if message_id else None
 
 
+async def messages_by_id(session: AsyncSession, message_ids: Iterable[int]) -> dict[int, Message]:
+    """``{message id: the message}`` of those that exist, in one query."""
+    ids = sorted(set(message_ids))
+    if not ids:
+        return {}
+    rows = await session.execute(select(Message).where(Message.id.in_(ids)))  # type: ignore[attr-defined]
+    return {m.id: m for m in rows.scalars().all()}  # type: ignore[misc]
+
+
 async def messages_after(
     session: AsyncSession, conversation_id: int, after_id: int, limit: int
 ) -> list[Message]:

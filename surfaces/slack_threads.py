@@ -493,34 +493,70 @@ async def sync_conversation(conversation_id: int, *, reopened: bool = False) -> 
 
 @jobs.batch_handler(REFRESH_LINE, size=50)
 async def on_messages_changed(batch: jobs.Batch[MessageRef]) -> None:
-    await _in_lanes(batch, lambda p: p.message_id, on_message_changed)
-
-
-async def on_message_changed(payload: MessageRef) -> None:
-    """A translation, transcript or edit came after the line was mirrored: update it."""
+    """A translation, transcript or edit came after a line was mirrored: update the line
+    (``chat.update``) in each thread that shows it. The batch's messages, their threads,
+    their posts and their lines are read in a few queries for all of them; the updates go
+    several at once over one HTTP session. A message's jobs (translated, then edited)
+    share one update, of the message as it is now; a failed update fails that message's
+    jobs alone."""
     if not enabled():
         return
-    message_id = payload.message_id
+    indices: dict[int, list[int]] = {}
+    for i, payload in enumerate(batch.payloads):
+        indices.setdefault(payload.message_id, []).append(i)
     async with get_db().read_session() as session:
-        message = await inbox_reads.message(session, message_id)
-        if message is None:
+        messages = await inbox_reads.messages_by_id(session, indices)
+        if not messages:
             return
-        threads = await session.execute(
-            select(SlackAgentThread).where(
-                SlackAgentThread.conversation_id == message.conversation_id  # type: ignore[arg-type]
+        conversations = {m.conversation_id for m in messages.values()}
+        threads = (
+            (
+                await session.execute(
+                    select(SlackAgentThread).where(
+                        SlackAgentThread.conversation_id.in_(conversations)  # type: ignore[attr-defined]
+                    )
+                )
             )
+            .scalars()
+            .all()
         )
-        posts = [
-            (t, await session.get(SlackAgentPost, f"mirror:{t.id}:{message_id}"))
-            for t in threads.scalars().all()
-        ]
-        line = (await _rendered(session, [message]))[message_id]
-    for thread, post in posts:
-        if post is None:
-            continue  # not mirrored yet: the mirror will read the message as it is now
-        if not post.ts:
-            raise jobs.RetryLater("the line is being posted; update it afterwards")
-        await update_message(thread.channel, post.ts, line)
+        keys = {
+            f"mirror:{t.id}:{m.id}": (t, m.id)
+            for m in messages.values()
+            for t in threads
+            if t.conversation_id == m.conversation_id
+        }
+        posts = (
+            (
+                await session.execute(
+                    select(SlackAgentPost.key, SlackAgentPost.ts).where(  # type: ignore[call-overload]
+                        SlackAgentPost.key.in_(list(keys))  # type: ignore[attr-defined]
+                    )
+                )
+            )
+            .tuples()
+            .all()
+        )
+        lines = await _rendered(session, list(messages.values()))
+    updates: dict[int, list[tuple[str, str | None]]] = {}
+    for key, ts in posts:  # a line not mirrored yet: the mirror reads the message as it is
+        thread, message_id = keys[key]
+        updates.setdefault(message_id, []).append((thread.channel, ts))
+    limit = asyncio.Semaphore(SYNC_AT_ONCE)
+
+    async def update(message_id: int, where: list[tuple[str, str | None]]) -> None:
+        async with limit:
+            try:
+                for channel, ts in where:
+                    if not ts:
+                        raise jobs.RetryLater("the line is being posted; update it afterwards")
+                    await update_message(channel, ts, lines[message_id])
+            except Exception as exc:
+                for i in indices[message_id]:
+                    batch.fail(i, exc)
+
+    async with one_session():
+        await asyncio.gather(*(update(m, where) for m, where in updates.items()))
 
 
 @jobs.batch_handler(REFRESH_CARD, size=50)

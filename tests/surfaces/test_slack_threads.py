@@ -682,3 +682,41 @@ async def test_a_customers_edit_updates_their_line_in_the_thread(
     assert lines[1:] == ["*Rosa Costa:* Where is my order #1243?"]  # updated, not re-posted
     (update,) = await slack_calls(fake, "chat.update")
     assert update["text"] == "*Rosa Costa:* Where is my order #1243?"
+
+
+async def test_edits_of_several_threads_update_together_and_a_lost_answer_retries_only_its_line(
+    client: httpx.AsyncClient, database: Database, slack_agents: httpx.AsyncClient
+) -> None:
+    """Three customers edit their messages after the lines were mirrored; the updates wait
+    for the same batch and Slack loses the answer to the first: every line ends up edited,
+    and only the lost one is updated a second time."""
+    fake = slack_agents
+    await members(database, ADA_SPEC)
+    names = ("Rosa Costa", "Ivo Neto", "Lia Prado")
+    for n, name in enumerate(names):
+        await receive(
+            database, f"first-{n}", f"chat-{n}", text=f"Order {n}", channel="telegram", name=name
+        )
+    await run_jobs(database)
+    await fake.post("/_sandbox/slack/lose-next", json={"method": "chat.update"})
+    for n in range(3):
+        assert await edit(database, "telegram", f"first-{n}", f"Order {n}, the blue one")
+
+    async def all_edited() -> bool:
+        shown = "\n".join(m["text"] for m in await in_channel(fake))
+        return all(f"Order {n}, the blue one" in shown for n in range(3))
+
+    assert await run_jobs_until(database, all_edited, within=20)
+    messages = await in_channel(fake)
+    for n, name in enumerate(names):
+        (parent,) = [p for p in parents(messages) if name in card_text(p)]
+        lines = [m["text"] for m in replies(messages, parent)]
+        assert lines[1:] == [f"*{name}:* Order {n}, the blue one"], lines  # updated in place
+
+    async def retried() -> bool:  # the lost answer's job runs again (after its back-off)
+        return len(await slack_calls(fake, "chat.update")) >= 4
+
+    assert await run_jobs_until(database, retried, within=30)
+    await run_jobs(database)
+    updates = [c["text"] for c in await slack_calls(fake, "chat.update")]
+    assert len(updates) == 4, updates  # three, and the lost one again: the others once
