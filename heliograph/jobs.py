@@ -89,6 +89,13 @@ class Event(Generic[P]):
 
 URGENT, NORMAL, BULK = 0, 1, 2  # job priorities: claimed in this order
 PRIORITIES = (URGENT, NORMAL, BULK)
+# How long a due job of a lower priority waits behind more urgent work before it is
+# claimed first all the same: under a load that keeps URGENT jobs always due, a strict
+# order would never run a translation or a CRM pass (their backlog grew without bound in
+# bench/pipeline.py, all of it waiting at the end of a rate). A job past its patience
+# takes the next claim; with the one-batch rule (``run_worker``) at most one such batch
+# runs beside the urgent work, so the urgent work keeps the rest of the worker.
+PATIENCE_S = {NORMAL: 2.0, BULK: 30.0}
 
 
 @dataclass(frozen=True)
@@ -505,7 +512,8 @@ class JobQueue:
     async def claim(
         self, limit: int, *, due_by: datetime | None = None, urgent_only: bool = False
     ) -> list[ClaimedJob]:
-        """Claim due jobs of one kind: the kind of the most urgent due job, then up to
+        """Claim due jobs of one kind: the kind of the most urgent due job (or of a less
+        urgent one that has waited past its priority's ``PATIENCE_S``), then up to
         ``limit`` of that kind's oldest (up to its batch size for a batch kind). ``due_by``:
         only jobs due by then (default now), e.g. not the retries of a pass that began then.
         ``urgent_only``: none unless an URGENT job is due.
@@ -533,6 +541,15 @@ class JobQueue:
                     break
             if head is None:
                 return None, []
+            if not urgent_only:  # work that has waited past its patience goes first
+                for priority in PRIORITIES[head.priority + 1 :]:
+                    waited = now - timedelta(seconds=PATIENCE_S[priority])
+                    row = conn.execute(
+                        sql.pending_head, {"priority_": priority, "now_": waited}
+                    ).first()
+                    if row is not None:
+                        head = row
+                        break
             batch = _batch_handlers.get(head.kind)
             of_kind = {"kind_": head.kind, "now_": now, "size_": batch[1] if batch else limit}
             # That kind's oldest due jobs: the pending ones by the index, and any whose lease

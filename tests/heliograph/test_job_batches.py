@@ -248,6 +248,56 @@ async def test_jobs_of_a_dead_worker_are_claimed_in_their_turn(database: Databas
     assert await queue.claim(10) == []  # the live leases are left alone
 
 
+async def _waited(database: Database, kind: jobs.JobKind[Item], seconds: float) -> None:
+    """The pending jobs of ``kind`` have been due for ``seconds``."""
+    async with database.session() as session:
+        await session.execute(
+            update(Job)
+            .where(Job.kind == kind.name, Job.status == "pending")  # type: ignore[arg-type]
+            .values(run_at=utcnow() - timedelta(seconds=seconds))
+        )
+        await session.commit()
+
+
+async def test_work_that_can_wait_gets_its_turn_behind_urgent_work_that_never_ends(
+    database: Database,
+) -> None:
+    """URGENT jobs are always due (a load the workers only just carry), yet a job of a
+    lower priority that has waited past its patience is claimed before them: translations
+    and CRM passes fall behind under load, but by a bounded time, not for as long as the
+    load lasts. A worker already running such a batch (``urgent_only``) leaves it be."""
+    _reset()
+    queue = jobs.JobQueue(database, get_settings(), "w")
+    normal_waits, bulk_waits = jobs.PATIENCE_S[jobs.NORMAL], jobs.PATIENCE_S[jobs.BULK]
+
+    async def next_claim(**options: Any) -> list[int]:
+        return [job.payload["n"] for job in await queue.claim(10, **options)]
+
+    await _add(database, LESSER, {"n": 1})
+    await _add(database, URGENT, {"n": 2})
+    await _waited(database, LESSER, normal_waits / 2)
+    assert await next_claim() == [2]  # not waited long enough: the urgent job first
+    await _add(database, URGENT, {"n": 3})
+    await _waited(database, LESSER, normal_waits + 1)
+    assert await next_claim(urgent_only=True) == [3]  # one such batch is running already
+    await _add(database, URGENT, {"n": 4})
+    assert await next_claim() == [1]  # past its patience: before the urgent job
+    assert await next_claim() == [4]
+
+    await _add(database, BULK, {"n": 5})
+    await _add(database, LESSER, {"n": 6})
+    await _add(database, URGENT, {"n": 7})
+    await _waited(database, BULK, bulk_waits - 5)  # long, but a CRM pass may wait longer
+    await _waited(database, LESSER, normal_waits + 1)
+    assert await next_claim() == [6]
+    assert await next_claim() == [7]
+    await _add(database, URGENT, {"n": 8})
+    await _waited(database, BULK, bulk_waits + 1)
+    assert await next_claim() == [5]
+    assert await next_claim() == [8]
+    assert await next_claim() == []
+
+
 async def test_a_claim_reads_the_queue_by_its_indexes_without_sorting_the_backlog(
     database: Database,
 ) -> None:
