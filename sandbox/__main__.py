@@ -35,6 +35,11 @@ def main() -> None:
         host=args.host,
         port=args.port,
         log_level="warning",
+        # A connection left idle is kept far longer than uvicorn's 5 s: a client that sent
+        # on one just as the server closed it got "Server disconnected without sending a
+        # response" (a test's teardown after 14 s of other work did). The fakes' clients
+        # are few and local; an idle connection costs nothing here.
+        timeout_keep_alive=300,
     )
 
 
