@@ -89,13 +89,6 @@ class Event(Generic[P]):
 
 URGENT, NORMAL, BULK = 0, 1, 2  # job priorities: claimed in this order
 PRIORITIES = (URGENT, NORMAL, BULK)
-# How long a due job of a lower priority waits behind more urgent work before it is
-# claimed first all the same: under a load that keeps URGENT jobs always due, a strict
-# order would never run a translation or a CRM pass (their backlog grew without bound in
-# bench/pipeline.py, all of it waiting at the end of a rate). A job past its patience
-# takes the next claim; with the one-batch rule (``run_worker``) at most one such batch
-# runs beside the urgent work, so the urgent work keeps the rest of the worker.
-PATIENCE_S = {NORMAL: 2.0, BULK: 30.0}
 
 
 @dataclass(frozen=True)
@@ -513,7 +506,7 @@ class JobQueue:
         self, limit: int, *, due_by: datetime | None = None, urgent_only: bool = False
     ) -> list[ClaimedJob]:
         """Claim due jobs of one kind: the kind of the most urgent due job (or of a less
-        urgent one that has waited past its priority's ``PATIENCE_S``), then up to
+        urgent one that has waited past its priority's patience, ``patience``), then up to
         ``limit`` of that kind's oldest (up to its batch size for a batch kind). ``due_by``:
         only jobs due by then (default now), e.g. not the retries of a pass that began then.
         ``urgent_only``: none unless an URGENT job is due.
@@ -525,6 +518,7 @@ class JobQueue:
         now = due_by or utcnow()
         lease = utcnow() + timedelta(seconds=self.settings.job_lease_s)
         sql = self._sql
+        patience = self.patience()
 
         def work(conn: Any) -> tuple[Any, list[Any]]:
             # The most urgent due job: a pending one, priority by priority, or one whose
@@ -543,7 +537,7 @@ class JobQueue:
                 return None, []
             if not urgent_only:  # work that has waited past its patience goes first
                 for priority in PRIORITIES[head.priority + 1 :]:
-                    waited = now - timedelta(seconds=PATIENCE_S[priority])
+                    waited = now - timedelta(seconds=patience[priority])
                     row = conn.execute(
                         sql.pending_head, {"priority_": priority, "now_": waited}
                     ).first()
@@ -568,6 +562,17 @@ class JobQueue:
         run_at, rows = await self.db.run_transaction(work)
         self.lag_s = max(0.0, (now - run_at).total_seconds()) if run_at is not None else 0.0
         return sorted((ClaimedJob(*row) for row in rows), key=lambda j: j.id)
+
+    def patience(self) -> dict[int, float]:
+        """How long a due job of each lower priority waits behind more urgent work before
+        it takes the next claim all the same (``HELIOGRAPH_JOB_PATIENCE_S``, ``..._BULK_...``).
+        Under a load that keeps URGENT jobs always due, a strict order never ran a
+        translation or a CRM pass (in bench/pipeline.py on SQLite every translation of a
+        rate was still waiting at its end); past its patience a job goes first, and with
+        the one-batch rule (``run_worker``) one such batch at most runs beside the urgent
+        work, which keeps the rest of the worker."""
+        s = self.settings
+        return {NORMAL: s.job_patience_s, BULK: s.job_bulk_patience_s}
 
     def completion(self, job_ids: list[int]) -> tuple[Any, dict[str, Any]]:
         """The statement, and its parameters, that marks these claimed jobs done (still

@@ -90,6 +90,17 @@ class Settings(BaseSettings):
         description="While requests arrive, background work's share of CPU grows from "
         "worker_share_under_load to all of it as the most urgent due job's wait reaches this.",
     )
+    job_patience_s: float = Field(
+        default=5.0,
+        description="A due job of NORMAL priority (inbound translation, line and card "
+        "refreshes) that has waited this long takes the next claim ahead of URGENT work "
+        "(routing, the agents' posts, replies): under a load that keeps urgent jobs always "
+        "due it still runs, this late at most. Shorter: fresher translations, slower posts.",
+    )
+    job_bulk_patience_s: float = Field(
+        default=30.0,
+        description="The same for BULK jobs (CRM passes, clean-up), ahead of both.",
+    )
     health_job_age_s: float = Field(
         default=30.0,
         description="/healthz says degraded when the oldest due routing job has waited longer.",

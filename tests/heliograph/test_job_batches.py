@@ -268,7 +268,7 @@ async def test_work_that_can_wait_gets_its_turn_behind_urgent_work_that_never_en
     load lasts. A worker already running such a batch (``urgent_only``) leaves it be."""
     _reset()
     queue = jobs.JobQueue(database, get_settings(), "w")
-    normal_waits, bulk_waits = jobs.PATIENCE_S[jobs.NORMAL], jobs.PATIENCE_S[jobs.BULK]
+    normal_waits, bulk_waits = queue.patience()[jobs.NORMAL], queue.patience()[jobs.BULK]
 
     async def next_claim(**options: Any) -> list[int]:
         return [job.payload["n"] for job in await queue.claim(10, **options)]
