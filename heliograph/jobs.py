@@ -506,7 +506,7 @@ class JobQueue:
         self, limit: int, *, due_by: datetime | None = None, urgent_only: bool = False
     ) -> list[ClaimedJob]:
         """Claim due jobs of one kind: the kind of the most urgent due job (or of a less
-        urgent one that has waited past its priority's patience, ``patience``), then up to
+        urgent one that has waited past its priority's ``patience()``), then up to
         ``limit`` of that kind's oldest (up to its batch size for a batch kind). ``due_by``:
         only jobs due by then (default now), e.g. not the retries of a pass that began then.
         ``urgent_only``: none unless an URGENT job is due.
