@@ -42,6 +42,7 @@ from crm_core.reads import identities_by_id
 from heliograph import jobs
 from heliograph.bulk import insert_new, new_row, pairs_in
 from heliograph.db import get_db, utcnow
+from inbox import reads as inbox_reads
 from inbox import translation
 from inbox.attachments_out import SentFile, outgoing_of
 from inbox.bus import DELIVER_REPLY, MessageRef, pages_changed
@@ -166,15 +167,12 @@ async def _prepare(message_ids: Collection[int]) -> dict[int, _Due]:
     out: nothing to do. A "failed" one runs again only when an operator retries its dead
     job: it is sent."""
     async with get_db().read_session() as session:
-        rows = await session.execute(select(Message).where(col(Message.id).in_(message_ids)))
-        messages = [m for m in rows.scalars().all() if m.delivery_status not in DELIVERY_DONE]
+        found = await inbox_reads.messages_by_id(session, message_ids)
+        messages = [m for m in found.values() if m.delivery_status not in DELIVERY_DONE]
         if not messages:
             return {}
         conversation_ids = sorted({m.conversation_id for m in messages})
-        found = await session.execute(
-            select(Conversation).where(col(Conversation.id).in_(conversation_ids))
-        )
-        conversations = {c.id: c for c in found.scalars().all()}
+        conversations = await inbox_reads.conversations_by_id(session, conversation_ids)
         recipients = await identities_by_id(
             session, [c.identity_id for c in conversations.values()]
         )

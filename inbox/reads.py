@@ -221,6 +221,17 @@ async def messages_by_id(session: AsyncSession, message_ids: Iterable[int]) -> d
     return {m.id: m for m in rows.scalars().all()}  # type: ignore[misc]
 
 
+async def conversations_by_id(
+    session: AsyncSession, conversation_ids: Iterable[int]
+) -> dict[int, Conversation]:
+    """``{conversation id: the conversation}`` of those that exist, in one query."""
+    ids = sorted(set(conversation_ids))
+    if not ids:
+        return {}
+    rows = await session.execute(select(Conversation).where(Conversation.id.in_(ids)))  # type: ignore[union-attr]
+    return {c.id: c for c in rows.scalars().all()}  # type: ignore[misc]
+
+
 async def messages_after(
     session: AsyncSession, conversation_id: int, after_id: int, limit: int
 ) -> list[Message]:

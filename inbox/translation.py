@@ -42,6 +42,7 @@ from crm_core.identity import get_customer
 from heliograph import jobs
 from heliograph.db import get_db, utcnow
 from heliograph.settings import Settings, get_settings
+from inbox import reads as inbox_reads
 from inbox.bus import (
     MESSAGE_EDITED,
     MESSAGE_RECEIVED,
@@ -245,19 +246,19 @@ async def _read_all(message_ids: list[int]) -> dict[int, _Inbound]:
     conversation, its customer's language and its readers: for a whole batch in a few
     queries (messages, conversations, customers, one per assignee), not four per message."""
     async with get_db().read_session() as session:
-        found = await session.execute(select(Message).where(col(Message.id).in_(message_ids)))
         messages = [
             m
-            for m in found.scalars()
+            for m in (await inbox_reads.messages_by_id(session, message_ids)).values()
             if m.direction == "in" and m.translation_status not in ("done", "not_needed", "off")
         ]  # (settled by an earlier run: an edit resets it)
         if not messages:
             return {}
-        ids = {m.conversation_id for m in messages}
-        found = await session.execute(select(Conversation).where(col(Conversation.id).in_(ids)))
-        conversations = {c.id: c for c in found.scalars()}
-        ids = {c.customer_id for c in conversations.values()}
-        customers = await crm_reads.customers_by_id(session, ids)
+        conversations = await inbox_reads.conversations_by_id(
+            session, {m.conversation_id for m in messages}
+        )
+        customers = await crm_reads.customers_by_id(
+            session, {c.customer_id for c in conversations.values()}
+        )
         readers: dict[int | None, list[str]] = {}
         read = {}
         for message in messages:
@@ -384,16 +385,9 @@ async def _record_all(
         conversations = {
             c.id: c for c in (await session.execute(locked.with_for_update())).scalars().all()
         }
-        messages = {
-            m.id: m
-            for m in (
-                await session.execute(
-                    select(Message).where(
-                        col(Message.id).in_([o.message_id for o in outcomes.values()])
-                    )
-                )
-            ).scalars()
-        }
+        messages = await inbox_reads.messages_by_id(
+            session, (o.message_id for o in outcomes.values())
+        )
         for i in sorted(outcomes):
             outcome = outcomes[i]
             message = messages.get(outcome.message_id)
