@@ -212,24 +212,25 @@ async def message(session: AsyncSession, message_id: int | None) -> Message | No
     return await session.get(Message, message_id) if message_id else None
 
 
+async def _by_id(session: AsyncSession, model: Any, ids: Iterable[int]) -> dict[int, Any]:
+    """``{id: the row}`` of ``model``'s rows with those ids that exist, in one query."""
+    wanted = sorted(set(ids))
+    if not wanted:
+        return {}
+    rows = await session.execute(select(model).where(model.id.in_(wanted)))
+    return {row.id: row for row in rows.scalars().all()}
+
+
 async def messages_by_id(session: AsyncSession, message_ids: Iterable[int]) -> dict[int, Message]:
     """``{message id: the message}`` of those that exist, in one query."""
-    ids = sorted(set(message_ids))
-    if not ids:
-        return {}
-    rows = await session.execute(select(Message).where(Message.id.in_(ids)))  # type: ignore[attr-defined]
-    return {m.id: m for m in rows.scalars().all()}  # type: ignore[misc]
+    return await _by_id(session, Message, message_ids)
 
 
 async def conversations_by_id(
     session: AsyncSession, conversation_ids: Iterable[int]
 ) -> dict[int, Conversation]:
     """``{conversation id: the conversation}`` of those that exist, in one query."""
-    ids = sorted(set(conversation_ids))
-    if not ids:
-        return {}
-    rows = await session.execute(select(Conversation).where(Conversation.id.in_(ids)))  # type: ignore[union-attr]
-    return {c.id: c for c in rows.scalars().all()}  # type: ignore[misc]
+    return await _by_id(session, Conversation, conversation_ids)
 
 
 async def messages_after(
