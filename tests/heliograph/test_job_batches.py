@@ -130,19 +130,33 @@ at_once = {"now": 0, "most": 0}  # WAITING jobs running at the same time
 @jobs.handler(WAITING)
 async def _waiting(item: Item) -> None:
     # Work that waits on a provider (a Slack post): no CPU, 50 ms of waiting.
-    at_once["now"] += 1
-    at_once["most"] = max(at_once["most"], at_once["now"])
+    await _wait_counted(at_once)
+    effects.append(item.model_dump()["n"])
+
+
+async def _wait_counted(counter: dict[str, int]) -> None:
+    """50 ms of waiting, counted in ``counter`` (how many wait now, the most at once)."""
+    counter["now"] += 1
+    counter["most"] = max(counter["most"], counter["now"])
     try:
         await asyncio.sleep(0.05)
     finally:
-        at_once["now"] -= 1
-    effects.append(item.model_dump()["n"])
+        counter["now"] -= 1
 
 
 def _reset() -> None:
     calls.clear()
     effects.clear()
     at_once.update(now=0, most=0)
+
+
+async def _effects_reach(count: int, seconds: float) -> None:
+    """Wait (polling every 50 ms, at most ``seconds``) until ``count`` effects are in;
+    the caller's assertions say what a shortfall means."""
+    for _ in range(int(seconds / 0.05)):
+        if len(effects) == count:
+            return
+        await asyncio.sleep(0.05)
 
 
 async def _add(database: Database, kind: jobs.JobKind[Item], *items: dict[str, Any]) -> None:
@@ -362,12 +376,7 @@ lesser_at_once = {"now": 0, "most": 0}
 @jobs.batch_handler(LESSER, size=2)
 async def _lesser(batch: jobs.Batch[Item]) -> None:
     # Work that can wait (a translation, a card refresh): 50 ms a batch of two.
-    lesser_at_once["now"] += 1
-    lesser_at_once["most"] = max(lesser_at_once["most"], lesser_at_once["now"])
-    try:
-        await asyncio.sleep(0.05)
-    finally:
-        lesser_at_once["now"] -= 1
+    await _wait_counted(lesser_at_once)
     effects.extend(1000 + p.model_dump()["n"] for p in batch.payloads)
 
 
@@ -387,10 +396,7 @@ async def test_work_that_can_wait_runs_one_batch_at_a_time_beside_urgent_work(
     await asyncio.sleep(0.08)  # the first batch is running
     await _add(database, WAITING, *({"n": n} for n in range(8)))
     jobs.wake_workers()
-    for _ in range(200):
-        if len(effects) == 20:
-            break
-        await asyncio.sleep(0.05)
+    await _effects_reach(20, seconds=10)
     stop.set()
     await worker
     assert sorted(effects) == [*range(8), *range(1000, 1012)]
@@ -417,10 +423,7 @@ async def _waiting_jobs_under_requests(database: Database, request_cpu_s: float)
         await asyncio.sleep(0.2)  # the loop's lateness is known before the jobs come
         await _add(database, WAITING, *({"n": n} for n in range(48)))
         jobs.wake_workers()
-        for _ in range(300):
-            if len(effects) == 48:
-                break
-            await asyncio.sleep(0.05)
+        await _effects_reach(48, seconds=15)
     stop.set()
     await worker
     assert sorted(effects) == list(range(48))
