@@ -73,6 +73,7 @@ class Payload(BaseModel):
 
 
 P = TypeVar("P", bound=Payload)
+K = TypeVar("K")
 
 
 @dataclass(frozen=True)
@@ -425,6 +426,32 @@ class Batch(Generic[P]):
                     return
 
         await asyncio.gather(*(lane(indices) for indices in lanes))
+
+    def groups(self, key: Callable[[P], K]) -> dict[K, list[int]]:
+        """The jobs' indices by ``key(payload)`` (e.g. by conversation), in order."""
+        found: dict[K, list[int]] = {}
+        for i, payload in enumerate(self.payloads):
+            found.setdefault(key(payload), []).append(i)
+        return found
+
+    async def per_group(
+        self, groups: dict[K, list[int]], work: Callable[[K], Awaitable[None]], *, at_once: int
+    ) -> None:
+        """``await work(key)`` once for each group of jobs (``groups``), at most ``at_once``
+        at a time: one piece of work serves all the jobs of its group (a conversation's
+        thread brought up to date once, however many of its messages are in the batch).
+        A group whose work raises fails its own jobs, all of them, and no other."""
+        limit = asyncio.Semaphore(max(1, at_once))
+
+        async def group(key: K, indices: list[int]) -> None:
+            async with limit:
+                try:
+                    await work(key)
+                except Exception as exc:
+                    for i in indices:
+                        self.fail(i, exc)
+
+        await asyncio.gather(*(group(key, indices) for key, indices in groups.items()))
 
     async def complete_in(self, session: AsyncSession) -> None:
         """Mark the jobs that did not fail done in ``session``'s transaction (call it right

@@ -15,7 +15,6 @@ post goes through ``surfaces.slack_posts.post_once`` (retried, never duplicated)
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -350,10 +349,7 @@ async def on_messages(batch: jobs.Batch[ConversationMessage]) -> None:
     fails its own jobs only."""
     if not enabled():
         return
-    indices: dict[int, list[int]] = {}
-    for i, payload in enumerate(batch.payloads):
-        indices.setdefault(payload.conversation_id, []).append(i)
-    limit = asyncio.Semaphore(SYNC_AT_ONCE)
+    indices = batch.groups(lambda p: p.conversation_id)
     async with one_session():
         plans = await _catch_up(list(indices))
         # Threads only behind by what was read: posted together, recorded in one commit.
@@ -373,21 +369,17 @@ async def on_messages(batch: jobs.Batch[ConversationMessage]) -> None:
             errors = [exc] * len(simple)
         failed = {c: e for c, e in zip(simple, errors, strict=True) if e is not None}
 
-        async def sync(conversation_id: int, which: list[int]) -> None:
-            async with limit:
-                try:
-                    if conversation_id in failed:
-                        raise failed[conversation_id]
-                    plan = plans.get(conversation_id)
-                    if plan is None or plan.more:
-                        await sync_conversation(conversation_id)
-                    if plan is not None and any(batch.payloads[i].reopened for i in which):
-                        await refresh_card(conversation_id)  # the buttons come back
-                except Exception as exc:
-                    for i in which:
-                        batch.fail(i, exc)
+        async def sync(conversation_id: int) -> None:
+            if conversation_id in failed:
+                raise failed[conversation_id]
+            plan = plans.get(conversation_id)
+            if plan is None or plan.more:
+                await sync_conversation(conversation_id)
+            reopened = any(batch.payloads[i].reopened for i in indices[conversation_id])
+            if plan is not None and reopened:
+                await refresh_card(conversation_id)  # the buttons come back
 
-        await asyncio.gather(*(sync(c, which) for c, which in indices.items()))
+        await batch.per_group(indices, sync, at_once=SYNC_AT_ONCE)
 
 
 @dataclass
@@ -501,9 +493,7 @@ async def on_messages_changed(batch: jobs.Batch[MessageRef]) -> None:
     jobs alone."""
     if not enabled():
         return
-    indices: dict[int, list[int]] = {}
-    for i, payload in enumerate(batch.payloads):
-        indices.setdefault(payload.message_id, []).append(i)
+    indices = batch.groups(lambda p: p.message_id)
     async with get_db().read_session() as session:
         messages = await inbox_reads.messages_by_id(session, indices)
         if not messages:
@@ -542,21 +532,15 @@ async def on_messages_changed(batch: jobs.Batch[MessageRef]) -> None:
     for key, ts in posts:  # a line not mirrored yet: the mirror reads the message as it is
         thread, message_id = keys[key]
         updates.setdefault(message_id, []).append((thread.channel, ts))
-    limit = asyncio.Semaphore(SYNC_AT_ONCE)
 
-    async def update(message_id: int, where: list[tuple[str, str | None]]) -> None:
-        async with limit:
-            try:
-                for channel, ts in where:
-                    if not ts:
-                        raise jobs.RetryLater("the line is being posted; update it afterwards")
-                    await update_message(channel, ts, lines[message_id])
-            except Exception as exc:
-                for i in indices[message_id]:
-                    batch.fail(i, exc)
+    async def update(message_id: int) -> None:
+        for channel, ts in updates[message_id]:
+            if not ts:
+                raise jobs.RetryLater("the line is being posted; update it afterwards")
+            await update_message(channel, ts, lines[message_id])
 
     async with one_session():
-        await asyncio.gather(*(update(m, where) for m, where in updates.items()))
+        await batch.per_group({m: indices[m] for m in updates}, update, at_once=SYNC_AT_ONCE)
 
 
 @jobs.batch_handler(REFRESH_CARD, size=50)
