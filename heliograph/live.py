@@ -36,6 +36,7 @@ CHANNEL = "heliograph_live"
 MAX_PAYLOAD = 7900  # PostgreSQL refuses NOTIFY payloads of 8000 bytes or more
 QUEUE_SIZE = 256  # events one browser may fall behind before it is told to reload
 RELOAD = "reload"
+STOP_WAIT_S = 5.0  # how long stop() waits for NOTIFYs already on their way
 
 Event = tuple[str, dict[str, Any]]
 
@@ -104,14 +105,29 @@ class Hub:
         self._conn = await listening_connection(database_url, CHANNEL, self._on_notify)
 
     async def stop(self) -> None:
-        for task in list(self._pending):
-            task.cancel()
-        conn, self._conn = self._conn, None
-        if conn is not None:
+        """Send what was published, then stop listening. A NOTIFY still on the wire is
+        waited for (briefly), never cancelled halfway: asyncpg refuses a second operation
+        on a connection while one is in progress."""
+        pending = list(self._pending)
+        if pending:
+            _done, late = await asyncio.wait(pending, timeout=STOP_WAIT_S)
+            for task in late:
+                task.cancel()
+            if late:
+                await asyncio.wait(late)
+        conn = self._conn
+        if conn is None:
+            return
+        assert self._send_lock is not None
+        async with self._send_lock:  # no NOTIFY between here and close
+            self._conn = None
             try:
                 await conn.remove_listener(CHANNEL, self._on_notify)
-            finally:
-                await conn.close()
+            except Exception:
+                log.warning("live: could not stop listening; connection dropped", exc_info=True)
+                conn.terminate()
+                return
+            await conn.close()
 
     def subscribe(self) -> Subscription:
         self._loop = asyncio.get_running_loop()

@@ -74,6 +74,9 @@ async def test_postgres_two_processes_hear_each_other(pg_database: Database) -> 
         assert await _next(heard_by_a) == ("conversation-7", {"conversation_id": 7})
         a.publish("big", {"text": "x" * 10_000})  # over NOTIFY's limit: sent without data
         assert await _next(heard_by_b) == ("big", {})
+        a.publish("conversation-8", {"conversation_id": 8})
+        await a.stop()  # at once: what a published before stopping still goes out
+        assert await _next(heard_by_b) == ("conversation-8", {"conversation_id": 8})
     finally:
         await a.stop()
         await b.stop()
