@@ -26,10 +26,9 @@ import pytest
 from channels.api import close_client
 from heliograph import db as db_module
 from heliograph.db import Database
-from heliograph.migrate import upgrade
 from heliograph.settings import get_settings, reset_settings
 from service.components import load_components
-from tests.utils import pg
+from tests.utils import pg, schema
 from tests.utils.processes import Service
 from tests.utils.sandbox import Receiver, Sandboxes, base_url, reset
 from tests.utils.signing import SECRET
@@ -70,10 +69,9 @@ def _configure(url: str, extra: dict[str, str] | None = None) -> None:
 
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> Iterator[str]:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'heliograph.db'}"
-    _configure(url)
-    upgrade(url)
-    yield url
+    path = tmp_path / "heliograph.db"
+    _configure(schema.sqlite_url(path))
+    yield schema.migrated_sqlite(path)
 
 
 @pytest.fixture

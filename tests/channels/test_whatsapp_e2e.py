@@ -23,11 +23,11 @@ from sqlalchemy import select
 
 from crm_core.models import Identity
 from heliograph.db import Database
-from heliograph.migrate import upgrade
 from heliograph.settings import Settings
 from inbox.models import Attachment, Conversation, Message
 from tests.utils.factories import member_with_token
 from tests.utils.processes import Service, free_port, start_heliograph
+from tests.utils.schema import migrated_sqlite
 
 pytestmark = pytest.mark.slow
 
@@ -51,9 +51,7 @@ PROVIDERS = {
 
 @pytest.fixture(scope="module")
 def db_url(tmp_path_factory: pytest.TempPathFactory) -> str:
-    url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('db') / 'heliograph.db'}"
-    upgrade(url)
-    return url
+    return migrated_sqlite(tmp_path_factory.mktemp("db") / "heliograph.db")
 
 
 SANDBOX_ENV = PROVIDERS

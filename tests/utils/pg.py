@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import glob
-import hashlib
 import os
 import shutil
 import subprocess
 import time
 import uuid
-from pathlib import Path
 
 import psycopg2
+
+from tests.utils.schema import migrations_digest
 
 PG_DSN = os.environ.get("HELIOGRAPH_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 _available: bool | None = None
@@ -71,15 +71,7 @@ def create_database() -> tuple[str, str]:
     return name, _url(name)
 
 
-_MIGRATIONS = Path(__file__).resolve().parents[2] / "heliograph" / "migrations" / "versions"
 _template: str | None = None
-
-
-def _template_name() -> str:
-    digest = hashlib.sha1()
-    for path in sorted(_MIGRATIONS.glob("*.py")):
-        digest.update(path.name.encode() + path.read_bytes())
-    return f"hg_tpl_{digest.hexdigest()[:12]}"
 
 
 def migrated_database() -> tuple[str, str]:
@@ -94,7 +86,7 @@ def migrated_database() -> tuple[str, str]:
     from heliograph.migrate import upgrade
 
     if _template is None:
-        name = _template_name()
+        name = f"hg_tpl_{migrations_digest()}"
         conn = psycopg2.connect(PG_DSN)
         with conn.cursor() as cur:
             cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
