@@ -35,8 +35,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from channels import telegram
-from channels.telegram.lean import Message as TelegramMessage
-from channels.telegram.lean import Update
+from channels.telegram import lean
 from crm_core import reads as crm_reads
 from handoff.service import HandoffNotFound, acknowledge, handoff_manual
 from heliograph import audit, jobs, ratelimit
@@ -90,7 +89,7 @@ class Ask:
 
     session: AsyncSession
     member: TeamMember
-    msg: TelegramMessage
+    msg: lean.Message
     command: str | None
     args: str
     now: datetime
@@ -140,7 +139,7 @@ async def _audit(session: AsyncSession, row: TelegramAgentUpdate, action: str, w
     )
 
 
-async def take(update_: Update) -> bool:
+async def take(update_: lean.Update) -> bool:
     """The team's own updates (see the module docstring); False: a customer's message."""
     msg = update_.message or update_.edited_message
     assert msg is not None

@@ -38,25 +38,7 @@ from channels.base import (
     shutdown_hooks,
     startup_hooks,
 )
-from channels.telegram.lean import (
-    AiogramError,
-    AiohttpSession,
-    Bot,
-    BufferedInputFile,
-    Message,
-    ReplyParameters,
-    TelegramAPIError,
-    TelegramAPIServer,
-    TelegramBadRequest,
-    TelegramConflictError,
-    TelegramEntityTooLarge,
-    TelegramForbiddenError,
-    TelegramNetworkError,
-    TelegramRetryAfter,
-    TelegramServerError,
-    TokenValidationError,
-    Update,
-)
+from channels.telegram import lean
 from channels.telegram.settings import TelegramSettings
 from crm_core.identity import SenderProfile, mark_unreachable
 from heliograph import jobs
@@ -118,7 +100,7 @@ def _file(
     )
 
 
-def _attachments(msg: Message) -> list[InboundAttachment]:
+def _attachments(msg: lean.Message) -> list[InboundAttachment]:
     found: list[InboundAttachment] = []
     if msg.photo:
         # One photo arrives in several sizes (https://core.telegram.org/bots/api#photosize).
@@ -137,9 +119,9 @@ def _attachments(msg: Message) -> list[InboundAttachment]:
     return found
 
 
-def _update(data: dict[str, Any]) -> Update:
+def _update(data: dict[str, Any]) -> lean.Update:
     try:
-        return Update.model_validate(data)
+        return lean.Update.model_validate(data)
     except ValidationError as exc:
         message, errors = _readable(exc)
         raise InvalidFields(f"not a valid Telegram Update: {message}", errors) from exc
@@ -148,7 +130,7 @@ def _update(data: dict[str, Any]) -> Update:
 # A private chat is a customer's unless a diverter takes it: the team's own surface
 # (surfaces/telegram_agents.py) takes the chats linked to team members and an unlinked
 # chat's /link and exec commands. A diverter commits what it did before it returns True.
-Diverter = Callable[[Update], Awaitable[bool]]
+Diverter = Callable[["lean.Update"], Awaitable[bool]]
 diverters: list[Diverter] = []
 
 
@@ -166,7 +148,7 @@ async def divert(data: dict[str, Any]) -> bool:
     return False
 
 
-def _from_customer(msg: Message) -> bool:
+def _from_customer(msg: lean.Message) -> bool:
     """A person writing to the bot in a private chat (groups and channels are not customers)."""
     return msg.chat.type == "private" and msg.from_user is not None and not msg.from_user.is_bot
 
@@ -208,7 +190,7 @@ class TelegramChannel(ChannelAdapter):
             return self._edit(update.edited_message)
         return []
 
-    def _message(self, msg: Message, raw: dict[str, Any]) -> list[Item]:
+    def _message(self, msg: lean.Message, raw: dict[str, Any]) -> list[Item]:
         user = msg.from_user
         assert user is not None
         attachments = _attachments(msg)
@@ -233,7 +215,7 @@ class TelegramChannel(ChannelAdapter):
             )
         ]
 
-    def _edit(self, msg: Message) -> list[Item]:
+    def _edit(self, msg: lean.Message) -> list[Item]:
         if msg.text is None and msg.caption is None:
             return []  # the media itself was replaced: no text to update
         return [
@@ -269,7 +251,7 @@ class TelegramChannel(ChannelAdapter):
         async def send_part(part: str) -> str:
             try:
                 result = await bot.send_message(chat_id=message.recipient_id, text=part)
-            except AiogramError as exc:
+            except lean.AiogramError as exc:
                 await _delivery_failed(exc, message.recipient_id)
             return _external_id(result.chat.id, result.message_id)
 
@@ -282,16 +264,16 @@ class TelegramChannel(ChannelAdapter):
         return await self.send_in_parts(message, send_part)
 
 
-async def _send_file(bot: Bot, chat_id: str, sent: SentFile) -> str:
+async def _send_file(bot: lean.Bot, chat_id: str, sent: SentFile) -> str:
     """``sendPhoto`` for an image Telegram shows as a photo, else ``sendDocument`` (the
     file uploaded as multipart, aiogram ``BufferedInputFile``)."""
-    upload = BufferedInputFile(sent.read(), filename=sent.filename)
+    upload = lean.BufferedInputFile(sent.read(), filename=sent.filename)
     try:
         if sent.kind == "image":
             result = await bot.send_photo(chat_id=chat_id, photo=upload)
         else:
             result = await bot.send_document(chat_id=chat_id, document=upload)
-    except AiogramError as exc:
+    except lean.AiogramError as exc:
         await _delivery_failed(exc, chat_id)
     return _external_id(result.chat.id, result.message_id)
 
@@ -305,42 +287,42 @@ async def send_text(chat_id: str, text: str, reply_to_message_id: int | None = N
     try:
         reply = None
         if reply_to_message_id is not None:  # sent even if that message was deleted since
-            reply = ReplyParameters(
+            reply = lean.ReplyParameters(
                 message_id=reply_to_message_id, allow_sending_without_reply=True
             )
         result = await bot.send_message(chat_id=chat_id, text=text, reply_parameters=reply)
-    except AiogramError as exc:
+    except lean.AiogramError as exc:
         await _delivery_failed(exc, chat_id)
     return result.message_id
 
 
-async def _delivery_failed(exc: AiogramError, recipient_id: str) -> NoReturn:
+async def _delivery_failed(exc: lean.AiogramError, recipient_id: str) -> NoReturn:
     """Map aiogram's errors (https://core.telegram.org/bots/api#making-requests) to the outbox's."""
-    if isinstance(exc, TelegramRetryAfter):
+    if isinstance(exc, lean.TelegramRetryAfter):
         raise DeliveryRetry(f"telegram: {exc.message}", float(exc.retry_after)) from exc
-    if isinstance(exc, TelegramForbiddenError):
+    if isinstance(exc, lean.TelegramForbiddenError):
         # "Forbidden: bot was blocked by the user", "user is deactivated", ...: retrying
         # cannot help until they write again, so the identity is marked unreachable.
         async with get_db().session() as session:
             await mark_unreachable(session, "telegram", recipient_id, exc.message)
             await session.commit()
         raise DeliveryRefused(f"telegram refused: {exc.message}") from exc
-    if isinstance(exc, TelegramEntityTooLarge):
+    if isinstance(exc, lean.TelegramEntityTooLarge):
         raise DeliveryRefused(f"telegram refused: {exc.message}") from exc
-    if isinstance(exc, TelegramNetworkError | TelegramServerError):
+    if isinstance(exc, lean.TelegramNetworkError | lean.TelegramServerError):
         raise DeliveryRetry(f"telegram unavailable: {exc.message}") from exc
-    if isinstance(exc, TelegramAPIError):  # 400 "chat not found", 401 bad token, ...
+    if isinstance(exc, lean.TelegramAPIError):  # 400 "chat not found", 401 bad token, ...
         raise DeliveryRefused(f"telegram refused: {exc}") from exc
     raise DeliveryRetry(f"telegram answered something unreadable: {exc}") from exc
 
 
 # --- the aiogram Bot, one per event loop and configuration ------------------------------
 
-_bot: Bot | None = None
+_bot: lean.Bot | None = None
 _bot_key: tuple[Any, ...] = ()
 
 
-async def get_bot() -> Bot:
+async def get_bot() -> lean.Bot:
     """The Bot for the current settings; its HTTP session belongs to the running loop."""
     global _bot, _bot_key
     settings = TelegramSettings.get()
@@ -353,13 +335,13 @@ async def get_bot() -> Bot:
         return _bot
     if _bot is not None and _bot_key[-1] is loop:
         await _bot.session.close()  # settings changed: the old session is ours to close
-    session = AiohttpSession(
-        api=TelegramAPIServer.from_base(settings.telegram_api_base),
+    session = lean.AiohttpSession(
+        api=lean.TelegramAPIServer.from_base(settings.telegram_api_base),
         timeout=timeout,
     )
     try:
-        _bot = Bot(settings.telegram_bot_token, session=session)
-    except TokenValidationError as exc:
+        _bot = lean.Bot(settings.telegram_bot_token, session=session)
+    except lean.TokenValidationError as exc:
         raise DeliveryRefused(f"HELIOGRAPH_TELEGRAM_BOT_TOKEN is not a bot token: {exc}") from exc
     _bot_key = (*key, loop)
     return _bot
@@ -387,11 +369,11 @@ async def fetch_media(ref: MediaRef) -> FetchedMedia:
         data = await bot.download_file(
             file.file_path, timeout=int(get_settings().outbound_timeout_s)
         )
-    except TelegramRetryAfter as exc:
+    except lean.TelegramRetryAfter as exc:
         raise jobs.RetryLater(f"telegram: {exc.message}", float(exc.retry_after)) from exc
-    except TelegramBadRequest as exc:  # "invalid file_id", "file is too big" (over 20 MB)
+    except lean.TelegramBadRequest as exc:  # "invalid file_id", "file is too big" (over 20 MB)
         raise jobs.PermanentFailure(f"telegram refused the file: {exc.message}") from exc
-    except (AiogramError, OSError, TimeoutError) as exc:  # the link may be stale: ask again
+    except (lean.AiogramError, OSError, TimeoutError) as exc:  # the link may be stale: ask again
         raise jobs.RetryLater(f"could not download the Telegram file: {exc!r}") from exc
     assert isinstance(data, io.BytesIO)
     return FetchedMedia(data.getvalue(), ref.content_type, PurePosixPath(file.file_path).name)
@@ -408,15 +390,15 @@ async def _with_retries(what: str, call: Callable[[], Awaitable[Any]], tries: in
         try:
             await call()
             return True
-        except TelegramBadRequest as exc:  # e.g. "An HTTPS URL must be provided for webhook"
+        except lean.TelegramBadRequest as exc:  # e.g. "An HTTPS URL must be provided for webhook"
             log.error("Telegram %s was refused: %s", what, exc.message)
             return False
         except DeliveryRefused as exc:  # no usable token: nothing to retry
             log.error("Telegram %s impossible: %s", what, exc)
             return False
-        except TelegramRetryAfter as exc:
+        except lean.TelegramRetryAfter as exc:
             delay: float = exc.retry_after
-        except (AiogramError, OSError) as exc:
+        except (lean.AiogramError, OSError) as exc:
             log.warning("Telegram %s failed (%s); try %d of %d", what, exc, attempt + 1, tries)
             delay = min(2.0**attempt, 30.0)
         await asyncio.sleep(delay)
@@ -467,10 +449,10 @@ async def poll_updates() -> None:
                 offset = await _take(update)
             delay = 1.0
             continue
-        except TelegramRetryAfter as exc:
+        except lean.TelegramRetryAfter as exc:
             await asyncio.sleep(exc.retry_after)
             continue
-        except TelegramConflictError as exc:  # a webhook is set again, or another poller runs
+        except lean.TelegramConflictError as exc:  # a webhook is set again, or another poller runs
             log.error("Telegram polling conflict: %s", exc.message)
             await _with_retries("deleteWebhook", _delete_webhook, tries=1)
         except Exception:  # the API or the database is away: keep the loop alive
@@ -479,7 +461,7 @@ async def poll_updates() -> None:
         delay = min(delay * 2, 30.0)
 
 
-async def _take(update: Update) -> int:
+async def _take(update: lean.Update) -> int:
     """Store one polled update through the intake; returns the next offset. A failed commit
     (``CommitFailed``) propagates: the offset stays, and the poller fetches it again."""
     data = update.model_dump(mode="json", by_alias=True, exclude_none=True)
@@ -504,6 +486,7 @@ async def _on_startup() -> None:
     settings = TelegramSettings.get()
     if not settings.telegram_bot_token:
         return
+    lean.load()  # now, not in the first webhook's request
     if settings.telegram_polling:
         _start(poll_updates(), "telegram-polling")
     elif get_settings().public_url:

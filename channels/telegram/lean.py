@@ -14,16 +14,18 @@ unbuilt. Pydantic builds a model the first time it is used (parsing an ``Update`
 ``sendMessage``), with the same names, so the result is the same; a process pays for the
 types it uses (``Update`` and what it holds: about 4 MB).
 
-Import aiogram's names from here, never from ``aiogram`` directly in the service, so this
-module is the first to import aiogram. If aiogram was imported before (a test, a tool),
-nothing changes: its types are already built.
+Use aiogram's names from here (``from channels.telegram import lean``; ``lean.Update``),
+never from ``aiogram`` directly in the service, so this module is the first to import
+aiogram. If aiogram was imported before (a test, a tool), nothing changes: its types are
+already built.
 """
 
 from __future__ import annotations
 
+import importlib
 import sys
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
@@ -52,29 +54,48 @@ def _remember_names(
     return None
 
 
-if "aiogram.types" not in sys.modules:
-    BaseModel.model_rebuild = classmethod(_remember_names)  # type: ignore[method-assign,assignment]
-    try:
-        import aiogram.types  # noqa: F401
-    finally:
-        BaseModel.model_rebuild = classmethod(_rebuild)  # type: ignore[method-assign,assignment]
+# Where each name comes from. Nothing of aiogram is imported until a name is first asked
+# for (``lean.Bot``, ``lean.Update``): importing aiogram takes ~1.5 s of CPU, which every
+# process (a web server, a worker, each CLI command) paid at start-up whether or not a
+# Telegram bot is configured. ``load()`` imports it all at once (the Telegram channel's
+# start-up calls it when a bot token is set, so no webhook waits for it).
+_SOURCES = {
+    "Bot": "aiogram",
+    "AiohttpSession": "aiogram.client.session.aiohttp",
+    "TelegramAPIServer": "aiogram.client.telegram",
+    "AiogramError": "aiogram.exceptions",
+    "TelegramAPIError": "aiogram.exceptions",
+    "TelegramBadRequest": "aiogram.exceptions",
+    "TelegramConflictError": "aiogram.exceptions",
+    "TelegramEntityTooLarge": "aiogram.exceptions",
+    "TelegramForbiddenError": "aiogram.exceptions",
+    "TelegramNetworkError": "aiogram.exceptions",
+    "TelegramRetryAfter": "aiogram.exceptions",
+    "TelegramServerError": "aiogram.exceptions",
+    "BufferedInputFile": "aiogram.types",
+    "Message": "aiogram.types",
+    "ReplyParameters": "aiogram.types",
+    "Update": "aiogram.types",
+    "TokenValidationError": "aiogram.utils.token",
+}
 
-from aiogram import Bot  # noqa: E402
-from aiogram.client.session.aiohttp import AiohttpSession  # noqa: E402
-from aiogram.client.telegram import TelegramAPIServer  # noqa: E402
-from aiogram.exceptions import (  # noqa: E402
-    AiogramError,
-    TelegramAPIError,
-    TelegramBadRequest,
-    TelegramConflictError,
-    TelegramEntityTooLarge,
-    TelegramForbiddenError,
-    TelegramNetworkError,
-    TelegramRetryAfter,
-    TelegramServerError,
-)
-from aiogram.types import BufferedInputFile, Message, ReplyParameters, Update  # noqa: E402
-from aiogram.utils.token import TokenValidationError  # noqa: E402
+if TYPE_CHECKING:
+    from aiogram import Bot
+    from aiogram.client.session.aiohttp import AiohttpSession
+    from aiogram.client.telegram import TelegramAPIServer
+    from aiogram.exceptions import (
+        AiogramError,
+        TelegramAPIError,
+        TelegramBadRequest,
+        TelegramConflictError,
+        TelegramEntityTooLarge,
+        TelegramForbiddenError,
+        TelegramNetworkError,
+        TelegramRetryAfter,
+        TelegramServerError,
+    )
+    from aiogram.types import BufferedInputFile, Message, ReplyParameters, Update
+    from aiogram.utils.token import TokenValidationError
 
 __all__ = [
     "AiogramError",
@@ -95,3 +116,23 @@ __all__ = [
     "TokenValidationError",
     "Update",
 ]
+
+
+def load() -> None:
+    """Import aiogram (its types left unbuilt) and bind every name here."""
+    if "aiogram.types" not in sys.modules:
+        BaseModel.model_rebuild = classmethod(_remember_names)  # type: ignore[method-assign,assignment]
+        try:
+            import aiogram.types  # noqa: F401
+        finally:
+            BaseModel.model_rebuild = classmethod(_rebuild)  # type: ignore[method-assign,assignment]
+    for name, module in _SOURCES.items():
+        globals()[name] = getattr(importlib.import_module(module), name)
+
+
+def __getattr__(name: str) -> Any:
+    """The first use of an aiogram name imports aiogram (PEP 562)."""
+    if name not in _SOURCES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    load()
+    return globals()[name]
