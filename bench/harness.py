@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "bench"
@@ -133,15 +134,31 @@ class Server:
     url: str
     log_path: Path
 
+    @property
+    def pid(self) -> int:
+        """The process measured: ``proc``, or the program it runs under a profiler."""
+        args = self.proc.args
+        if isinstance(args, list) and args and Path(str(args[0])).name == "py-spy":
+            try:
+                children = psutil.Process(self.proc.pid).children()
+            except psutil.NoSuchProcess:
+                children = []
+            if children:
+                return int(children[0].pid)
+        return self.proc.pid
+
     def cpu_seconds(self) -> float:
-        return cpu_seconds(self.proc.pid)
+        return cpu_seconds(self.pid)
 
     def alive(self) -> bool:
         return self.proc.poll() is None
 
     def stop(self) -> None:
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
+            if self.pid != self.proc.pid:  # under py-spy: stop the program, py-spy then writes
+                os.kill(self.pid, signal.SIGTERM)
+            else:
+                self.proc.send_signal(signal.SIGTERM)
             try:
                 self.proc.wait(timeout=20)
             except subprocess.TimeoutExpired:

@@ -56,6 +56,7 @@ import math
 import os
 import random
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -538,6 +539,7 @@ class Run:
     env: dict[str, str]
     procs: dict[str, h.Server] = field(default_factory=dict)
     serve_workers: bool = False  # PostgreSQL: serve runs workers too (its default)
+    profile: Path | None = None  # --profile: serve and worker run under py-spy, output here
 
 
 def demo_env(root: Path, sandbox_url: str) -> dict[str, str]:
@@ -641,6 +643,18 @@ def stop_detector(run: Run) -> float | None:
     return peak
 
 
+def profiled(run: Run, name: str) -> list[str]:
+    """With ``--profile DIR``: the prefix that runs process ``name`` under py-spy, sampling
+    100 times a second the thread that holds the GIL (where its CPU goes; raw collapsed
+    stacks in ``DIR/pipeline-<db>-<target>-<name>.txt``, read with ``bench/profile.py``)."""
+    if run.profile is None:
+        return []
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    run.profile.mkdir(parents=True, exist_ok=True)
+    out = run.profile / f"pipeline-{run.db}-{run.target.name}-{name}.txt"
+    return [spy, "record", "--gil", "--rate", "100", "--format", "raw", "--output", str(out), "--"]
+
+
 def start(run: Run, log_dir: Path) -> tuple[str, str]:
     """The sandbox, then the service (and its worker on PostgreSQL); their URLs."""
     root = run.target.root
@@ -672,7 +686,7 @@ def start(run: Run, log_dir: Path) -> tuple[str, str]:
         root=root,
     )
     cli = ingest.cli(root)
-    serve = [*cli, "serve", "--host", "127.0.0.1", "--port", str(port)]
+    serve = [*profiled(run, "serve"), *cli, "serve", "--host", "127.0.0.1", "--port", str(port)]
     if run.db == "sqlite":  # one process: web, workers and scheduler
         run.procs["serve"] = h.start_server(
             "serve", serve, env, log_dir / f"pipeline-{tag}-serve.log", port, "/healthz", root=root
@@ -691,7 +705,11 @@ def start(run: Run, log_dir: Path) -> tuple[str, str]:
             root=root,
         )
         run.procs["worker"] = h.start_process(
-            "worker", [*cli, "worker"], env, log_dir / f"pipeline-{tag}-worker.log", root=root
+            "worker",
+            [*profiled(run, "worker"), *cli, "worker"],
+            env,
+            log_dir / f"pipeline-{tag}-worker.log",
+            root=root,
         )
     return sandbox_url, server_url
 
@@ -895,7 +913,7 @@ def run_target(
     settled = settle_team(db, url, world, now)
     on_shift = pw.members_on_shift(world, now)
     targets = reply_targets(world, now)
-    run = Run(db, target, url, {}, serve_workers=args.serve_workers)
+    run = Run(db, target, url, {}, serve_workers=args.serve_workers, profile=args.profile)
     out: dict[str, Any] = {
         "database": url.rsplit("/", 1)[-1],
         "seed": {k: v for k, v in facts.items() if k != "path"},
@@ -950,7 +968,7 @@ def run_target(
                 print("        due at the end: " + ", ".join(f"{k} {n}" for k, n in behind))
     finally:
         out["peak_rss_mib"] = {
-            name: h.peak_rss_mib(p.proc.pid) for name, p in run.procs.items() if p.alive()
+            name: h.peak_rss_mib(p.pid) for name, p in run.procs.items() if p.alive()
         }
         detector = stop_detector(run)
         if detector is not None:
@@ -1061,6 +1079,12 @@ def parse_args() -> argparse.Namespace:
         "--serve-workers",
         action="store_true",
         help="PostgreSQL: serve runs job workers too (its default), beside the worker process",
+    )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        metavar="DIR",
+        help="run serve (and worker) under py-spy; where their CPU went: bench/profile.py DIR",
     )
     parser.add_argument("--json", type=Path, default=h.RESULTS / "pipeline.json")
     args = parser.parse_args()
