@@ -244,10 +244,16 @@ async def _confirm_fresh(
     config: PolicyConfig,
 ) -> int | None:
     """Lock the member's row (PostgreSQL: assignments to one member queue here, so two
-    workers cannot both take the last free place), re-read it, count exactly, stamp."""
+    workers cannot both take the last free place), re-read it, count exactly, stamp.
+
+    ``FOR NO KEY UPDATE``, the lock PostgreSQL's own UPDATE of a non-key column takes: it
+    queues assignments all the same, but lets a row that points at the member be written
+    meanwhile (its foreign-key check holds ``KEY SHARE`` on the member). ``FOR UPDATE``
+    conflicted with that check: an agent's reply, holding the check's lock and waiting for
+    the conversation that routing held, deadlocked with routing waiting for the member."""
     stmt = select(TeamMember).where(TeamMember.id == member_id)  # type: ignore[arg-type]
     if not _is_sqlite(session):
-        stmt = stmt.with_for_update()
+        stmt = stmt.with_for_update(key_share=True)
     fresh = (
         await session.execute(stmt.execution_options(populate_existing=True))
     ).scalar_one_or_none()

@@ -36,7 +36,9 @@ async def _hold_duty(
     session: AsyncSession, snapshot: TeamSnapshot, now: datetime, config: PolicyConfig
 ) -> frozenset[int]:
     """Lock the members on duty, make their loads exact; returns members whose row
-    changed since the snapshot (left out of this batch)."""
+    changed since the snapshot (left out of this batch). ``FOR NO KEY UPDATE`` as in
+    ``routing.assignment._confirm_fresh``: a reply or note by one of them (its foreign-key
+    check) is not blocked by it, so it cannot deadlock with the batch."""
     duty = {m.id: m for m in snapshot.on_duty(now)}
     if not duty:
         return frozenset()
@@ -46,7 +48,7 @@ async def _hold_duty(
         .order_by(TeamMember.id)
     )
     if session.bind is not None and session.bind.dialect.name == "postgresql":
-        stmt = stmt.with_for_update()
+        stmt = stmt.with_for_update(key_share=True)
     changed = set(duty)
     for member_id, updated_at, last_active_at in (await session.execute(stmt)).all():
         if updated_at == duty[member_id].updated_at:
