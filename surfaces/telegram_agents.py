@@ -177,8 +177,11 @@ async def take(update_: lean.Update) -> bool:
         elif ask is None:
             answer = await _stranger(session, row, chat_id, command, args, now)
         else:
-            await touch(session, ask.member.id, now)  # type: ignore[arg-type]
             answer = await _answer(ask, row)
+            # The sign of life after the answer: it updates the member's row, and a reply
+            # waiting for a conversation that routing holds must not hold that row (routing
+            # locks the members it weighs next: a deadlock, the webhook's 503).
+            await touch(session, ask.member.id, now)  # type: ignore[arg-type]
         row.outcome = (answer or "")[:500]
         if answer:
             await queue_send(

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 from aiogram.types import Update
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 
 from channels import telegram
 from crm_core.bus import INTERVENTION_OPENED
@@ -26,8 +26,10 @@ from heliograph.db import Database, utcnow
 from heliograph.models import AuditEvent, Job
 from heliograph.settings import get_settings
 from inbox.models import Conversation, Message, Note
+from routing.assignment import confirm, lock_many_for_routing
 from routing.models import TeamMember
-from routing.team import create_token
+from routing.policy import MemberView, PolicyConfig
+from routing.team import create_token, get_member
 from surfaces.telegram_models import TelegramAgentUpdate, TelegramLinkCode
 from tests.utils import telegram_team
 from tests.utils.factories import make_member
@@ -459,3 +461,43 @@ def test_a_long_customer_message_is_cut_to_one_telegram_message() -> None:
     cut = fit(text)
     assert len(cut.encode("utf-16-le")) // 2 <= 4096 and cut.endswith(" …")
     assert fit("short") == "short"
+
+
+async def test_a_reply_from_telegram_while_routing_holds_the_conversation_goes_through(
+    team_bot: TeamBot,
+) -> None:
+    """PostgreSQL: the agent answers from Telegram while routing holds the conversation and
+    then locks the agents it weighs. The reply waits for routing and is stored; neither is
+    rolled back as a deadlock (the sign of life the message gives, an UPDATE of the agent's
+    row, comes after the reply, so the reply holds no lock routing would wait for)."""
+    if team_bot.db.is_sqlite:
+        pytest.skip("SQLite runs one writer at a time: no lock cycle to show")
+    ana, _ = await team_bot.member("Ana Silva", chat="900121")
+    conversation_id = await customer_writes(team_bot, "Where is my order?")
+    mirrored = await team_bot.last("900121", "💬")
+
+    async with team_bot.db.session() as routing:
+        locked = await lock_many_for_routing(routing, [conversation_id])
+        answering = asyncio.create_task(
+            team_bot.say("900121", "It ships today.", reply_to=mirrored["message_id"])
+        )
+        await eventually("the reply waits for routing", lambda: _a_lock_waits(team_bot.db), 15)
+        view = MemberView.of(await get_member(routing, ana.id))  # type: ignore[arg-type]
+        conversation = locked[conversation_id].conversation
+        assert await confirm(routing, view, conversation, utcnow(), PolicyConfig()) is not None
+        await routing.commit()
+    answer = await asyncio.wait_for(answering, 30)  # a deadlock answers the webhook 503
+    assert answer["team"] == 1
+    (reply,) = await team_bot.rows(Message, Message.direction == "out")
+    assert (reply.text, reply.author_id) == ("It ships today.", ana.id)
+
+
+async def _a_lock_waits(database: Database) -> bool:
+    async with database.read_session() as session:
+        waiting = await session.execute(
+            text(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+        )
+        return int(waiting.scalar_one()) > 0
