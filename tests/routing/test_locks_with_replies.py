@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
-from sqlalchemy import text
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from heliograph.db import Database, utcnow
@@ -26,20 +25,9 @@ from routing.assignment import confirm, lock_many_for_routing
 from routing.batch import assign_batch
 from routing.policy import MemberView, PolicyConfig
 from routing.team import get_member
+from tests.utils.db import a_lock_waits
 from tests.utils.processes import eventually
 from tests.utils.routing_world import customer_writes, team
-
-
-async def _someone_waits_for_a_lock(database: Database) -> bool:
-    async with database.read_session() as session:
-        waiting = await session.execute(
-            text(
-                "SELECT count(*) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND wait_event_type = 'Lock'"
-            )
-        )
-        return int(waiting.scalar_one()) > 0
-
 
 Lock = Callable[[AsyncSession, int], Awaitable[None]]
 Route = Callable[[AsyncSession, int, int], Awaitable[int | None]]
@@ -63,9 +51,7 @@ async def _reply_while_routing_holds_it(
     async with database.session() as routing:
         await lock(routing, cid)
         reply = asyncio.create_task(agent_replies())
-        await eventually(
-            "the reply waits for routing", lambda: _someone_waits_for_a_lock(database), 15
-        )
+        await eventually("the reply waits for routing", lambda: a_lock_waits(database), 15)
         chosen = await route(routing, cid, agent)
         await routing.commit()
     await asyncio.wait_for(reply, 30)  # re-raises the reply's "deadlock detected" if any

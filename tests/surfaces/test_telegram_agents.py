@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 from aiogram.types import Update
-from sqlalchemy import select, text, update
+from sqlalchemy import select, update
 
 from channels import telegram
 from crm_core.bus import INTERVENTION_OPENED
@@ -32,6 +32,7 @@ from routing.policy import MemberView, PolicyConfig
 from routing.team import create_token, get_member
 from surfaces.telegram_models import TelegramAgentUpdate, TelegramLinkCode
 from tests.utils import telegram_team
+from tests.utils.db import a_lock_waits
 from tests.utils.factories import make_member
 from tests.utils.processes import eventually, free_port, start_heliograph, start_sandbox
 from tests.utils.routing_world import ALWAYS
@@ -481,7 +482,7 @@ async def test_a_reply_from_telegram_while_routing_holds_the_conversation_goes_t
         answering = asyncio.create_task(
             team_bot.say("900121", "It ships today.", reply_to=mirrored["message_id"])
         )
-        await eventually("the reply waits for routing", lambda: _a_lock_waits(team_bot.db), 15)
+        await eventually("the reply waits for routing", lambda: a_lock_waits(team_bot.db), 15)
         view = MemberView.of(await get_member(routing, ana.id))  # type: ignore[arg-type]
         conversation = locked[conversation_id].conversation
         assert await confirm(routing, view, conversation, utcnow(), PolicyConfig()) is not None
@@ -490,14 +491,3 @@ async def test_a_reply_from_telegram_while_routing_holds_the_conversation_goes_t
     assert answer["team"] == 1
     (reply,) = await team_bot.rows(Message, Message.direction == "out")
     assert (reply.text, reply.author_id) == ("It ships today.", ana.id)
-
-
-async def _a_lock_waits(database: Database) -> bool:
-    async with database.read_session() as session:
-        waiting = await session.execute(
-            text(
-                "SELECT count(*) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND wait_event_type = 'Lock'"
-            )
-        )
-        return int(waiting.scalar_one()) > 0

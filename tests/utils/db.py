@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from heliograph.db import Database
 
@@ -37,3 +37,16 @@ async def result_rows(database: Database, stmt: Any) -> list[Any]:
     """Every row ``stmt`` selects, as tuples."""
     async with database.read_session() as session:
         return list((await session.execute(stmt)).all())
+
+
+async def a_lock_waits(database: Database) -> bool:
+    """PostgreSQL: whether a session of this database is waiting for a row or table lock
+    (another transaction holds it): how a test knows a concurrent write is blocked."""
+    async with database.read_session() as session:
+        waiting = await session.execute(
+            text(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+        )
+        return int(waiting.scalar_one()) > 0
