@@ -557,12 +557,9 @@ async def _in_lanes(
     its lane wait for it (deferred)."""
     if not enabled():
         return
-    lanes: dict[int, list[int]] = {}
-    for i, payload in enumerate(batch.payloads):
-        lanes.setdefault(lane(payload), []).append(i)
     async with one_session():
         await batch.in_lanes(
-            lanes.values(),
+            batch.groups(lane).values(),
             lambda i: work(batch.payloads[i]),
             at_once=SYNC_AT_ONCE,
             held="an earlier job of the same conversation failed",
