@@ -155,8 +155,9 @@ class Server:
 
     def stop(self) -> None:
         if self.proc.poll() is None:
-            if self.pid != self.proc.pid:  # under py-spy: stop the program, py-spy then writes
-                os.kill(self.pid, signal.SIGTERM)
+            pid = self.pid
+            if pid != self.proc.pid:  # under py-spy: stop the program, py-spy then writes
+                os.kill(pid, signal.SIGTERM)
             else:
                 self.proc.send_signal(signal.SIGTERM)
             try:
